@@ -1,0 +1,73 @@
+//! The `affinity` binary: a thin layer that parses arguments once into typed settings and
+//! calls the library crates.
+
+mod generate;
+mod import;
+mod memory;
+mod serve;
+mod settings;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "affinity",
+    version,
+    about = "Self-hosted recommendations and audiences from Segment events"
+)]
+struct Cli {
+    /// Configuration file (default: ./affinity.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides AFFINITY_DATA_DIR and the file).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: Tracking API, management API, Profile API.
+    Serve {
+        /// Address to listen on (overrides AFFINITY_LISTEN and the file).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Load Segment messages from a JSONL file (one message a line, `type` inside).
+    Import(import::ImportArgs),
+    /// Write a seeded synthetic event stream as JSONL (for tests, demos and benchmarks).
+    Generate(generate::GenerateArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let env = |name: &str| std::env::var(name).ok();
+    match cli.command {
+        Command::Serve { listen } => {
+            let overrides = settings::Overrides {
+                listen,
+                data_dir: cli.data_dir,
+            };
+            let config = settings::load(cli.config.as_deref(), &overrides, env)?;
+            serve::run(config)
+        }
+        Command::Import(args) => {
+            let overrides = settings::Overrides {
+                listen: None,
+                data_dir: cli.data_dir,
+            };
+            let config = settings::load(cli.config.as_deref(), &overrides, env)?;
+            import::run(&config.data_dir, &args)
+        }
+        Command::Generate(args) => generate::run(&args),
+    }
+}

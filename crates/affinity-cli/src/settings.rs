@@ -1,0 +1,162 @@
+//! Settings layered as defaults → `affinity.toml` (or `--config FILE`) → `AFFINITY_*`
+//! environment variables → command-line flags, each later layer winning. Every error names
+//! where the bad value came from.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use affinity_server::ServerConfig;
+
+pub const DEFAULT_FILE: &str = "affinity.toml";
+
+/// The file's shape. Unknown keys are errors: a typo must not be silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    write_keys: Option<Vec<String>>,
+    admin_token: Option<String>,
+    profile_token: Option<String>,
+    retrain_interval: Option<String>,
+}
+
+/// Flags that override the other layers.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn load(
+    file: Option<&Path>,
+    flags: &Overrides,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<ServerConfig> {
+    let mut config = ServerConfig::default();
+    let (path, required) = match file {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_FILE), false),
+    };
+    if required || path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+        let parsed: FileConfig = toml::from_str(&text)
+            .with_context(|| format!("invalid configuration file {}", path.display()))?;
+        let origin = path.display().to_string();
+        apply(&mut config, parsed, &origin)?;
+    }
+    let from_env = FileConfig {
+        listen: env("AFFINITY_LISTEN"),
+        data_dir: env("AFFINITY_DATA_DIR").map(PathBuf::from),
+        write_keys: env("AFFINITY_WRITE_KEYS").map(|v| {
+            v.split(',')
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect()
+        }),
+        admin_token: env("AFFINITY_ADMIN_TOKEN"),
+        profile_token: env("AFFINITY_PROFILE_TOKEN"),
+        retrain_interval: env("AFFINITY_RETRAIN_INTERVAL"),
+    };
+    apply(&mut config, from_env, "the environment (AFFINITY_*)")?;
+    let from_flags = FileConfig {
+        listen: flags.listen.clone(),
+        data_dir: flags.data_dir.clone(),
+        ..FileConfig::default()
+    };
+    apply(&mut config, from_flags, "the command line")?;
+    Ok(config)
+}
+
+fn apply(config: &mut ServerConfig, layer: FileConfig, origin: &str) -> anyhow::Result<()> {
+    if let Some(listen) = layer.listen {
+        config.listen = listen.parse().with_context(|| {
+            format!("listen address {listen:?} from {origin} is not HOST:PORT, e.g. 127.0.0.1:8080")
+        })?;
+    }
+    if let Some(dir) = layer.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(keys) = layer.write_keys {
+        if keys.iter().any(|k| k.trim().is_empty() || k.contains(',')) {
+            bail!("write keys from {origin} must be non-empty and contain no commas");
+        }
+        config.write_keys = keys;
+    }
+    for (name, value, slot) in [
+        ("admin token", layer.admin_token, &mut config.admin_token),
+        (
+            "profile token",
+            layer.profile_token,
+            &mut config.profile_token,
+        ),
+    ] {
+        if let Some(v) = value {
+            if v.trim().is_empty() {
+                bail!("the {name} from {origin} is empty; remove it to have one generated");
+            }
+            *slot = Some(v);
+        }
+    }
+    if let Some(interval) = layer.retrain_interval {
+        config.retrain_interval = humantime::parse_duration(&interval).with_context(|| {
+            format!(
+                "retrain interval {interval:?} from {origin} is not a duration such as 1h or 30m"
+            )
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("a.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\nretrain_interval = \"30m\"\n",
+        )
+        .expect("write");
+        let env = env_of(&[
+            ("AFFINITY_DATA_DIR", "/from/env"),
+            ("AFFINITY_WRITE_KEYS", "a, b"),
+        ]);
+        let flags = Overrides {
+            listen: Some("127.0.0.1:9100".into()),
+            data_dir: None,
+        };
+        let c = load(Some(&file), &flags, env).expect("valid");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(c.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(c.write_keys, vec!["a", "b"]);
+        assert_eq!(c.retrain_interval.as_secs(), 1800);
+    }
+
+    #[test]
+    fn errors_name_the_source() {
+        let env = env_of(&[("AFFINITY_LISTEN", "nowhere")]);
+        let e = load(None, &Overrides::default(), env).expect_err("invalid");
+        assert!(format!("{e:#}").contains("the environment"), "{e:#}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("b.toml");
+        std::fs::write(&file, "listn = \"x\"\n").expect("write");
+        let e = load(Some(&file), &Overrides::default(), env_of(&[])).expect_err("typo");
+        assert!(format!("{e:#}").contains("unknown field"), "{e:#}");
+    }
+}

@@ -1,0 +1,16 @@
+//! Affinity's domain types. Pure: no I/O, no async, no clocks (callers pass the time in).
+//!
+//! - [`message`]: a Segment message parsed and validated from its raw JSON.
+//! - [`batch`]: the body of `/v1/batch` and its limits.
+//! - [`limits`]: the Tracking API's size limits, shared by HTTP and `affinity import`.
+//! - [`synthetic`]: a seeded generator of Segment messages for tests, demos and benchmarks.
+
+pub mod batch;
+pub mod error;
+pub mod limits;
+pub mod message;
+pub mod synthetic;
+pub mod timestamp;
+
+pub use error::MessageError;
+pub use message::{IdKind, Message, MessageType};

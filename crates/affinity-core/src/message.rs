@@ -1,0 +1,323 @@
+//! A Segment message, validated and reduced to the fields the engine needs, with the raw JSON
+//! kept exactly as received.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{MessageError, json_type};
+use crate::limits::MAX_MESSAGE_BYTES;
+use crate::timestamp::parse_millis;
+
+/// The six Segment message types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageType {
+    Track,
+    Identify,
+    Page,
+    Screen,
+    Group,
+    Alias,
+}
+
+impl MessageType {
+    pub const ALL: [MessageType; 6] = [
+        Self::Track,
+        Self::Identify,
+        Self::Page,
+        Self::Screen,
+        Self::Group,
+        Self::Alias,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Track => "track",
+            Self::Identify => "identify",
+            Self::Page => "page",
+            Self::Screen => "screen",
+            Self::Group => "group",
+            Self::Alias => "alias",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// Which kind of identifier a profile is known by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IdKind {
+    UserId,
+    AnonymousId,
+}
+
+impl IdKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserId => "user_id",
+            Self::AnonymousId => "anonymous_id",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user_id" => Some(Self::UserId),
+            "anonymous_id" => Some(Self::AnonymousId),
+            _ => None,
+        }
+    }
+}
+
+/// A validated Segment message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub kind: MessageType,
+    /// The client's `messageId`, or, when it sent none, `h-` and a hash of the raw text, so
+    /// that a retried copy of the same bytes is still recognised as a duplicate.
+    pub message_id: String,
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    /// `event` of a track; `name` of a page or screen.
+    pub event: Option<String>,
+    /// `previousId` of an alias.
+    pub previous_id: Option<String>,
+    /// `groupId` of a group.
+    pub group_id: Option<String>,
+    /// Event time in Unix milliseconds: `timestamp`, else `originalTimestamp`, else receipt.
+    pub timestamp: i64,
+    pub received_at: i64,
+    /// `traits` of an identify (`context.traits` is not profile data in Segment).
+    pub traits: Option<Map<String, Value>>,
+    /// The property keys of a track, for pickers: top-level keys, and the keys inside each
+    /// `products[]` element written as `products[].key` (Segment's e-commerce spec puts one
+    /// product per element). Computed at parse time so the writer does not re-read the JSON.
+    pub property_keys: Vec<String>,
+    /// The message's JSON text exactly as received.
+    pub raw: String,
+}
+
+impl Message {
+    /// Parses and validates one message. `implied` is the type given by the path
+    /// (`/v1/track`), which wins over a `type` field; without it the `type` field is required.
+    pub fn parse(
+        raw: &str,
+        implied: Option<MessageType>,
+        received_at: i64,
+    ) -> Result<Message, MessageError> {
+        if raw.len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::MessageTooLarge {
+                size: raw.len(),
+                limit: MAX_MESSAGE_BYTES,
+            });
+        }
+        let value: Value =
+            serde_json::from_str(raw).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
+        let Value::Object(mut body) = value else {
+            return Err(MessageError::NotAnObject {
+                what: "a message",
+                got: json_type(&value),
+            });
+        };
+        let kind = match implied {
+            Some(k) => k,
+            None => match body.get("type") {
+                None | Some(Value::Null) => {
+                    return Err(MessageError::MissingField {
+                        field: "type",
+                        hint: " in every batch message (track, identify, page, screen, group or alias)",
+                    });
+                }
+                Some(Value::String(s)) => {
+                    MessageType::parse(s).ok_or_else(|| MessageError::UnknownType(s.clone()))?
+                }
+                Some(other) => {
+                    return Err(MessageError::InvalidField {
+                        field: "type",
+                        expected: "a string",
+                        got: json_type(other).to_string(),
+                    });
+                }
+            },
+        };
+
+        let user_id = id_field(&body, "userId")?;
+        let anonymous_id = id_field(&body, "anonymousId")?;
+        if user_id.is_none() && anonymous_id.is_none() {
+            return Err(MessageError::MissingField {
+                field: "userId",
+                hint: " (or `anonymousId`): every message must say who it is about",
+            });
+        }
+        for field in ["properties", "traits", "context", "integrations"] {
+            if let Some(v) = body.get(field)
+                && !matches!(v, Value::Object(_) | Value::Null)
+            {
+                return Err(MessageError::InvalidField {
+                    field,
+                    expected: "an object",
+                    got: json_type(v).to_string(),
+                });
+            }
+        }
+
+        let mut event = None;
+        let mut previous_id = None;
+        let mut group_id = None;
+        match kind {
+            MessageType::Track => {
+                event = string_field(&body, "event")?;
+                if event.is_none() {
+                    return Err(MessageError::MissingField {
+                        field: "event",
+                        hint: " in a track: the name of the action, e.g. \"Order Completed\"",
+                    });
+                }
+            }
+            MessageType::Page | MessageType::Screen => event = string_field(&body, "name")?,
+            MessageType::Alias => {
+                previous_id = id_field(&body, "previousId")?;
+                if previous_id.is_none() {
+                    return Err(MessageError::MissingField {
+                        field: "previousId",
+                        hint: " in an alias: the id the user was known by before",
+                    });
+                }
+                if user_id.is_none() {
+                    return Err(MessageError::MissingField {
+                        field: "userId",
+                        hint: " in an alias: the id the user is known by from now on",
+                    });
+                }
+            }
+            MessageType::Group => {
+                group_id = id_field(&body, "groupId")?;
+                if group_id.is_none() {
+                    return Err(MessageError::MissingField {
+                        field: "groupId",
+                        hint: " in a group: the id of the account or company",
+                    });
+                }
+            }
+            MessageType::Identify => {}
+        }
+
+        let timestamp = match time_field(&body, "timestamp")? {
+            Some(t) => t,
+            None => time_field(&body, "originalTimestamp")?.unwrap_or(received_at),
+        };
+        let message_id = match string_field(&body, "messageId")? {
+            Some(id) => id,
+            None => content_id(kind, raw),
+        };
+
+        let property_keys = if kind == MessageType::Track {
+            property_keys(body.get("properties"))
+        } else {
+            Vec::new()
+        };
+        let traits = match (kind, body.remove("traits")) {
+            (MessageType::Identify, Some(Value::Object(t))) => Some(t),
+            _ => None,
+        };
+        Ok(Message {
+            kind,
+            message_id,
+            user_id,
+            anonymous_id,
+            event,
+            previous_id,
+            group_id,
+            timestamp,
+            received_at,
+            traits,
+            property_keys,
+            raw: raw.to_string(),
+        })
+    }
+}
+
+fn property_keys(properties: Option<&Value>) -> Vec<String> {
+    let Some(Value::Object(props)) = properties else {
+        return Vec::new();
+    };
+    let mut keys: Vec<String> = props.keys().cloned().collect();
+    if let Some(Value::Array(products)) = props.get("products") {
+        let mut inner: Vec<String> = products
+            .iter()
+            .filter_map(Value::as_object)
+            .flat_map(|p| p.keys())
+            .map(|k| format!("products[].{k}"))
+            .collect();
+        inner.sort_unstable();
+        inner.dedup();
+        keys.extend(inner);
+    }
+    keys
+}
+
+/// A stable id for a message that came without `messageId`: the same bytes give the same id.
+fn content_id(kind: MessageType, raw: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(kind.as_str().as_bytes());
+    h.update([0]);
+    h.update(raw.as_bytes());
+    let digest = h.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("h-{hex}")
+}
+
+/// An identifier field: a non-empty string, or a number (some clients send numeric user ids;
+/// Segment stores them as strings). Empty strings and null count as absent.
+fn id_field(
+    body: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, MessageError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(MessageError::InvalidField {
+            field,
+            expected: "a string or a number",
+            got: json_type(other).to_string(),
+        }),
+    }
+}
+
+fn string_field(
+    body: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, MessageError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(MessageError::InvalidField {
+            field,
+            expected: "a string",
+            got: json_type(other).to_string(),
+        }),
+    }
+}
+
+fn time_field(body: &Map<String, Value>, field: &'static str) -> Result<Option<i64>, MessageError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            parse_millis(s)
+                .map(Some)
+                .ok_or_else(|| MessageError::InvalidField {
+                    field,
+                    expected: "an ISO 8601 date-time such as \"2026-01-31T12:00:00.000Z\"",
+                    got: format!("{s:?}"),
+                })
+        }
+        Some(other) => Err(MessageError::InvalidField {
+            field,
+            expected: "an ISO 8601 date-time string",
+            got: json_type(other).to_string(),
+        }),
+    }
+}

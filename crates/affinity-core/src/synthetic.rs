@@ -1,0 +1,370 @@
+//! A seeded generator of Segment messages with something to learn: users have latent
+//! preferences for a few categories and brands, item popularity and user activity follow
+//! power laws, and behaviour runs through a funnel of event types (view → add → order with
+//! `products[]`). Some users start anonymous and are identified later, as on a real site.
+//!
+//! The same parameters always give the same messages (and `messageId`s), so importing a
+//! generated file twice must add nothing.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use crate::timestamp::format_millis;
+
+#[derive(Debug, Clone)]
+pub struct SyntheticSpec {
+    pub users: u32,
+    pub items: u32,
+    pub brands: u32,
+    pub categories: u32,
+    /// Total track events to generate (identifies and aliases come on top).
+    pub events: u64,
+    pub seed: u64,
+    /// Event times run over `days` days ending at `end_ms`.
+    pub days: u32,
+    pub end_ms: i64,
+    /// Share of a user's choices drawn from their preferred categories and brands.
+    pub preference_strength: f64,
+}
+
+impl Default for SyntheticSpec {
+    fn default() -> Self {
+        Self {
+            users: 10_000,
+            items: 2_000,
+            brands: 50,
+            categories: 20,
+            events: 200_000,
+            seed: 42,
+            days: 90,
+            // 2026-01-01T00:00:00Z: fixed so that generated stores are reproducible.
+            end_ms: 1_767_225_600_000,
+            preference_strength: 0.8,
+        }
+    }
+}
+
+/// One generated catalog item.
+#[derive(Debug, Clone)]
+pub struct SyntheticItem {
+    pub id: String,
+    pub name: String,
+    pub brand: String,
+    pub category: String,
+    pub price: f64,
+}
+
+struct UserState {
+    categories: [u32; 2],
+    brand: u32,
+    anonymous_until: u64,
+    identified: bool,
+}
+
+/// Cumulative weights for sampling by binary search.
+struct Sampler {
+    cumulative: Vec<f64>,
+}
+
+impl Sampler {
+    fn new(weights: impl Iterator<Item = f64>) -> Self {
+        let mut acc = 0.0;
+        let cumulative = weights
+            .map(|w| {
+                acc += w;
+                acc
+            })
+            .collect();
+        Self { cumulative }
+    }
+
+    fn sample(&self, rng: &mut ChaCha8Rng) -> usize {
+        let total = self.cumulative.last().copied().unwrap_or(0.0);
+        let x = rng.random::<f64>() * total;
+        self.cumulative
+            .partition_point(|c| *c <= x)
+            .min(self.cumulative.len().saturating_sub(1))
+    }
+}
+
+/// An iterator over generated messages as JSON values, in time order per user but
+/// interleaved across users.
+pub struct Generator {
+    spec: SyntheticSpec,
+    rng: ChaCha8Rng,
+    items: Vec<SyntheticItem>,
+    item_category: Vec<u32>,
+    item_brand: Vec<u32>,
+    by_category: Vec<(Vec<u32>, Sampler)>,
+    by_brand: Vec<(Vec<u32>, Sampler)>,
+    popularity: Sampler,
+    activity: Sampler,
+    users: Vec<UserState>,
+    emitted: u64,
+    pending: Vec<Value>,
+}
+
+impl Generator {
+    pub fn new(spec: SyntheticSpec) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+        let n_items = spec.items.max(1);
+        let brands = spec.brands.max(1);
+        let categories = spec.categories.max(1);
+        let brand_pop = Sampler::new((0..brands).map(|b| 1.0 / f64::from(b + 1)));
+        let mut items = Vec::with_capacity(n_items as usize);
+        let mut item_category = Vec::with_capacity(n_items as usize);
+        let mut item_brand = Vec::with_capacity(n_items as usize);
+        for i in 0..n_items {
+            let category = rng.random_range(0..categories);
+            let brand = brand_pop.sample(&mut rng) as u32;
+            item_category.push(category);
+            item_brand.push(brand);
+            items.push(SyntheticItem {
+                id: format!("sku-{i}"),
+                name: format!("Product {i}"),
+                brand: brand_name(brand),
+                category: category_name(category),
+                price: f64::from(rng.random_range(500u32..50_000)) / 100.0,
+            });
+        }
+        // Item popularity: Zipf over a shuffled order, so popularity is independent of id.
+        let mut order: Vec<u32> = (0..n_items).collect();
+        for i in (1..order.len()).rev() {
+            let j = rng.random_range(0..=i);
+            order.swap(i, j);
+        }
+        let mut weight = vec![0.0; n_items as usize];
+        for (rank, &item) in order.iter().enumerate() {
+            weight[item as usize] = 1.0 / (rank as f64 + 10.0);
+        }
+        let group = |key: &[u32], n: u32| -> Vec<(Vec<u32>, Sampler)> {
+            (0..n)
+                .map(|g| {
+                    let members: Vec<u32> =
+                        (0..n_items).filter(|&i| key[i as usize] == g).collect();
+                    let sampler = Sampler::new(members.iter().map(|&i| weight[i as usize]));
+                    (members, sampler)
+                })
+                .collect()
+        };
+        let by_category = group(&item_category, categories);
+        let by_brand = group(&item_brand, brands);
+        let popularity = Sampler::new(weight.iter().copied());
+        let n_users = spec.users.max(1);
+        let activity = Sampler::new((0..n_users).map(|u| 1.0 / (f64::from(u) + 20.0).powf(0.8)));
+        let users = (0..n_users)
+            .map(|_| UserState {
+                categories: [
+                    rng.random_range(0..categories),
+                    rng.random_range(0..categories),
+                ],
+                brand: brand_pop.sample(&mut rng) as u32,
+                anonymous_until: if rng.random_bool(0.3) {
+                    rng.random_range(1..4)
+                } else {
+                    0
+                },
+                identified: false,
+            })
+            .collect();
+        Self {
+            spec,
+            rng,
+            items,
+            item_category,
+            item_brand,
+            by_category,
+            by_brand,
+            popularity,
+            activity,
+            users,
+            emitted: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn items(&self) -> &[SyntheticItem] {
+        &self.items
+    }
+
+    /// The preferred categories of a user (the "right answers" tests can check against).
+    pub fn preferred_categories(&self, user: u32) -> [String; 2] {
+        let u = &self.users[user as usize];
+        [
+            category_name(u.categories[0]),
+            category_name(u.categories[1]),
+        ]
+    }
+
+    pub fn item_category(&self, item: u32) -> u32 {
+        self.item_category[item as usize]
+    }
+
+    pub fn item_brand(&self, item: u32) -> u32 {
+        self.item_brand[item as usize]
+    }
+
+    fn pick_item(&mut self, user: usize) -> u32 {
+        let rng = &mut self.rng;
+        if rng.random_bool(self.spec.preference_strength) {
+            let u = &self.users[user];
+            let (members, sampler) = if rng.random_bool(0.7) {
+                &self.by_category[u.categories[rng.random_range(0..2)] as usize]
+            } else {
+                &self.by_brand[u.brand as usize]
+            };
+            if !members.is_empty() {
+                return members[sampler.sample(rng)];
+            }
+        }
+        self.popularity.sample(rng) as u32
+    }
+
+    fn product_json(&self, item: u32) -> Value {
+        let it = &self.items[item as usize];
+        json!({"product_id": it.id, "name": it.name, "brand": it.brand,
+               "category": it.category, "price": it.price})
+    }
+
+    fn next_event(&mut self) -> Value {
+        let n = self.emitted;
+        self.emitted += 1;
+        let user = self.activity.sample(&mut self.rng);
+        let span = i64::from(self.spec.days.max(1)) * 86_400_000;
+        // Time grows with the event index so that later events are later, with jitter.
+        let progress = n as f64 / self.spec.events.max(1) as f64;
+        let jitter = self.rng.random_range(-3_600_000i64..3_600_000);
+        let ts = self.spec.end_ms - span + (progress * span as f64) as i64 + jitter;
+        let ts = ts.min(self.spec.end_ms);
+        let item = self.pick_item(user);
+        let roll: f64 = self.rng.random();
+        let seed = self.spec.seed;
+        let mut msg = if roll < 0.62 {
+            json!({"type": "track", "event": "Product Viewed", "properties": self.product_json(item)})
+        } else if roll < 0.88 {
+            json!({"type": "track", "event": "Product Added", "properties": self.product_json(item)})
+        } else {
+            let extra = self.rng.random_range(0..3);
+            let mut products = vec![self.product_json(item)];
+            for _ in 0..extra {
+                let other = self.pick_item(user);
+                products.push(self.product_json(other));
+            }
+            let total: f64 = products.iter().filter_map(|p| p["price"].as_f64()).sum();
+            json!({"type": "track", "event": "Order Completed",
+                   "properties": {"order_id": format!("o-{seed}-{n}"), "total": (total * 100.0).round() / 100.0,
+                                  "currency": "USD", "products": products}})
+        };
+        msg["messageId"] = json!(format!("syn-{seed}-{n}"));
+        msg["timestamp"] = json!(format_millis(ts));
+        let u = &mut self.users[user];
+        let anonymous = format!("anon-{user}");
+        let user_id = format!("u{user}");
+        if u.anonymous_until > 0 {
+            u.anonymous_until -= 1;
+            msg["anonymousId"] = json!(anonymous);
+        } else {
+            msg["userId"] = json!(user_id);
+            if !u.identified {
+                u.identified = true;
+                // First identified event: an identify that links the anonymous history.
+                self.pending.push(json!({
+                    "type": "identify", "userId": user_id, "anonymousId": anonymous,
+                    "messageId": format!("syn-{seed}-id-{user}"), "timestamp": format_millis(ts - 1),
+                    "traits": {"email": format!("user{user}@example.com"),
+                               "plan": if user.is_multiple_of(5) { "pro" } else { "free" }}
+                }));
+            }
+        }
+        msg
+    }
+}
+
+impl Iterator for Generator {
+    type Item = Value;
+
+    fn next(&mut self) -> Option<Value> {
+        if let Some(v) = self.pending.pop() {
+            return Some(v);
+        }
+        if self.emitted >= self.spec.events {
+            return None;
+        }
+        let event = self.next_event();
+        if let Some(identify) = self.pending.pop() {
+            self.pending.push(event);
+            return Some(identify);
+        }
+        Some(event)
+    }
+}
+
+pub fn brand_name(b: u32) -> String {
+    format!("Brand {b:03}")
+}
+
+pub fn category_name(c: u32) -> String {
+    format!("Category {c:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Message, MessageType};
+
+    fn small() -> SyntheticSpec {
+        SyntheticSpec {
+            users: 200,
+            items: 300,
+            events: 3_000,
+            ..SyntheticSpec::default()
+        }
+    }
+
+    #[test]
+    fn same_seed_same_messages() {
+        let a: Vec<Value> = Generator::new(small()).collect();
+        let b: Vec<Value> = Generator::new(small()).collect();
+        assert_eq!(a, b);
+        let c: Vec<Value> = Generator::new(SyntheticSpec { seed: 7, ..small() }).collect();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn every_message_is_valid_and_unique() {
+        let mut ids = std::collections::HashSet::new();
+        let mut tracks = 0;
+        for v in Generator::new(small()) {
+            let m = Message::parse(&v.to_string(), None, 0).expect("valid");
+            assert!(ids.insert(m.message_id.clone()), "duplicate id");
+            tracks += usize::from(m.kind == MessageType::Track);
+        }
+        assert_eq!(tracks, 3_000);
+    }
+
+    #[test]
+    fn users_prefer_their_categories() {
+        let spec = small();
+        let mut g = Generator::new(spec);
+        let msgs: Vec<Value> = g.by_ref().collect();
+        let mut hits = 0;
+        let mut total = 0;
+        for m in &msgs {
+            let Some(user) = m["userId"].as_str() else {
+                continue;
+            };
+            let Some(cat) = m["properties"]["category"].as_str() else {
+                continue;
+            };
+            let u: u32 = user[1..].parse().expect("numeric");
+            total += 1;
+            hits += usize::from(g.preferred_categories(u).iter().any(|c| c == cat));
+        }
+        // Two preferred categories out of 20 would be 10% by chance.
+        assert!(
+            hits * 2 > total,
+            "{hits}/{total} events in preferred categories"
+        );
+    }
+}

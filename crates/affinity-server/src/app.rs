@@ -1,0 +1,18 @@
+use axum::Json;
+use axum::Router;
+use axum::routing::get;
+use serde_json::json;
+
+use crate::{ApiError, AppState, management, tracking};
+
+/// Everything the server answers. Tests call this with a state on a temporary directory.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(tracking::routes())
+        .nest("/api/v1", management::routes())
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::not_found(format!("no such path: {}", uri.path()))
+        })
+        .with_state(state)
+}

@@ -1,0 +1,36 @@
+//! The management API under `/api/v1`, admin token required.
+
+mod events;
+mod profiles;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::{ApiError, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/events", get(events::list))
+        .route(
+            "/events/{event}/properties/{property}/values",
+            get(events::values),
+        )
+        .route("/profiles/{key}", get(profiles::show))
+        .route("/profiles/{key}/events", get(profiles::events))
+}
+
+/// Runs blocking store work off the async runtime's threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, affinity_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                e.to_string(),
+            )
+        })?
+        .map_err(ApiError::from)
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the server through real HTTP on port 0 with a temporary data dir.
+
+mod discovery;
+mod identity;
+mod ingest;
+mod support;
+mod tracking_auth;
+mod validation;

@@ -1,0 +1,43 @@
+//! Affinity's storage: small traits for what the rest of the engine needs, and the embedded
+//! SQLite implementation ([`sqlite::SqliteStore`]).
+//!
+//! Writes go through one [`sqlite::Writer`] (SQLite allows one writer at a time); the
+//! [`group_commit::GroupCommitter`] lets many concurrent clients share each commit so that
+//! durability costs one fsync per group rather than per request.
+
+pub mod error;
+pub mod group_commit;
+pub mod sqlite;
+pub mod types;
+
+pub use error::StoreError;
+pub use types::*;
+
+use affinity_core::{IdKind, Message};
+
+/// The append-only log of accepted Segment messages.
+pub trait EventLog {
+    /// Stores the messages in one transaction, in order. A message whose `messageId` is
+    /// already stored is reported as [`Outcome::Duplicate`] and changes nothing.
+    fn append(&mut self, messages: &[Message]) -> Result<Vec<Outcome>, StoreError>;
+}
+
+/// What pickers need: which events exist, their properties, and observed values.
+pub trait EventDiscovery {
+    fn events(&self) -> Result<Vec<EventSummary>, StoreError>;
+    fn property_values(&self, query: &ValuesQuery<'_>) -> Result<PropertyValues, StoreError>;
+}
+
+/// People, as resolved from their identifiers.
+pub trait Profiles {
+    fn profile(&self, kind: IdKind, id: &str) -> Result<Option<Profile>, StoreError>;
+    /// The newest events of a profile, including those sent under identifiers merged into it.
+    fn profile_events(&self, profile_id: i64, limit: usize)
+    -> Result<Vec<StoredEvent>, StoreError>;
+}
+
+/// Small named settings kept with the data (generated credentials, for one).
+pub trait Meta {
+    fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}

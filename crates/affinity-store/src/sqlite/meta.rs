@@ -1,0 +1,27 @@
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use crate::{Meta, StoreError};
+
+impl Meta for SqliteStore {
+    fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        // Settings are rare writes; a short-lived connection keeps them off the ingest writer.
+        let conn = rusqlite::Connection::open(self.path())?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+}

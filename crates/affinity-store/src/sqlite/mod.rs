@@ -1,0 +1,125 @@
+//! The embedded SQLite store: one file `affinity.db` in the data directory, WAL mode.
+
+mod discovery;
+mod identity;
+mod meta;
+mod profiles;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use writer::Writer;
+
+use crate::StoreError;
+
+pub const DB_FILE: &str = "affinity.db";
+
+/// A handle to the store. Cheap to clone; reads use a small pool of read-only connections,
+/// writes need the single [`Writer`] from [`SqliteStore::writer`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Readers kept open for reuse; more may be open at once, the extra ones are closed.
+const POOLED_READERS: usize = 8;
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`, migrating an older schema and
+    /// refusing a newer one.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        // Larger pages mean fewer B-tree splits for rows of a few hundred bytes; the size can
+        // only be chosen before the first table exists, so an existing store keeps its own.
+        conn.pragma_update(None, "page_size", 16_384)?;
+        configure_writer(&conn)?;
+        schema::migrate(&mut conn)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Opens the write connection. Only one should be live per process; another process
+    /// (say `affinity import` while the server runs) waits on SQLite's lock.
+    pub fn writer(&self) -> Result<Writer, StoreError> {
+        // One thread owns the writer, so SQLite's own mutexes are pure overhead.
+        let conn = Connection::open_with_flags(
+            &self.inner.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure_writer(&conn)?;
+        Writer::new(conn)
+    }
+
+    /// A writer for bulk loads (`affinity import`): commits are not fsynced one by one
+    /// (`synchronous=NORMAL`; a crash can lose only the last chunks, which a re-run restores
+    /// since duplicates are skipped) and [`Writer::finish`] makes everything durable at the end.
+    pub fn bulk_writer(&self) -> Result<Writer, StoreError> {
+        let writer = self.writer()?;
+        writer.set_synchronous("NORMAL")?;
+        Ok(writer)
+    }
+
+    /// Runs `f` on a pooled read connection.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.inner.readers.lock().ok().and_then(|mut p| p.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                // Read-write open with query_only: a READ_ONLY connection cannot create the
+                // WAL index when it is the first to open the file.
+                let c = Connection::open_with_flags(
+                    &self.inner.path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(std::time::Duration::from_secs(10))?;
+                c.pragma_update(None, "query_only", true)?;
+                c
+            }
+        };
+        let result = f(&conn);
+        if let Ok(mut pool) = self.inner.readers.lock()
+            && pool.len() < POOLED_READERS
+        {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    // WAL lets readers run during writes; synchronous=FULL fsyncs the WAL at every commit, so
+    // a committed transaction survives a crash or power loss: what a `200` promises.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Fewer, larger checkpoints during heavy ingest.
+    conn.pragma_update(None, "wal_autocheckpoint", 8_192)?;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! The schema, versioned with SQLite's `user_version` so that an upgrade can migrate old data
+//! and an old binary refuses data written by a newer one.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+const V1: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+
+-- Every accepted message, as received. `profile_id` is the profile the message resolved to
+-- when it was stored; a later merge is followed through profiles.merged_into.
+CREATE TABLE events (
+    seq          INTEGER PRIMARY KEY,
+    message_id   TEXT    NOT NULL,
+    type         TEXT    NOT NULL,
+    event        TEXT,
+    user_id      TEXT,
+    anonymous_id TEXT,
+    profile_id   INTEGER NOT NULL,
+    timestamp    INTEGER NOT NULL,
+    received_at  INTEGER NOT NULL,
+    raw          TEXT    NOT NULL
+);
+CREATE UNIQUE INDEX events_message_id ON events (message_id);
+CREATE INDEX events_event ON events (event) WHERE event IS NOT NULL;
+CREATE INDEX events_profile ON events (profile_id);
+
+-- Running counts for pickers, updated in the same transaction as the events they count.
+CREATE TABLE event_stats (
+    event      TEXT PRIMARY KEY,
+    count      INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE event_properties (
+    event    TEXT NOT NULL,
+    property TEXT NOT NULL,
+    count    INTEGER NOT NULL,
+    PRIMARY KEY (event, property)
+) WITHOUT ROWID;
+
+CREATE TABLE profiles (
+    id          INTEGER PRIMARY KEY,
+    user_id     TEXT,
+    created_at  INTEGER NOT NULL,
+    last_seen   INTEGER NOT NULL,
+    merged_into INTEGER
+);
+CREATE INDEX profiles_merged_into ON profiles (merged_into) WHERE merged_into IS NOT NULL;
+
+-- kind: 0 = userId, 1 = anonymousId.
+CREATE TABLE identities (
+    kind       INTEGER NOT NULL,
+    value      TEXT    NOT NULL,
+    profile_id INTEGER NOT NULL,
+    PRIMARY KEY (kind, value)
+) WITHOUT ROWID;
+CREATE INDEX identities_profile ON identities (profile_id);
+
+CREATE TABLE traits (
+    profile_id INTEGER NOT NULL,
+    name       TEXT    NOT NULL,
+    value      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (profile_id, name)
+) WITHOUT ROWID;
+";
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    if found < 1 {
+        tx.execute_batch(V1)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
