@@ -3,6 +3,7 @@
 mod discovery;
 mod identity;
 mod ingest;
+mod segment_python;
 mod support;
 mod tracking_auth;
 mod validation;

@@ -1,0 +1,6 @@
+//! Tests of the `affinity` binary as a user runs it.
+
+mod crash;
+mod import;
+mod serve;
+mod support;
