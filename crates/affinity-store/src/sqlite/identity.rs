@@ -11,10 +11,9 @@
 //! Every rule is idempotent, so a retried (duplicate) message resolves to the same profile
 //! and changes nothing.
 
-use std::collections::HashMap;
-
 use affinity_core::{IdKind, Message, MessageType};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::StoreError;
 

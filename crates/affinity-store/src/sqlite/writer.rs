@@ -1,10 +1,9 @@
 //! The single writer: appends messages, resolves identities, merges traits and keeps the
 //! discovery counts, all in one transaction per call so a crash leaves all or nothing.
 
-use std::collections::HashMap;
-
 use affinity_core::{Message, MessageType};
 use rusqlite::{Connection, Transaction, params};
+use rustc_hash::FxHashMap as HashMap;
 
 use super::identity::{IdentityCache, Resolver};
 use crate::{EventLog, Outcome, StoreError};
@@ -14,11 +13,18 @@ pub struct Writer {
     identities: IdentityCache,
 }
 
+#[derive(Default)]
+struct EventTally {
+    count: u64,
+    first: i64,
+    last: i64,
+    properties: HashMap<String, u64>,
+}
+
 /// Counts gathered over one transaction and written once at its end.
 #[derive(Default)]
 struct Tally {
-    events: HashMap<String, (u64, i64, i64)>,
-    properties: HashMap<(String, String), u64>,
+    events: HashMap<String, EventTally>,
     last_seen: HashMap<i64, i64>,
 }
 
@@ -145,18 +151,30 @@ impl Tally {
             return;
         }
         let Some(event) = &msg.event else { return };
-        let e = self
-            .events
-            .entry(event.clone())
-            .or_insert((0, msg.timestamp, msg.timestamp));
-        e.0 += 1;
-        e.1 = e.1.min(msg.timestamp);
-        e.2 = e.2.max(msg.timestamp);
+        // Look up before inserting: the common case (a known event and key) allocates nothing.
+        if !self.events.contains_key(event) {
+            self.events.insert(
+                event.clone(),
+                EventTally {
+                    first: msg.timestamp,
+                    last: msg.timestamp,
+                    ..EventTally::default()
+                },
+            );
+        }
+        let Some(e) = self.events.get_mut(event) else {
+            return;
+        };
+        e.count += 1;
+        e.first = e.first.min(msg.timestamp);
+        e.last = e.last.max(msg.timestamp);
         for key in &msg.property_keys {
-            *self
-                .properties
-                .entry((event.clone(), key.clone()))
-                .or_default() += 1;
+            match e.properties.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    e.properties.insert(key.clone(), 1);
+                }
+            }
         }
     }
 
@@ -167,15 +185,17 @@ impl Tally {
                first_seen = MIN(first_seen, excluded.first_seen),
                last_seen = MAX(last_seen, excluded.last_seen)",
         )?;
-        for (event, (count, first, last)) in &self.events {
-            stmt.execute(params![event, count, first, last])?;
+        for (event, e) in &self.events {
+            stmt.execute(params![event, e.count, e.first, e.last])?;
         }
         let mut stmt = tx.prepare_cached(
             "INSERT INTO event_properties (event, property, count) VALUES (?1, ?2, ?3)
              ON CONFLICT (event, property) DO UPDATE SET count = count + excluded.count",
         )?;
-        for ((event, property), count) in &self.properties {
-            stmt.execute(params![event, property, count])?;
+        for (event, e) in &self.events {
+            for (property, count) in &e.properties {
+                stmt.execute(params![event, property, count])?;
+            }
         }
         // A profile may have been merged after its events were counted: credit the survivor.
         let mut stmt =
