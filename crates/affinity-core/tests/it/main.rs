@@ -1,0 +1,125 @@
+//! Message parsing, data-driven: each case is an input and what must come out.
+
+use affinity_core::batch::parse_batch;
+use affinity_core::{Message, MessageType};
+
+/// Parses `raw` (as a batch message, or with the path's type) and compares a compact
+/// description of the result with `expected`.
+fn check(raw: &str, implied: Option<MessageType>, expected: &str) {
+    let got = match Message::parse(raw, implied, 1_000) {
+        Ok(m) => format!(
+            "{} id={} user={:?} anon={:?} event={:?} ts={} keys={:?}",
+            m.kind.as_str(),
+            m.message_id,
+            m.user_id,
+            m.anonymous_id,
+            m.event,
+            m.timestamp,
+            m.property_keys
+        ),
+        Err(e) => format!("error {}: {e}", e.code()),
+    };
+    assert_eq!(got, expected, "input: {raw}");
+}
+
+#[test]
+fn messages_parse_into_what_the_engine_needs() {
+    use MessageType::*;
+    check(
+        r#"{"type":"track","userId":"u","event":"E","messageId":"m","timestamp":"1970-01-01T00:00:02Z","properties":{"a":1}}"#,
+        None,
+        r#"track id=m user=Some("u") anon=None event=Some("E") ts=2000 keys=["a"]"#,
+    );
+    // The path's type wins; numeric ids become strings; no timestamp means receipt time.
+    check(
+        r#"{"type":"identify","userId":42,"anonymousId":"a","event":"E","messageId":"m"}"#,
+        Some(Track),
+        r#"track id=m user=Some("42") anon=Some("a") event=Some("E") ts=1000 keys=[]"#,
+    );
+    // originalTimestamp is the fallback event time.
+    check(
+        r#"{"type":"page","anonymousId":"a","name":"Home","messageId":"m","originalTimestamp":"1970-01-01T00:00:03Z"}"#,
+        None,
+        r#"page id=m user=None anon=Some("a") event=Some("Home") ts=3000 keys=[]"#,
+    );
+    // Keys inside products[] are listed once each, after the top-level keys.
+    check(
+        r#"{"type":"track","userId":"u","event":"O","messageId":"m","properties":{"products":[{"sku":1,"b":2},{"sku":3}],"total":4}}"#,
+        None,
+        r#"track id=m user=Some("u") anon=None event=Some("O") ts=1000 keys=["products", "total", "products[].b", "products[].sku"]"#,
+    );
+    check(
+        r#"{"userId":"u","event":"E"}"#,
+        None,
+        "error missing_field: `type` is required in every batch message (track, identify, page, screen, group or alias)",
+    );
+    check(
+        r#"{"type":"buy","userId":"u"}"#,
+        None,
+        r#"error invalid_type: `type` must be one of track, identify, page, screen, group, alias; got "buy""#,
+    );
+    check(
+        r#"{"type":"track","userId":null,"anonymousId":"","event":"E"}"#,
+        None,
+        "error missing_field: `userId` is required (or `anonymousId`): every message must say who it is about",
+    );
+    check(
+        r#"{"type":"track","userId":true,"event":"E"}"#,
+        None,
+        "error invalid_field: `userId` must be a string or a number, got a boolean",
+    );
+}
+
+#[test]
+fn a_message_without_id_gets_a_stable_content_id() {
+    let raw = r#"{"type":"track","userId":"u","event":"E"}"#;
+    let a = Message::parse(raw, None, 1).expect("valid");
+    let b = Message::parse(raw, None, 2).expect("valid");
+    let c = Message::parse(r#"{"type":"track","userId":"v","event":"E"}"#, None, 1).expect("valid");
+    assert!(a.message_id.starts_with("h-"));
+    assert_eq!(
+        a.message_id, b.message_id,
+        "same bytes, same id, whenever received"
+    );
+    assert_ne!(a.message_id, c.message_id);
+    // The same body sent to /v1/identify is a different message.
+    let d = Message::parse(raw, Some(MessageType::Identify), 1).expect("valid");
+    assert_ne!(a.message_id, d.message_id);
+}
+
+#[test]
+fn batch_bodies_keep_each_message_raw() {
+    let body =
+        r#"{"writeKey":"k","batch":[{"type":"track","userId":"u","event":"E"} , {"b":  2}]}"#;
+    let b = parse_batch(body).expect("valid");
+    assert_eq!(b.write_key.as_deref(), Some("k"));
+    let raws: Vec<&str> = b.messages.iter().map(|m| m.get()).collect();
+    assert_eq!(
+        raws,
+        vec![
+            r#"{"type":"track","userId":"u","event":"E"}"#,
+            r#"{"b":  2}"#
+        ]
+    );
+    assert_eq!(
+        parse_batch(r#"{"batch":[]}"#)
+            .expect("valid")
+            .messages
+            .len(),
+        0
+    );
+    assert_eq!(
+        parse_batch("[1]").expect_err("array").code(),
+        "invalid_body"
+    );
+    assert_eq!(
+        parse_batch(r#"{"batch":1}"#).expect_err("number").code(),
+        "invalid_field"
+    );
+    assert_eq!(
+        parse_batch(r#"{"writeKey":5,"batch":[]}"#)
+            .expect_err("key")
+            .code(),
+        "invalid_field"
+    );
+}

@@ -1,0 +1,4 @@
+//! Store tests: identity resolution checked against a plain in-memory model of the same rules
+//! on seeded random message streams, across transactions and writer restarts.
+
+mod identity_model;
