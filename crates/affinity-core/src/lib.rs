@@ -6,7 +6,9 @@
 //! - [`synthetic`]: a seeded generator of Segment messages for tests, demos and benchmarks.
 
 pub mod batch;
+pub mod catalog;
 pub mod error;
+pub mod item_catalog;
 pub mod limits;
 pub mod message;
 pub mod synthetic;

@@ -13,12 +13,14 @@ pub enum ServerError {
     Store(#[from] StoreError),
 }
 
-/// An error answered to an HTTP client as `{"error":{"code","message"}}`.
+/// An error answered to an HTTP client as `{"error":{"code","message",...details}}`.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Extra fields of the error object, such as the list of problems of a 422.
+    pub details: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -27,11 +29,21 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: Vec::new(),
         }
+    }
+
+    pub fn with_detail(mut self, key: &'static str, value: serde_json::Value) -> Self {
+        self.details.push((key, value));
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -43,7 +55,11 @@ impl ApiError {
     }
 
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"code": self.code, "message": self.message}})
+        let mut error = json!({"code": self.code, "message": self.message});
+        for (key, value) in &self.details {
+            error[*key] = value.clone();
+        }
+        json!({ "error": error })
     }
 }
 

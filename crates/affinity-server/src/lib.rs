@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod catalog_state;
 pub mod config;
 pub mod credentials;
 pub mod error;
@@ -32,6 +33,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    state.start_background();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await

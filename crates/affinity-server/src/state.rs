@@ -5,8 +5,9 @@ use tokio::sync::oneshot;
 use affinity_core::Message;
 use affinity_store::group_commit::GroupCommitter;
 use affinity_store::sqlite::SqliteStore;
-use affinity_store::{Outcome, StoreError};
+use affinity_store::{CatalogStore, Outcome, StoreError};
 
+use crate::catalog_state::CatalogState;
 use crate::credentials::{Credentials, GeneratedCredential};
 use crate::{ApiError, ServerConfig, ServerError};
 
@@ -15,6 +16,7 @@ use crate::{ApiError, ServerConfig, ServerError};
 pub struct AppState {
     pub store: SqliteStore,
     pub credentials: Arc<Credentials>,
+    pub catalog: CatalogState,
     committer: Arc<GroupCommitter>,
 }
 
@@ -24,14 +26,24 @@ impl AppState {
         let store = SqliteStore::open(&config.data_dir)?;
         let (credentials, generated) = Credentials::resolve(&store, config)?;
         let committer = GroupCommitter::start(store.writer()?)?;
+        let catalog = CatalogState::new(store.catalog_config()?.is_some());
         Ok((
             Self {
                 store,
                 credentials: Arc::new(credentials),
+                catalog,
                 committer: Arc::new(committer),
             },
             generated,
         ))
+    }
+
+    /// Starts the background work of a serving process: the first catalog build. Needs a
+    /// Tokio runtime, so it is not part of `open`.
+    pub fn start_background(&self) {
+        if self.catalog.snapshot().status != crate::catalog_state::BuildStatus::NotConfigured {
+            self.catalog.rebuild(self.store.clone());
+        }
     }
 
     /// Stores messages through group commit and waits until they are durable.

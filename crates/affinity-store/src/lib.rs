@@ -13,7 +13,12 @@ pub mod types;
 pub use error::StoreError;
 pub use types::*;
 
+use std::collections::HashMap;
+
+use affinity_core::catalog::CatalogConfig;
+use affinity_core::item_catalog::CatalogBuilder;
 use affinity_core::{IdKind, Message};
+use serde_json::{Map, Value};
 
 /// The append-only log of accepted Segment messages.
 pub trait EventLog {
@@ -40,4 +45,26 @@ pub trait Profiles {
 pub trait Meta {
     fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// The catalog's configuration, uploaded item rows, and the events that become interactions.
+pub trait CatalogStore {
+    fn catalog_config(&self) -> Result<Option<CatalogConfig>, StoreError>;
+    fn set_catalog_config(&self, config: &CatalogConfig) -> Result<(), StoreError>;
+    /// Feeds every stored event of the configured interaction events (attributed to the
+    /// profile it belongs to now, after merges) and every uploaded row to `builder`.
+    /// Returns how many events were read.
+    fn scan_interactions(
+        &self,
+        builder: &mut CatalogBuilder,
+        config: &CatalogConfig,
+    ) -> Result<u64, StoreError>;
+    /// Adds or updates uploaded catalog rows; a row's columns override the stored ones.
+    fn upload_items(
+        &self,
+        rows: &[(String, Map<String, Value>)],
+        now: i64,
+    ) -> Result<usize, StoreError>;
+    /// The id to show for each live profile: its userId, else an anonymousId.
+    fn profile_labels(&self) -> Result<HashMap<i64, String>, StoreError>;
 }

@@ -1,10 +1,12 @@
 //! The management API under `/api/v1`, admin token required.
 
+mod catalog;
 mod events;
+mod json_body;
 mod profiles;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::{ApiError, AppState};
 
@@ -15,6 +17,13 @@ pub fn routes() -> Router<AppState> {
             "/events/{event}/properties/{property}/values",
             get(events::values),
         )
+        .route("/catalog", get(catalog::get).put(catalog::put))
+        .route(
+            "/catalog/columns/{column}/values",
+            get(catalog::column_values),
+        )
+        .route("/catalog/items", post(catalog::upload))
+        .route("/catalog/items/{item_id}", get(catalog::item))
         .route("/profiles/{key}", get(profiles::show))
         .route("/profiles/{key}/events", get(profiles::events))
 }

@@ -1,5 +1,6 @@
 //! The embedded SQLite store: one file `affinity.db` in the data directory, WAL mode.
 
+mod catalog;
 mod discovery;
 mod identity;
 mod meta;

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -69,6 +69,24 @@ CREATE TABLE traits (
 ) WITHOUT ROWID;
 ";
 
+/// Catalog uploads and the model registry.
+const V2: &str = "
+-- Rows of uploaded catalog files: columns (a JSON object) override what events say.
+CREATE TABLE catalog_items (
+    item_id    TEXT PRIMARY KEY,
+    columns    TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- One row per training run; `record` is the versioned JSON of affinity_store::ModelRecord.
+CREATE TABLE models (
+    id         INTEGER PRIMARY KEY,
+    status     TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    record     TEXT    NOT NULL
+);
+";
+
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > SCHEMA_VERSION {
@@ -83,6 +101,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     if found < 1 {
         tx.execute_batch(V1)?;
+    }
+    if found < 2 {
+        tx.execute_batch(V2)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

@@ -1,0 +1,137 @@
+//! Catalog storage: the configuration (versioned JSON in `meta`), uploaded item rows, and the
+//! scan that feeds stored interaction events to a [`CatalogBuilder`].
+
+use std::collections::HashMap;
+
+use affinity_core::catalog::CatalogConfig;
+use affinity_core::item_catalog::CatalogBuilder;
+use rusqlite::{OptionalExtension, params};
+use serde_json::{Map, Value, json};
+
+use super::SqliteStore;
+use crate::{CatalogStore, Meta, StoreError};
+
+const CONFIG_KEY: &str = "catalog_config";
+const CONFIG_VERSION: u64 = 1;
+
+impl CatalogStore for SqliteStore {
+    fn catalog_config(&self) -> Result<Option<CatalogConfig>, StoreError> {
+        let Some(text) = self.get_meta(CONFIG_KEY)? else {
+            return Ok(None);
+        };
+        let stored: Value = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("catalog config: {e}")))?;
+        match stored["version"].as_u64() {
+            Some(CONFIG_VERSION) => serde_json::from_value(stored["config"].clone())
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("catalog config: {e}"))),
+            other => Err(StoreError::Corrupt(format!(
+                "catalog config has version {other:?}; this Affinity reads version {CONFIG_VERSION}"
+            ))),
+        }
+    }
+
+    fn set_catalog_config(&self, config: &CatalogConfig) -> Result<(), StoreError> {
+        let stored = json!({"version": CONFIG_VERSION, "config": config});
+        self.set_meta(CONFIG_KEY, &stored.to_string())
+    }
+
+    fn scan_interactions(
+        &self,
+        builder: &mut CatalogBuilder,
+        config: &CatalogConfig,
+    ) -> Result<u64, StoreError> {
+        self.read(|c| {
+            // Profiles merged since their events were stored count for the survivor.
+            let mut merged: HashMap<i64, i64> = HashMap::new();
+            let mut stmt =
+                c.prepare("SELECT id, merged_into FROM profiles WHERE merged_into IS NOT NULL")?;
+            for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+                let (from, into) = row?;
+                merged.insert(from, into);
+            }
+            let mut scanned = 0u64;
+            let mut stmt = c.prepare(
+                "SELECT profile_id, timestamp, raw FROM events
+                 WHERE event = ?1 AND type = 'track' ORDER BY seq",
+            )?;
+            for (index, event) in config.events.iter().enumerate() {
+                let mut rows = stmt.query([&event.name])?;
+                while let Some(row) = rows.next()? {
+                    let profile: i64 = row.get(0)?;
+                    let timestamp: i64 = row.get(1)?;
+                    let raw = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+                    let Ok(message) = serde_json::from_str::<Value>(raw) else {
+                        continue;
+                    };
+                    let profile = merged.get(&profile).copied().unwrap_or(profile);
+                    builder.add_event(profile, index, timestamp, &message["properties"]);
+                    scanned += 1;
+                }
+            }
+            let mut stmt =
+                c.prepare("SELECT item_id, columns FROM catalog_items ORDER BY item_id")?;
+            for row in
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            {
+                let (id, columns) = row?;
+                if let Ok(Value::Object(columns)) = serde_json::from_str(&columns) {
+                    builder.add_upload(&id, &columns);
+                }
+            }
+            Ok(scanned)
+        })
+    }
+
+    fn upload_items(
+        &self,
+        rows: &[(String, Map<String, Value>)],
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let mut conn = rusqlite::Connection::open(self.path())?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        let tx = conn.transaction()?;
+        {
+            let mut get = tx.prepare("SELECT columns FROM catalog_items WHERE item_id = ?1")?;
+            let mut put = tx.prepare(
+                "INSERT INTO catalog_items (item_id, columns, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (item_id) DO UPDATE SET columns = excluded.columns,
+                   updated_at = excluded.updated_at",
+            )?;
+            for (id, columns) in rows {
+                let existing: Option<String> = get.query_row([id], |r| r.get(0)).optional()?;
+                let mut merged = match existing.and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                {
+                    Some(Value::Object(m)) => m,
+                    _ => Map::new(),
+                };
+                merged.extend(columns.clone());
+                put.execute(params![id, Value::Object(merged).to_string(), now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(rows.len())
+    }
+
+    fn profile_labels(&self) -> Result<HashMap<i64, String>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT p.id, COALESCE(p.user_id,
+                    (SELECT value FROM identities i WHERE i.profile_id = p.id AND i.kind = 1
+                     ORDER BY value LIMIT 1))
+                 FROM profiles p WHERE p.merged_into IS NULL",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+            })?;
+            let mut out = HashMap::new();
+            for row in rows {
+                let (id, label) = row?;
+                if let Some(label) = label {
+                    out.insert(id, label);
+                }
+            }
+            Ok(out)
+        })
+    }
+}
