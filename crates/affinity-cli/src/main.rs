@@ -1,11 +1,13 @@
 //! The `affinity` binary: a thin layer that parses arguments once into typed settings and
 //! calls the library crates.
 
+mod catalog;
 mod generate;
 mod import;
 mod memory;
 mod serve;
 mod settings;
+mod train;
 
 use std::path::PathBuf;
 
@@ -40,6 +42,12 @@ enum Command {
     Import(import::ImportArgs),
     /// Write a seeded synthetic event stream as JSONL (for tests, demos and benchmarks).
     Generate(generate::GenerateArgs),
+    /// Set the catalog configuration from a JSON file (or print it).
+    Catalog(catalog::CatalogArgs),
+    /// Build the catalog, train and compare every candidate, record the chosen model.
+    Train(train::TrainArgs),
+    /// Print the time-holdout metrics of every candidate (records nothing).
+    Eval(train::TrainArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,13 +69,30 @@ fn main() -> anyhow::Result<()> {
             serve::run(config)
         }
         Command::Import(args) => {
-            let overrides = settings::Overrides {
-                listen: None,
-                data_dir: cli.data_dir,
-            };
-            let config = settings::load(cli.config.as_deref(), &overrides, env)?;
-            import::run(&config.data_dir, &args)
+            import::run(&data_dir(cli.config.as_deref(), cli.data_dir, env)?, &args)
         }
         Command::Generate(args) => generate::run(&args),
+        Command::Catalog(args) => {
+            catalog::run(&data_dir(cli.config.as_deref(), cli.data_dir, env)?, &args)
+        }
+        Command::Train(args) => {
+            train::run_train(&data_dir(cli.config.as_deref(), cli.data_dir, env)?, &args)
+        }
+        Command::Eval(args) => {
+            train::run_eval(&data_dir(cli.config.as_deref(), cli.data_dir, env)?, &args)
+        }
     }
+}
+
+/// The data directory from the layered settings, for commands that only need that.
+fn data_dir(
+    config: Option<&std::path::Path>,
+    flag: Option<PathBuf>,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<PathBuf> {
+    let overrides = settings::Overrides {
+        listen: None,
+        data_dir: flag,
+    };
+    Ok(settings::load(config, &overrides, env)?.data_dir)
 }

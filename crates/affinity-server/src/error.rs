@@ -6,11 +6,15 @@ use thiserror::Error;
 use affinity_core::MessageError;
 use affinity_store::StoreError;
 
-/// Errors starting the server.
+/// Errors of the server's own work (starting, training); HTTP answers use [`ApiError`].
 #[derive(Debug, Error)]
 pub enum ServerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("no catalog is configured yet: PUT /api/v1/catalog first")]
+    NotConfigured,
+    #[error(transparent)]
+    Model(#[from] affinity_model::ModelError),
 }
 
 /// An error answered to an HTTP client as `{"error":{"code","message",...details}}`.

@@ -16,6 +16,7 @@ pub mod management;
 pub mod params;
 pub mod state;
 pub mod tracking;
+pub mod training;
 
 use std::future::Future;
 

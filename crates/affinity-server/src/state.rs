@@ -5,10 +5,11 @@ use tokio::sync::oneshot;
 use affinity_core::Message;
 use affinity_store::group_commit::GroupCommitter;
 use affinity_store::sqlite::SqliteStore;
-use affinity_store::{CatalogStore, Outcome, StoreError};
+use affinity_store::{CatalogStore, EventDiscovery, ModelRegistry, Outcome, StoreError};
 
 use crate::catalog_state::CatalogState;
 use crate::credentials::{Credentials, GeneratedCredential};
+use crate::training::ModelState;
 use crate::{ApiError, ServerConfig, ServerError};
 
 /// What every handler shares. Cheap to clone.
@@ -17,6 +18,10 @@ pub struct AppState {
     pub store: SqliteStore,
     pub credentials: Arc<Credentials>,
     pub catalog: CatalogState,
+    pub models: ModelState,
+    /// Seed for training runs that do not name one.
+    pub seed: u64,
+    retrain_interval: std::time::Duration,
     committer: Arc<GroupCommitter>,
 }
 
@@ -32,6 +37,9 @@ impl AppState {
                 store,
                 credentials: Arc::new(credentials),
                 catalog,
+                models: ModelState::default(),
+                seed: 42,
+                retrain_interval: config.retrain_interval,
                 committer: Arc::new(committer),
             },
             generated,
@@ -40,9 +48,54 @@ impl AppState {
 
     /// Starts the background work of a serving process: the first catalog build. Needs a
     /// Tokio runtime, so it is not part of `open`.
+    /// Runs left unfinished by a previous process are marked failed; with a catalog
+    /// configured, a model is trained at once (so that answers are available after a
+    /// restart) and then every `retrain_interval` when new events arrived.
     pub fn start_background(&self) {
+        match self
+            .store
+            .fail_unfinished("interrupted: the server stopped during training")
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(runs = n, "marked interrupted training runs as failed"),
+            Err(e) => tracing::error!(error = %e, "cannot read the model registry"),
+        }
         if self.catalog.snapshot().status != crate::catalog_state::BuildStatus::NotConfigured {
             self.catalog.rebuild(self.store.clone());
+        }
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut last_count = None;
+            loop {
+                let store = state.store.clone();
+                let seen = tokio::task::spawn_blocking(move || {
+                    let configured = store.catalog_config()?.is_some();
+                    let count: u64 = store.events()?.iter().map(|s| s.count).sum();
+                    Ok::<_, StoreError>((configured, count))
+                })
+                .await;
+                if let Ok(Ok((true, count))) = seen
+                    && last_count != Some(count)
+                    && !state.models.is_running()
+                {
+                    last_count = Some(count);
+                    state.queue_training();
+                }
+                tokio::time::sleep(state.retrain_interval).await;
+            }
+        });
+    }
+
+    /// Records a queued run and starts it in the background.
+    pub fn queue_training(&self) {
+        match self.store.create_model(crate::catalog_state::now_ms()) {
+            Ok(record) => self.models.spawn_run(
+                self.store.clone(),
+                self.catalog.clone(),
+                record,
+                affinity_model::training::TrainingOptions::with_seed(self.seed),
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot record a training run"),
         }
     }
 

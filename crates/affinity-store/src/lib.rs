@@ -68,3 +68,15 @@ pub trait CatalogStore {
     /// The id to show for each live profile: its userId, else an anonymousId.
     fn profile_labels(&self) -> Result<HashMap<i64, String>, StoreError>;
 }
+
+/// Training runs and their results.
+pub trait ModelRegistry {
+    /// Records a new run in `queued` state and returns it with its id.
+    fn create_model(&self, created_at: i64) -> Result<ModelRecord, StoreError>;
+    fn save_model(&self, record: &ModelRecord) -> Result<(), StoreError>;
+    /// Newest first.
+    fn models(&self, limit: usize) -> Result<Vec<ModelRecord>, StoreError>;
+    fn model(&self, id: i64) -> Result<Option<ModelRecord>, StoreError>;
+    /// Marks runs left queued or training (by a crash or restart) as failed.
+    fn fail_unfinished(&self, reason: &str) -> Result<usize, StoreError>;
+}

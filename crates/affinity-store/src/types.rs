@@ -2,6 +2,7 @@
 //! versioned wire types rather than serializing them directly.
 
 use affinity_core::IdKind;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// What happened to one appended message.
@@ -69,4 +70,63 @@ pub struct StoredEvent {
     pub timestamp: i64,
     pub received_at: i64,
     pub raw: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelStatus {
+    Queued,
+    Training,
+    Ready,
+    Failed,
+}
+
+impl ModelStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Training => "training",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One training run: what was trained, on what data, how long it took, how good it is.
+/// Stored as versioned JSON; `params`, `metrics`, `candidates` and `data` are free-form so the
+/// model crate can evolve what it reports without a schema change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub id: i64,
+    pub status: ModelStatus,
+    pub algorithm: Option<String>,
+    pub params: Value,
+    /// Data snapshot time (Unix ms): the newest interaction used.
+    pub as_of: Option<i64>,
+    pub created_at: i64,
+    pub trained_at: Option<i64>,
+    pub duration_ms: Option<u64>,
+    pub metrics: Value,
+    pub candidates: Value,
+    pub data: Value,
+    pub error: Option<String>,
+}
+
+impl ModelRecord {
+    pub fn queued(id: i64, created_at: i64) -> Self {
+        Self {
+            id,
+            status: ModelStatus::Queued,
+            algorithm: None,
+            params: Value::Null,
+            as_of: None,
+            created_at,
+            trained_at: None,
+            duration_ms: None,
+            metrics: Value::Null,
+            candidates: Value::Null,
+            data: Value::Null,
+            error: None,
+        }
+    }
 }

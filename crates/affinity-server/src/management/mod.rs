@@ -3,6 +3,7 @@
 mod catalog;
 mod events;
 mod json_body;
+mod models;
 mod profiles;
 
 use axum::Router;
@@ -24,6 +25,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/catalog/items", post(catalog::upload))
         .route("/catalog/items/{item_id}", get(catalog::item))
+        .route("/models", get(models::list))
+        .route("/models/train", post(models::train))
+        .route("/models/{id}", get(models::get))
         .route("/profiles/{key}", get(profiles::show))
         .route("/profiles/{key}/events", get(profiles::events))
 }

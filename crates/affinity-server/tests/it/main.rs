@@ -4,6 +4,7 @@ mod catalog;
 mod discovery;
 mod identity;
 mod ingest;
+mod models;
 mod segment_python;
 mod support;
 mod tracking_auth;

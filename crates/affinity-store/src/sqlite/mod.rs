@@ -4,6 +4,7 @@ mod catalog;
 mod discovery;
 mod identity;
 mod meta;
+mod models;
 mod profiles;
 mod schema;
 mod writer;

@@ -1,0 +1,389 @@
+//! Quality benchmark on MovieLens 100K with RecBole's protocol, driven by
+//! `bench/movielens.sh` (not a test: it prints what it measured).
+//!
+//! Protocol (RecBole's defaults for general recommenders):
+//! - every rating is an implicit interaction of weight 1;
+//! - per user, a random 80/10/10 train/valid/test split
+//!   ([`random_split_per_user`], one seed per repetition);
+//! - every item is ranked; at validation the user's train items are masked, at
+//!   test their train and valid items (RecBole masks everything the user
+//!   interacted with outside the evaluated part);
+//! - metrics at 10, averaged over users with ≥ 1 item in the evaluated part;
+//! - models are trained on train only; hyper-parameters are chosen per seed by
+//!   NDCG@10 on valid, and the chosen configuration's test metrics are reported.
+//!
+//! Usage: `movielens --data DIR [--seeds 5] [--grid full|quick]`, where DIR
+//! holds RecBole's `ml-100k.inter`. `movielens ease-speed --items N` instead
+//! times EASE's dense inverse on synthetic data with N items.
+
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use affinity_model::metrics::{RankingReport, evaluate};
+use affinity_model::split::random_split_per_user;
+use affinity_model::{
+    AlsModel, AlsParams, EaseModel, EaseParams, Interactions, ItemKnn, ItemKnnParams, Popularity,
+    Recommender, Triplet,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+const K: usize = 10;
+
+/// Published-protocol reference figures (NDCG@10, Recall@10) given in the
+/// benchmark's brief, printed beside ours for comparison only.
+const ANCHORS: [(&str, f64, f64); 4] = [
+    ("Pop", 0.138, 0.118),
+    ("ItemKNN", 0.277, 0.234),
+    ("ALS", 0.312, 0.267),
+    ("EASE", 0.323, 0.272),
+];
+
+fn main() -> AnyResult<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("ease-speed") {
+        return ease_speed(&flags(&args[1..])?);
+    }
+    let flags = flags(&args)?;
+    let dir: PathBuf = flags
+        .get("data")
+        .ok_or("--data DIR (holding ml-100k.inter) is required")?
+        .into();
+    let seeds: u64 = flags.get("seeds").map_or(Ok(5), |s| s.parse())?;
+    let quick = match flags.get("grid").map(String::as_str) {
+        None | Some("full") => false,
+        Some("quick") => true,
+        Some(other) => return Err(format!("--grid {other}: expected full or quick").into()),
+    };
+
+    let (n_users, n_items, triplets) = load(&dir.join("ml-100k.inter"))?;
+    println!(
+        "data: {} interactions, {n_users} users, {n_items} items; threads {}; grid {}",
+        triplets.len(),
+        rayon::current_num_threads(),
+        if quick { "quick" } else { "full" }
+    );
+
+    let models = candidates(quick);
+    // outcomes[model] = one Outcome per seed
+    let mut outcomes: BTreeMap<usize, Vec<Outcome>> = BTreeMap::new();
+    for seed in 0..seeds {
+        let split = random_split_per_user(&triplets, [0.8, 0.1, 0.1], seed)?;
+        let train = Interactions::from_triplets(n_users, n_items, &split.train)?;
+        let valid = Interactions::from_triplets(n_users, n_items, &split.valid)?;
+        let test = Interactions::from_triplets(n_users, n_items, &split.test)?;
+        let seen: Vec<Triplet> = split.train.iter().chain(&split.valid).copied().collect();
+        let train_valid = Interactions::from_triplets(n_users, n_items, &seen)?;
+        eprintln!(
+            "[seed {seed}] train {} valid {} test {}",
+            train.nnz(),
+            valid.nnz(),
+            test.nnz()
+        );
+        for (m, (name, configs)) in models.iter().enumerate() {
+            let start = Instant::now();
+            let mut best: Option<(f64, usize)> = None;
+            for (c, config) in configs.iter().enumerate() {
+                let model = config.fit(&train, seed)?;
+                let ndcg = evaluate(model.as_ref(), &train, &valid, K)?.ndcg;
+                if best.is_none_or(|(b, _)| ndcg > b) {
+                    best = Some((ndcg, c));
+                }
+            }
+            let (valid_ndcg, c) = best.ok_or("empty grid")?;
+            // Refit the chosen configuration (same seed, so the same model)
+            // to time it on its own.
+            let fit_start = Instant::now();
+            let model = configs[c].fit(&train, seed)?;
+            let fit_seconds = fit_start.elapsed().as_secs_f64();
+            let report = evaluate(model.as_ref(), &train_valid, &test, K)?;
+            eprintln!(
+                "[seed {seed}] {name}: chose {} (valid NDCG@10 {valid_ndcg:.4}) → test NDCG@10 {:.4} recall@10 {:.4}; {} configs in {:.1}s",
+                configs[c].describe(),
+                report.ndcg,
+                report.recall,
+                configs.len(),
+                start.elapsed().as_secs_f64()
+            );
+            outcomes.entry(m).or_default().push(Outcome {
+                chosen: configs[c].describe(),
+                report,
+                fit_seconds,
+            });
+        }
+    }
+    print_table(&models, &outcomes, seeds);
+    Ok(())
+}
+
+fn flags(args: &[String]) -> AnyResult<HashMap<String, String>> {
+    let mut map = HashMap::new();
+    let mut it = args.iter();
+    while let Some(key) = it.next() {
+        let name = key
+            .strip_prefix("--")
+            .ok_or_else(|| format!("expected --flag, got {key}"))?;
+        let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+        map.insert(name.to_string(), value.clone());
+    }
+    Ok(map)
+}
+
+/// Reads RecBole's atomic `.inter` file (tab-separated, header
+/// `user_id:token item_id:token rating:float timestamp:float`); tokens get
+/// dense ids in order of first appearance, every row becomes weight 1.
+fn load(path: &std::path::Path) -> AnyResult<(usize, usize, Vec<Triplet>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines = text.lines();
+    let header = lines.next().ok_or("empty file")?;
+    let columns: Vec<&str> = header.split('\t').collect();
+    let col = |name: &str| {
+        columns
+            .iter()
+            .position(|c| c.starts_with(name))
+            .ok_or_else(|| format!("no {name} column in {header:?}"))
+    };
+    let (uc, ic) = (col("user_id:")?, col("item_id:")?);
+    let (mut users, mut items) = (HashMap::new(), HashMap::new());
+    let mut triplets = Vec::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let (u, i) = (
+            *fields.get(uc).ok_or("short line")?,
+            *fields.get(ic).ok_or("short line")?,
+        );
+        let n = users.len() as u32;
+        let u = *users.entry(u.to_string()).or_insert(n);
+        let n = items.len() as u32;
+        let i = *items.entry(i.to_string()).or_insert(n);
+        triplets.push((u, i, 1.0));
+    }
+    Ok((users.len(), items.len(), triplets))
+}
+
+/// One point of a model's hyper-parameter grid.
+enum Config {
+    Pop,
+    Knn(ItemKnnParams),
+    Als(AlsParams),
+    Ease(EaseParams),
+}
+
+impl Config {
+    fn fit(&self, train: &Interactions, seed: u64) -> AnyResult<Box<dyn Recommender>> {
+        Ok(match self {
+            Config::Pop => Box::new(Popularity::fit(train)),
+            Config::Knn(p) => Box::new(ItemKnn::fit(train, p)?),
+            Config::Als(p) => Box::new(AlsModel::fit(train, &AlsParams { seed, ..p.clone() })?),
+            Config::Ease(p) => Box::new(EaseModel::fit(train, p)?),
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Config::Pop => "-".to_string(),
+            Config::Knn(p) => format!("k={} shrink={}", p.neighbours, p.shrink),
+            Config::Als(p) => format!(
+                "f={} reg={} alpha={} it={}",
+                p.factors, p.regularization, p.alpha, p.iterations
+            ),
+            Config::Ease(p) => format!("lambda={}", p.lambda),
+        }
+    }
+}
+
+/// The grids searched on validation data. `quick` keeps one or two values
+/// per axis around the full grid's usual winners, for a fast smoke run.
+fn candidates(quick: bool) -> Vec<(&'static str, Vec<Config>)> {
+    let pick = |full: &[f32], q: &[f32]| if quick { q.to_vec() } else { full.to_vec() };
+    let mut knn = Vec::new();
+    for &k in if quick {
+        &[100][..]
+    } else {
+        &[20, 50, 100, 200, 400][..]
+    } {
+        for &shrink in &pick(&[0.0, 10.0, 50.0], &[0.0]) {
+            knn.push(Config::Knn(ItemKnnParams {
+                neighbours: k,
+                shrink,
+            }));
+        }
+    }
+    let mut als = Vec::new();
+    for &factors in if quick {
+        &[64][..]
+    } else {
+        &[32, 64, 128, 256][..]
+    } {
+        for &regularization in &pick(&[1.0, 5.0, 20.0, 50.0], &[5.0]) {
+            for &alpha in &pick(&[1.0, 3.0, 10.0, 30.0], &[3.0]) {
+                for &iterations in if quick { &[15][..] } else { &[15, 30][..] } {
+                    als.push(Config::Als(AlsParams {
+                        factors,
+                        regularization,
+                        alpha,
+                        iterations,
+                        ..AlsParams::default()
+                    }));
+                }
+            }
+        }
+    }
+    let ease = pick(
+        &[
+            50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2500.0,
+        ],
+        &[500.0],
+    )
+    .into_iter()
+    .map(|lambda| {
+        Config::Ease(EaseParams {
+            lambda,
+            ..EaseParams::default()
+        })
+    })
+    .collect();
+    vec![
+        ("Pop", vec![Config::Pop]),
+        ("ItemKNN", knn),
+        ("ALS", als),
+        ("EASE", ease),
+    ]
+}
+
+struct Outcome {
+    chosen: String,
+    report: RankingReport,
+    fit_seconds: f64,
+}
+
+/// Mean and sample standard deviation.
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = if xs.len() > 1 {
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+fn print_table(
+    models: &[(&'static str, Vec<Config>)],
+    outcomes: &BTreeMap<usize, Vec<Outcome>>,
+    seeds: u64,
+) {
+    println!();
+    println!(
+        "MovieLens 100K, RecBole protocol (random 80/10/10 per user, full ranking, train+valid masked at test), @{K}; mean ± sample std over {seeds} seeds (split seed = model seed = 0..{})",
+        seeds.saturating_sub(1)
+    );
+    println!("models trained on train only; params chosen per seed by valid NDCG@{K}");
+    println!();
+    println!(
+        "{:<8} | {:<44} | {:<15} | {:<15} | {:<15} | {:>8} | anchor NDCG / Recall",
+        "model", "params chosen on valid (seeds)", "NDCG@10", "Recall@10", "Precision@10", "fit s"
+    );
+    println!("{}", "-".repeat(140));
+    for (m, (name, configs)) in models.iter().enumerate() {
+        let Some(runs) = outcomes.get(&m) else {
+            continue;
+        };
+        let metric = |f: fn(&RankingReport) -> f64| {
+            let (mean, std) = mean_std(&runs.iter().map(|o| f(&o.report)).collect::<Vec<_>>());
+            format!("{mean:.4} ± {std:.4}")
+        };
+        let mut chosen: BTreeMap<&str, usize> = BTreeMap::new();
+        for o in runs {
+            *chosen.entry(o.chosen.as_str()).or_default() += 1;
+        }
+        let mut chosen: Vec<(&str, usize)> = chosen.into_iter().collect();
+        chosen.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let mut params = String::new();
+        for (i, (desc, count)) in chosen.iter().enumerate() {
+            if i > 0 {
+                params.push_str("; ");
+            }
+            let _ = write!(params, "{desc} ({count})");
+        }
+        let fit = mean_std(&runs.iter().map(|o| o.fit_seconds).collect::<Vec<_>>()).0;
+        let anchor = ANCHORS
+            .iter()
+            .find(|a| a.0 == *name)
+            .map_or(String::new(), |a| format!("{:.3} / {:.3}", a.1, a.2));
+        let lines = wrap(&params, 44);
+        println!(
+            "{:<8} | {:<44} | {:<15} | {:<15} | {:<15} | {:>8.3} | {anchor}",
+            name,
+            lines.first().map_or("", String::as_str),
+            metric(|r| r.ndcg),
+            metric(|r| r.recall),
+            metric(|r| r.precision),
+            fit,
+        );
+        for extra in lines.iter().skip(1) {
+            println!("{:<8} | {extra:<44} |", "");
+        }
+        println!(
+            "{:<8} | {:<44} |",
+            "",
+            format!("(grid of {} configs)", configs.len())
+        );
+    }
+}
+
+/// Splits `s` at "; " boundaries into lines of at most `width` characters.
+fn wrap(s: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for part in s.split("; ") {
+        let Some(last) = lines.last_mut() else {
+            break;
+        };
+        if last.is_empty() {
+            last.push_str(part);
+        } else if last.chars().count() + 2 + part.chars().count() <= width {
+            last.push_str("; ");
+            last.push_str(part);
+        } else {
+            lines.push(part.to_string());
+        }
+    }
+    lines
+}
+
+/// Times [`EaseModel::fit`] on random data with `--items N` items (and 4N
+/// users with ~40 interactions each), to measure the dense inverse.
+fn ease_speed(flags: &HashMap<String, String>) -> AnyResult<()> {
+    let n_items: usize = flags.get("items").ok_or("--items N is required")?.parse()?;
+    let n_users = 4 * n_items;
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let triplets: Vec<Triplet> = (0..n_users as u32)
+        .flat_map(|u| {
+            (0..40)
+                .map(|_| (u, rng.random_range(0..n_items as u32), 1.0))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let data = Interactions::from_triplets(n_users, n_items, &triplets)?;
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let start = Instant::now();
+        let model = pool.install(|| EaseModel::fit(&data, &EaseParams::default()))?;
+        let s = start.elapsed().as_secs_f64();
+        let gflop = (n_items as f64).powi(3) / 1e9;
+        println!(
+            "RESULT ease_fit items={n_items} threads={threads} seconds={s:.3} (≈{gflop:.1} GFLOP in the inverse → {:.1} GFLOP/s) b01={}",
+            gflop / s,
+            model.weights().get(1).copied().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! Affinity's recommendation models, evaluated offline.
+//!
+//! - [`Interactions`]: the sparse user × item confidence matrix (both orientations).
+//! - [`AlsModel`]: implicit-feedback ALS with a conjugate-gradient solver.
+//! - [`EaseModel`]: EASE, a closed-form item-item linear model (dense; small catalogues).
+//! - [`ItemKnn`]: item-item cosine nearest neighbours (sparse; also serves "similar items").
+//! - [`Popularity`]: the non-personalized baseline.
+//! - [`Recommender`]: the scoring interface both implement.
+//! - [`metrics`]: precision/recall/NDCG@k and coverage.
+//! - [`split`]: temporal and per-user random train/test splits.
+//!
+//! Everything is synchronous and free of I/O; the only parallelism is rayon
+//! inside [`AlsModel::fit`] and [`metrics::evaluate`], and results do not
+//! depend on the number of threads.
+
+#![forbid(unsafe_code)]
+
+mod als;
+mod dense;
+mod ease;
+mod error;
+mod interactions;
+mod item_knn;
+pub mod metrics;
+mod popularity;
+mod recommender;
+pub mod split;
+pub mod training;
+mod trending;
+
+pub use als::{AlsModel, AlsParams};
+pub use ease::{EaseModel, EaseParams};
+pub use error::{ModelError, Result};
+pub use interactions::{Interactions, Row, Triplet};
+pub use item_knn::{ItemKnn, ItemKnnParams};
+pub use popularity::Popularity;
+pub use recommender::Recommender;
+pub use trending::Trending;

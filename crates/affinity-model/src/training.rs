@@ -1,0 +1,380 @@
+//! The training pipeline: from a catalog snapshot to the model that serves, with evidence.
+//!
+//! 1. Hold out the newest interactions (a time split, like production: train on the past,
+//!    predict what came next).
+//! 2. Fit every candidate on the older part and measure precision / recall / NDCG@k and
+//!    coverage on the items each user engaged with *for the first time* after the cutoff.
+//! 3. Refit the best candidate (by NDCG@k) on all data as of `as_of` and serve it, with
+//!    popularity kept as the fallback for users the model has never seen.
+//!
+//! Deterministic for (catalog, options): candidates are fitted with seeds from the options,
+//! sampled evaluation users are drawn from a seeded generator.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use affinity_core::item_catalog::ItemCatalog;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::error::{ModelError, Result};
+use crate::metrics::{RankingReport, evaluate};
+use crate::split::TimedEvent;
+use crate::{AlsModel, AlsParams, Interactions, Popularity, Recommender, Trending, Triplet};
+
+/// A model family with its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "algorithm", rename_all = "snake_case")]
+pub enum Candidate {
+    Popularity,
+    Trending { half_life_days: f64 },
+    Als(AlsParams),
+}
+
+impl Candidate {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Popularity => "popularity",
+            Self::Trending { .. } => "trending",
+            Self::Als(_) => "als",
+        }
+    }
+
+    /// The parameters as JSON (without the algorithm name). ALS keeps its parameters in
+    /// f32; they are written in their shortest f32 form (0.1, not 0.10000000149011612).
+    pub fn params(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("algorithm");
+            if matches!(self, Self::Als(_)) {
+                for x in o.values_mut() {
+                    if let Some(f) = x.as_f64().filter(|_| x.is_f64()) {
+                        *x = json!((f as f32).to_string().parse::<f64>().unwrap_or(f));
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    fn fit(
+        &self,
+        data: &Interactions,
+        events: &[TimedEvent],
+        as_of: i64,
+    ) -> Result<Box<dyn Recommender + Send>> {
+        Ok(match self {
+            Self::Popularity => Box::new(Popularity::fit(data)),
+            Self::Trending { half_life_days } => Box::new(Trending::fit(
+                data.n_items(),
+                events,
+                as_of,
+                *half_life_days,
+            )?),
+            Self::Als(p) => Box::new(AlsModel::fit(data, p)?),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainingOptions {
+    pub seed: u64,
+    /// Metrics are taken at this cutoff (10 unless told otherwise).
+    pub k: usize,
+    /// Share of the newest interactions held out for evaluation.
+    pub holdout_fraction: f64,
+    /// At most this many users are scored per candidate (a seeded sample), bounding the cost
+    /// of evaluation on large stores.
+    pub max_eval_users: usize,
+    pub candidates: Vec<Candidate>,
+}
+
+impl TrainingOptions {
+    /// The default candidate set: the two baselines and ALS at two strengths of confidence.
+    pub fn with_seed(seed: u64) -> Self {
+        let als = |alpha: f32, regularization: f32| {
+            Candidate::Als(AlsParams {
+                factors: 64,
+                regularization,
+                alpha,
+                iterations: 15,
+                seed,
+                ..AlsParams::default()
+            })
+        };
+        Self {
+            seed,
+            k: 10,
+            holdout_fraction: 0.1,
+            max_eval_users: 5_000,
+            candidates: vec![
+                Candidate::Popularity,
+                Candidate::Trending {
+                    half_life_days: 7.0,
+                },
+                als(1.0, 0.1),
+                als(10.0, 1.0),
+            ],
+        }
+    }
+}
+
+/// How one candidate did on the holdout.
+#[derive(Debug, Clone)]
+pub struct CandidateResult {
+    pub candidate: Candidate,
+    pub metrics: Option<RankingReport>,
+    pub fit_ms: u64,
+    pub error: Option<String>,
+}
+
+/// The holdout the candidates were compared on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Holdout {
+    /// Interactions at or before this time (Unix ms) trained; later ones were predicted.
+    pub cutoff: i64,
+    pub train_interactions: usize,
+    pub test_interactions: usize,
+    /// Users with at least one new item after the cutoff and history before it.
+    pub test_users: usize,
+    /// How many of them were scored (a sample on large stores).
+    pub evaluated_users: usize,
+}
+
+/// What training stages report while they run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    Evaluating {
+        candidate: &'static str,
+        index: usize,
+        total: usize,
+    },
+    Fitting {
+        candidate: &'static str,
+    },
+}
+
+/// The model that serves, and the evidence for choosing it.
+pub struct TrainedModel {
+    pub chosen: Candidate,
+    /// Metrics of the chosen candidate on the holdout (None when evaluation was impossible).
+    pub metrics: Option<RankingReport>,
+    pub results: Vec<CandidateResult>,
+    pub holdout: Option<Holdout>,
+    /// Why no holdout could be made, when none was.
+    pub holdout_skipped: Option<String>,
+    pub as_of: i64,
+    /// All interactions as of `as_of`, weighted as the catalog says (users × items of the catalog).
+    pub data: Interactions,
+    pub recommender: Box<dyn Recommender + Send>,
+    /// For users the model has never seen.
+    pub fallback: Popularity,
+    pub fit_ms: u64,
+}
+
+impl TrainedModel {
+    /// A JSON summary of every candidate, for the model record.
+    pub fn candidates_json(&self) -> Value {
+        Value::Array(
+            self.results
+                .iter()
+                .map(|r| {
+                    json!({
+                        "algorithm": r.candidate.name(),
+                        "params": r.candidate.params(),
+                        "metrics": r.metrics,
+                        "fit_ms": r.fit_ms,
+                        "error": r.error,
+                        "chosen": r.candidate == self.chosen,
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+fn matrix(catalog: &ItemCatalog, as_of: i64) -> Result<Interactions> {
+    let triplets: Vec<Triplet> = catalog.weighted(as_of);
+    Interactions::from_triplets(catalog.users.len(), catalog.items.len(), &triplets)
+}
+
+fn timed(catalog: &ItemCatalog) -> Vec<TimedEvent> {
+    catalog
+        .interactions
+        .iter()
+        .map(|x| {
+            (
+                x.user,
+                x.item,
+                catalog.config.events[x.event as usize].weight as f32,
+                x.timestamp,
+            )
+        })
+        .collect()
+}
+
+/// Splits at the time below which `1 - fraction` of interactions lie. None (with the reason)
+/// when the data cannot support a holdout.
+fn holdout_split(
+    catalog: &ItemCatalog,
+    options: &TrainingOptions,
+) -> std::result::Result<(i64, Interactions, Interactions, usize), String> {
+    let n = catalog.interactions.len();
+    if n < 20 {
+        return Err(format!(
+            "only {n} interactions; at least 20 are needed to hold some out"
+        ));
+    }
+    // Interactions are sorted by time in the catalog.
+    let index = ((n as f64) * (1.0 - options.holdout_fraction)).floor() as usize;
+    let cutoff = catalog.interactions[index.min(n - 1).saturating_sub(1)].timestamp;
+    let train = matrix(catalog, cutoff).map_err(|e| e.to_string())?;
+    let mut test: Vec<Triplet> = Vec::new();
+    let mut seen = HashSet::new();
+    for x in catalog.interactions.iter().filter(|x| x.timestamp > cutoff) {
+        let known = train
+            .user_items(x.user)
+            .map(|r| !r.is_empty())
+            .unwrap_or(false);
+        let new_item = train
+            .user_items(x.user)
+            .map(|r| !r.contains(x.item))
+            .unwrap_or(false);
+        if known && new_item && seen.insert((x.user, x.item)) {
+            test.push((x.user, x.item, 1.0));
+        }
+    }
+    if test.is_empty() {
+        return Err("no user engaged with a new item after the holdout cutoff".to_string());
+    }
+    let mut users: Vec<u32> = test
+        .iter()
+        .map(|t| t.0)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    users.sort_unstable();
+    let test_users = users.len();
+    if users.len() > options.max_eval_users {
+        users.shuffle(&mut ChaCha8Rng::seed_from_u64(options.seed));
+        users.truncate(options.max_eval_users);
+        let keep: HashSet<u32> = users.into_iter().collect();
+        test.retain(|t| keep.contains(&t.0));
+    }
+    let test = Interactions::from_triplets(train.n_users(), train.n_items(), &test)
+        .map_err(|e| e.to_string())?;
+    Ok((cutoff, train, test, test_users))
+}
+
+/// Runs the pipeline. Errors only when the catalog has no interactions at all or the chosen
+/// model cannot be fitted; a candidate that fails during evaluation is recorded and skipped.
+pub fn train(
+    catalog: &ItemCatalog,
+    options: &TrainingOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<TrainedModel> {
+    if catalog.interactions.is_empty() || catalog.items.is_empty() {
+        return Err(ModelError::InvalidParameter {
+            name: "catalog",
+            reason:
+                "has no interactions yet: send events of the configured interaction events first"
+                    .to_string(),
+        });
+    }
+    if options.candidates.is_empty() {
+        return Err(ModelError::InvalidParameter {
+            name: "candidates",
+            reason: "list at least one candidate".to_string(),
+        });
+    }
+    let events = timed(catalog);
+    let mut results = Vec::new();
+    let (holdout, holdout_skipped) = match holdout_split(catalog, options) {
+        Ok((cutoff, train, test, test_users)) => {
+            let total = options.candidates.len();
+            for (index, candidate) in options.candidates.iter().enumerate() {
+                progress(Progress::Evaluating {
+                    candidate: candidate.name(),
+                    index,
+                    total,
+                });
+                let started = Instant::now();
+                let outcome = candidate
+                    .fit(&train, &events, cutoff)
+                    .and_then(|model| evaluate(model.as_ref(), &train, &test, options.k));
+                let fit_ms = started.elapsed().as_millis() as u64;
+                let (metrics, error) = match outcome {
+                    Ok(m) => (Some(m), None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                results.push(CandidateResult {
+                    candidate: candidate.clone(),
+                    metrics,
+                    fit_ms,
+                    error,
+                });
+            }
+            let holdout = Holdout {
+                cutoff,
+                train_interactions: catalog
+                    .interactions
+                    .iter()
+                    .filter(|x| x.timestamp <= cutoff)
+                    .count(),
+                test_interactions: catalog
+                    .interactions
+                    .iter()
+                    .filter(|x| x.timestamp > cutoff)
+                    .count(),
+                test_users,
+                evaluated_users: (0..test.n_users() as u32)
+                    .filter(|&u| test.user_items(u).is_ok_and(|r| !r.is_empty()))
+                    .count(),
+            };
+            (Some(holdout), None)
+        }
+        Err(reason) => (None, Some(reason)),
+    };
+    // Best NDCG wins; ties go to the earlier (simpler) candidate. Without a holdout, the last
+    // candidate (the most expressive by construction of the default list) is used.
+    let best = results
+        .iter()
+        .filter_map(|r| r.metrics.as_ref().map(|m| (r, m.ndcg)))
+        .fold(
+            None::<(&CandidateResult, f64)>,
+            |acc, (r, ndcg)| match acc {
+                Some((_, best)) if best >= ndcg => acc,
+                _ => Some((r, ndcg)),
+            },
+        )
+        .map(|(r, _)| r.clone());
+    let (chosen, metrics) = match best {
+        Some(r) => (r.candidate, r.metrics),
+        None => (
+            options.candidates[options.candidates.len() - 1].clone(),
+            None,
+        ),
+    };
+    progress(Progress::Fitting {
+        candidate: chosen.name(),
+    });
+    let started = Instant::now();
+    let data = matrix(catalog, catalog.as_of)?;
+    let recommender = chosen.fit(&data, &events, catalog.as_of)?;
+    let fallback = Popularity::fit(&data);
+    Ok(TrainedModel {
+        chosen,
+        metrics,
+        results,
+        holdout,
+        holdout_skipped,
+        as_of: catalog.as_of,
+        data,
+        recommender,
+        fallback,
+        fit_ms: started.elapsed().as_millis() as u64,
+    })
+}

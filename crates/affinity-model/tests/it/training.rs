@@ -1,0 +1,117 @@
+//! The training pipeline on a synthetic store whose users have latent preferences: it must
+//! evaluate every candidate on a time holdout, choose a personalized model over the
+//! baselines, and be reproducible for a seed.
+
+use affinity_core::catalog::CatalogConfig;
+use affinity_core::item_catalog::{CatalogBuilder, ItemCatalog};
+use affinity_core::synthetic::{Generator, SyntheticSpec};
+use affinity_core::timestamp::parse_millis;
+use affinity_model::training::{Candidate, Progress, TrainingOptions, train};
+use serde_json::json;
+
+fn synthetic_catalog(events: u64) -> ItemCatalog {
+    let config: CatalogConfig = serde_json::from_value(json!({
+        "events": [
+            {"name": "Order Completed", "product_id_property": "product_id", "weight": 3.0},
+            {"name": "Product Added", "product_id_property": "product_id", "weight": 2.0},
+            {"name": "Product Viewed", "product_id_property": "product_id"}
+        ],
+        "columns": [{"name": "brand", "properties": {"Order Completed": "brand", "Product Viewed": "brand", "Product Added": "brand"}}]
+    }))
+    .unwrap();
+    let spec = SyntheticSpec {
+        users: 800,
+        items: 400,
+        events,
+        ..SyntheticSpec::default()
+    };
+    let mut builder = CatalogBuilder::new(config.clone());
+    for m in Generator::new(spec) {
+        let Some(event) = m["event"].as_str() else {
+            continue;
+        };
+        let Some((index, _)) = config.event(event) else {
+            continue;
+        };
+        // Anonymous and identified ids of one person map to one profile, as the store does.
+        let who = m["userId"]
+            .as_str()
+            .map(|u| u[1..].to_string())
+            .or_else(|| m["anonymousId"].as_str().map(|a| a[5..].to_string()));
+        let profile: i64 = who.unwrap().parse().unwrap();
+        let ts = parse_millis(m["timestamp"].as_str().unwrap()).unwrap();
+        builder.add_event(profile, index, ts, &m["properties"]);
+    }
+    builder.finish()
+}
+
+#[test]
+fn the_pipeline_prefers_a_personalized_model_and_is_reproducible() {
+    let catalog = synthetic_catalog(30_000);
+    let options = TrainingOptions::with_seed(7);
+    let mut stages = Vec::new();
+    let model = train(&catalog, &options, &mut |p| stages.push(p)).unwrap();
+
+    assert_eq!(model.results.len(), options.candidates.len());
+    assert!(
+        model.results.iter().all(|r| r.metrics.is_some()),
+        "every candidate evaluated"
+    );
+    let ndcg = |name: &str| {
+        model
+            .results
+            .iter()
+            .filter(|r| r.candidate.name() == name)
+            .filter_map(|r| r.metrics.as_ref())
+            .map(|m| m.ndcg)
+            .fold(0.0, f64::max)
+    };
+    assert!(
+        ndcg("als") > 1.3 * ndcg("popularity"),
+        "als {} vs popularity {}",
+        ndcg("als"),
+        ndcg("popularity")
+    );
+    assert!(
+        matches!(model.chosen, Candidate::Als(_)),
+        "chose {:?}",
+        model.chosen
+    );
+    let holdout = model.holdout.clone().unwrap();
+    assert!(holdout.test_users > 50 && holdout.evaluated_users == holdout.test_users);
+    assert!(holdout.train_interactions > 9 * holdout.test_interactions / 2);
+    assert_eq!(stages.last(), Some(&Progress::Fitting { candidate: "als" }));
+
+    // The same data and seed give the same choice, metrics and recommendations.
+    let again = train(&catalog, &options, &mut |_| {}).unwrap();
+    let metrics = |m: &affinity_model::training::TrainedModel| {
+        m.results
+            .iter()
+            .map(|r| r.metrics.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(metrics(&again), metrics(&model));
+    assert_eq!(again.metrics, model.metrics);
+    for user in 0..50 {
+        assert_eq!(
+            again.recommender.recommend(user, 10, &[]).unwrap(),
+            model.recommender.recommend(user, 10, &[]).unwrap()
+        );
+    }
+}
+
+#[test]
+fn tiny_stores_train_without_a_holdout_and_say_why() {
+    let catalog = synthetic_catalog(10);
+    let model = train(&catalog, &TrainingOptions::with_seed(1), &mut |_| {}).unwrap();
+    assert!(model.holdout.is_none());
+    assert!(
+        model
+            .holdout_skipped
+            .as_deref()
+            .unwrap()
+            .contains("at least 20")
+    );
+    assert!(model.metrics.is_none());
+    assert!(model.recommender.recommend(0, 3, &[]).is_ok());
+}

@@ -1,0 +1,141 @@
+//! Training runs: build a fresh catalog, run the model pipeline, record the result. The same
+//! synchronous function serves the HTTP job, the scheduler and `affinity train`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use affinity_core::item_catalog::ItemCatalog;
+use affinity_model::training::{Progress, TrainedModel, TrainingOptions, train};
+use affinity_store::sqlite::SqliteStore;
+use affinity_store::{ModelRecord, ModelRegistry, ModelStatus};
+
+use crate::ServerError;
+use crate::catalog_state::{CatalogState, now_ms};
+
+/// A trained model ready to answer, with the catalog it was trained on.
+pub struct ServingModel {
+    pub record: ModelRecord,
+    pub catalog: Arc<ItemCatalog>,
+    pub model: TrainedModel,
+}
+
+/// The model that currently serves, if any.
+#[derive(Clone, Default)]
+pub struct ModelState {
+    current: Arc<RwLock<Option<Arc<ServingModel>>>>,
+    /// Held while a training run is in progress: runs never overlap.
+    running: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl ModelState {
+    pub fn current(&self) -> Option<Arc<ServingModel>> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn publish(&self, model: ServingModel) {
+        let mut g = match self.current.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = Some(Arc::new(model));
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.try_lock().is_err()
+    }
+
+    /// Queues a training run for `record` and returns at once. The run waits for any earlier
+    /// run, then trains on a blocking thread and publishes the model and its catalog.
+    pub fn spawn_run(
+        &self,
+        store: SqliteStore,
+        catalog: CatalogState,
+        record: ModelRecord,
+        options: TrainingOptions,
+    ) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let _guard = state.running.lock().await;
+            let result = tokio::task::spawn_blocking(move || {
+                run_training(&store, record, &options, &mut |_| {})
+            })
+            .await;
+            match result {
+                Ok(Ok(serving)) => {
+                    catalog.replace(
+                        serving.catalog.clone(),
+                        serving.record.data["build_ms"].as_u64().unwrap_or(0),
+                    );
+                    state.publish(serving);
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "training failed"),
+                Err(e) => tracing::error!(error = %e, "training task panicked"),
+            }
+        });
+    }
+}
+
+fn ratio_json(m: &affinity_model::metrics::RankingReport) -> Value {
+    json!({"k": m.k, "users": m.users, "precision": m.precision, "recall": m.recall,
+           "ndcg": m.ndcg, "coverage": m.coverage})
+}
+
+/// Trains synchronously: marks `record` training, builds the catalog, runs the pipeline,
+/// saves the record as ready (or failed, with the reason) and returns the serving model.
+pub fn run_training(
+    store: &SqliteStore,
+    mut record: ModelRecord,
+    options: &TrainingOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ServingModel, ServerError> {
+    let started = Instant::now();
+    record.status = ModelStatus::Training;
+    store.save_model(&record)?;
+    let outcome = (|| {
+        let build_started = Instant::now();
+        let catalog = CatalogState::build_now(store)?.ok_or(ServerError::NotConfigured)?;
+        let build_ms = build_started.elapsed().as_millis() as u64;
+        let model = train(&catalog, options, progress)?;
+        Ok::<_, ServerError>((catalog, model, build_ms))
+    })();
+    record.duration_ms = Some(started.elapsed().as_millis() as u64);
+    match outcome {
+        Ok((catalog, model, build_ms)) => {
+            record.status = ModelStatus::Ready;
+            record.algorithm = Some(model.chosen.name().to_string());
+            record.params = model.chosen.params();
+            record.as_of = Some(model.as_of);
+            record.trained_at = Some(now_ms());
+            record.metrics = model.metrics.as_ref().map_or(Value::Null, ratio_json);
+            record.candidates = model.candidates_json();
+            record.data = json!({
+                "users": catalog.users.len(),
+                "items": catalog.items.len(),
+                "interactions": catalog.interactions.len(),
+                "build_ms": build_ms,
+                "fit_ms": model.fit_ms,
+                "seed": options.seed,
+                "holdout": model.holdout,
+                "holdout_skipped": model.holdout_skipped,
+            });
+            store.save_model(&record)?;
+            tracing::info!(model = record.id, algorithm = ?record.algorithm, ms = ?record.duration_ms, "model ready");
+            Ok(ServingModel {
+                record,
+                catalog: Arc::new(catalog),
+                model,
+            })
+        }
+        Err(e) => {
+            record.status = ModelStatus::Failed;
+            record.error = Some(e.to_string());
+            store.save_model(&record)?;
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Training through the API: 202 with a job id, the run's record with metrics and candidates,
+//! the list newest first, errors.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use affinity_core::synthetic::{Generator, SyntheticSpec};
+
+use crate::catalog::{put_catalog, ready_catalog};
+use crate::support::{ADMIN, TestApp};
+
+pub async fn send_synthetic(app: &TestApp, events: u64) {
+    let spec = SyntheticSpec {
+        users: 400,
+        items: 200,
+        events,
+        ..SyntheticSpec::default()
+    };
+    let messages: Vec<Value> = Generator::new(spec).collect();
+    for chunk in messages.chunks(500) {
+        let (s, b) = app.track("/v1/batch", &json!({ "batch": chunk })).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+}
+
+pub fn synthetic_catalog() -> Value {
+    json!({
+        "events": [
+            {"name": "Order Completed", "product_id_property": "product_id", "weight": 3.0},
+            {"name": "Product Added", "product_id_property": "product_id", "weight": 2.0},
+            {"name": "Product Viewed", "product_id_property": "product_id"}
+        ],
+        "columns": [
+            {"name": "brand", "properties": {"Order Completed": "brand", "Product Added": "brand", "Product Viewed": "brand"}},
+            {"name": "category", "properties": {"Order Completed": "category", "Product Added": "category", "Product Viewed": "category"}}
+        ]
+    })
+}
+
+pub async fn train(app: &TestApp, body: Value) -> (StatusCode, Value) {
+    let r = app
+        .client
+        .post(app.url("/api/v1/models/train"))
+        .bearer_auth(ADMIN)
+        .json(&body);
+    app.send(r).await
+}
+
+/// Polls a model until it leaves queued/training (fails the test after 60 s).
+pub async fn finished(app: &TestApp, id: &Value) -> Value {
+    for _ in 0..600 {
+        let (s, m) = app.admin_get(&format!("/api/v1/models/{id}")).await;
+        assert_eq!(s, StatusCode::OK, "{m}");
+        if m["status"] == "ready" || m["status"] == "failed" {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("model {id} did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_runs_in_the_background_and_records_its_evidence() {
+    let app = TestApp::spawn().await;
+    let (s, b) = train(&app, json!({})).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("catalog_not_ready")),
+        "{b}"
+    );
+
+    send_synthetic(&app, 8_000).await;
+    let (s, _) = put_catalog(&app, &synthetic_catalog()).await;
+    assert_eq!(s, StatusCode::OK);
+    ready_catalog(&app).await;
+
+    let (s, job) = train(&app, json!({"seed": 3})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["status"], "queued");
+    assert_eq!(job["job_id"], format!("train-{}", job["model_id"]));
+    // The server keeps answering while it trains.
+    let (s, _) = app
+        .track("/v1/track", &json!({"userId": "during", "event": "Ping"}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let model = finished(&app, &job["model_id"]).await;
+    assert_eq!(model["status"], "ready", "{model}");
+    assert!(
+        ["als", "popularity", "trending"].contains(&model["algorithm"].as_str().unwrap_or("")),
+        "{model}"
+    );
+    assert!(
+        model["metrics"]["ndcg"].as_f64().unwrap_or(0.0) > 0.0,
+        "{model}"
+    );
+    for key in ["precision", "recall", "ndcg", "coverage", "users", "k"] {
+        assert!(
+            model["metrics"].get(key).is_some(),
+            "metrics.{key} missing: {model}"
+        );
+    }
+    let candidates = model["candidates"].as_array().expect("candidates");
+    assert_eq!(candidates.len(), 4);
+    assert_eq!(candidates.iter().filter(|c| c["chosen"] == true).count(), 1);
+    assert!(
+        candidates.iter().all(|c| c["metrics"]["ndcg"].is_number()),
+        "{candidates:?}"
+    );
+    assert_eq!(model["data"]["seed"], 3);
+    assert!(
+        model["data"]["interactions"].as_u64().unwrap_or(0) > 8_000,
+        "products[] expand orders: {model}"
+    );
+    assert_eq!(model["serving"], true);
+    assert!(
+        model["as_of"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2025-12-31")),
+        "{model}"
+    );
+
+    let (s, job2) = train(&app, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    finished(&app, &job2["model_id"]).await;
+    let (_, list) = app.admin_get("/api/v1/models").await;
+    let ids: Vec<i64> = list["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter_map(|m| m["id"].as_i64())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            job2["model_id"].as_i64().expect("id"),
+            job["model_id"].as_i64().expect("id")
+        ]
+    );
+    let (_, by_job) = app
+        .admin_get(&format!(
+            "/api/v1/models/{}",
+            job["job_id"].as_str().expect("job")
+        ))
+        .await;
+    assert_eq!(by_job["id"], job["model_id"]);
+}
+
+#[tokio::test]
+async fn model_errors_are_precise() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app.admin_get("/api/v1/models/999").await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (s, b) = app.admin_get("/api/v1/models/latest").await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_parameter"))
+    );
+    put_catalog(&app, &synthetic_catalog()).await;
+    let (s, b) = train(&app, json!({"seeds": 1})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["error"]["message"].as_str().expect("m").contains("seeds"));
+    // With no interactions yet, a run fails and says why.
+    let (_, job) = train(&app, json!({})).await;
+    let model = finished(&app, &job["model_id"]).await;
+    assert_eq!(model["status"], "failed");
+    assert!(
+        model["error"]
+            .as_str()
+            .expect("error")
+            .contains("no interactions"),
+        "{model}"
+    );
+}
