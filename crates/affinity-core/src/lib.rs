@@ -9,6 +9,7 @@ pub mod batch;
 pub mod catalog;
 pub mod error;
 pub mod item_catalog;
+pub mod item_rules;
 pub mod limits;
 pub mod message;
 pub mod synthetic;

@@ -12,8 +12,9 @@
 //! - models are trained on train only; hyper-parameters are chosen per seed by
 //!   NDCG@10 on valid, and the chosen configuration's test metrics are reported.
 //!
-//! Usage: `movielens --data DIR [--seeds 5] [--grid full|quick]`, where DIR
-//! holds RecBole's `ml-100k.inter`. `movielens ease-speed --items N` instead
+//! Usage: `movielens --data DIR [--seeds 5] [--grid full|quick]
+//! [--models Pop,EASE,...] [--verbose 1]`, where DIR holds RecBole's
+//! `ml-100k.inter`; `--verbose 1` prints every configuration's valid score. `movielens ease-speed --items N` instead
 //! times EASE's dense inverse on synthetic data with N items.
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,6 +56,10 @@ fn main() -> AnyResult<()> {
         .ok_or("--data DIR (holding ml-100k.inter) is required")?
         .into();
     let seeds: u64 = flags.get("seeds").map_or(Ok(5), |s| s.parse())?;
+    let verbose = flags.get("verbose").is_some_and(|v| v == "1");
+    let only: Option<Vec<String>> = flags
+        .get("models")
+        .map(|m| m.split(',').map(str::to_string).collect());
     let quick = match flags.get("grid").map(String::as_str) {
         None | Some("full") => false,
         Some("quick") => true,
@@ -86,11 +91,20 @@ fn main() -> AnyResult<()> {
             test.nnz()
         );
         for (m, (name, configs)) in models.iter().enumerate() {
+            if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == name)) {
+                continue;
+            }
             let start = Instant::now();
             let mut best: Option<(f64, usize)> = None;
             for (c, config) in configs.iter().enumerate() {
                 let model = config.fit(&train, seed)?;
                 let ndcg = evaluate(model.as_ref(), &train, &valid, K)?.ndcg;
+                if verbose {
+                    eprintln!(
+                        "  [seed {seed}] {name} {} valid NDCG@10 {ndcg:.4}",
+                        config.describe()
+                    );
+                }
                 if best.is_none_or(|(b, _)| ndcg > b) {
                     best = Some((ndcg, c));
                 }

@@ -93,19 +93,14 @@ impl EaseModel {
                 max_items: params.max_items,
             });
         }
-        let t0 = std::time::Instant::now();
         let mut gram = gram_matrix(data);
-        eprintln!("gram {:?}", t0.elapsed());
         for i in 0..n {
             gram[i * n + i] += params.lambda;
         }
         cholesky_in_place(&mut gram, n)?;
-        eprintln!("chol {:?}", t0.elapsed());
         let u = inverse_transposed_factor(&gram, n);
-        eprintln!("inv {:?}", t0.elapsed());
         drop(gram);
         let weights = ease_weights(&u, n);
-        eprintln!("p {:?}", t0.elapsed());
 
         let mut user_ptr = Vec::with_capacity(data.n_users() + 1);
         let mut user_ids = Vec::with_capacity(data.nnz());
@@ -222,7 +217,8 @@ fn dots<const R: usize, const S: usize>(x: [&[f32]; R], y: [&[f32]; S]) -> [[f32
     // Reduce the lanes before touching the tail: a reduction with only
     // constant indices lets LLVM keep `acc` in registers through the loop
     // (otherwise it stores every accumulator on every iteration).
-    let mut out = acc.map(|row| row.map(|a| ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))));
+    let mut out = acc
+        .map(|row| row.map(|a| ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))));
     if body < len {
         for (out_r, xr) in out.iter_mut().zip(&x) {
             for (out_rs, ys) in out_r.iter_mut().zip(&y) {
@@ -529,28 +525,5 @@ mod tests {
             cholesky_in_place(&mut a, 2),
             Err(ModelError::NotPositiveDefinite { pivot: 1, .. })
         ));
-    }
-}
-#[cfg(test)]
-mod speed {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn kernel_speed() {
-        for len in [256usize, 1024, 4096] {
-            let x: Vec<f32> = (0..8 * len).map(|i| (i % 7) as f32 * 0.1).collect();
-            let reps = 200_000_000 / len;
-            let t = std::time::Instant::now();
-            let mut sink = 0f32;
-            for r in 0..reps {
-                let o = r % 4;
-                let xs: [&[f32]; 4] = std::array::from_fn(|i| &x[(i + o) * len..(i + o + 1) * len]);
-                let ys: [&[f32]; 4] = std::array::from_fn(|i| &x[(i + 4 - o) * len..(i + 5 - o) * len]);
-                let d = dots::<4, 4>(xs, ys);
-                sink += d[0][0] + d[3][3];
-            }
-            let s = t.elapsed().as_secs_f64();
-            eprintln!("len {len}: {:.1} GFLOP/s {sink}", (reps * 32 * len) as f64 / s / 1e9);
-        }
     }
 }

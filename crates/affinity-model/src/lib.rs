@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod als;
+pub mod co_occurrence;
 mod dense;
 mod ease;
 mod error;
@@ -23,6 +24,8 @@ mod interactions;
 mod item_knn;
 pub mod metrics;
 mod popularity;
+pub mod propensity;
+pub mod recommend;
 mod recommender;
 pub mod split;
 pub mod training;

@@ -3,12 +3,13 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::json;
 
-use crate::{ApiError, AppState, management, tracking};
+use crate::{ApiError, AppState, management, profile_api, tracking};
 
 /// Everything the server answers. Tests call this with a state on a temporary directory.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(tracking::routes())
+        .merge(profile_api::routes())
         .nest("/api/v1", management::routes())
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .fallback(|uri: axum::http::Uri| async move {

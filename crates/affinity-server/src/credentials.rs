@@ -59,6 +59,10 @@ impl Credentials {
     pub fn is_admin_token(&self, token: &str) -> bool {
         constant_time_eq(&self.admin_token, token)
     }
+
+    pub fn is_profile_token(&self, token: &str) -> bool {
+        constant_time_eq(&self.profile_token, token)
+    }
 }
 
 fn stored_or_generate(

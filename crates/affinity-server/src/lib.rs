@@ -14,9 +14,11 @@ pub mod credentials;
 pub mod error;
 pub mod management;
 pub mod params;
+pub mod profile_api;
 pub mod state;
 pub mod tracking;
 pub mod training;
+pub mod traits;
 
 use std::future::Future;
 

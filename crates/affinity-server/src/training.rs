@@ -7,6 +7,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use affinity_core::item_catalog::ItemCatalog;
+use affinity_model::co_occurrence::CoOccurrence;
 use affinity_model::training::{Progress, TrainedModel, TrainingOptions, train};
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{ModelRecord, ModelRegistry, ModelStatus};
@@ -19,6 +20,8 @@ pub struct ServingModel {
     pub record: ModelRecord,
     pub catalog: Arc<ItemCatalog>,
     pub model: TrainedModel,
+    /// "Also engaged with" lists are computed from this at query time (any lookback).
+    pub co_occurrence: CoOccurrence,
 }
 
 /// The model that currently serves, if any.
@@ -37,12 +40,14 @@ impl ModelState {
         }
     }
 
-    fn publish(&self, model: ServingModel) {
+    fn publish(&self, model: ServingModel) -> Arc<ServingModel> {
+        let model = Arc::new(model);
         let mut g = match self.current.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        *g = Some(Arc::new(model));
+        *g = Some(model.clone());
+        model
     }
 
     pub fn is_running(&self) -> bool {
@@ -127,6 +132,7 @@ pub fn run_training(
             tracing::info!(model = record.id, algorithm = ?record.algorithm, ms = ?record.duration_ms, "model ready");
             Ok(ServingModel {
                 record,
+                co_occurrence: CoOccurrence::new(&catalog),
                 catalog: Arc::new(catalog),
                 model,
             })

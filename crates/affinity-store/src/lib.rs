@@ -80,3 +80,24 @@ pub trait ModelRegistry {
     /// Marks runs left queued or training (by a crash or restart) as failed.
     fn fail_unfinished(&self, reason: &str) -> Result<usize, StoreError>;
 }
+
+/// Personalized-items trait definitions and the values computed onto profiles.
+pub trait TraitStore {
+    /// Creates or replaces a definition.
+    fn save_trait_definition(
+        &self,
+        name: &str,
+        definition: &Value,
+        created_at: i64,
+    ) -> Result<(), StoreError>;
+    fn trait_definitions(&self) -> Result<Vec<TraitDefinitionRecord>, StoreError>;
+    /// Replaces every value of trait `name` (in bounded transactions).
+    fn write_computed_traits(
+        &self,
+        name: &str,
+        values: &[(i64, Value)],
+        updated_at: i64,
+        model_id: i64,
+    ) -> Result<(), StoreError>;
+    fn computed_traits(&self, profile_id: i64) -> Result<Vec<Trait>, StoreError>;
+}

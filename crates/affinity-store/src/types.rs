@@ -130,3 +130,13 @@ impl ModelRecord {
         }
     }
 }
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraitDefinitionRecord {
+    pub name: String,
+    pub definition: Value,
+    pub created_at: i64,
+    pub computed_at: Option<i64>,
+    pub profiles: i64,
+    pub model_id: Option<i64>,
+}

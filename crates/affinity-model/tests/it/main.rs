@@ -7,5 +7,6 @@
 mod data;
 mod metrics;
 mod models;
+mod neighbours;
 mod splits;
 mod training;

@@ -2,7 +2,10 @@
 //! where possible.
 
 use affinity_model::metrics::evaluate;
-use affinity_model::{AlsModel, AlsParams, Interactions, ModelError, Popularity, Recommender};
+use affinity_model::{
+    AlsModel, AlsParams, EaseModel, EaseParams, Interactions, ItemKnn, ItemKnnParams, ModelError,
+    Popularity, Recommender,
+};
 
 use crate::data::Clusters;
 
@@ -18,7 +21,7 @@ fn params(factors: usize) -> AlsParams {
     }
 }
 
-fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+pub fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -69,8 +72,25 @@ fn check_contract(model: &dyn Recommender, train: &Interactions) {
 fn every_model_honours_the_recommender_contract() {
     let d = Clusters::generate(11);
     let als = AlsModel::fit(&d.train, &params(16)).unwrap();
-    let models: [(&str, &dyn Recommender); 2] =
-        [("als", &als), ("popularity", &Popularity::fit(&d.train))];
+    let ease = EaseModel::fit(&d.train, &EaseParams::default()).unwrap();
+    let knn = ItemKnn::fit(&d.train, &ItemKnnParams::default()).unwrap();
+    // Few neighbours leave many items at score 0: ties the contract must
+    // still order by id.
+    let sparse_knn = ItemKnn::fit(
+        &d.train,
+        &ItemKnnParams {
+            neighbours: 2,
+            ..ItemKnnParams::default()
+        },
+    )
+    .unwrap();
+    let models: [(&str, &dyn Recommender); 5] = [
+        ("als", &als),
+        ("popularity", &Popularity::fit(&d.train)),
+        ("ease", &ease),
+        ("item_knn", &knn),
+        ("item_knn k=2", &sparse_knn),
+    ];
     for (name, model) in models {
         eprintln!("checking {name}");
         check_contract(model, &d.train);
@@ -233,4 +253,56 @@ fn more_iterations_fit_the_training_data_better() {
     };
     let (l1, l3, l10) = (fit(1), fit(3), fit(10));
     assert!(l1 > l3 && l3 > l10, "loss {l1} → {l3} → {l10}");
+}
+
+/// The cluster data's known answer, for any model: held-out items are found
+/// (recall far above popularity's) and recommendations stay in the user's
+/// block.
+fn assert_learns_clusters(name: &str, model: &dyn Recommender, d: &Clusters) {
+    let report = evaluate(model, &d.train, &d.test, 10).unwrap();
+    let pop = evaluate(&Popularity::fit(&d.train), &d.train, &d.test, 10).unwrap();
+    eprintln!("{name}: {report:?}\npopularity {pop:?}");
+    assert_eq!(report.users, d.test.n_users());
+    assert!(report.recall > 0.75, "{name} recall {}", report.recall);
+    assert!(
+        report.recall > 2.0 * pop.recall && report.ndcg > 2.0 * pop.ndcg,
+        "{name} {report:?} vs popularity {pop:?}"
+    );
+    let (mut inside, mut total) = (0, 0);
+    for u in 0..d.train.n_users() as u32 {
+        let seen = d.train.user_items(u).unwrap();
+        for (rank, (item, _)) in model.recommend(u, 10, seen.ids).unwrap().iter().enumerate() {
+            let own = d.cluster_of_item(*item) == d.cluster_of_user(u);
+            if rank < 3 {
+                assert!(
+                    own,
+                    "{name} user {u}: rank {rank} item {item} outside its block"
+                );
+            }
+            inside += usize::from(own);
+            total += 1;
+        }
+    }
+    assert!(
+        inside * 100 >= total * 90,
+        "{name}: {inside}/{total} in-block"
+    );
+}
+
+#[test]
+fn ease_and_item_knn_find_held_out_cluster_items() {
+    let d = Clusters::generate(5);
+    let ease = EaseModel::fit(&d.train, &EaseParams::default()).unwrap();
+    assert_learns_clusters("ease", &ease, &d);
+    let knn = ItemKnn::fit(&d.train, &ItemKnnParams::default()).unwrap();
+    assert_learns_clusters("item_knn", &knn, &d);
+    let knn_shrunk = ItemKnn::fit(
+        &d.train,
+        &ItemKnnParams {
+            neighbours: 10,
+            shrink: 10.0,
+        },
+    )
+    .unwrap();
+    assert_learns_clusters("item_knn k=10 shrink=10", &knn_shrunk, &d);
 }

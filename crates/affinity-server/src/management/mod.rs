@@ -4,6 +4,10 @@ mod catalog;
 mod events;
 mod json_body;
 mod models;
+mod recommendations;
+mod traits;
+
+pub use recommendations::boolean;
 mod profiles;
 
 use axum::Router;
@@ -28,12 +32,18 @@ pub fn routes() -> Router<AppState> {
         .route("/models", get(models::list))
         .route("/models/train", post(models::train))
         .route("/models/{id}", get(models::get))
+        .route("/traits", get(traits::list).post(traits::create))
+        .route(
+            "/users/{user_id}/recommendations",
+            get(recommendations::for_user),
+        )
+        .route("/items/{item_id}/similar", get(recommendations::similar))
         .route("/profiles/{key}", get(profiles::show))
         .route("/profiles/{key}/events", get(profiles::events))
 }
 
 /// Runs blocking store work off the async runtime's threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, affinity_store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

@@ -5,6 +5,7 @@ mod discovery;
 mod identity;
 mod ingest;
 mod models;
+mod recommendations;
 mod segment_python;
 mod support;
 mod tracking_auth;

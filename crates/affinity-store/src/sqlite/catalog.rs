@@ -88,8 +88,7 @@ impl CatalogStore for SqliteStore {
         rows: &[(String, Map<String, Value>)],
         now: i64,
     ) -> Result<usize, StoreError> {
-        let mut conn = rusqlite::Connection::open(self.path())?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        let mut conn = self.write_conn()?;
         let tx = conn.transaction()?;
         {
             let mut get = tx.prepare("SELECT columns FROM catalog_items WHERE item_id = ?1")?;

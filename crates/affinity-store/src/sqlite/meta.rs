@@ -14,9 +14,7 @@ impl Meta for SqliteStore {
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        // Settings are rare writes; a short-lived connection keeps them off the ingest writer.
-        let conn = rusqlite::Connection::open(self.path())?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        let conn = self.write_conn()?;
         conn.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -1,6 +1,7 @@
 //! The embedded SQLite store: one file `affinity.db` in the data directory, WAL mode.
 
 mod catalog;
+mod computed_traits;
 mod discovery;
 mod identity;
 mod meta;
@@ -81,6 +82,14 @@ impl SqliteStore {
         let writer = self.writer()?;
         writer.set_synchronous("NORMAL")?;
         Ok(writer)
+    }
+
+    /// A short-lived write connection for rare writes (settings, models, traits), keeping
+    /// them off the ingest writer; SQLite serializes it with the writer through its lock.
+    pub(crate) fn write_conn(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open(self.path())?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        Ok(conn)
     }
 
     /// Runs `f` on a pooled read connection.

@@ -26,14 +26,6 @@ fn decode(text: &str) -> Result<ModelRecord, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("model record: {e}")))
 }
 
-impl SqliteStore {
-    fn write_conn(&self) -> Result<rusqlite::Connection, StoreError> {
-        let conn = rusqlite::Connection::open(self.path())?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        Ok(conn)
-    }
-}
-
 impl ModelRegistry for SqliteStore {
     fn create_model(&self, created_at: i64) -> Result<ModelRecord, StoreError> {
         let conn = self.write_conn()?;

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -87,6 +87,26 @@ CREATE TABLE models (
 );
 ";
 
+/// Personalized-items traits: their definitions and the values written onto profiles.
+const V3: &str = "
+CREATE TABLE trait_definitions (
+    name        TEXT PRIMARY KEY,
+    definition  TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    computed_at INTEGER,
+    profiles    INTEGER NOT NULL DEFAULT 0,
+    model_id    INTEGER
+) WITHOUT ROWID;
+
+CREATE TABLE computed_traits (
+    profile_id INTEGER NOT NULL,
+    name       TEXT    NOT NULL,
+    value      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (profile_id, name)
+) WITHOUT ROWID;
+";
+
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > SCHEMA_VERSION {
@@ -104,6 +124,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if found < 2 {
         tx.execute_batch(V2)?;
+    }
+    if found < 3 {
+        tx.execute_batch(V3)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

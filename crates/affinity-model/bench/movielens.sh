@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Quality benchmark: Pop, ItemKNN, ALS and EASE on MovieLens 100K with
+# RecBole's protocol (see examples/movielens.rs for the exact definitions).
+# This is a benchmark, not a test: it prints what it measured.
+#
+# Usage:
+#   bench/movielens.sh                 # full grids, 5 seeds (a few minutes on 2 cores)
+#   SEEDS=1 GRID=quick bench/movielens.sh   # smoke run
+# Environment: SEEDS (5), GRID (full|quick), THREADS (rayon threads, 2),
+#   DATA (directory holding ml-100k.inter; default: fetched by
+#   scripts/fetch-ml100k.sh into the workspace's git-ignored bench/data).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CRATE="$(dirname "$HERE")"
+ROOT="$(cd "$CRATE/../.." && pwd)"
+SEEDS="${SEEDS:-5}"
+GRID="${GRID:-full}"
+THREADS="${THREADS:-2}"
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
+
+log() { echo "[bench] $*" >&2; }
+
+if [[ -z "${DATA:-}" ]]; then
+  DATA="$("$ROOT/scripts/fetch-ml100k.sh" | tail -1)"
+fi
+log "data: $DATA"
+
+log "building the example (release)"
+(cd "$CRATE" && cargo build --release --quiet --example movielens)
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/movielens"
+
+START=$(date +%s)
+RAYON_NUM_THREADS="$THREADS" "$BIN" --data "$DATA" --seeds "$SEEDS" --grid "$GRID"
+echo
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load avg after: $(cut -d' ' -f1-3 /proc/loadavg); wall $(( $(date +%s) - START )) s"
+printf 'reproduce: cd %q && SEEDS=%q GRID=%q THREADS=%q bench/movielens.sh\n' "$CRATE" "$SEEDS" "$GRID" "$THREADS"

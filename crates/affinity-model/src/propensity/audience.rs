@@ -1,0 +1,260 @@
+//! One audience: learn the target's propensity on the backtest, estimate it honestly by
+//! 2-fold cross-fitting, refit, and score everyone as of now.
+
+use rayon::prelude::*;
+
+use super::backtest::{self, Evaluation, Folds, Scored};
+use super::context::PropensityContext;
+use super::features::{FEATURE_NAMES, N_FEATURES, TargetView, engaged_between};
+use super::logistic::{Logistic, Sample};
+use super::{AudienceOptions, AudienceScores, Contribution, FeatureWeight, PropensityModel};
+use crate::error::{ModelError, Result};
+
+/// Users per parallel scoring task.
+const USERS_PER_TASK: usize = 4096;
+
+impl PropensityContext {
+    /// Scores every user of the catalog for engaging with any of `target_items` within the
+    /// horizon, with the backtested expectations of the ranking. Item indices are the
+    /// catalog's; duplicates are ignored; an index out of range is an error.
+    pub fn audience(
+        &self,
+        target_items: &[u32],
+        options: &AudienceOptions,
+    ) -> Result<AudienceScores> {
+        options.validate()?;
+        let target = self.checked_target(target_items)?;
+
+        let past = TargetView::new(self, &self.past, &target, None);
+        let x_past = past.matrix();
+        drop(past);
+        let labels = engaged_between(self, &target, self.past.time, self.now.time);
+        let (mut positives, mut negatives) = (Vec::new(), Vec::new());
+        for (u, (&count, &engaged)) in self.past.activity.count.iter().zip(&labels).enumerate() {
+            if count == 0 {
+                continue; // unknown at the backtest time: nothing to learn from
+            }
+            if engaged {
+                positives.push(u as u32);
+            } else {
+                negatives.push(u as u32);
+            }
+        }
+        let eligible = positives.len() + negatives.len();
+        let base_rate = if eligible > 0 {
+            positives.len() as f64 / eligible as f64
+        } else {
+            0.0
+        };
+
+        let reason = if target.is_empty() {
+            Some("the target has no items".to_string())
+        } else if positives.len() < options.min_positives {
+            Some(format!(
+                "only {} of {eligible} users engaged with the target in the {}-day backtest window (at least {} are needed to learn from)",
+                positives.len(),
+                self.params.horizon_days,
+                options.min_positives
+            ))
+        } else if negatives.len() < options.min_positives {
+            Some(format!(
+                "{} of {eligible} users engaged with the target in the backtest window: too few did not to learn from",
+                positives.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Ok(self.fallback(
+                &target, &x_past, &labels, &positives, &negatives, base_rate, reason,
+            ));
+        }
+
+        let folds = Folds::new(
+            &positives,
+            &negatives,
+            options.max_training_users,
+            options.seed,
+        );
+        let mut evaluations = Vec::with_capacity(2);
+        for held_out in 0..2 {
+            let train = &folds.members[1 - held_out];
+            let model = fit(&x_past, &labels, train, options.l2);
+            let scored = folds.members[held_out]
+                .iter()
+                .map(|&(user, weight)| Scored {
+                    user,
+                    score: model.predict(row(&x_past, user)),
+                    positive: labels[user as usize],
+                    weight,
+                })
+                .collect();
+            evaluations.extend(backtest::evaluate(scored));
+        }
+
+        let all: Vec<(u32, f64)> = {
+            let mut v: Vec<(u32, f64)> = folds.members.iter().flatten().copied().collect();
+            v.sort_unstable_by_key(|&(u, _)| u);
+            v
+        };
+        let model = fit(&x_past, &labels, &all, options.l2);
+        drop(x_past);
+
+        let now = TargetView::new(self, &self.now, &target, None);
+        let x_now = now.matrix();
+        drop(now);
+        let mut ranked: Vec<(u32, f32)> = x_now
+            .par_chunks(N_FEATURES * USERS_PER_TASK)
+            .enumerate()
+            .flat_map_iter(|(task, block)| {
+                let model = &model;
+                block
+                    .chunks_exact(N_FEATURES)
+                    .enumerate()
+                    .map(move |(j, r)| {
+                        ((task * USERS_PER_TASK + j) as u32, model.predict(r) as f32)
+                    })
+            })
+            .collect();
+        backtest::sort_ranking(&mut ranked, |&(u, s)| (f64::from(s), u));
+
+        Ok(AudienceScores {
+            ranked,
+            curve: backtest::curve(&evaluations, base_rate, self.n_users),
+            base_rate,
+            average_precision: backtest::mean_average_precision(&evaluations),
+            positives_in_backtest: positives.len(),
+            eligible_in_backtest: eligible,
+            model: Some(describe(&model, &all, &labels, options.l2)),
+            fallback_reason: None,
+        })
+    }
+
+    /// The raw (transformed, unstandardized) features of one user for a target as of now,
+    /// in [`FEATURE_NAMES`] order: the input of [`PropensityModel::contributions`].
+    pub fn features(&self, target_items: &[u32], user: u32) -> Result<Vec<f32>> {
+        let target = self.checked_target(target_items)?;
+        if user as usize >= self.n_users {
+            return Err(ModelError::UserOutOfRange {
+                user,
+                n_users: self.n_users,
+            });
+        }
+        Ok(TargetView::new(self, &self.now, &target, Some(user)).row(user))
+    }
+
+    /// Why a user scored as they did: each feature's contribution to the log-odds under the
+    /// audience's model. `None` for a fallback audience (no model to explain).
+    pub fn explain(
+        &self,
+        target_items: &[u32],
+        scores: &AudienceScores,
+        user: u32,
+    ) -> Result<Option<Vec<Contribution>>> {
+        let Some(model) = &scores.model else {
+            return Ok(None);
+        };
+        let raw = self.features(target_items, user)?;
+        model.contributions(&raw).map(Some)
+    }
+
+    fn checked_target(&self, target_items: &[u32]) -> Result<Vec<u32>> {
+        let mut target = target_items.to_vec();
+        target.sort_unstable();
+        target.dedup();
+        if let Some(&item) = target.last()
+            && item as usize >= self.n_items
+        {
+            return Err(ModelError::ItemOutOfRange {
+                item,
+                n_items: self.n_items,
+            });
+        }
+        Ok(target)
+    }
+
+    /// No model: rank everyone by the now-model's CF affinity for the target, and measure
+    /// what that ranking did in the backtest (with the past model) so the curve stays honest.
+    #[allow(clippy::too_many_arguments)]
+    fn fallback(
+        &self,
+        target: &[u32],
+        x_past: &[f32],
+        labels: &[bool],
+        positives: &[u32],
+        negatives: &[u32],
+        base_rate: f64,
+        reason: String,
+    ) -> AudienceScores {
+        let cf = 0; // FEATURE_NAMES[0], the CF affinity
+        let scored: Vec<Scored> = positives
+            .iter()
+            .chain(negatives)
+            .map(|&user| Scored {
+                user,
+                score: f64::from(row(x_past, user)[cf]),
+                positive: labels[user as usize],
+                weight: 1.0,
+            })
+            .collect();
+        let evaluations: Vec<Evaluation> = backtest::evaluate(scored).into_iter().collect();
+        let now = TargetView::new(self, &self.now, target, None);
+        let x_now = now.matrix();
+        let mut ranked: Vec<(u32, f32)> = x_now
+            .chunks_exact(N_FEATURES)
+            .enumerate()
+            .map(|(u, r)| (u as u32, r[cf]))
+            .collect();
+        backtest::sort_ranking(&mut ranked, |&(u, s)| (f64::from(s), u));
+        AudienceScores {
+            ranked,
+            curve: backtest::curve(&evaluations, base_rate, self.n_users),
+            base_rate,
+            average_precision: backtest::mean_average_precision(&evaluations),
+            positives_in_backtest: positives.len(),
+            eligible_in_backtest: positives.len() + negatives.len(),
+            model: None,
+            fallback_reason: Some(reason),
+        }
+    }
+}
+
+fn row(x: &[f32], user: u32) -> &[f32] {
+    let u = user as usize;
+    &x[u * N_FEATURES..(u + 1) * N_FEATURES]
+}
+
+fn fit(x: &[f32], labels: &[bool], members: &[(u32, f64)], l2: f64) -> Logistic {
+    let rows: Vec<u32> = members.iter().map(|m| m.0).collect();
+    let w: Vec<f64> = members.iter().map(|m| m.1).collect();
+    Logistic::fit(
+        &Sample {
+            x,
+            d: N_FEATURES,
+            rows: &rows,
+            y: labels,
+            w: &w,
+        },
+        l2,
+    )
+}
+
+fn describe(m: &Logistic, members: &[(u32, f64)], labels: &[bool], l2: f64) -> PropensityModel {
+    PropensityModel {
+        family: "logistic_regression".to_string(),
+        intercept: m.intercept,
+        features: FEATURE_NAMES
+            .iter()
+            .enumerate()
+            .map(|(k, name)| FeatureWeight {
+                name: (*name).to_string(),
+                coefficient: m.coef[k],
+                mean: m.mean[k],
+                std: m.std[k],
+            })
+            .collect(),
+        l2,
+        training_users: members.len(),
+        training_positives: members.iter().filter(|m| labels[m.0 as usize]).count(),
+    }
+}

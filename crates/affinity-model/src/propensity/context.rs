@@ -1,0 +1,232 @@
+//! What every audience of one training run shares: the two CF models, per-user activity at
+//! the backtest time and now, and an item-major index of interactions.
+
+use affinity_core::item_catalog::ItemCatalog;
+
+use super::PropensityParams;
+use crate::als::AlsModel;
+use crate::error::{ModelError, Result};
+use crate::interactions::Interactions;
+
+pub(super) const DAY_MS: i64 = 86_400_000;
+
+/// Per-user activity up to (and including) one time.
+pub(super) struct Activity {
+    /// Newest interaction time; `i64::MIN` for a user with none yet.
+    pub last: Vec<i64>,
+    /// Oldest interaction time; `i64::MIN` for a user with none yet. Tenure tells a new
+    /// user in their first burst of activity from a regular who happened to visit lately.
+    pub first: Vec<i64>,
+    pub count: Vec<u32>,
+    /// Interactions in the last day and the last week: activity at the scales of a session
+    /// and of a habit.
+    pub day: Vec<u32>,
+    pub week: Vec<u32>,
+    /// Interactions in the horizon-long window ending at the snapshot time: "active lately"
+    /// is measured on the same scale as the question asked.
+    pub recent: Vec<u32>,
+    /// Distinct items (as the CF model saw them, so within the catalog's lookback).
+    pub distinct: Vec<u32>,
+}
+
+/// The world as seen at one time: the CF model fitted on interactions up to it and
+/// everyone's activity.
+pub(super) struct Snapshot {
+    pub time: i64,
+    pub als: AlsModel,
+    pub activity: Activity,
+}
+
+/// One interaction in the item-major index.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Touch {
+    pub timestamp: i64,
+    pub user: u32,
+    pub weight: f32,
+}
+
+/// Built once per training run by [`PropensityContext::build`]; every audience reads it.
+pub struct PropensityContext {
+    pub(super) params: PropensityParams,
+    pub(super) n_users: usize,
+    pub(super) n_items: usize,
+    pub(super) horizon_ms: i64,
+    /// At the backtest time `as_of − horizon`: what the model learns from.
+    pub(super) past: Snapshot,
+    /// At `as_of`: what the model is applied to.
+    pub(super) now: Snapshot,
+    /// Interactions grouped by item (`touches[item_offsets[i]..item_offsets[i + 1]]`), in time
+    /// order within an item, so a target's work is proportional to its own interactions.
+    pub(super) item_offsets: Vec<usize>,
+    pub(super) touches: Vec<Touch>,
+}
+
+impl PropensityContext {
+    /// Fits the past and now CF models and precomputes what audiences need. The slow part
+    /// of audiences (two ALS fits); done once per training run.
+    pub fn build(catalog: &ItemCatalog, params: &PropensityParams) -> Result<PropensityContext> {
+        params.validate()?;
+        let n_users = catalog.users.len();
+        let n_items = catalog.items.len();
+        let horizon_ms = i64::from(params.horizon_days) * DAY_MS;
+        let as_of = catalog.as_of;
+        let backtest_time = as_of.saturating_sub(horizon_ms);
+
+        for x in &catalog.interactions {
+            if x.user as usize >= n_users {
+                return Err(ModelError::UserOutOfRange {
+                    user: x.user,
+                    n_users,
+                });
+            }
+            if x.item as usize >= n_items {
+                return Err(ModelError::ItemOutOfRange {
+                    item: x.item,
+                    n_items,
+                });
+            }
+        }
+
+        let past = snapshot(catalog, backtest_time, horizon_ms, params)?;
+        let now = snapshot(catalog, as_of, horizon_ms, params)?;
+
+        // Counting sort by item; stable, so each item's touches keep the catalog's time order.
+        let mut item_offsets = vec![0usize; n_items + 1];
+        for x in &catalog.interactions {
+            item_offsets[x.item as usize + 1] += 1;
+        }
+        for i in 0..n_items {
+            item_offsets[i + 1] += item_offsets[i];
+        }
+        let mut next = item_offsets.clone();
+        let mut touches = vec![
+            Touch {
+                timestamp: 0,
+                user: 0,
+                weight: 0.0,
+            };
+            catalog.interactions.len()
+        ];
+        for x in &catalog.interactions {
+            let slot = &mut next[x.item as usize];
+            touches[*slot] = Touch {
+                timestamp: x.timestamp,
+                user: x.user,
+                weight: event_weight(catalog, x.event),
+            };
+            *slot += 1;
+        }
+
+        Ok(PropensityContext {
+            params: params.clone(),
+            n_users,
+            n_items,
+            horizon_ms,
+            past,
+            now,
+            item_offsets,
+            touches,
+        })
+    }
+
+    pub fn params(&self) -> &PropensityParams {
+        &self.params
+    }
+
+    /// Users of the catalog (all of them are scored by every audience).
+    pub fn n_users(&self) -> usize {
+        self.n_users
+    }
+
+    pub fn n_items(&self) -> usize {
+        self.n_items
+    }
+
+    /// The backtest time `as_of − horizon` (Unix ms).
+    pub fn backtest_time(&self) -> i64 {
+        self.past.time
+    }
+
+    pub fn as_of(&self) -> i64 {
+        self.now.time
+    }
+
+    /// The CF model fitted on everything up to `as_of`.
+    pub fn now_model(&self) -> &AlsModel {
+        &self.now.als
+    }
+
+    /// The interactions of one item, oldest first.
+    pub(super) fn item_touches(&self, item: u32) -> &[Touch] {
+        let i = item as usize;
+        &self.touches[self.item_offsets[i]..self.item_offsets[i + 1]]
+    }
+}
+
+fn event_weight(catalog: &ItemCatalog, event: u8) -> f32 {
+    catalog
+        .config
+        .events
+        .get(usize::from(event))
+        .map_or(1.0, |e| e.weight as f32)
+}
+
+fn snapshot(
+    catalog: &ItemCatalog,
+    time: i64,
+    horizon_ms: i64,
+    params: &PropensityParams,
+) -> Result<Snapshot> {
+    let n_users = catalog.users.len();
+    let n_items = catalog.items.len();
+    let triplets = catalog.weighted(time);
+    let mut distinct = vec![0u32; n_users];
+    for &(u, _, _) in &triplets {
+        distinct[u as usize] += 1;
+    }
+    let data = Interactions::from_triplets(n_users, n_items, &triplets)?;
+    drop(triplets);
+    let als = AlsModel::fit(&data, &params.als)?;
+    drop(data);
+
+    let mut last = vec![i64::MIN; n_users];
+    let mut first = vec![i64::MAX; n_users];
+    let mut count = vec![0u32; n_users];
+    let mut day = vec![0u32; n_users];
+    let mut week = vec![0u32; n_users];
+    let mut recent = vec![0u32; n_users];
+    let recent_from = time.saturating_sub(horizon_ms);
+    let day_from = time.saturating_sub(DAY_MS);
+    let week_from = time.saturating_sub(7 * DAY_MS);
+    for x in &catalog.interactions {
+        // `continue`, not `break`: the fields are public, so the time order is not a given.
+        if x.timestamp > time {
+            continue;
+        }
+        let u = x.user as usize;
+        last[u] = last[u].max(x.timestamp);
+        first[u] = first[u].min(x.timestamp);
+        count[u] += 1;
+        day[u] += u32::from(x.timestamp > day_from);
+        week[u] += u32::from(x.timestamp > week_from);
+        if x.timestamp > recent_from {
+            recent[u] += 1;
+        }
+    }
+    Ok(Snapshot {
+        time,
+        als,
+        activity: Activity {
+            last,
+            first: first
+                .into_iter()
+                .map(|t| if t == i64::MAX { i64::MIN } else { t })
+                .collect(),
+            count,
+            day,
+            week,
+            recent,
+            distinct,
+        },
+    })
+}

@@ -1,0 +1,121 @@
+//! Answers to "which items (or brands, categories…) does this person most likely want next":
+//! the served model's item scores, optionally filtered, then aggregated to a catalog column.
+//! Users the model cannot personalize for get the popularity fallback, marked as such.
+
+use std::collections::HashMap;
+
+use affinity_core::item_catalog::ItemCatalog;
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::recommender::Recommender;
+use crate::training::TrainedModel;
+
+pub struct RecommendRequest<'a> {
+    /// The user's index in the catalog, if the catalog knows them.
+    pub user: Option<u32>,
+    pub k: usize,
+    /// None: the product id itself; Some(c): values of catalog column `c`.
+    pub column: Option<usize>,
+    /// Leave out items (or column values) the user already interacted with.
+    pub exclude_interacted: bool,
+    /// Items allowed at all (filters and exclusion rules), as decided by the caller.
+    pub allow: &'a (dyn Fn(u32) -> bool + Sync),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendations {
+    /// Best first; ties broken by the value's text so pages and reruns agree.
+    pub values: Vec<(Value, f32)>,
+    /// True when the user could not be personalized for (no history in the model).
+    pub fallback: bool,
+}
+
+/// The items a user interacted with, as the model saw them.
+pub fn interacted(model: &TrainedModel, user: Option<u32>) -> Vec<u32> {
+    user.and_then(|u| model.data.user_items(u).ok())
+        .map(|r| r.ids.to_vec())
+        .unwrap_or_default()
+}
+
+pub fn recommend(
+    model: &TrainedModel,
+    catalog: &ItemCatalog,
+    request: &RecommendRequest<'_>,
+) -> Result<Recommendations> {
+    let seen = interacted(model, request.user);
+    let personal = request.user.filter(|_| !seen.is_empty());
+    let scores = match personal {
+        Some(u) => model.recommender.score_items(u)?,
+        None => model.fallback.score_items(0)?,
+    };
+    let mut excluded = vec![false; scores.len()];
+    if request.exclude_interacted {
+        for &i in &seen {
+            if let Some(e) = excluded.get_mut(i as usize) {
+                *e = true;
+            }
+        }
+    }
+    let candidates = scores
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| s.is_finite() && !excluded[i] && (request.allow)(i as u32))
+        .map(|(i, &s)| (i as u32, s));
+    let values = match request.column {
+        None => {
+            let mut all: Vec<(u32, f32)> = candidates.collect();
+            all.sort_by(|a, b| {
+                b.1.total_cmp(&a.1)
+                    .then_with(|| catalog.items[a.0 as usize].cmp(&catalog.items[b.0 as usize]))
+            });
+            all.truncate(request.k);
+            all.into_iter()
+                .map(|(i, s)| (Value::String(catalog.items[i as usize].clone()), s))
+                .collect()
+        }
+        Some(column) => {
+            // A value scores as its best allowed item: "contains the thing you most want".
+            let mut best: HashMap<String, (Value, f32)> = HashMap::new();
+            for (i, s) in candidates {
+                for v in elements(catalog.values[i as usize][column].as_ref()) {
+                    let entry = best
+                        .entry(text(v))
+                        .or_insert((v.clone(), f32::NEG_INFINITY));
+                    entry.1 = entry.1.max(s);
+                }
+            }
+            if request.exclude_interacted {
+                for &i in &seen {
+                    for v in elements(catalog.values[i as usize][column].as_ref()) {
+                        best.remove(&text(v));
+                    }
+                }
+            }
+            let mut all: Vec<(String, (Value, f32))> = best.into_iter().collect();
+            all.sort_by(|a, b| b.1.1.total_cmp(&a.1.1).then_with(|| a.0.cmp(&b.0)));
+            all.truncate(request.k);
+            all.into_iter().map(|(_, v)| v).collect()
+        }
+    };
+    Ok(Recommendations {
+        values,
+        fallback: personal.is_none(),
+    })
+}
+
+/// The elements of a column value: a list gives each element, a scalar itself.
+pub fn elements(value: Option<&Value>) -> Vec<&Value> {
+    match value {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.iter().filter(|v| !v.is_null()).collect(),
+        Some(v) => vec![v],
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,107 @@
+//! Trait definitions and the computed values written onto profiles.
+
+use rusqlite::params;
+use serde_json::Value;
+
+use super::SqliteStore;
+use crate::{StoreError, Trait, TraitDefinitionRecord, TraitStore};
+
+/// Rows per transaction when rewriting a trait: bounds how long ingest waits on the lock.
+const ROWS_PER_TRANSACTION: usize = 20_000;
+
+impl TraitStore for SqliteStore {
+    fn save_trait_definition(
+        &self,
+        name: &str,
+        definition: &Value,
+        created_at: i64,
+    ) -> Result<(), StoreError> {
+        let conn = self.write_conn()?;
+        conn.execute(
+            "INSERT INTO trait_definitions (name, definition, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET definition = excluded.definition",
+            params![name, definition.to_string(), created_at],
+        )?;
+        Ok(())
+    }
+
+    fn trait_definitions(&self) -> Result<Vec<TraitDefinitionRecord>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT name, definition, created_at, computed_at, profiles, model_id
+                 FROM trait_definitions ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (name, text, created_at, computed_at, profiles, model_id) = row?;
+                let definition = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("trait {name}: {e}")))?;
+                Ok(TraitDefinitionRecord {
+                    name,
+                    definition,
+                    created_at,
+                    computed_at,
+                    profiles,
+                    model_id,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn write_computed_traits(
+        &self,
+        name: &str,
+        values: &[(i64, Value)],
+        updated_at: i64,
+        model_id: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.write_conn()?;
+        {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM computed_traits WHERE name = ?1", [name])?;
+            tx.commit()?;
+        }
+        for chunk in values.chunks(ROWS_PER_TRANSACTION) {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO computed_traits (profile_id, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (profile, value) in chunk {
+                    stmt.execute(params![profile, name, value.to_string(), updated_at])?;
+                }
+            }
+            tx.commit()?;
+        }
+        conn.execute(
+            "UPDATE trait_definitions SET computed_at = ?2, profiles = ?3, model_id = ?4 WHERE name = ?1",
+            params![name, updated_at, values.len() as i64, model_id],
+        )?;
+        Ok(())
+    }
+
+    fn computed_traits(&self, profile_id: i64) -> Result<Vec<Trait>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT name, value, updated_at FROM computed_traits WHERE profile_id = ?1 ORDER BY name",
+            )?;
+            let rows = stmt.query_map([profile_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)))?;
+            rows.map(|row| {
+                let (name, text, updated_at) = row?;
+                let value = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("computed trait {name}: {e}")))?;
+                Ok(Trait { name, value, updated_at })
+            })
+            .collect()
+        })
+    }
+}
