@@ -143,9 +143,7 @@ impl TraitDefinition {
         if !name_ok {
             out.push(("name".into(), "must be 1–64 characters of a-z, 0-9 and _, starting with a letter, e.g. recommended_brands".into()));
         }
-        if self.column != crate::catalog::ITEM_ID
-            && !catalog_columns.contains(&self.column)
-        {
+        if self.column != crate::catalog::ITEM_ID && !catalog_columns.contains(&self.column) {
             out.push((
                 "column".into(),
                 format!(

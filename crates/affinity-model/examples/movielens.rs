@@ -90,6 +90,7 @@ fn main() -> AnyResult<()> {
             valid.nnz(),
             test.nnz()
         );
+        let mut chosen_models: HashMap<&str, Box<dyn Recommender>> = HashMap::new();
         for (m, (name, configs)) in models.iter().enumerate() {
             if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == name)) {
                 continue;
@@ -125,7 +126,51 @@ fn main() -> AnyResult<()> {
                 start.elapsed().as_secs_f64()
             );
             outcomes.entry(m).or_default().push(Outcome {
+                name,
+                seed,
                 chosen: configs[c].describe(),
+                report,
+                fit_seconds,
+            });
+            chosen_models.insert(name, model);
+        }
+
+        // Blend of the two best single models, each as chosen above; only
+        // the mixing weight is tuned here, again on valid.
+        if let (Some(ease), Some(als)) = (chosen_models.get("EASE"), chosen_models.get("ALS")) {
+            let mut best: Option<(f64, f32)> = None;
+            for step in 0..=10 {
+                let w = step as f32 / 10.0;
+                let blend = Blend {
+                    parts: [(w, ease.as_ref()), (1.0 - w, als.as_ref())],
+                };
+                let ndcg = evaluate(&blend, &train, &valid, K)?.ndcg;
+                if verbose {
+                    eprintln!("  [seed {seed}] blend w_ease={w} valid NDCG@10 {ndcg:.4}");
+                }
+                if best.is_none_or(|(b, _)| ndcg > b) {
+                    best = Some((ndcg, w));
+                }
+            }
+            let (valid_ndcg, w) = best.ok_or("empty grid")?;
+            let blend = Blend {
+                parts: [(w, ease.as_ref()), (1.0 - w, als.as_ref())],
+            };
+            let report = evaluate(&blend, &train_valid, &test, K)?;
+            eprintln!(
+                "[seed {seed}] EASE+ALS: chose w_ease={w} (valid NDCG@10 {valid_ndcg:.4}) → test NDCG@10 {:.4} recall@10 {:.4}",
+                report.ndcg, report.recall
+            );
+            let fit_seconds = outcomes
+                .values()
+                .filter_map(|runs| runs.last())
+                .filter(|o| o.seed == seed && (o.name == "EASE" || o.name == "ALS"))
+                .map(|o| o.fit_seconds)
+                .sum();
+            outcomes.entry(models.len()).or_default().push(Outcome {
+                name: "EASE+ALS",
+                seed,
+                chosen: format!("w_ease={w}"),
                 report,
                 fit_seconds,
             });
@@ -186,6 +231,63 @@ enum Config {
     Knn(ItemKnnParams),
     Als(AlsParams),
     Ease(EaseParams),
+    /// EASE with each score divided by (item's training count + 1)^beta.
+    EaseDebiased(EaseParams, f32),
+}
+
+/// A weighted sum of models' scores, each standardized per user (zero mean,
+/// unit variance over the catalogue) so that the weights, not the models'
+/// score scales, decide the mix.
+struct Blend<'a> {
+    parts: [(f32, &'a dyn Recommender); 2],
+}
+
+impl Recommender for Blend<'_> {
+    fn n_items(&self) -> usize {
+        self.parts[0].1.n_items()
+    }
+
+    fn score_items(&self, user: u32) -> affinity_model::Result<Vec<f32>> {
+        let mut total = vec![0f32; self.n_items()];
+        for (w, model) in self.parts {
+            let scores = model.score_items(user)?;
+            let n = scores.len().max(1) as f64;
+            let mean = scores.iter().map(|&s| s as f64).sum::<f64>() / n;
+            let var = scores
+                .iter()
+                .map(|&s| (s as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            let scale = if var > 0.0 { 1.0 / var.sqrt() } else { 0.0 };
+            for (t, s) in total.iter_mut().zip(&scores) {
+                *t += w * ((*s as f64 - mean) * scale) as f32;
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// Popularity debiasing as a re-scoring of another model: `score_j /
+/// (count_j + 1)^beta`. Positive scores of popular items shrink the most,
+/// which lets a model trade a little of its popularity bias for niche hits;
+/// beta is chosen on validation data like every other parameter.
+struct Debiased {
+    inner: Box<dyn Recommender>,
+    factor: Vec<f32>,
+}
+
+impl Recommender for Debiased {
+    fn n_items(&self) -> usize {
+        self.inner.n_items()
+    }
+
+    fn score_items(&self, user: u32) -> affinity_model::Result<Vec<f32>> {
+        let mut scores = self.inner.score_items(user)?;
+        for (s, f) in scores.iter_mut().zip(&self.factor) {
+            *s *= f;
+        }
+        Ok(scores)
+    }
 }
 
 impl Config {
@@ -195,6 +297,17 @@ impl Config {
             Config::Knn(p) => Box::new(ItemKnn::fit(train, p)?),
             Config::Als(p) => Box::new(AlsModel::fit(train, &AlsParams { seed, ..p.clone() })?),
             Config::Ease(p) => Box::new(EaseModel::fit(train, p)?),
+            Config::EaseDebiased(p, beta) => {
+                let factor = Popularity::fit(train)
+                    .scores()
+                    .iter()
+                    .map(|c| (c + 1.0).powf(-beta))
+                    .collect();
+                Box::new(Debiased {
+                    inner: Box::new(EaseModel::fit(train, p)?),
+                    factor,
+                })
+            }
         })
     }
 
@@ -207,6 +320,7 @@ impl Config {
                 p.factors, p.regularization, p.alpha, p.iterations
             ),
             Config::Ease(p) => format!("lambda={}", p.lambda),
+            Config::EaseDebiased(p, beta) => format!("lambda={} beta={beta}", p.lambda),
         }
     }
 }
@@ -228,18 +342,22 @@ fn candidates(quick: bool) -> Vec<(&'static str, Vec<Config>)> {
             }));
         }
     }
+    // In `implicit`'s loss, alpha · Σ_obs (1 − ŷ)² + Σ_unobs ŷ² + reg · |θ|²,
+    // only unobserved-weight 1/alpha and reg/alpha matter for the ranking, so
+    // the grid spans alpha and the ratio reg/alpha (a coarse first search put
+    // the optimum near reg/alpha ≈ 5–7 on validation data).
     let mut als = Vec::new();
     for &factors in if quick {
         &[64][..]
     } else {
         &[32, 64, 128, 256][..]
     } {
-        for &regularization in &pick(&[1.0, 5.0, 20.0, 50.0], &[5.0]) {
-            for &alpha in &pick(&[1.0, 3.0, 10.0, 30.0], &[3.0]) {
-                for &iterations in if quick { &[15][..] } else { &[15, 30][..] } {
+        for &alpha in &pick(&[2.0, 3.0, 5.0, 8.0], &[3.0]) {
+            for &ratio in &pick(&[4.0, 6.0, 8.0, 12.0], &[6.0]) {
+                for &iterations in if quick { &[15][..] } else { &[10, 20][..] } {
                     als.push(Config::Als(AlsParams {
                         factors,
-                        regularization,
+                        regularization: alpha * ratio,
                         alpha,
                         iterations,
                         ..AlsParams::default()
@@ -262,15 +380,30 @@ fn candidates(quick: bool) -> Vec<(&'static str, Vec<Config>)> {
         })
     })
     .collect();
+    let mut ease_debiased = Vec::new();
+    for &lambda in &pick(&[100.0, 200.0, 300.0, 500.0, 750.0, 1000.0], &[500.0]) {
+        for &beta in &pick(&[0.0, 0.05, 0.1, 0.15, 0.2, 0.3], &[0.1]) {
+            ease_debiased.push(Config::EaseDebiased(
+                EaseParams {
+                    lambda,
+                    ..EaseParams::default()
+                },
+                beta,
+            ));
+        }
+    }
     vec![
         ("Pop", vec![Config::Pop]),
         ("ItemKNN", knn),
         ("ALS", als),
         ("EASE", ease),
+        ("EASE-pd", ease_debiased),
     ]
 }
 
 struct Outcome {
+    name: &'static str,
+    seed: u64,
     chosen: String,
     report: RankingReport,
     fit_seconds: f64,
@@ -305,10 +438,12 @@ fn print_table(
         "model", "params chosen on valid (seeds)", "NDCG@10", "Recall@10", "Precision@10", "fit s"
     );
     println!("{}", "-".repeat(140));
-    for (m, (name, configs)) in models.iter().enumerate() {
-        let Some(runs) = outcomes.get(&m) else {
+    for (m, runs) in outcomes {
+        let Some(name) = runs.first().map(|o| o.name) else {
             continue;
         };
+        // The blend row has no entry in `models`: its grid is the 11 weights.
+        let grid = models.get(*m).map_or(11, |(_, configs)| configs.len());
         let metric = |f: fn(&RankingReport) -> f64| {
             let (mean, std) = mean_std(&runs.iter().map(|o| f(&o.report)).collect::<Vec<_>>());
             format!("{mean:.4} ± {std:.4}")
@@ -329,7 +464,7 @@ fn print_table(
         let fit = mean_std(&runs.iter().map(|o| o.fit_seconds).collect::<Vec<_>>()).0;
         let anchor = ANCHORS
             .iter()
-            .find(|a| a.0 == *name)
+            .find(|a| a.0 == name)
             .map_or(String::new(), |a| format!("{:.3} / {:.3}", a.1, a.2));
         let lines = wrap(&params, 44);
         println!(
@@ -344,11 +479,7 @@ fn print_table(
         for extra in lines.iter().skip(1) {
             println!("{:<8} | {extra:<44} |", "");
         }
-        println!(
-            "{:<8} | {:<44} |",
-            "",
-            format!("(grid of {} configs)", configs.len())
-        );
+        println!("{:<8} | {:<44} |", "", format!("(grid of {grid} configs)"));
     }
 }
 

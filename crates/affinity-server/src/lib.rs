@@ -7,6 +7,7 @@
 //! - [`config`]: typed server settings (the binary layers files, env and flags into them).
 
 pub mod app;
+pub mod audiences;
 pub mod auth;
 pub mod catalog_state;
 pub mod config;

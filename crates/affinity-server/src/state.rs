@@ -5,7 +5,9 @@ use tokio::sync::oneshot;
 use affinity_core::Message;
 use affinity_store::group_commit::GroupCommitter;
 use affinity_store::sqlite::SqliteStore;
-use affinity_store::{CatalogStore, EventDiscovery, ModelRegistry, Outcome, StoreError};
+use affinity_store::{
+    AudienceStore, CatalogStore, EventDiscovery, ModelRegistry, Outcome, StoreError,
+};
 
 use crate::catalog_state::CatalogState;
 use crate::credentials::{Credentials, GeneratedCredential};
@@ -46,12 +48,17 @@ impl AppState {
         ))
     }
 
-    /// Starts the background work of a serving process: the first catalog build. Needs a
-    /// Tokio runtime, so it is not part of `open`.
-    /// Runs left unfinished by a previous process are marked failed; with a catalog
-    /// configured, a model is trained at once (so that answers are available after a
+    /// Starts the background work of a serving process (it needs a Tokio runtime, so it is not
+    /// part of `open`). Work left unfinished by a previous process is marked failed; with a
+    /// catalog configured, a model is trained at once (so that answers are available after a
     /// restart) and then every `retrain_interval` when new events arrived.
     pub fn start_background(&self) {
+        if let Err(e) = self
+            .store
+            .fail_unfinished_audiences("interrupted: the server stopped while computing")
+        {
+            tracing::error!(error = %e, "cannot read audiences");
+        }
         match self
             .store
             .fail_unfinished("interrupted: the server stopped during training")

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use affinity_core::item_catalog::ItemCatalog;
 use affinity_model::co_occurrence::CoOccurrence;
+use affinity_model::propensity::{PropensityContext, PropensityParams};
 use affinity_model::training::{Progress, TrainedModel, TrainingOptions, train};
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{ModelRecord, ModelRegistry, ModelStatus};
@@ -22,6 +23,29 @@ pub struct ServingModel {
     pub model: TrainedModel,
     /// "Also engaged with" lists are computed from this at query time (any lookback).
     pub co_occurrence: CoOccurrence,
+    /// Propensity contexts by horizon (days), built on first use: two ALS fits each.
+    propensity: std::sync::Mutex<std::collections::HashMap<u32, Arc<PropensityContext>>>,
+}
+
+impl ServingModel {
+    /// The propensity context for `horizon_days`, building it (seconds on large stores) the
+    /// first time. Builds are serialized so concurrent audiences do not fit twice.
+    pub fn propensity(&self, horizon_days: u32) -> Result<Arc<PropensityContext>, ServerError> {
+        let mut cache = match self.propensity.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(c) = cache.get(&horizon_days) {
+            return Ok(c.clone());
+        }
+        let params = PropensityParams {
+            horizon_days,
+            ..PropensityParams::default()
+        };
+        let context = Arc::new(PropensityContext::build(&self.catalog, &params)?);
+        cache.insert(horizon_days, context.clone());
+        Ok(context)
+    }
 }
 
 /// The model that currently serves, if any.
@@ -133,6 +157,7 @@ pub fn run_training(
             Ok(ServingModel {
                 record,
                 co_occurrence: CoOccurrence::new(&catalog),
+                propensity: Default::default(),
                 catalog: Arc::new(catalog),
                 model,
             })

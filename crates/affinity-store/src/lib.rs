@@ -101,3 +101,39 @@ pub trait TraitStore {
     ) -> Result<(), StoreError>;
     fn computed_traits(&self, profile_id: i64) -> Result<Vec<Trait>, StoreError>;
 }
+
+/// Audience snapshots: definition, status, estimate, ranked members.
+pub trait AudienceStore {
+    fn create_audience(
+        &self,
+        name: &str,
+        spec: &Value,
+        previous_id: Option<i64>,
+        created_at: i64,
+    ) -> Result<i64, StoreError>;
+    /// Stores the members and marks the audience live, in one transaction.
+    fn finish_audience(
+        &self,
+        id: i64,
+        model_id: i64,
+        members: &[Member],
+        estimate: &Value,
+        changes: Option<&Value>,
+        computed_at: i64,
+    ) -> Result<(), StoreError>;
+    fn fail_audience(&self, id: i64, error: &str) -> Result<(), StoreError>;
+    fn audience(&self, id: i64) -> Result<Option<AudienceRecord>, StoreError>;
+    /// Newest first.
+    fn audiences(&self) -> Result<Vec<AudienceRecord>, StoreError>;
+    /// Members ranked after `after_rank` (0 for the first page), best first.
+    fn audience_members(
+        &self,
+        id: i64,
+        after_rank: i64,
+        limit: usize,
+    ) -> Result<Vec<Member>, StoreError>;
+    fn audience_member(&self, id: i64, user_id: &str) -> Result<Option<Member>, StoreError>;
+    fn delete_audience(&self, id: i64) -> Result<bool, StoreError>;
+    /// Marks audiences left computing by a stopped process as failed.
+    fn fail_unfinished_audiences(&self, reason: &str) -> Result<usize, StoreError>;
+}

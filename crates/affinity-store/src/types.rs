@@ -140,3 +140,30 @@ pub struct TraitDefinitionRecord {
     pub profiles: i64,
     pub model_id: Option<i64>,
 }
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudienceRecord {
+    pub id: i64,
+    pub name: String,
+    pub spec: Value,
+    pub status: String,
+    pub size: i64,
+    pub model_id: Option<i64>,
+    pub created_at: i64,
+    pub computed_at: Option<i64>,
+    pub estimate: Value,
+    pub error: Option<String>,
+    pub previous_id: Option<i64>,
+    pub changes: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// 1 for the best.
+    pub rank: i64,
+    pub profile_id: i64,
+    pub user_id: String,
+    pub score: f64,
+    /// Held out as the control group: not to be targeted.
+    pub control: bool,
+}

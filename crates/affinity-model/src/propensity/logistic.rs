@@ -11,8 +11,8 @@ use rayon::prelude::*;
 /// Rows per partial sum: fixed so the summation order does not depend on the thread count.
 const BLOCK_ROWS: usize = 4096;
 const MAX_ITERATIONS: usize = 50;
-/// Converged when no standardized coefficient moves more than this in a step.
-const STEP_TOLERANCE: f64 = 1e-7;
+/// Converged when a Newton step would lower the objective (a mean log-loss) by less than this.
+const DECREMENT_TOLERANCE: f64 = 1e-10;
 
 /// The training rows: indices into a row-major feature matrix, with labels and weights.
 pub(super) struct Sample<'a> {
@@ -73,50 +73,160 @@ impl Logistic {
     pub(super) fn fit(sample: &Sample<'_>, l2: f64) -> Logistic {
         let d = sample.d;
         let (mean, std) = standardization(sample);
-        let total_w: f64 = sample.w.iter().sum();
-        let pos_w: f64 = (0..sample.rows.len())
-            .filter(|&j| sample.y[sample.rows[j] as usize])
-            .map(|j| sample.w[j])
-            .sum();
-        // Start at the base rate: the right answer when features say nothing.
-        let base = (pos_w / total_w).clamp(1e-9, 1.0 - 1e-9);
-        let mut model = Logistic {
-            mean,
-            std,
-            coef: vec![0.0; d],
-            intercept: (base / (1.0 - base)).ln(),
+        // Standardize once, with a leading 1 for the intercept: every pass is then plain
+        // dot products.
+        let n = d + 1;
+        let mut z = vec![0f64; sample.rows.len() * n];
+        for (j, zr) in z.chunks_exact_mut(n).enumerate() {
+            zr[0] = 1.0;
+            for (k, &x) in sample.row(j).iter().enumerate() {
+                zr[k + 1] = (f64::from(x) - mean[k]) / std[k];
+            }
+        }
+        let y: Vec<f64> = sample
+            .rows
+            .iter()
+            .map(|&r| if sample.y[r as usize] { 1.0 } else { 0.0 })
+            .collect();
+        let data = Standardized {
+            z: &z,
+            n,
+            y: &y,
+            w: sample.w,
+            total_w: sample.w.iter().sum(),
         };
-        let mut loss = objective(sample, &model, l2, total_w);
+        let pos_w: f64 = y.iter().zip(sample.w).map(|(y, w)| y * w).sum();
+        // Start at the base rate: the right answer when features say nothing.
+        let base = (pos_w / data.total_w).clamp(1e-9, 1.0 - 1e-9);
+        let mut beta = vec![0f64; n];
+        beta[0] = (base / (1.0 - base)).ln();
+        let mut loss = data.objective(&beta, l2);
         for _ in 0..MAX_ITERATIONS {
-            let (g, h) = gradient_hessian(sample, &model, l2, total_w);
-            let Some(step) = cholesky_solve(h, g, d + 1) else {
+            let (g, h) = data.gradient_hessian(&beta, l2);
+            let Some(step) = cholesky_solve(h, g.clone(), n) else {
                 break;
             };
-            // Backtracking: a full Newton step can overshoot far from the optimum.
+            // Newton decrement: the predicted decrease of the objective. Below the tolerance
+            // the fit is done (and rounding would make further line searches fail).
+            let decrement: f64 = g.iter().zip(&step).map(|(a, b)| a * b).sum();
+            if !(decrement > DECREMENT_TOLERANCE) {
+                break;
+            }
+            // Backtracking (Armijo): a full Newton step can overshoot far from the optimum.
             let mut t = 1.0;
             let mut accepted = None;
-            for _ in 0..30 {
-                let candidate = Logistic {
-                    intercept: model.intercept - t * step[0],
-                    coef: (0..d).map(|k| model.coef[k] - t * step[k + 1]).collect(),
-                    ..model.clone()
-                };
-                let l = objective(sample, &candidate, l2, total_w);
-                if l <= loss {
+            for _ in 0..20 {
+                let candidate: Vec<f64> = beta.iter().zip(&step).map(|(b, s)| b - t * s).collect();
+                let l = data.objective(&candidate, l2);
+                if l <= loss - 1e-4 * t * decrement {
                     accepted = Some((candidate, l));
                     break;
                 }
                 t *= 0.5;
             }
             let Some((next, l)) = accepted else { break };
-            let moved = step.iter().fold(0f64, |m, s| m.max((t * s).abs()));
-            model = next;
+            beta = next;
             loss = l;
-            if moved < STEP_TOLERANCE {
-                break;
+        }
+        Logistic {
+            mean,
+            std,
+            coef: beta[1..].to_vec(),
+            intercept: beta[0],
+        }
+    }
+}
+
+/// The training rows standardized, row-major with the intercept's 1 first.
+struct Standardized<'a> {
+    z: &'a [f64],
+    n: usize,
+    y: &'a [f64],
+    w: &'a [f64],
+    total_w: f64,
+}
+
+impl Standardized<'_> {
+    fn blocks(&self) -> Vec<(usize, usize)> {
+        let rows = self.y.len();
+        (0..rows.div_ceil(BLOCK_ROWS))
+            .map(|b| (b * BLOCK_ROWS, ((b + 1) * BLOCK_ROWS).min(rows)))
+            .collect()
+    }
+
+    fn log_odds(&self, j: usize, beta: &[f64]) -> f64 {
+        let zr = &self.z[j * self.n..(j + 1) * self.n];
+        zr.iter().zip(beta).map(|(a, b)| a * b).sum()
+    }
+
+    fn objective(&self, beta: &[f64], l2: f64) -> f64 {
+        let partials: Vec<f64> = self
+            .blocks()
+            .into_par_iter()
+            .map(|(a, b)| {
+                (a..b)
+                    .map(|j| {
+                        let t = self.log_odds(j, beta);
+                        self.w[j] * (softplus(t) - self.y[j] * t)
+                    })
+                    .sum::<f64>()
+            })
+            .collect();
+        let data: f64 = partials.iter().sum();
+        data / self.total_w + 0.5 * l2 * beta[1..].iter().map(|c| c * c).sum::<f64>()
+    }
+
+    /// Gradient and Hessian (row-major, `n²`) of the objective; index 0 is the intercept.
+    fn gradient_hessian(&self, beta: &[f64], l2: f64) -> (Vec<f64>, Vec<f64>) {
+        let n = self.n;
+        let partials: Vec<(Vec<f64>, Vec<f64>)> = self
+            .blocks()
+            .into_par_iter()
+            .map(|(a, b)| {
+                let mut g = vec![0f64; n];
+                let mut h = vec![0f64; n * n];
+                for j in a..b {
+                    let zr = &self.z[j * n..(j + 1) * n];
+                    let p = sigmoid(self.log_odds(j, beta));
+                    let r = self.w[j] * (p - self.y[j]);
+                    let c = self.w[j] * p * (1.0 - p);
+                    for (k, &zk) in zr.iter().enumerate() {
+                        g[k] += r * zk;
+                        let ck = c * zk;
+                        let hk = &mut h[k * n..(k + 1) * n];
+                        for (hkl, &zl) in hk[k..].iter_mut().zip(&zr[k..]) {
+                            *hkl += ck * zl;
+                        }
+                    }
+                }
+                (g, h)
+            })
+            .collect();
+        let mut g = vec![0f64; n];
+        let mut h = vec![0f64; n * n];
+        for (pg, ph) in &partials {
+            for (x, y) in g.iter_mut().zip(pg) {
+                *x += y;
+            }
+            for (x, y) in h.iter_mut().zip(ph) {
+                *x += y;
             }
         }
-        model
+        for a in 0..n {
+            g[a] /= self.total_w;
+            for b in a..n {
+                h[a * n + b] /= self.total_w;
+                h[b * n + a] = h[a * n + b];
+            }
+        }
+        for k in 1..n {
+            g[k] += l2 * beta[k];
+            h[k * n + k] += l2;
+        }
+        // The intercept is unpenalized; a whisper of ridge keeps the solve defined when
+        // every label is equal.
+        h[0] += 1e-12;
+        (g, h)
     }
 }
 
@@ -150,100 +260,6 @@ fn standardization(sample: &Sample<'_>) -> (Vec<f64>, Vec<f64>) {
         })
         .collect();
     (mean, std)
-}
-
-fn block_ranges(n: usize) -> Vec<(usize, usize)> {
-    (0..n.div_ceil(BLOCK_ROWS))
-        .map(|b| (b * BLOCK_ROWS, ((b + 1) * BLOCK_ROWS).min(n)))
-        .collect()
-}
-
-fn objective(sample: &Sample<'_>, m: &Logistic, l2: f64, total_w: f64) -> f64 {
-    let partials: Vec<f64> = block_ranges(sample.rows.len())
-        .into_par_iter()
-        .map(|(a, b)| {
-            let mut s = 0f64;
-            for j in a..b {
-                let z = m.log_odds(sample.row(j));
-                let y = if sample.y[sample.rows[j] as usize] {
-                    1.0
-                } else {
-                    0.0
-                };
-                s += sample.w[j] * (softplus(z) - y * z);
-            }
-            s
-        })
-        .collect();
-    let data: f64 = partials.iter().sum();
-    data / total_w + 0.5 * l2 * m.coef.iter().map(|c| c * c).sum::<f64>()
-}
-
-/// Gradient and Hessian (row-major, `(d+1)²`) of the objective; index 0 is the intercept.
-fn gradient_hessian(
-    sample: &Sample<'_>,
-    m: &Logistic,
-    l2: f64,
-    total_w: f64,
-) -> (Vec<f64>, Vec<f64>) {
-    let n = sample.d + 1;
-    let partials: Vec<(Vec<f64>, Vec<f64>)> = block_ranges(sample.rows.len())
-        .into_par_iter()
-        .map(|(a, b)| {
-            let mut g = vec![0f64; n];
-            let mut h = vec![0f64; n * n];
-            let mut z = vec![0f64; n];
-            for j in a..b {
-                let row = sample.row(j);
-                z[0] = 1.0;
-                for k in 0..sample.d {
-                    z[k + 1] = (f64::from(row[k]) - m.mean[k]) / m.std[k];
-                }
-                let p = m.predict(row);
-                let y = if sample.y[sample.rows[j] as usize] {
-                    1.0
-                } else {
-                    0.0
-                };
-                let w = sample.w[j];
-                let r = w * (p - y);
-                let c = w * p * (1.0 - p);
-                for a in 0..n {
-                    g[a] += r * z[a];
-                    let ca = c * z[a];
-                    for b in a..n {
-                        h[a * n + b] += ca * z[b];
-                    }
-                }
-            }
-            (g, h)
-        })
-        .collect();
-    let mut g = vec![0f64; n];
-    let mut h = vec![0f64; n * n];
-    for (pg, ph) in &partials {
-        for (x, y) in g.iter_mut().zip(pg) {
-            *x += y;
-        }
-        for (x, y) in h.iter_mut().zip(ph) {
-            *x += y;
-        }
-    }
-    for a in 0..n {
-        g[a] /= total_w;
-        for b in a..n {
-            h[a * n + b] /= total_w;
-            h[b * n + a] = h[a * n + b];
-        }
-    }
-    for k in 1..n {
-        g[k] += l2 * m.coef[k - 1];
-        h[k * n + k] += l2;
-    }
-    // The intercept is unpenalized; a whisper of ridge keeps the solve defined when every
-    // label is equal.
-    h[0] += 1e-12;
-    (g, h)
 }
 
 /// Solves `A x = b` for a small symmetric positive definite `A`; `None` if it is not.

@@ -97,7 +97,7 @@ impl Default for AudienceOptions {
     fn default() -> Self {
         AudienceOptions {
             seed: 0,
-            l2: 1e-3,
+            l2: 1e-2,
             min_positives: 10,
             max_training_users: 250_000,
         }

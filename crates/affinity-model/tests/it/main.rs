@@ -8,5 +8,6 @@ mod data;
 mod metrics;
 mod models;
 mod neighbours;
+mod propensity;
 mod splits;
 mod training;

@@ -1,5 +1,6 @@
 //! The management API under `/api/v1`, admin token required.
 
+mod audiences;
 mod catalog;
 mod events;
 mod json_body;
@@ -32,6 +33,16 @@ pub fn routes() -> Router<AppState> {
         .route("/models", get(models::list))
         .route("/models/train", post(models::train))
         .route("/models/{id}", get(models::get))
+        .route("/audiences", get(audiences::list).post(audiences::create))
+        .route("/audiences/preview", post(audiences::preview))
+        .route(
+            "/audiences/{id}",
+            get(audiences::get).delete(audiences::delete),
+        )
+        .route("/audiences/{id}/refresh", post(audiences::refresh))
+        .route("/audiences/{id}/members", get(audiences::members))
+        .route("/audiences/{id}/members.csv", get(audiences::members_csv))
+        .route("/audiences/{id}/members/{user_id}", get(audiences::member))
         .route("/traits", get(traits::list).post(traits::create))
         .route(
             "/users/{user_id}/recommendations",

@@ -1,5 +1,6 @@
 //! Integration tests of the server through real HTTP on port 0 with a temporary data dir.
 
+mod audiences;
 mod catalog;
 mod discovery;
 mod identity;

@@ -1,5 +1,6 @@
 //! The embedded SQLite store: one file `affinity.db` in the data directory, WAL mode.
 
+mod audiences;
 mod catalog;
 mod computed_traits;
 mod discovery;

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -107,6 +107,35 @@ CREATE TABLE computed_traits (
 ) WITHOUT ROWID;
 ";
 
+/// Audiences: snapshots of ranked members with their estimates.
+const V4: &str = "
+CREATE TABLE audiences (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT    NOT NULL,
+    spec        TEXT    NOT NULL,
+    status      TEXT    NOT NULL,
+    size        INTEGER NOT NULL DEFAULT 0,
+    model_id    INTEGER,
+    created_at  INTEGER NOT NULL,
+    computed_at INTEGER,
+    estimate    TEXT,
+    error       TEXT,
+    previous_id INTEGER,
+    changes     TEXT
+);
+
+CREATE TABLE audience_members (
+    audience_id INTEGER NOT NULL,
+    rank        INTEGER NOT NULL,
+    profile_id  INTEGER NOT NULL,
+    user_id     TEXT    NOT NULL,
+    score       REAL    NOT NULL,
+    control     INTEGER NOT NULL,
+    PRIMARY KEY (audience_id, rank)
+) WITHOUT ROWID;
+CREATE INDEX audience_members_user ON audience_members (audience_id, user_id);
+";
+
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > SCHEMA_VERSION {
@@ -127,6 +156,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if found < 3 {
         tx.execute_batch(V3)?;
+    }
+    if found < 4 {
+        tx.execute_batch(V4)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

@@ -1,0 +1,276 @@
+//! An audience definition: who to find (a target), how many (a maximum size), over what
+//! horizon, with what control group. Parsed by hand from JSON so every problem is named.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::catalog::ITEM_ID;
+use crate::item_catalog::ItemCatalog;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Target {
+    Item { item_id: String },
+    Column { column: String, value: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MaxSize {
+    Percent { percent: f64 },
+    Count { count: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudienceSpec {
+    pub name: String,
+    pub target: Target,
+    pub max_size: MaxSize,
+    pub horizon_days: u32,
+    pub control_percent: f64,
+    pub destinations: Vec<String>,
+}
+
+pub const DEFAULT_HORIZON_DAYS: u32 = 30;
+const FIELDS: [&str; 6] = [
+    "name",
+    "target",
+    "max_size",
+    "horizon_days",
+    "control_percent",
+    "destinations",
+];
+
+/// One problem with a request, located by field.
+pub type FieldProblem = (String, String);
+
+fn p(field: &str, message: impl Into<String>) -> FieldProblem {
+    (field.to_string(), message.into())
+}
+
+/// Parses a target object: `{"item_id"}` or `{"column","value"}`.
+pub fn parse_target(v: Option<&Value>, out: &mut Vec<FieldProblem>) -> Option<Target> {
+    let hint = "give {\"item_id\":\"sku-1\"} or {\"column\":\"brand\",\"value\":\"Acme\"}";
+    let Some(Value::Object(t)) = v else {
+        out.push(p("target", format!("is required: {hint}")));
+        return None;
+    };
+    for key in t
+        .keys()
+        .filter(|k| !["item_id", "column", "value"].contains(&k.as_str()))
+    {
+        out.push(p(
+            &format!("target.{key}"),
+            format!("unknown field: {hint}"),
+        ));
+    }
+    let text = |k: &str| match t.get(k) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    match (text("item_id"), text("column"), text("value")) {
+        (Some(item_id), None, None) => Some(Target::Item { item_id }),
+        (None, Some(column), Some(value)) if column == ITEM_ID => {
+            Some(Target::Item { item_id: value })
+        }
+        (None, Some(column), Some(value)) => Some(Target::Column { column, value }),
+        _ => {
+            out.push(p(
+                "target",
+                format!("must name an item or a column and a value: {hint}"),
+            ));
+            None
+        }
+    }
+}
+
+impl AudienceSpec {
+    /// Parses and validates a create request, listing every problem.
+    pub fn parse(body: &Value) -> Result<AudienceSpec, Vec<FieldProblem>> {
+        let mut out = Vec::new();
+        let Some(obj) = body.as_object() else {
+            return Err(vec![p("body", "must be a JSON object")]);
+        };
+        for key in obj.keys().filter(|k| !FIELDS.contains(&k.as_str())) {
+            out.push(p(
+                key,
+                format!("unknown field; fields are: {}", FIELDS.join(", ")),
+            ));
+        }
+        let name = match obj.get("name") {
+            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => s.clone(),
+            _ => {
+                out.push(p("name", "is required: a name of 1 to 200 characters"));
+                String::new()
+            }
+        };
+        let target = parse_target(obj.get("target"), &mut out);
+        let max_size = match obj.get("max_size") {
+            None => Some(MaxSize::Percent { percent: 20.0 }),
+            Some(v) => match (
+                v.get("percent").and_then(Value::as_f64),
+                v.get("count").and_then(Value::as_u64),
+                v.as_object().map(|o| o.len()),
+            ) {
+                (Some(percent), None, Some(1)) if percent > 0.0 && percent <= 100.0 => {
+                    Some(MaxSize::Percent { percent })
+                }
+                (None, Some(count), Some(1)) if count >= 1 => Some(MaxSize::Count { count }),
+                _ => {
+                    out.push(p(
+                        "max_size",
+                        "must be {\"percent\": 0 < p <= 100} or {\"count\": n >= 1}",
+                    ));
+                    None
+                }
+            },
+        };
+        let horizon_days = match obj.get("horizon_days") {
+            None => DEFAULT_HORIZON_DAYS,
+            Some(v) => match v.as_u64() {
+                Some(d @ 1..=365) => d as u32,
+                _ => {
+                    out.push(p(
+                        "horizon_days",
+                        format!("must be a whole number of days from 1 to 365; got {v}"),
+                    ));
+                    DEFAULT_HORIZON_DAYS
+                }
+            },
+        };
+        let control_percent = match obj.get("control_percent") {
+            None => 0.0,
+            Some(v) => match v.as_f64() {
+                Some(c) if (0.0..=50.0).contains(&c) => c,
+                _ => {
+                    out.push(p(
+                        "control_percent",
+                        format!("must be a number from 0 to 50; got {v}"),
+                    ));
+                    0.0
+                }
+            },
+        };
+        let destinations = match obj.get("destinations") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) if a.is_empty() => Vec::new(),
+            Some(_) => {
+                out.push(p("destinations", "destinations are not available in this version yet; omit the field and export members as CSV"));
+                Vec::new()
+            }
+        };
+        match (out.is_empty(), target, max_size) {
+            (true, Some(target), Some(max_size)) => Ok(AudienceSpec {
+                name,
+                target,
+                max_size,
+                horizon_days,
+                control_percent,
+                destinations,
+            }),
+            _ => Err(out),
+        }
+    }
+
+    /// Members wanted out of `scored` users.
+    pub fn wanted(&self, scored: usize) -> usize {
+        match self.max_size {
+            MaxSize::Percent { percent } => {
+                ((percent / 100.0) * scored as f64).round().max(1.0) as usize
+            }
+            MaxSize::Count { count } => count as usize,
+        }
+        .min(scored)
+    }
+}
+
+/// The target's items in the catalog, or a message with close values a user may have meant.
+pub fn resolve_target(catalog: &ItemCatalog, target: &Target) -> Result<Vec<u32>, FieldProblem> {
+    match target {
+        Target::Item { item_id } => match catalog.item_index(item_id) {
+            Some(i) => Ok(vec![i]),
+            None => {
+                let close = close_matches(catalog.items.iter().map(String::as_str), item_id);
+                Err(p(
+                    "target.item_id",
+                    format!("no item {item_id:?} in the catalog{}", suggest(&close)),
+                ))
+            }
+        },
+        Target::Column { column, value } => {
+            let Some(c) = catalog.column(column) else {
+                return Err(p(
+                    "target.column",
+                    format!(
+                        "no column {column:?}; columns: item_id, {}",
+                        catalog.column_names.join(", ")
+                    ),
+                ));
+            };
+            let items = catalog.items_matching(c, value);
+            if !items.is_empty() {
+                return Ok(items);
+            }
+            let values = catalog.column_values(c, None, usize::MAX);
+            let texts: Vec<String> = values
+                .iter()
+                .map(|v| match &v.value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            let close = close_matches(texts.iter().map(String::as_str), value);
+            Err(p(
+                "target.value",
+                format!(
+                    "no item has {column} = {value:?} (values match exactly and case-sensitively){}",
+                    suggest(&close)
+                ),
+            ))
+        }
+    }
+}
+
+fn suggest(close: &[String]) -> String {
+    if close.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; did you mean {}?",
+            close
+                .iter()
+                .map(|c| format!("{c:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// Candidates equal ignoring case, or sharing a case-insensitive prefix either way.
+fn close_matches<'a>(candidates: impl Iterator<Item = &'a str>, wanted: &str) -> Vec<String> {
+    let w = wanted.to_lowercase();
+    let mut exact = Vec::new();
+    let mut prefix = Vec::new();
+    for c in candidates {
+        let l = c.to_lowercase();
+        if l == w {
+            exact.push(c.to_string());
+        } else if !w.is_empty() && (l.starts_with(&w) || w.starts_with(&l)) {
+            prefix.push(c.to_string());
+        }
+    }
+    prefix.sort();
+    exact.extend(prefix);
+    exact.truncate(5);
+    exact
+}
+
+impl Target {
+    pub fn to_json(&self) -> Value {
+        match self {
+            Target::Item { item_id } => json!({"item_id": item_id}),
+            Target::Column { column, value } => json!({"column": column, "value": value}),
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Audiences through the API: validation with suggestions, background computation, members
+//! paging and CSV, control groups, explanations, preview, refresh diffs, determinism.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::catalog::{put_catalog, ready_catalog};
+use crate::models::{finished, send_synthetic, synthetic_catalog, train};
+use crate::support::{ADMIN, TestApp};
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
+    app.send(
+        app.client
+            .post(app.url(path))
+            .bearer_auth(ADMIN)
+            .json(&body),
+    )
+    .await
+}
+
+async fn live(app: &TestApp, id: &Value) -> Value {
+    for _ in 0..600 {
+        let (_, a) = app.admin_get(&format!("/api/v1/audiences/{id}")).await;
+        if a["status"] != "computing" {
+            assert_eq!(a["status"], "live", "{a}");
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("audience {id} still computing");
+}
+
+async fn all_members(app: &TestApp, id: &Value) -> Vec<Value> {
+    let (_, page) = app
+        .admin_get(&format!("/api/v1/audiences/{id}/members?limit=10000"))
+        .await;
+    page["members"].as_array().expect("members").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audiences_are_learned_sized_estimated_and_explained() {
+    let app = TestApp::spawn().await;
+    let brand_audience = json!({"name": "Brand 001 fans", "target": {"column": "brand", "value": "Brand 001"},
+                                "max_size": {"percent": 20}, "control_percent": 10});
+    let (s, b) = post(&app, "/api/v1/audiences", brand_audience.clone()).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("model_not_ready")),
+        "{b}"
+    );
+
+    send_synthetic(&app, 12_000).await;
+    put_catalog(&app, &synthetic_catalog()).await;
+    ready_catalog(&app).await;
+    let (_, job) = train(&app, json!({})).await;
+    finished(&app, &job["model_id"]).await;
+
+    let (s, b) = post(
+        &app,
+        "/api/v1/audiences",
+        json!({"target": {"column": "brand"}, "max_size": {"percent": 0},
+        "horizon_days": 0, "control_percent": 60, "destinations": ["d1"], "colour": 1}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let fields: Vec<&str> = b["error"]["problems"]
+        .as_array()
+        .expect("p")
+        .iter()
+        .filter_map(|p| p["field"].as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            "colour",
+            "name",
+            "target",
+            "max_size",
+            "horizon_days",
+            "control_percent",
+            "destinations"
+        ]
+    );
+    let (s, b) = post(
+        &app,
+        "/api/v1/audiences",
+        json!({"name": "typo", "target": {"column": "brand", "value": "brand 001"}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("did you mean \"Brand 001\""),
+        "{b}"
+    );
+    let (s, b) = post(
+        &app,
+        "/api/v1/audiences",
+        json!({"name": "x", "target": {"item_id": "sku-99999"}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+
+    let (s, created) = post(&app, "/api/v1/audiences", brand_audience.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{created}");
+    assert_eq!(
+        (created["status"].as_str(), created["size"].as_i64()),
+        (Some("computing"), Some(0))
+    );
+    let audience = live(&app, &created["id"]).await;
+    let size = audience["size"].as_u64().expect("size");
+    let scored = audience["estimate"]["scored_users"]
+        .as_u64()
+        .expect("scored");
+    assert!(
+        size > 0 && size as f64 <= 0.2 * scored as f64 + 1.0,
+        "{audience}"
+    );
+    let estimate = &audience["estimate"];
+    for key in [
+        "expected_precision",
+        "expected_recall",
+        "expected_engaged",
+        "lift",
+        "base_rate",
+        "average_precision",
+        "backtest",
+    ] {
+        assert!(!estimate[key].is_null(), "estimate.{key}: {audience}");
+    }
+    assert!(
+        estimate["lift"].as_f64().expect("lift") > 1.0,
+        "a learned audience beats random: {estimate}"
+    );
+    assert_eq!(
+        estimate["control_size"].as_u64(),
+        Some((size as f64 * 0.1).round() as u64)
+    );
+
+    // Paging: contiguous ranks, best first, then the CSV holds the same people.
+    let (_, first) = app
+        .admin_get(&format!(
+            "/api/v1/audiences/{}/members?limit=50",
+            created["id"]
+        ))
+        .await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("more pages")
+        .to_string();
+    let (_, second) = app
+        .admin_get(&format!(
+            "/api/v1/audiences/{}/members?limit=50&cursor={cursor}",
+            created["id"]
+        ))
+        .await;
+    assert_eq!(second["members"][0]["rank"], 51);
+    let members = all_members(&app, &created["id"]).await;
+    assert_eq!(members.len() as u64, size);
+    assert!(
+        members
+            .windows(2)
+            .all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64())
+    );
+    assert!(
+        members
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m["rank"] == i as u64 + 1)
+    );
+    let controls = members.iter().filter(|m| m["control"] == true).count() as u64;
+    assert_eq!(controls, estimate["control_size"].as_u64().expect("n"));
+    let csv = app
+        .client
+        .get(app.url(&format!("/api/v1/audiences/{}/members.csv", created["id"])))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = csv.text().await.expect("text");
+    assert_eq!(text.lines().next(), Some("user_id,score,rank,control"));
+    assert_eq!(text.lines().count() as u64, size + 1);
+
+    // The same definition and seed give the same people and the same control group.
+    let (_, again) = post(&app, "/api/v1/audiences", brand_audience.clone()).await;
+    live(&app, &again["id"]).await;
+    assert_eq!(all_members(&app, &again["id"]).await, members);
+
+    let top = members[0]["user_id"].as_str().expect("user").to_string();
+    let (s, why) = app
+        .admin_get(&format!(
+            "/api/v1/audiences/{}/members/{top}",
+            created["id"]
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{why}");
+    let features: Vec<&str> = why["why"]["contributions"]
+        .as_array()
+        .expect("contributions")
+        .iter()
+        .filter_map(|c| c["feature"].as_str())
+        .collect();
+    assert!(features.len() >= 5, "{why}");
+    assert!(
+        why["why"]["target_events"].is_array() && why["why"]["similar_items_engaged"].is_array()
+    );
+    let (s, _) = app
+        .admin_get(&format!(
+            "/api/v1/audiences/{}/members/not-a-member",
+            created["id"]
+        ))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, preview) = post(
+        &app,
+        "/api/v1/audiences/preview",
+        json!({"target": {"column": "brand", "value": "Brand 001"}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{preview}");
+    let curve = preview["curve"].as_array().expect("curve");
+    assert!(curve.len() >= 5);
+    assert!(
+        curve
+            .windows(2)
+            .all(|w| w[0]["size"].as_u64() <= w[1]["size"].as_u64())
+    );
+    assert!(
+        curve
+            .iter()
+            .all(|p| p["expected_precision"].is_number() && p["expected_engaged"].is_number())
+    );
+    let (s, _) = post(
+        &app,
+        "/api/v1/audiences/preview",
+        json!({"target": {"column": "brand", "value": "Brand 001"}, "max_size": {"count": 1}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A refresh is a new snapshot that reports who entered and exited.
+    let (s, refreshed) = post(
+        &app,
+        &format!("/api/v1/audiences/{}/refresh", created["id"]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{refreshed}");
+    assert_ne!(refreshed["id"], created["id"]);
+    let refreshed = live(&app, &refreshed["id"]).await;
+    assert_eq!(refreshed["previous_id"], created["id"]);
+    assert_eq!(
+        (
+            refreshed["changes"]["entered"].as_u64(),
+            refreshed["changes"]["exited"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "same model, same people"
+    );
+
+    let (s, item) = post(
+        &app,
+        "/api/v1/audiences",
+        json!({"name": "one item", "target": {"item_id": "sku-1"}, "max_size": {"count": 25}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{item}");
+    let item = live(&app, &item["id"]).await;
+    assert!(item["size"].as_u64().expect("size") <= 25);
+
+    let (_, list) = app.admin_get("/api/v1/audiences").await;
+    assert!(list["audiences"].as_array().expect("list").len() >= 4);
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/v1/audiences/{}", created["id"])))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (s, _) = app
+        .admin_get(&format!("/api/v1/audiences/{}", created["id"]))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .admin_get(&format!(
+            "/api/v1/audiences/{}/members?cursor=abc",
+            again["id"]
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
