@@ -2,6 +2,7 @@
 //! calls the library crates.
 
 mod catalog;
+mod demo;
 mod generate;
 mod import;
 mod memory;
@@ -42,6 +43,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Write a seeded synthetic event stream as JSONL (for tests, demos and benchmarks).
     Generate(generate::GenerateArgs),
+    /// A self-contained tour: generate a shop, train, compute a trait and an audience.
+    Demo(demo::DemoArgs),
     /// Set the catalog configuration from a JSON file (or print it).
     Catalog(catalog::CatalogArgs),
     /// Build the catalog, train and compare every candidate, record the chosen model.
@@ -72,6 +75,20 @@ fn main() -> anyhow::Result<()> {
             import::run(&data_dir(cli.config.as_deref(), cli.data_dir, env)?, &args)
         }
         Command::Generate(args) => generate::run(&args),
+        Command::Demo(args) => {
+            // The demo keeps its data apart from a real store unless told otherwise.
+            let overrides = settings::Overrides {
+                listen: None,
+                data_dir: Some(
+                    cli.data_dir
+                        .unwrap_or_else(|| PathBuf::from("./affinity-demo")),
+                ),
+            };
+            demo::run(
+                &settings::load(cli.config.as_deref(), &overrides, env)?,
+                &args,
+            )
+        }
         Command::Catalog(args) => {
             catalog::run(&data_dir(cli.config.as_deref(), cli.data_dir, env)?, &args)
         }

@@ -21,8 +21,7 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 
 DATA="${DATA:-$("$ROOT/scripts/fetch-ml100k.sh" "$HERE/data/ml-100k")}"
 (cd "$CRATE" && cargo build --release --quiet --example audiences_movielens)
-BIN="$ROOT/target/release/examples/audiences_movielens"
-[[ -x "$BIN" ]] || BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/audiences_movielens"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/audiences_movielens"
 
 RAYON_NUM_THREADS="$THREADS" "$BIN" --data "$DATA" "$@"
 echo

@@ -14,7 +14,9 @@
 //!
 //! Usage: `movielens --data DIR [--seeds 5] [--grid full|quick]
 //! [--models Pop,EASE,...] [--verbose 1]`, where DIR holds RecBole's
-//! `ml-100k.inter`; `--verbose 1` prints every configuration's valid score. `movielens ease-speed --items N` instead
+//! `ml-100k.inter`; `--verbose 1` prints every configuration's valid score.
+//! `movielens knn-speed [--users 50000 --items 20000 --nnz 1000000]` times
+//! `ItemKnn::fit` on synthetic power-law data. `movielens ease-speed --items N` instead
 //! times EASE's dense inverse on synthetic data with N items.
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,8 +49,10 @@ const ANCHORS: [(&str, f64, f64); 4] = [
 
 fn main() -> AnyResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("ease-speed") {
-        return ease_speed(&flags(&args[1..])?);
+    match args.first().map(String::as_str) {
+        Some("ease-speed") => return ease_speed(&flags(&args[1..])?),
+        Some("knn-speed") => return knn_speed(&flags(&args[1..])?),
+        _ => {}
     }
     let flags = flags(&args)?;
     let dir: PathBuf = flags
@@ -528,6 +532,67 @@ fn ease_speed(flags: &HashMap<String, String>) -> AnyResult<()> {
             "RESULT ease_fit items={n_items} threads={threads} seconds={s:.3} (≈{gflop:.1} GFLOP in the inverse → {:.1} GFLOP/s) b01={}",
             gflop / s,
             model.weights().get(1).copied().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
+
+/// Times [`ItemKnn::fit`] on synthetic data shaped like real logs: Zipf item
+/// popularity (∝ 1/rank^0.9) and Pareto user activity (exponent 1.2, capped
+/// at items/10), about `--nnz` distinct pairs.
+fn knn_speed(flags: &HashMap<String, String>) -> AnyResult<()> {
+    let get = |name: &str, default: usize| -> AnyResult<usize> {
+        Ok(flags.get(name).map_or(Ok(default), |v| v.parse())?)
+    };
+    let (n_users, n_items, nnz) = (
+        get("users", 50_000)?,
+        get("items", 20_000)?,
+        get("nnz", 1_000_000)?,
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut cumulative = Vec::with_capacity(n_items);
+    let mut total = 0f64;
+    for rank in 0..n_items {
+        total += 1.0 / ((rank + 1) as f64).powf(0.9);
+        cumulative.push(total);
+    }
+    let activity: Vec<f64> = (0..n_users)
+        .map(|_| (1.0 - rng.random::<f64>()).powf(-1.0 / 1.2))
+        .collect();
+    let scale = nnz as f64 / activity.iter().sum::<f64>();
+    let mut triplets: Vec<Triplet> = Vec::with_capacity(nnz);
+    for (u, a) in activity.iter().enumerate() {
+        let count = ((a * scale) as usize).clamp(1, (n_items / 10).max(1));
+        for _ in 0..count {
+            let x = rng.random::<f64>() * total;
+            let item = cumulative.partition_point(|&c| c < x).min(n_items - 1);
+            triplets.push((u as u32, item as u32, 1.0));
+        }
+    }
+    let data = Interactions::from_triplets(n_users, n_items, &triplets)?;
+    let work: f64 = (0..n_users as u32)
+        .map(|u| data.user_items(u).map_or(0.0, |r| (r.len() as f64).powi(2)))
+        .sum();
+    println!(
+        "data: {n_users} users × {n_items} items, {} distinct interactions, Σ|items(u)|² = {:.2e}",
+        data.nnz(),
+        work
+    );
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let start = Instant::now();
+        let knn = pool.install(|| ItemKnn::fit(&data, &ItemKnnParams::default()))?;
+        let fit = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let mut sink = 0f32;
+        for u in 0..1000u32.min(n_users as u32) {
+            sink += knn.recommend(u, 10, &[])?.first().map_or(0.0, |r| r.1);
+        }
+        println!(
+            "RESULT knn_fit threads={threads} fit_seconds={fit:.3} recommend_ms_per_user={:.3} (checksum {sink})",
+            start.elapsed().as_secs_f64()
         );
     }
     Ok(())
