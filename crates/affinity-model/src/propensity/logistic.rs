@@ -109,7 +109,7 @@ impl Logistic {
             // Newton decrement: the predicted decrease of the objective. Below the tolerance
             // the fit is done (and rounding would make further line searches fail).
             let decrement: f64 = g.iter().zip(&step).map(|(a, b)| a * b).sum();
-            if !(decrement > DECREMENT_TOLERANCE) {
+            if decrement.is_nan() || decrement <= DECREMENT_TOLERANCE {
                 break;
             }
             // Backtracking (Armijo): a full Newton step can overshoot far from the optimum.

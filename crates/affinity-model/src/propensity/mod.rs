@@ -48,9 +48,10 @@ impl Default for PropensityParams {
     fn default() -> Self {
         PropensityParams {
             horizon_days: 30,
-            // Chosen on the internal (pre-cutoff) backtest of the MovieLens benchmark: a
-            // strong confidence and a strong ridge give smoother user vectors, which rank
-            // users for a *set* of items better than the recommendation defaults.
+            // A strong confidence and a strong ridge give smooth user vectors for ranking
+            // users against a *set* of items. On the MovieLens benchmark's own pre-cutoff
+            // backtest, the recommendation defaults (alpha 1, λ 0.01), 16 or 32 factors and
+            // λ 10 all scored within noise of these, so the brief's defaults stay.
             als: AlsParams {
                 factors: 64,
                 regularization: 1.0,
@@ -81,7 +82,9 @@ impl PropensityParams {
 pub struct AudienceOptions {
     /// Seeds the 2-fold split and the sampling of negatives.
     pub seed: u64,
-    /// L2 penalty on the standardized coefficients, relative to the mean log-loss.
+    /// L2 penalty on the standardized coefficients, relative to the mean log-loss. 0.01 beat
+    /// 0.1, 0.03, 0.001 and 0.0001 on the MovieLens benchmark's pre-cutoff backtest (mean
+    /// over 10 split seeds; the test window was not used).
     pub l2: f64,
     /// Fewer backtest positives than this and no model is fitted (too little to learn
     /// from, and the honest estimate would be noise): the ranking falls back to the
