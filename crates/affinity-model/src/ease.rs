@@ -47,8 +47,9 @@ pub struct EaseParams {
 impl Default for EaseParams {
     fn default() -> Self {
         EaseParams {
-            // Best on MovieLens 100K validation data (bench/movielens.sh) and
-            // in the range Steck reports for other data sets.
+            // Validation on MovieLens 100K (bench/movielens.sh) picks 200–500
+            // depending on the split; the penalty competes with co-occurrence
+            // counts, so data with more users per item wants a larger λ.
             lambda: 500.0,
             max_items: 10_000,
         }
@@ -188,6 +189,8 @@ fn gram_matrix(data: &Interactions) -> Vec<f32> {
 /// Accumulator width of [`dots`]: one 256-bit register (compilers targeting
 /// AVX-512 parts still prefer 256-bit vectors for FMA-heavy code).
 const LANES: usize = 8;
+// The reduction at the end of `dots` is written out for exactly 8 lanes.
+const _: () = assert!(LANES == 8);
 
 /// All R × S dot products `x[r] · y[s]` (all slices of one length), computed
 /// together so each loaded chunk is reused R or S times from registers.
@@ -434,12 +437,18 @@ fn ease_weights(u: &[f32], n: usize) -> Vec<f32> {
         .for_each(|(task, rows)| {
             let a0 = task * TASK_ROWS;
             let n_rows = rows.len() / n;
-            for r0 in (0..n_rows).step_by(4) {
-                let rn = (n_rows - r0).min(4);
-                // Columns from the tile's own first row: P is symmetric, the
-                // lower triangle comes from the mirror pass below.
-                for b0 in (a0 + r0..n).step_by(4) {
-                    let bn = (n - b0).min(4);
+            // Column tiles outside, row tiles inside: the four rows of U a
+            // column tile reads are then reused by all of this task's row
+            // tiles while in cache, instead of streaming U once per row tile.
+            for b0 in (a0..n).step_by(4) {
+                let bn = (n - b0).min(4);
+                for r0 in (0..n_rows).step_by(4) {
+                    // Only tiles from the row's own diagonal on: P is
+                    // symmetric, the lower triangle comes from the mirror pass.
+                    if b0 < a0 + r0 {
+                        continue;
+                    }
+                    let rn = (n_rows - r0).min(4);
                     // Row b of U is zero before column b, so columns < b0
                     // contribute nothing to any product in this tile.
                     let x = |i: usize| &u[(a0 + r0 + i) * n + b0..(a0 + r0 + i + 1) * n];

@@ -64,11 +64,17 @@ pub fn recommend(
         .map(|(i, &s)| (i as u32, s));
     let values = match request.column {
         None => {
-            let mut all: Vec<(u32, f32)> = candidates.collect();
-            all.sort_by(|a, b| {
+            let order = |a: &(u32, f32), b: &(u32, f32)| {
                 b.1.total_cmp(&a.1)
                     .then_with(|| catalog.items[a.0 as usize].cmp(&catalog.items[b.0 as usize]))
-            });
+            };
+            let mut all: Vec<(u32, f32)> = candidates.collect();
+            // Only the head needs ordering: select it in linear time, then sort k items.
+            if request.k > 0 && all.len() > request.k {
+                all.select_nth_unstable_by(request.k - 1, order);
+                all.truncate(request.k);
+            }
+            all.sort_by(order);
             all.truncate(request.k);
             all.into_iter()
                 .map(|(i, s)| (Value::String(catalog.items[i as usize].clone()), s))

@@ -1,6 +1,7 @@
 //! Personalized-items traits: computed for every profile after each training (and when a
 //! trait is created), written onto profiles as ordered arrays.
 
+use rayon::prelude::*;
 use serde_json::Value;
 
 use affinity_core::item_rules::{ItemFilter, TraitDefinition};
@@ -31,21 +32,26 @@ pub fn compute(
     };
     let filter = ItemFilter::new(catalog, &[], &definition.exclude).map_err(StoreError::Corrupt)?;
     let allow = |i: u32| filter.allows(i);
-    let mut values = Vec::with_capacity(catalog.users.len());
-    for (user, &profile) in catalog.users.iter().enumerate() {
-        let request = RecommendRequest {
-            user: Some(user as u32),
-            k: definition.k,
-            column,
-            exclude_interacted: definition.exclude_interacted,
-            allow: &allow,
-        };
-        let recs = recommend(&model.model, catalog, &request)?;
-        values.push((
-            profile,
-            Value::Array(recs.values.into_iter().map(|(v, _)| v).collect()),
-        ));
-    }
+    // Users are independent: score them in parallel; collect keeps the catalog's order.
+    let values: Vec<(i64, Value)> = catalog
+        .users
+        .par_iter()
+        .enumerate()
+        .map(|(user, &profile)| {
+            let request = RecommendRequest {
+                user: Some(user as u32),
+                k: definition.k,
+                column,
+                exclude_interacted: definition.exclude_interacted,
+                allow: &allow,
+            };
+            let recs = recommend(&model.model, catalog, &request)?;
+            Ok((
+                profile,
+                Value::Array(recs.values.into_iter().map(|(v, _)| v).collect()),
+            ))
+        })
+        .collect::<Result<_, affinity_model::ModelError>>()?;
     store.write_computed_traits(&definition.name, &values, now_ms(), model.record.id)?;
     Ok(values.len())
 }

@@ -73,14 +73,33 @@ fn the_pipeline_prefers_a_personalized_model_and_is_reproducible() {
         ndcg("popularity")
     );
     assert!(
-        matches!(model.chosen, Candidate::Als(_)),
-        "chose {:?}",
+        !matches!(
+            model.chosen,
+            Candidate::Popularity | Candidate::Trending { .. }
+        ),
+        "chose a baseline: {:?}",
         model.chosen
+    );
+    let best = model
+        .results
+        .iter()
+        .filter_map(|r| r.metrics.as_ref())
+        .map(|m| m.ndcg)
+        .fold(0.0, f64::max);
+    assert_eq!(
+        model.metrics.as_ref().map(|m| m.ndcg),
+        Some(best),
+        "the best NDCG@10 is served"
     );
     let holdout = model.holdout.clone().unwrap();
     assert!(holdout.test_users > 50 && holdout.evaluated_users == holdout.test_users);
     assert!(holdout.train_interactions > 9 * holdout.test_interactions / 2);
-    assert_eq!(stages.last(), Some(&Progress::Fitting { candidate: "als" }));
+    assert_eq!(
+        stages.last(),
+        Some(&Progress::Fitting {
+            candidate: model.chosen.name()
+        })
+    );
 
     // The same data and seed give the same choice, metrics and recommendations.
     let again = train(&catalog, &options, &mut |_| {}).unwrap();

@@ -89,7 +89,8 @@ async fn training_runs_in_the_background_and_records_its_evidence() {
     let model = finished(&app, &job["model_id"]).await;
     assert_eq!(model["status"], "ready", "{model}");
     assert!(
-        ["als", "popularity", "trending"].contains(&model["algorithm"].as_str().unwrap_or("")),
+        ["als", "popularity", "trending", "item_knn", "ease"]
+            .contains(&model["algorithm"].as_str().unwrap_or("")),
         "{model}"
     );
     assert!(
@@ -103,7 +104,7 @@ async fn training_runs_in_the_background_and_records_its_evidence() {
         );
     }
     let candidates = model["candidates"].as_array().expect("candidates");
-    assert_eq!(candidates.len(), 4);
+    assert_eq!(candidates.len(), 6);
     assert_eq!(candidates.iter().filter(|c| c["chosen"] == true).count(), 1);
     assert!(
         candidates.iter().all(|c| c["metrics"]["ndcg"].is_number()),

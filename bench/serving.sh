@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Serving benchmark: the Profile API (a computed trait read like Segment's) and live
+# recommendations, on a generated store, with a load generator on loopback:
+#   - at a fixed 1,000 requests/s (open loop: latency counted from each request's scheduled
+#     time, so falling behind shows), and
+#   - at the maximum the server sustains (closed loop, CONNECTIONS concurrent requests).
+# The baseline in the same run is GET /health (no work): what HTTP alone costs here.
+# The load generator runs on the same 2 cores as the server, so it takes CPU from it.
+#
+# Usage: bench/serving.sh [USERS=200000] [ITEMS=20000] [EVENTS=2000000] [SECONDS=20] [CONNECTIONS=32]
+# Data in bench/out/serving (git-ignored).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+users=${1:-200000}; items=${2:-20000}; events=${3:-2000000}; seconds=${4:-20}; conns=${5:-32}
+out=bench/out/serving
+mkdir -p bench/data "$out"
+cargo build --release -q -p affinity-cli
+cargo build --release -q -p affinity-server --example serving_load
+bin=target/release/affinity
+load=target/release/examples/serving_load
+file=bench/data/serving-$users-$items-$events.jsonl
+[[ -s $file ]] || $bin generate --users "$users" --items "$items" --brands 100 --categories 40 --events "$events" --seed 11 --out "$file"
+rm -rf "$out/data"
+$bin --data-dir "$out/data" import "$file" --json > "$out/import.json"
+$bin --data-dir "$out/data" catalog examples/shop-catalog.json
+export AFFINITY_WRITE_KEYS=wk_bench AFFINITY_ADMIN_TOKEN=adm_bench AFFINITY_PROFILE_TOKEN=prf_bench RUST_LOG=warn
+$bin serve --listen 127.0.0.1:0 --data-dir "$out/data" > "$out/serve.log" &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "listening on" "$out/serve.log" && break; sleep 0.1; done
+url=$(grep -o "http://[0-9.:]*" "$out/serve.log" | head -1)
+started=$(date +%s)
+echo "waiting for the server's first model (it trains at start) ..."
+until curl -s -H "Authorization: Bearer adm_bench" "$url/api/v1/models" | grep -q '"status":"ready"'; do sleep 2; done
+echo "model ready after $(( $(date +%s) - started ))s; computing trait recommended_items (k=10) for every profile ..."
+curl -s -X POST -H "Authorization: Bearer adm_bench" -H "content-type: application/json" \
+  -d '{"name":"recommended_items","column":"item_id","k":10}' "$url/api/v1/traits" > /dev/null
+started=$(date +%s)
+until curl -s -H "Authorization: Bearer adm_bench" "$url/api/v1/traits" | grep -q '"status":"computed"'; do sleep 2; done
+echo "trait written onto every profile in $(( $(date +%s) - started ))s"
+
+results=()
+for ep in health profile recs; do
+  token=prf_bench; [[ $ep == recs ]] && token=adm_bench
+  results+=("$($load "$url" "$ep" "$token" "$users" rate 1000 "$seconds")")
+  results+=("$($load "$url" "$ep" "$token" "$users" max "$conns" "$seconds")")
+done
+server_peak=$(awk '/VmHWM/ {print $2/1024}' /proc/$server/status)
+python3 - "$users" "$items" "$events" "$server_peak" "${results[@]}" <<'PY'
+import json, sys
+users, items, events, peak = sys.argv[1:5]
+print(f"\nstore: {users} users x {items} items, {events} events; server peak RSS {float(peak):.0f} MiB")
+print(f"{'endpoint':<10}{'load':<16}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}")
+for r in map(json.loads, sys.argv[5:]):
+    load = f"{r['n']}/s fixed" if r["mode"] == "rate" else f"max, {r['n']} conns"
+    print(f"{r['endpoint']:<10}{load:<16}{r['rate']:>9.0f}{r['p50_ms']:>9.2f}{r['p90_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['max_ms']:>9.1f}{r['errors']:>8}")
+print(f"rerun: bench/serving.sh {users} {items} {events}")
+PY
