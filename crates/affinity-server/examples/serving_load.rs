@@ -3,6 +3,7 @@
 //!   request's *scheduled* time, so a server that falls behind shows it (no coordinated
 //!   omission);
 //! - `max C`: closed loop, C concurrent connections as fast as the server answers.
+//!
 //! Requests go to random users u0..u{USERS-1} (seeded). Prints one JSON line.
 //!
 //! Usage: serving_load URL ENDPOINT(profile|recs|health) TOKEN USERS MODE(rate|max) N SECONDS
