@@ -51,9 +51,11 @@ python3 - "$users" "$items" "$events" "$server_peak" "${results[@]}" <<'PY'
 import json, sys
 users, items, events, peak = sys.argv[1:5]
 print(f"\nstore: {users} users x {items} items, {events} events; server peak RSS {float(peak):.0f} MiB")
-print(f"{'endpoint':<10}{'load':<16}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}")
+print(f"{'endpoint':<10}{'load':<16}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}{'404s':>8}")
 for r in map(json.loads, sys.argv[5:]):
     load = f"{r['n']}/s fixed" if r["mode"] == "rate" else f"max, {r['n']} conns"
-    print(f"{r['endpoint']:<10}{load:<16}{r['rate']:>9.0f}{r['p50_ms']:>9.2f}{r['p90_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['max_ms']:>9.1f}{r['errors']:>8}")
+    print(f"{r['endpoint']:<10}{load:<16}{r['rate']:>9.0f}{r['p50_ms']:>9.2f}{r['p90_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['max_ms']:>9.1f}{r['errors']:>8}{r['not_found']:>8}")
+print("404s: random ids of users who never sent an event have no profile (a correct answer);")
+print("recommendations answer them with the popularity fallback instead.")
 print(f"rerun: bench/serving.sh {users} {items} {events}")
 PY

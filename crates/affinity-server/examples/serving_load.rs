@@ -24,9 +24,14 @@ fn path(endpoint: &str, user: u64) -> String {
     }
 }
 
-/// Sends and reads the whole body; true for a 2xx.
-async fn fetch(request: reqwest::RequestBuilder) -> bool {
+/// Sends and reads the whole body. A 404 (a random id that never sent an event has no
+/// profile) is a correct answer, counted apart from errors.
+async fn fetch(request: reqwest::RequestBuilder, not_found: &AtomicUsize) -> bool {
     match request.send().await {
+        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+            not_found.fetch_add(1, Ordering::Relaxed);
+            r.bytes().await.is_ok()
+        }
         Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
         Err(_) => false,
     }
@@ -44,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
     let errors = Arc::new(AtomicUsize::new(0));
+    let not_found = Arc::new(AtomicUsize::new(0));
     let request = {
         let (client, base, endpoint, token) = (
             client.clone(),
@@ -74,13 +80,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 break;
             }
             tokio::time::sleep_until(scheduled.into()).await;
-            let (req, lat, err) = (
+            let (req, lat, err, nf) = (
                 request(rng.random_range(0..users)),
                 latencies.clone(),
                 errors.clone(),
+                not_found.clone(),
             );
             tasks.spawn(async move {
-                if !fetch(req).await {
+                if !fetch(req, &nf).await {
                     err.fetch_add(1, Ordering::Relaxed);
                 }
                 lat.lock()
@@ -91,12 +98,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     } else {
         for c in 0..n {
-            let (request, lat, err) = (request.clone(), latencies.clone(), errors.clone());
+            let (request, lat, err, nf) = (
+                request.clone(),
+                latencies.clone(),
+                errors.clone(),
+                not_found.clone(),
+            );
             tasks.spawn(async move {
                 let mut rng = ChaCha8Rng::seed_from_u64(c as u64);
                 while started.elapsed() < deadline {
                     let t = Instant::now();
-                    if !fetch(request(rng.random_range(0..users))).await {
+                    if !fetch(request(rng.random_range(0..users)), &nf).await {
                         err.fetch_add(1, Ordering::Relaxed);
                     }
                     lat.lock().await.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -115,7 +127,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!(
         "{}",
-        serde_json::json!({"endpoint": endpoint, "mode": mode, "n": n, "requests": l.len(), "errors": errors.load(Ordering::Relaxed),
+        serde_json::json!({"endpoint": endpoint, "mode": mode, "n": n, "requests": l.len(), "errors": errors.load(Ordering::Relaxed), "not_found": not_found.load(Ordering::Relaxed),
                            "rate": l.len() as f64 / elapsed, "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99),
                            "p999_ms": q(0.999), "max_ms": l.last().copied().unwrap_or(f64::NAN)})
     );
