@@ -102,6 +102,10 @@ pub fn run_eval(data_dir: &Path, args: &TrainArgs) -> anyhow::Result<()> {
 
 fn print_report(model: &TrainedModel) {
     match (&model.holdout, &model.holdout_skipped) {
+        (Some(h), _) if h.selection == affinity_core::catalog::ModelSelection::Random => println!(
+            "random holdout: trained on {} user-item pairs, predicted {} held-out items of {} users ({} scored)",
+            h.train_interactions, h.test_interactions, h.test_users, h.evaluated_users
+        ),
         (Some(h), _) => println!(
             "time holdout: trained on {} interactions up to {}, predicted the new items of {} users after it ({} scored)",
             h.train_interactions,

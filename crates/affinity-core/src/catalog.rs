@@ -27,6 +27,20 @@ pub struct CatalogConfig {
     /// Interactions lose half their weight every this many days before `as_of`. None: no decay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub half_life_days: Option<f64>,
+    /// How training compares candidate models. Default: `time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_selection: Option<ModelSelection>,
+}
+
+/// The holdout that decides which model serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelSelection {
+    /// Hold out the newest interactions: "predict what comes next", as in production.
+    Time,
+    /// Hold out a random share of each user's items: for data whose order carries little
+    /// meaning (ratings collected in one sitting, imported histories).
+    Random,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

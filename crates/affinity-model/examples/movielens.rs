@@ -70,7 +70,7 @@ fn main() -> AnyResult<()> {
         Some(other) => return Err(format!("--grid {other}: expected full or quick").into()),
     };
 
-    let (n_users, n_items, triplets) = load(&dir.join("ml-100k.inter"))?;
+    let (n_users, n_items, triplets, times) = load(&dir.join("ml-100k.inter"))?;
     println!(
         "data: {} interactions, {n_users} users, {n_items} items; threads {}; grid {}",
         triplets.len(),
@@ -179,9 +179,98 @@ fn main() -> AnyResult<()> {
                 fit_seconds,
             });
         }
+
+        // The product's own path, untuned: a catalog of the train split (with its times), the
+        // training pipeline choosing among its default candidates on its own time holdout,
+        // and each user's top 10 produced exactly as a personalized-items trait is
+        // (interacted items excluded); valid items are masked per user, as RecBole does.
+        for (row, (name, selection)) in [("Trait/t", "time"), ("Trait/r", "random")]
+            .into_iter()
+            .enumerate()
+        {
+            if only
+                .as_ref()
+                .is_some_and(|o| !o.iter().any(|x| x == "Trait"))
+            {
+                continue;
+            }
+            let start = Instant::now();
+            let (outcome, chosen) =
+                trait_path(&split.train, &valid, &test, &times, seed, selection)?;
+            eprintln!(
+                "[seed {seed}] {name}: pipeline chose {chosen} → test NDCG@10 {:.4} recall@10 {:.4} in {:.1}s",
+                outcome.ndcg,
+                outcome.recall,
+                start.elapsed().as_secs_f64()
+            );
+            outcomes
+                .entry(models.len() + 1 + row)
+                .or_default()
+                .push(Outcome {
+                    name,
+                    seed,
+                    chosen,
+                    report: outcome,
+                    fit_seconds: start.elapsed().as_secs_f64(),
+                });
+        }
     }
     print_table(&models, &outcomes, seeds);
     Ok(())
+}
+
+/// Top-10 lists through the production trait path; see the call site.
+fn trait_path(
+    train: &[Triplet],
+    valid: &Interactions,
+    test: &Interactions,
+    times: &Times,
+    seed: u64,
+    selection: &str,
+) -> AnyResult<(RankingReport, String)> {
+    use affinity_core::item_catalog::CatalogBuilder;
+    use affinity_model::recommend::{RecommendRequest, recommend};
+    use affinity_model::training::{TrainingOptions, train as run_pipeline};
+    let config = serde_json::from_value(serde_json::json!({
+        "events": [{"name": "Movie Rated", "product_id_property": "product_id"}],
+        "model_selection": selection
+    }))?;
+    let mut builder = CatalogBuilder::new(config);
+    let mut sorted: Vec<(i64, u32, u32)> = train
+        .iter()
+        .map(|&(u, i, _)| (times[&(u, i)], u, i))
+        .collect();
+    sorted.sort_unstable();
+    for (ts, u, i) in sorted {
+        builder.add_event(
+            i64::from(u),
+            0,
+            ts,
+            &serde_json::json!({"product_id": i.to_string()}),
+        );
+    }
+    let catalog = builder.finish();
+    let model = run_pipeline(&catalog, &TrainingOptions::with_seed(seed), &mut |_| {})?;
+    let chosen = format!("{} {}", model.chosen.name(), model.chosen.params());
+    let report = affinity_model::metrics::evaluate_lists(test, K, |u| {
+        let masked = valid.user_items(u)?;
+        let allow =
+            |i: u32| !masked.contains(catalog.items[i as usize].parse::<u32>().unwrap_or(u32::MAX));
+        let request = RecommendRequest {
+            user: catalog.user_index(i64::from(u)),
+            k: K,
+            column: None,
+            exclude_interacted: true,
+            allow: &allow,
+        };
+        let recs = recommend(&model, &catalog, &request)?;
+        Ok(recs
+            .values
+            .iter()
+            .filter_map(|(v, _)| v.as_str()?.parse().ok())
+            .collect())
+    })?;
+    Ok((report, chosen))
 }
 
 fn flags(args: &[String]) -> AnyResult<HashMap<String, String>> {
@@ -200,7 +289,10 @@ fn flags(args: &[String]) -> AnyResult<HashMap<String, String>> {
 /// Reads RecBole's atomic `.inter` file (tab-separated, header
 /// `user_id:token item_id:token rating:float timestamp:float`); tokens get
 /// dense ids in order of first appearance, every row becomes weight 1.
-fn load(path: &std::path::Path) -> AnyResult<(usize, usize, Vec<Triplet>)> {
+/// Interactions with their times (Unix ms), keyed by (user, item) of the loaded indices.
+type Times = HashMap<(u32, u32), i64>;
+
+fn load(path: &std::path::Path) -> AnyResult<(usize, usize, Vec<Triplet>, Times)> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut lines = text.lines();
     let header = lines.next().ok_or("empty file")?;
@@ -211,9 +303,10 @@ fn load(path: &std::path::Path) -> AnyResult<(usize, usize, Vec<Triplet>)> {
             .position(|c| c.starts_with(name))
             .ok_or_else(|| format!("no {name} column in {header:?}"))
     };
-    let (uc, ic) = (col("user_id:")?, col("item_id:")?);
+    let (uc, ic, tc) = (col("user_id:")?, col("item_id:")?, col("timestamp:")?);
     let (mut users, mut items) = (HashMap::new(), HashMap::new());
     let mut triplets = Vec::new();
+    let mut times = HashMap::new();
     for line in lines.filter(|l| !l.is_empty()) {
         let fields: Vec<&str> = line.split('\t').collect();
         let (u, i) = (
@@ -224,9 +317,11 @@ fn load(path: &std::path::Path) -> AnyResult<(usize, usize, Vec<Triplet>)> {
         let u = *users.entry(u.to_string()).or_insert(n);
         let n = items.len() as u32;
         let i = *items.entry(i.to_string()).or_insert(n);
+        let seconds: f64 = fields.get(tc).ok_or("short line")?.parse()?;
+        times.insert((u, i), (seconds * 1000.0) as i64);
         triplets.push((u, i, 1.0));
     }
-    Ok((users.len(), items.len(), triplets))
+    Ok((users.len(), items.len(), triplets, times))
 }
 
 /// One point of a model's hyper-parameter grid.
@@ -446,8 +541,12 @@ fn print_table(
         let Some(name) = runs.first().map(|o| o.name) else {
             continue;
         };
-        // The blend row has no entry in `models`: its grid is the 11 weights.
-        let grid = models.get(*m).map_or(11, |(_, configs)| configs.len());
+        // The blend and trait rows have no entry in `models`.
+        let grid = match models.get(*m) {
+            Some((_, configs)) => format!("(grid of {} configs)", configs.len()),
+            None if name.starts_with("Trait") => "(pipeline's own choice, untuned)".to_string(),
+            None => "(grid of 11 weights)".to_string(),
+        };
         let metric = |f: fn(&RankingReport) -> f64| {
             let (mean, std) = mean_std(&runs.iter().map(|o| f(&o.report)).collect::<Vec<_>>());
             format!("{mean:.4} ± {std:.4}")
@@ -483,7 +582,7 @@ fn print_table(
         for extra in lines.iter().skip(1) {
             println!("{:<8} | {extra:<44} |", "");
         }
-        println!("{:<8} | {:<44} |", "", format!("(grid of {grid} configs)"));
+        println!("{:<8} | {:<44} |", "", grid);
     }
 }
 

@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+use affinity_core::catalog::ModelSelection;
 use affinity_core::item_catalog::ItemCatalog;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -93,8 +94,10 @@ pub struct TrainingOptions {
     pub seed: u64,
     /// Metrics are taken at this cutoff (10 unless told otherwise).
     pub k: usize,
-    /// Share of the newest interactions held out for evaluation.
+    /// Share of interactions held out for evaluation: the newest ones (time selection) or a
+    /// random share of each user's items (random selection).
     pub holdout_fraction: f64,
+    pub selection: ModelSelection,
     /// At most this many users are scored per candidate (a seeded sample), bounding the cost
     /// of evaluation on large stores.
     pub max_eval_users: usize,
@@ -120,6 +123,7 @@ impl TrainingOptions {
             seed,
             k: 10,
             holdout_fraction: 0.1,
+            selection: ModelSelection::Time,
             max_eval_users: 5_000,
             candidates: vec![
                 Candidate::Popularity,
@@ -150,11 +154,14 @@ pub struct CandidateResult {
 /// The holdout the candidates were compared on.
 #[derive(Debug, Clone, Serialize)]
 pub struct Holdout {
-    /// Interactions at or before this time (Unix ms) trained; later ones were predicted.
+    pub selection: ModelSelection,
+    /// Time selection: interactions at or before this time (Unix ms) trained and later ones
+    /// were predicted. Random selection: the snapshot time.
     pub cutoff: i64,
+    /// Interactions (time) or distinct user-item pairs (random) on each side.
     pub train_interactions: usize,
     pub test_interactions: usize,
-    /// Users with at least one new item after the cutoff and history before it.
+    /// Users with at least one held-out new item and history to predict it from.
     pub test_users: usize,
     /// How many of them were scored (a sample on large stores).
     pub evaluated_users: usize,
@@ -285,6 +292,45 @@ fn holdout_split(
     Ok((cutoff, train, test, test_users))
 }
 
+/// Holds out a seeded random share of each user's distinct items (users with at least five),
+/// at `as_of`. Returns (train, test, users with test items).
+fn random_split(
+    catalog: &ItemCatalog,
+    options: &TrainingOptions,
+) -> std::result::Result<(Interactions, Interactions, usize), String> {
+    let all = catalog.weighted(catalog.as_of);
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let (mut train, mut test) = (Vec::with_capacity(all.len()), Vec::new());
+    // `weighted` is sorted by (user, item): each user's items are one run.
+    for run in all.chunk_by(|a, b| a.0 == b.0) {
+        let n_test = if run.len() >= 5 {
+            ((run.len() as f64) * options.holdout_fraction)
+                .round()
+                .max(1.0) as usize
+        } else {
+            0
+        };
+        let mut order: Vec<usize> = (0..run.len()).collect();
+        order.shuffle(&mut rng);
+        let held: HashSet<usize> = order.into_iter().take(n_test).collect();
+        for (i, t) in run.iter().enumerate() {
+            if held.contains(&i) {
+                test.push((t.0, t.1, 1.0));
+            } else {
+                train.push(*t);
+            }
+        }
+    }
+    if test.is_empty() {
+        return Err("no user has the five items needed to hold some out".to_string());
+    }
+    let users = test.iter().map(|t| t.0).collect::<HashSet<_>>().len();
+    let (n_users, n_items) = (catalog.users.len(), catalog.items.len());
+    let train = Interactions::from_triplets(n_users, n_items, &train).map_err(|e| e.to_string())?;
+    let test = Interactions::from_triplets(n_users, n_items, &test).map_err(|e| e.to_string())?;
+    Ok((train, test, users))
+}
+
 /// Runs the pipeline. Errors only when the catalog has no interactions at all or the chosen
 /// model cannot be fitted; a candidate that fails during evaluation is recorded and skipped.
 pub fn train(
@@ -308,7 +354,18 @@ pub fn train(
     }
     let events = timed(catalog);
     let mut results = Vec::new();
-    let (holdout, holdout_skipped) = match holdout_split(catalog, options) {
+    // The catalog's own setting wins: scheduled retrains follow the configuration.
+    let selection = catalog.config.model_selection.unwrap_or(options.selection);
+    let options = &TrainingOptions {
+        selection,
+        ..options.clone()
+    };
+    let split = match options.selection {
+        ModelSelection::Time => holdout_split(catalog, options),
+        ModelSelection::Random => random_split(catalog, options)
+            .map(|(train, test, users)| (catalog.as_of, train, test, users)),
+    };
+    let (holdout, holdout_skipped) = match split {
         Ok((cutoff, train, test, test_users)) => {
             let total = options.candidates.len();
             for (index, candidate) in options.candidates.iter().enumerate() {
@@ -333,18 +390,22 @@ pub fn train(
                     error,
                 });
             }
+            let (train_interactions, test_interactions) = match options.selection {
+                ModelSelection::Time => {
+                    let before = catalog
+                        .interactions
+                        .iter()
+                        .filter(|x| x.timestamp <= cutoff)
+                        .count();
+                    (before, catalog.interactions.len() - before)
+                }
+                ModelSelection::Random => (train.nnz(), test.nnz()),
+            };
             let holdout = Holdout {
+                selection: options.selection,
                 cutoff,
-                train_interactions: catalog
-                    .interactions
-                    .iter()
-                    .filter(|x| x.timestamp <= cutoff)
-                    .count(),
-                test_interactions: catalog
-                    .interactions
-                    .iter()
-                    .filter(|x| x.timestamp > cutoff)
-                    .count(),
+                train_interactions,
+                test_interactions,
                 test_users,
                 evaluated_users: (0..test.n_users() as u32)
                     .filter(|&u| test.user_items(u).is_ok_and(|r| !r.is_empty()))

@@ -134,3 +134,30 @@ fn tiny_stores_train_without_a_holdout_and_say_why() {
     assert!(model.metrics.is_none());
     assert!(model.recommender.recommend(0, 3, &[]).is_ok());
 }
+
+#[test]
+fn random_selection_holds_out_items_per_user() {
+    let mut catalog = synthetic_catalog(30_000);
+    catalog.config.model_selection = Some(affinity_core::catalog::ModelSelection::Random);
+    let model = train(&catalog, &TrainingOptions::with_seed(7), &mut |_| {}).unwrap();
+    let holdout = model.holdout.clone().unwrap();
+    assert_eq!(
+        holdout.selection,
+        affinity_core::catalog::ModelSelection::Random
+    );
+    assert!(holdout.test_users > 100, "{holdout:?}");
+    let pairs = holdout.train_interactions + holdout.test_interactions;
+    assert!(
+        holdout.test_interactions * 20 > pairs && holdout.test_interactions * 5 < pairs,
+        "about 10% held out: {holdout:?}"
+    );
+    assert!(model.results.iter().all(|r| r.metrics.is_some()));
+    assert!(
+        !matches!(
+            model.chosen,
+            Candidate::Popularity | Candidate::Trending { .. }
+        ),
+        "{:?}",
+        model.chosen
+    );
+}
