@@ -50,6 +50,23 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
+    /// A 422 listing every problem at once, each as `{"field","message"}`.
+    pub fn problems<F: AsRef<str>, M: AsRef<str>>(code: &'static str, problems: &[(F, M)]) -> Self {
+        let text: Vec<String> = problems
+            .iter()
+            .map(|(f, m)| format!("{}: {}", f.as_ref(), m.as_ref()))
+            .collect();
+        let list: Vec<serde_json::Value> = problems
+            .iter()
+            .map(|(f, m)| json!({"field": f.as_ref(), "message": m.as_ref()}))
+            .collect();
+        Self::unprocessable(
+            code,
+            format!("{} problem(s): {}", problems.len(), text.join("; ")),
+        )
+        .with_detail("problems", json!(list))
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }

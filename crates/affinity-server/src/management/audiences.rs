@@ -23,20 +23,7 @@ use crate::params::Params;
 use crate::{ApiError, AppState};
 
 fn problems_error(problems: Vec<(String, String)>) -> ApiError {
-    let text: Vec<String> = problems.iter().map(|(f, m)| format!("{f}: {m}")).collect();
-    ApiError::unprocessable(
-        "invalid_audience",
-        format!("{} problem(s): {}", problems.len(), text.join("; ")),
-    )
-    .with_detail(
-        "problems",
-        json!(
-            problems
-                .iter()
-                .map(|(f, m)| json!({"field": f, "message": m}))
-                .collect::<Vec<_>>()
-        ),
-    )
+    ApiError::problems("invalid_audience", &problems)
 }
 
 fn audience_error(e: AudienceError) -> ApiError {

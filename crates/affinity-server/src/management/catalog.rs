@@ -28,15 +28,11 @@ pub async fn put(
     let config: CatalogConfig = json_body::parse(body).await?;
     let problems = config.validate();
     if !problems.is_empty() {
-        let summary: Vec<String> = problems
+        let pairs: Vec<(&str, &str)> = problems
             .iter()
-            .map(|p| format!("{}: {}", p.field, p.message))
+            .map(|p| (p.field.as_str(), p.message.as_str()))
             .collect();
-        return Err(ApiError::unprocessable(
-            "invalid_catalog",
-            format!("{} problem(s): {}", problems.len(), summary.join("; ")),
-        )
-        .with_detail("problems", json!(problems)));
+        return Err(ApiError::problems("invalid_catalog", &pairs));
     }
     let store = state.store.clone();
     let saved = config.clone();

@@ -44,20 +44,7 @@ pub async fn create(
     }
     let problems = definition.problems(&columns);
     if !problems.is_empty() {
-        let text: Vec<String> = problems.iter().map(|(f, m)| format!("{f}: {m}")).collect();
-        return Err(ApiError::unprocessable(
-            "invalid_trait",
-            format!("{} problem(s): {}", problems.len(), text.join("; ")),
-        )
-        .with_detail(
-            "problems",
-            json!(
-                problems
-                    .iter()
-                    .map(|(f, m)| json!({"field": f, "message": m}))
-                    .collect::<Vec<_>>()
-            ),
-        ));
+        return Err(ApiError::problems("invalid_trait", &problems));
     }
     let store = state.store.clone();
     let saved = serde_json::to_value(&definition).unwrap_or(Value::Null);
