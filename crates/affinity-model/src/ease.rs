@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dense::{dot, fmadd};
 use crate::error::{ModelError, Result};
-use crate::interactions::Interactions;
+use crate::interactions::{Csr, Interactions};
 use crate::recommender::{Recommender, check_user};
 
 /// Hyper-parameters of [`EaseModel::fit`].
@@ -75,9 +75,8 @@ pub struct EaseModel {
     n_items: usize,
     /// B, row-major `n_items × n_items`, zero diagonal.
     weights: Vec<f32>,
-    user_ptr: Vec<usize>,
-    user_ids: Vec<u32>,
-    user_weights: Vec<f32>,
+    /// The training rows of each user, the history their scores are built from.
+    users: Csr,
 }
 
 impl EaseModel {
@@ -103,27 +102,15 @@ impl EaseModel {
         drop(gram);
         let weights = ease_weights(&u, n);
 
-        let mut user_ptr = Vec::with_capacity(data.n_users() + 1);
-        let mut user_ids = Vec::with_capacity(data.nnz());
-        let mut user_weights = Vec::with_capacity(data.nnz());
-        user_ptr.push(0);
-        for user in 0..data.n_users() {
-            let row = data.user_row(user);
-            user_ids.extend_from_slice(row.ids);
-            user_weights.extend_from_slice(row.weights);
-            user_ptr.push(user_ids.len());
-        }
         Ok(EaseModel {
             n_items: n,
             weights,
-            user_ptr,
-            user_ids,
-            user_weights,
+            users: data.user_rows(),
         })
     }
 
     pub fn n_users(&self) -> usize {
-        self.user_ptr.len() - 1
+        self.users.len()
     }
 
     /// B, row-major `n_items × n_items`: `B[i * n_items + j]` is how much
@@ -144,12 +131,9 @@ impl Recommender for EaseModel {
     fn score_items(&self, user: u32) -> Result<Vec<f32>> {
         let u = check_user(user, self.n_users())?;
         let n = self.n_items;
-        let (start, end) = (self.user_ptr[u], self.user_ptr[u + 1]);
+        let history = self.users.row(u);
         let mut scores = vec![0f32; n];
-        for (&i, &w) in self.user_ids[start..end]
-            .iter()
-            .zip(&self.user_weights[start..end])
-        {
+        for (&i, &w) in history.ids.iter().zip(history.weights) {
             let row = &self.weights[i as usize * n..(i as usize + 1) * n];
             for (s, b) in scores.iter_mut().zip(row) {
                 *s = fmadd(w, *b, *s);

@@ -41,14 +41,19 @@ impl<'a> Row<'a> {
 
 /// Compressed sparse rows: `ptr[r]..ptr[r + 1]` indexes `ids`/`weights`.
 #[derive(Debug, Clone, PartialEq)]
-struct Csr {
+pub(crate) struct Csr {
     ptr: Vec<usize>,
     ids: Vec<u32>,
     weights: Vec<f32>,
 }
 
 impl Csr {
-    fn row(&self, r: usize) -> Row<'_> {
+    /// Number of rows.
+    pub(crate) fn len(&self) -> usize {
+        self.ptr.len() - 1
+    }
+
+    pub(crate) fn row(&self, r: usize) -> Row<'_> {
         let (start, end) = (self.ptr[r], self.ptr[r + 1]);
         Row {
             ids: &self.ids[start..end],
@@ -224,6 +229,11 @@ impl Interactions {
 
     /// Row `u` of the user-major side without a bounds check on the id type;
     /// used by ALS, which iterates `0..n_users` itself.
+    /// A copy of the user-major rows, for models that score from a user's history.
+    pub(crate) fn user_rows(&self) -> Csr {
+        self.by_user.clone()
+    }
+
     pub(crate) fn user_row(&self, u: usize) -> Row<'_> {
         self.by_user.row(u)
     }

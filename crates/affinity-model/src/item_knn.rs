@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dense::fmadd;
 use crate::error::{ModelError, Result};
-use crate::interactions::Interactions;
+use crate::interactions::{Csr, Interactions};
 use crate::recommender::{Recommender, check_user, top_k};
 
 /// Hyper-parameters of [`ItemKnn::fit`]; defaults are RecBole's.
@@ -85,9 +85,8 @@ pub struct ItemKnn {
     reverse_ptr: Vec<usize>,
     reverse_ids: Vec<u32>,
     reverse_sims: Vec<f32>,
-    user_ptr: Vec<usize>,
-    user_ids: Vec<u32>,
-    user_weights: Vec<f32>,
+    /// The training rows of each user, the history their scores are built from.
+    users: Csr,
 }
 
 /// Items per rayon task; each task allocates one n_items-long accumulator.
@@ -186,17 +185,6 @@ impl ItemKnn {
             }
         }
 
-        let mut user_ptr = Vec::with_capacity(data.n_users() + 1);
-        let mut user_ids = Vec::with_capacity(data.nnz());
-        let mut user_weights = Vec::with_capacity(data.nnz());
-        user_ptr.push(0);
-        for user in 0..data.n_users() {
-            let row = data.user_row(user);
-            user_ids.extend_from_slice(row.ids);
-            user_weights.extend_from_slice(row.weights);
-            user_ptr.push(user_ids.len());
-        }
-
         Ok(ItemKnn {
             n_items,
             neighbour_ptr,
@@ -205,14 +193,12 @@ impl ItemKnn {
             reverse_ptr,
             reverse_ids,
             reverse_sims,
-            user_ptr,
-            user_ids,
-            user_weights,
+            users: data.user_rows(),
         })
     }
 
     pub fn n_users(&self) -> usize {
-        self.user_ptr.len() - 1
+        self.users.len()
     }
 
     /// Up to `k` items most similar to `item`, best first (ties by ascending
@@ -258,12 +244,9 @@ impl Recommender for ItemKnn {
     /// training matrix; an item none of whose neighbours the user has scores 0.
     fn score_items(&self, user: u32) -> Result<Vec<f32>> {
         let u = check_user(user, self.n_users())?;
-        let (start, end) = (self.user_ptr[u], self.user_ptr[u + 1]);
+        let history = self.users.row(u);
         let mut scores = vec![0f32; self.n_items];
-        for (&i, &w) in self.user_ids[start..end]
-            .iter()
-            .zip(&self.user_weights[start..end])
-        {
+        for (&i, &w) in history.ids.iter().zip(history.weights) {
             let (a, b) = (
                 self.reverse_ptr[i as usize],
                 self.reverse_ptr[i as usize + 1],
