@@ -240,6 +240,32 @@ impl Recommender for AlsModel {
             .map(|y| dot(x, y))
             .collect())
     }
+
+    /// Items in blocks small enough to stay in cache (2,048 × 64 factors = 512 KiB) while
+    /// every user of the batch is scored against them: each item vector is read from memory
+    /// once per batch instead of once per user. Same dot products, so the same scores.
+    fn score_users(&self, users: &[u32]) -> Result<Vec<f32>> {
+        const ITEM_BLOCK: usize = 2_048;
+        let n = self.n_items();
+        let vectors: Vec<&[f32]> = users
+            .iter()
+            .map(|&u| self.user_vector(u))
+            .collect::<Result<_>>()?;
+        let mut out = vec![0f32; users.len() * n];
+        for start in (0..n).step_by(ITEM_BLOCK) {
+            let end = (start + ITEM_BLOCK).min(n);
+            let block = &self.item_factors[start * self.factors..end * self.factors];
+            for (row, x) in out.chunks_exact_mut(n).zip(&vectors) {
+                for (slot, y) in row[start..end]
+                    .iter_mut()
+                    .zip(block.chunks_exact(self.factors))
+                {
+                    *slot = dot(x, y);
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Everything one half-iteration needs besides the data.

@@ -43,12 +43,61 @@ pub fn recommend(
     catalog: &ItemCatalog,
     request: &RecommendRequest<'_>,
 ) -> Result<Recommendations> {
-    let seen = interacted(model, request.user);
-    let personal = request.user.filter(|_| !seen.is_empty());
+    let personal = personal(model, request.user);
     let scores = match personal {
         Some(u) => model.recommender.score_items(u)?,
         None => model.fallback.score_items(0)?,
     };
+    rank(model, catalog, request, &scores, personal.is_none())
+}
+
+/// The user the model can personalize for: known and with interactions in its data.
+pub fn personal(model: &TrainedModel, user: Option<u32>) -> Option<u32> {
+    user.filter(|&u| model.data.user_items(u).is_ok_and(|r| !r.is_empty()))
+}
+
+/// Recommendations for many users at once (a trait over every profile): personalized users
+/// are scored in batches through [`Recommender::score_users`], the others get the fallback.
+/// Each result is what [`recommend`] gives for that user alone.
+pub fn recommend_many(
+    model: &TrainedModel,
+    catalog: &ItemCatalog,
+    users: &[u32],
+    request: &RecommendRequest<'_>,
+) -> Result<Vec<Recommendations>> {
+    let fallback = model.fallback.score_items(0)?;
+    let batch: Vec<u32> = users
+        .iter()
+        .copied()
+        .filter(|&u| personal(model, Some(u)).is_some())
+        .collect();
+    let scores = model.recommender.score_users(&batch)?;
+    let n = model.recommender.n_items().max(1);
+    let mut rows = batch.iter().copied().zip(scores.chunks_exact(n)).peekable();
+    users
+        .iter()
+        .map(|&u| {
+            let single = RecommendRequest {
+                user: Some(u),
+                ..*request
+            };
+            match rows.next_if(|(p, _)| *p == u) {
+                Some((_, row)) => rank(model, catalog, &single, row, false),
+                None => rank(model, catalog, &single, &fallback, true),
+            }
+        })
+        .collect()
+}
+
+/// Orders item scores into the answer: exclusions, filters, column aggregation, top k.
+fn rank(
+    model: &TrainedModel,
+    catalog: &ItemCatalog,
+    request: &RecommendRequest<'_>,
+    scores: &[f32],
+    fallback: bool,
+) -> Result<Recommendations> {
+    let seen = interacted(model, request.user);
     let mut excluded = vec![false; scores.len()];
     if request.exclude_interacted {
         for &i in &seen {
@@ -104,10 +153,7 @@ pub fn recommend(
             all.into_iter().map(|(_, v)| v).collect()
         }
     };
-    Ok(Recommendations {
-        values,
-        fallback: personal.is_none(),
-    })
+    Ok(Recommendations { values, fallback })
 }
 
 /// The elements of a column value: a list gives each element, a scalar itself.

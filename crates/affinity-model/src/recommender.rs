@@ -17,6 +17,18 @@ pub trait Recommender: Sync {
     /// One score per item (index = item id); higher is better.
     fn score_items(&self, user: u32) -> Result<Vec<f32>>;
 
+    /// Scores for several users at once, row-major (`users.len()` rows of `n_items()`), the
+    /// same numbers as [`Recommender::score_items`] row by row. Models with a faster batched
+    /// form (ALS: a cache-blocked product) override it; scoring every user for a trait
+    /// is then compute-bound instead of memory-bound.
+    fn score_users(&self, users: &[u32]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(users.len() * self.n_items());
+        for &u in users {
+            out.extend(self.score_items(u)?);
+        }
+        Ok(out)
+    }
+
     /// The `k` best items for `user`, best first, never including an item in
     /// `exclude` (ids outside the catalogue in `exclude` are ignored). Ties are
     /// broken by ascending item id so results are fully deterministic.

@@ -5,13 +5,16 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use affinity_core::item_rules::{ItemFilter, TraitDefinition};
-use affinity_model::recommend::{RecommendRequest, recommend};
+use affinity_model::recommend::{RecommendRequest, recommend_many};
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{StoreError, TraitStore};
 
 use crate::ServerError;
 use crate::catalog_state::now_ms;
 use crate::training::ServingModel;
+
+/// Users scored together: their vectors and a block of items stay in cache.
+const USERS_PER_BATCH: usize = 256;
 
 /// Computes one trait for every user of the serving model's catalog and writes it.
 pub fn compute(
@@ -32,26 +35,33 @@ pub fn compute(
     };
     let filter = ItemFilter::new(catalog, &[], &definition.exclude).map_err(StoreError::Corrupt)?;
     let allow = |i: u32| filter.allows(i);
-    // Users are independent: score them in parallel; collect keeps the catalog's order.
-    let values: Vec<(i64, Value)> = catalog
-        .users
-        .par_iter()
-        .enumerate()
-        .map(|(user, &profile)| {
-            let request = RecommendRequest {
-                user: Some(user as u32),
-                k: definition.k,
-                column,
-                exclude_interacted: definition.exclude_interacted,
-                allow: &allow,
-            };
-            let recs = recommend(&model.model, catalog, &request)?;
-            Ok((
-                profile,
-                Value::Array(recs.values.into_iter().map(|(v, _)| v).collect()),
-            ))
+    let request = RecommendRequest {
+        user: None,
+        k: definition.k,
+        column,
+        exclude_interacted: definition.exclude_interacted,
+        allow: &allow,
+    };
+    // Users in batches (the model scores a batch against cache-sized blocks of items), the
+    // batches in parallel; collect keeps the catalog's order.
+    let users: Vec<u32> = (0..catalog.users.len() as u32).collect();
+    let batches: Vec<Vec<(i64, Value)>> = users
+        .par_chunks(USERS_PER_BATCH)
+        .map(|batch| {
+            let recs = recommend_many(&model.model, catalog, batch, &request)?;
+            Ok(batch
+                .iter()
+                .zip(recs)
+                .map(|(&u, r)| {
+                    (
+                        catalog.users[u as usize],
+                        Value::Array(r.values.into_iter().map(|(v, _)| v).collect()),
+                    )
+                })
+                .collect())
         })
         .collect::<Result<_, affinity_model::ModelError>>()?;
+    let values: Vec<(i64, Value)> = batches.into_iter().flatten().collect();
     store.write_computed_traits(&definition.name, &values, now_ms(), model.record.id)?;
     Ok(values.len())
 }

@@ -161,3 +161,40 @@ fn random_selection_holds_out_items_per_user() {
         model.chosen
     );
 }
+
+#[test]
+fn batched_recommendations_equal_one_by_one() {
+    use affinity_model::recommend::{RecommendRequest, recommend, recommend_many};
+    let catalog = synthetic_catalog(20_000);
+    let mut options = TrainingOptions::with_seed(5);
+    // ALS overrides the batched scoring; make sure it is the served model here.
+    options
+        .candidates
+        .retain(|c| matches!(c, Candidate::Als(_)));
+    let model = train(&catalog, &options, &mut |_| {}).unwrap();
+    let brand = catalog.column("brand");
+    let allow = |i: u32| !i.is_multiple_of(7);
+    let users: Vec<u32> = (0..catalog.users.len() as u32).step_by(3).collect();
+    for column in [None, brand] {
+        let request = RecommendRequest {
+            user: None,
+            k: 7,
+            column,
+            exclude_interacted: true,
+            allow: &allow,
+        };
+        let many = recommend_many(&model, &catalog, &users, &request).unwrap();
+        for (&u, batched) in users.iter().zip(&many) {
+            let single = recommend(
+                &model,
+                &catalog,
+                &RecommendRequest {
+                    user: Some(u),
+                    ..request
+                },
+            )
+            .unwrap();
+            assert_eq!(batched, &single, "user {u}");
+        }
+    }
+}
