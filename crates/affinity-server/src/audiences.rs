@@ -274,3 +274,75 @@ pub fn explain(
         json!({"contributions": contributions, "target_events": target_events, "similar_items_engaged": similar}),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(ids: &[&str]) -> Vec<Member> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| Member {
+                rank: i as i64 + 1,
+                profile_id: i as i64,
+                user_id: id.to_string(),
+                score: 1.0,
+                control: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changes_list_who_entered_and_who_exited() {
+        let before = members(&["ann", "ben", "cid", "dan"]);
+        let after = members(&["ben", "eve", "dan", "fay", "gus"]);
+        let c = changes(&before, &after, 7);
+        assert_eq!(
+            c,
+            json!({"previous_id": 7, "entered": 3, "exited": 2, "stayed": 2,
+                   "entered_users": ["eve", "fay", "gus"], "exited_users": ["ann", "cid"]})
+        );
+        let same = changes(&after, &after, 8);
+        assert_eq!(
+            (
+                same["entered"].as_u64(),
+                same["exited"].as_u64(),
+                same["stayed"].as_u64()
+            ),
+            (Some(0), Some(0), Some(5))
+        );
+    }
+
+    #[test]
+    fn the_estimate_interpolates_the_curve() {
+        let point = |fraction: f64, precision: f64, lift: f64| CurvePoint {
+            fraction,
+            size: (fraction * 100.0) as usize,
+            expected_precision: precision,
+            expected_recall: fraction,
+            expected_engaged: precision * fraction * 100.0,
+            lift,
+        };
+        let curve = [point(0.1, 0.5, 5.0), point(0.2, 0.3, 3.0)];
+        let mid = expectation_at(&curve, 0.15);
+        assert!(
+            (mid["expected_precision"].as_f64().unwrap_or(0.0) - 0.4).abs() < 1e-9,
+            "{mid}"
+        );
+        assert!(
+            (mid["lift"].as_f64().unwrap_or(0.0) - 4.0).abs() < 1e-9,
+            "{mid}"
+        );
+        assert_eq!(
+            expectation_at(&curve, 0.05)["lift"],
+            5.0,
+            "below the first point: the first point"
+        );
+        assert_eq!(
+            expectation_at(&curve, 0.9)["lift"],
+            3.0,
+            "beyond the last point: the last point"
+        );
+        assert_eq!(expectation_at(&[], 0.5), Value::Null);
+    }
+}
