@@ -10,11 +10,11 @@
 # Environment overrides: RUNS (timed fits per model, default 3; 1 for --large),
 #   THREADS (2), FACTORS (64), ITERATIONS (15), REGULARIZATION (0.01),
 #   ALPHA (1.0, implicit's default), SEED (42),
-#   NATIVE=1 (build ours with -C target-cpu=native; default is the portable
-#   x86-64 baseline, i.e. SSE2 only), CARGO_TARGET_DIR.
+#   PORTABLE=1 (build ours for the x86-64 baseline, SSE2 only; by default it is
+#   built as the workspace builds, with target-cpu=native), CARGO_TARGET_DIR.
 #
 # Generated data goes to bench/data/ and the Python venv to bench/.venv/; both
-# are listed in the crate's .gitignore and must stay out of git.
+# are git-ignored and must stay out of git.
 #
 # Timing is wall-clock on a shared 2-core machine: anything else running (a
 # compile, say) slows whichever run it overlaps. Runs are interleaved
@@ -46,7 +46,7 @@ SEED="${SEED:-42}"
 EVAL_MAX_USER="${EVAL_MAX_USER:-$DEFAULT_EVAL_MAX_USER}"
 EVAL=()
 [[ -n "$EVAL_MAX_USER" ]] && EVAL=(--eval-max-user "$EVAL_MAX_USER")
-NATIVE="${NATIVE:-0}"
+PORTABLE="${PORTABLE:-0}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$CRATE/target}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 
@@ -55,14 +55,14 @@ field() { grep -o "$2=[^ ]*" <<<"$1" | head -1 | cut -d= -f2; }
 median() { sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 
 # --- build ours -------------------------------------------------------------
-if [[ "$NATIVE" == 1 ]]; then
-  BIN_DIR="$TARGET_DIR/bench-native"
-  log "building the example with -C target-cpu=native"
-  (cd "$CRATE" && RUSTFLAGS="-C target-cpu=native" cargo build --release --quiet \
+if [[ "$PORTABLE" == 1 ]]; then
+  BIN_DIR="$TARGET_DIR/bench-portable"
+  log "building the example for the x86-64 baseline (PORTABLE=1)"
+  (cd "$CRATE" && RUSTFLAGS="-C target-cpu=x86-64" cargo build --release --quiet \
      --example als_vs_implicit --target-dir "$BIN_DIR")
 else
   BIN_DIR="$TARGET_DIR"
-  log "building the example (portable target)"
+  log "building the example as the workspace builds (target-cpu=native, .cargo/config.toml)"
   (cd "$CRATE" && cargo build --release --quiet --example als_vs_implicit --target-dir "$BIN_DIR")
 fi
 BIN="$BIN_DIR/release/examples/als_vs_implicit"
@@ -156,7 +156,7 @@ fi
 metrics_line popularity <<<"$OURS_LAST" | sed 's/^/  /'
 echo
 printf 'reproduce: cd %q &&' "$CRATE"
-for v in RUNS THREADS FACTORS ITERATIONS REGULARIZATION ALPHA SEED NATIVE EVAL_MAX_USER; do printf ' %s=%q' "$v" "${!v}"; done
+for v in RUNS THREADS FACTORS ITERATIONS REGULARIZATION ALPHA SEED PORTABLE EVAL_MAX_USER; do printf ' %s=%q' "$v" "${!v}"; done
 printf ' bench/als_vs_implicit.sh'
 for a in "${ORIG_ARGS[@]+"${ORIG_ARGS[@]}"}"; do printf ' %q' "$a"; done
 echo
