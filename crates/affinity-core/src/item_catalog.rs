@@ -2,6 +2,7 @@
 //! and interactions. Pure: the store feeds events in, training reads the result.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
@@ -33,6 +34,18 @@ pub struct ItemCatalog {
     pub as_of: i64,
     item_index: HashMap<String, u32>,
     user_index: HashMap<i64, u32>,
+    /// Built on first use: scoring per column value must not re-hash value text per item.
+    column_indexes: OnceLock<Vec<ColumnIndex>>,
+}
+
+/// One column's distinct values, interned: `of_item[i]` holds the indices (into `values`) of
+/// item `i`'s value, one per element for lists.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnIndex {
+    pub values: Vec<Value>,
+    /// The text of each value (strings as themselves, others as JSON), for ordering ties.
+    pub texts: Vec<String>,
+    pub of_item: Vec<Vec<u32>>,
 }
 
 /// Accumulates events into an [`ItemCatalog`].
@@ -56,6 +69,7 @@ impl CatalogBuilder {
                 as_of: 0,
                 item_index: HashMap::new(),
                 user_index: HashMap::new(),
+                column_indexes: OnceLock::new(),
             },
             value_times: Vec::new(),
         }
@@ -157,6 +171,48 @@ impl ItemCatalog {
 
     pub fn user_index(&self, profile: i64) -> Option<u32> {
         self.user_index.get(&profile).copied()
+    }
+
+    /// The interned values of `column` (built for every column on first use, then cached).
+    pub fn column_index(&self, column: usize) -> &ColumnIndex {
+        static EMPTY: OnceLock<ColumnIndex> = OnceLock::new();
+        let all = self.column_indexes.get_or_init(|| {
+            (0..self.column_names.len())
+                .map(|c| self.build_column_index(c))
+                .collect()
+        });
+        all.get(column)
+            .unwrap_or_else(|| EMPTY.get_or_init(ColumnIndex::default))
+    }
+
+    fn build_column_index(&self, column: usize) -> ColumnIndex {
+        let mut index = ColumnIndex {
+            of_item: vec![Vec::new(); self.items.len()],
+            ..ColumnIndex::default()
+        };
+        let mut ids: HashMap<String, u32> = HashMap::new();
+        for (item, row) in self.values.iter().enumerate() {
+            let elements: Vec<&Value> = match &row[column] {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(a)) => a.iter().filter(|v| !v.is_null()).collect(),
+                Some(v) => vec![v],
+            };
+            for v in elements {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let id = *ids.entry(text.clone()).or_insert_with(|| {
+                    index.values.push(v.clone());
+                    index.texts.push(text);
+                    (index.values.len() - 1) as u32
+                });
+                if !index.of_item[item].contains(&id) {
+                    index.of_item[item].push(id);
+                }
+            }
+        }
+        index
     }
 
     pub fn column(&self, name: &str) -> Option<usize> {

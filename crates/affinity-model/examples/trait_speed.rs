@@ -3,7 +3,8 @@
 //! `recommend` call per user, in the same process on the same model. Both run on one
 //! thread so the ratio is the algorithm's, not the scheduler's.
 //!
-//! Usage: cargo run --release -p affinity-model --example trait_speed -- [USERS] [ITEMS] [SAMPLE]
+//! Usage: cargo run --release -p affinity-model --example trait_speed -- [USERS] [ITEMS] [SAMPLE] [COLUMN]
+//! (COLUMN: `item_id`, the default, or `brand` for values aggregated from items.)
 //! (SAMPLE users are timed; the per-user rate extrapolates to all users.)
 
 use std::time::Instant;
@@ -17,8 +18,11 @@ use affinity_model::recommend::{RecommendRequest, recommend, recommend_many};
 use affinity_model::training::{Candidate, TrainingOptions, train};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let by_brand = raw.get(3).is_some_and(|c| c == "brand");
+    let args: Vec<usize> = raw
+        .iter()
+        .take(3)
         .map(|a| a.parse())
         .collect::<Result<_, _>>()?;
     let users = args.first().copied().unwrap_or(200_000) as u32;
@@ -27,7 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config: CatalogConfig = serde_json::from_value(serde_json::json!({
         "events": [{"name": "Product Viewed", "product_id_property": "product_id"},
                    {"name": "Product Added", "product_id_property": "product_id"},
-                   {"name": "Order Completed", "product_id_property": "product_id"}]}))?;
+                   {"name": "Order Completed", "product_id_property": "product_id"}],
+        "columns": [{"name": "brand", "properties": {"Product Viewed": "brand", "Product Added": "brand", "Order Completed": "brand"}}]}))?;
     let spec = SyntheticSpec {
         users,
         items,
@@ -65,10 +70,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })];
     let model = train(&catalog, &options, &mut |_| {})?;
     let allow = |_: u32| true;
+    let column = if by_brand {
+        catalog.column("brand")
+    } else {
+        None
+    };
     let request = RecommendRequest {
         user: None,
         k: 10,
-        column: None,
+        column,
         exclude_interacted: true,
         allow: &allow,
     };
@@ -96,10 +106,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })?;
     let per_user = |s: f64| s / chosen.len() as f64 * 1e3;
     println!(
-        "catalog: {} users × {} items, {} interactions; ALS 64 factors; {} users timed, 1 thread",
+        "catalog: {} users × {} items, {} interactions; ALS 64 factors; column {}; {} users timed, 1 thread",
         catalog.users.len(),
         catalog.items.len(),
         catalog.interactions.len(),
+        if by_brand { "brand" } else { "item_id" },
         chosen.len()
     );
     println!(

@@ -2,8 +2,6 @@
 //! the served model's item scores, optionally filtered, then aggregated to a catalog column.
 //! Users the model cannot personalize for get the popularity fallback, marked as such.
 
-use std::collections::HashMap;
-
 use affinity_core::item_catalog::ItemCatalog;
 use serde_json::Value;
 
@@ -131,43 +129,41 @@ fn rank(
         }
         Some(column) => {
             // A value scores as its best allowed item: "contains the thing you most want".
-            let mut best: HashMap<String, (Value, f32)> = HashMap::new();
+            // Values are interned once per catalog, so this is array work, not hashing.
+            let index = catalog.column_index(column);
+            let mut best = vec![f32::NEG_INFINITY; index.values.len()];
+            let mut present = vec![false; index.values.len()];
             for (i, s) in candidates {
-                for v in elements(catalog.values[i as usize][column].as_ref()) {
-                    let entry = best
-                        .entry(text(v))
-                        .or_insert((v.clone(), f32::NEG_INFINITY));
-                    entry.1 = entry.1.max(s);
+                for &v in &index.of_item[i as usize] {
+                    present[v as usize] = true;
+                    best[v as usize] = best[v as usize].max(s);
                 }
             }
             if request.exclude_interacted {
                 for &i in &seen {
-                    for v in elements(catalog.values[i as usize][column].as_ref()) {
-                        best.remove(&text(v));
+                    for &v in index.of_item.get(i as usize).into_iter().flatten() {
+                        present[v as usize] = false;
                     }
                 }
             }
-            let mut all: Vec<(String, (Value, f32))> = best.into_iter().collect();
-            all.sort_by(|a, b| b.1.1.total_cmp(&a.1.1).then_with(|| a.0.cmp(&b.0)));
+            let mut all: Vec<(usize, f32)> = (0..best.len())
+                .filter(|&v| present[v])
+                .map(|v| (v, best[v]))
+                .collect();
+            let order = |a: &(usize, f32), b: &(usize, f32)| {
+                b.1.total_cmp(&a.1)
+                    .then_with(|| index.texts[a.0].cmp(&index.texts[b.0]))
+            };
+            if request.k > 0 && all.len() > request.k {
+                all.select_nth_unstable_by(request.k - 1, order);
+                all.truncate(request.k);
+            }
+            all.sort_by(order);
             all.truncate(request.k);
-            all.into_iter().map(|(_, v)| v).collect()
+            all.into_iter()
+                .map(|(v, s)| (index.values[v].clone(), s))
+                .collect()
         }
     };
     Ok(Recommendations { values, fallback })
-}
-
-/// The elements of a column value: a list gives each element, a scalar itself.
-pub fn elements(value: Option<&Value>) -> Vec<&Value> {
-    match value {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items.iter().filter(|v| !v.is_null()).collect(),
-        Some(v) => vec![v],
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
