@@ -115,15 +115,8 @@ fn rank(
                 b.1.total_cmp(&a.1)
                     .then_with(|| catalog.items[a.0 as usize].cmp(&catalog.items[b.0 as usize]))
             };
-            let mut all: Vec<(u32, f32)> = candidates.collect();
-            // Only the head needs ordering: select it in linear time, then sort k items.
-            if request.k > 0 && all.len() > request.k {
-                all.select_nth_unstable_by(request.k - 1, order);
-                all.truncate(request.k);
-            }
-            all.sort_by(order);
-            all.truncate(request.k);
-            all.into_iter()
+            best_k(candidates.collect(), request.k, order)
+                .into_iter()
                 .map(|(i, s)| (Value::String(catalog.items[i as usize].clone()), s))
                 .collect()
         }
@@ -146,7 +139,7 @@ fn rank(
                     }
                 }
             }
-            let mut all: Vec<(usize, f32)> = (0..best.len())
+            let all: Vec<(usize, f32)> = (0..best.len())
                 .filter(|&v| present[v])
                 .map(|v| (v, best[v]))
                 .collect();
@@ -154,16 +147,22 @@ fn rank(
                 b.1.total_cmp(&a.1)
                     .then_with(|| index.texts[a.0].cmp(&index.texts[b.0]))
             };
-            if request.k > 0 && all.len() > request.k {
-                all.select_nth_unstable_by(request.k - 1, order);
-                all.truncate(request.k);
-            }
-            all.sort_by(order);
-            all.truncate(request.k);
-            all.into_iter()
+            best_k(all, request.k, order)
+                .into_iter()
                 .map(|(v, s)| (index.values[v].clone(), s))
                 .collect()
         }
     };
     Ok(Recommendations { values, fallback })
+}
+
+/// The first `k` of `all` in `order`: the head is selected in linear time, then only it is
+/// sorted.
+fn best_k<T>(mut all: Vec<T>, k: usize, order: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
+    if k > 0 && all.len() > k {
+        all.select_nth_unstable_by(k - 1, &order);
+    }
+    all.truncate(k);
+    all.sort_by(order);
+    all
 }
