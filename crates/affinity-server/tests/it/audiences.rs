@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::{put_catalog, ready_catalog};
 use crate::models::{finished, send_synthetic, synthetic_catalog, train};
-use crate::support::{ADMIN, TestApp};
+use crate::support::{ADMIN, TestApp, problem_fields};
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
     app.send(
@@ -65,12 +65,7 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     )
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    let fields: Vec<&str> = b["error"]["problems"]
-        .as_array()
-        .expect("p")
-        .iter()
-        .filter_map(|p| p["field"].as_str())
-        .collect();
+    let fields = problem_fields(&b);
     assert_eq!(
         fields,
         vec![

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN, TestApp};
+use crate::support::{ADMIN, TestApp, problem_fields};
 
 pub fn shop_config() -> Value {
     json!({
@@ -76,12 +76,7 @@ async fn every_configuration_problem_is_listed_in_one_422() {
     let (s, b) = put_catalog(&app, &bad).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert_eq!(b["error"]["code"], "invalid_catalog");
-    let fields: Vec<&str> = b["error"]["problems"]
-        .as_array()
-        .expect("problems")
-        .iter()
-        .filter_map(|p| p["field"].as_str())
-        .collect();
+    let fields = problem_fields(&b);
     assert_eq!(
         fields,
         vec![

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::{put_catalog, ready_catalog};
 use crate::models::{finished, send_synthetic, synthetic_catalog, train};
-use crate::support::{ADMIN, TestApp};
+use crate::support::{ADMIN, TestApp, problem_fields};
 
 const PROFILE_TOKEN: &str = "prf_test";
 
@@ -296,12 +296,7 @@ async fn traits_are_written_onto_profiles_and_read_like_segment() {
     };
     let (s, b) = app.send(post(json!({"name": "Bad Name", "column": "colour", "k": 11, "exclude": [{"column": "brand"}]}))).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    let fields: Vec<&str> = b["error"]["problems"]
-        .as_array()
-        .expect("p")
-        .iter()
-        .filter_map(|p| p["field"].as_str())
-        .collect();
+    let fields = problem_fields(&b);
     assert_eq!(fields, vec!["name", "column", "k", "exclude[0]"]);
 
     let (s, b) = app

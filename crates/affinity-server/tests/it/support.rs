@@ -138,3 +138,13 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     e.write_all(bytes).expect("gzip");
     e.finish().expect("gzip")
 }
+
+/// The `field` of every entry of a 422's `error.problems`, in order.
+pub fn problem_fields(body: &Value) -> Vec<&str> {
+    body["error"]["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no problems list: {body}"))
+        .iter()
+        .filter_map(|p| p["field"].as_str())
+        .collect()
+}
