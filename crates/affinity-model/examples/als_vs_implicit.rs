@@ -27,6 +27,9 @@ use affinity_model::{AlsModel, AlsParams, Interactions, Popularity, Triplet};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[path = "support/flags.rs"]
+mod flags;
+
 type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const K: usize = 10;
@@ -49,16 +52,7 @@ struct Flags(HashMap<String, String>);
 
 impl Flags {
     fn parse(args: &[String]) -> AnyResult<Flags> {
-        let mut map = HashMap::new();
-        let mut it = args.iter();
-        while let Some(key) = it.next() {
-            let name = key
-                .strip_prefix("--")
-                .ok_or_else(|| format!("expected --flag, got {key}"))?;
-            let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
-            map.insert(name.to_string(), value.clone());
-        }
-        Ok(Flags(map))
+        Ok(Flags(flags::parse(args)?))
     }
 
     fn get<T: std::str::FromStr>(&self, name: &str, default: Option<T>) -> AnyResult<T>

@@ -20,7 +20,7 @@
 //! `--horizon-days`, the horizon is the length of the predicted window (cutoff to the last
 //! event), rounded up to whole days: the question the protocol asks.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::error::Error;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -34,6 +34,9 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
+
+#[path = "support/flags.rs"]
+mod flags;
 
 type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -50,7 +53,7 @@ struct Rated {
 
 fn main() -> AnyResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = flags(&args)?;
+    let flags = flags::parse_allowing_switches(&args)?;
     let dir: PathBuf = flags
         .get("data")
         .ok_or("--data DIR (holding ml-100k.segment.jsonl) is required")?
@@ -420,20 +423,4 @@ fn read_events(path: &std::path::Path) -> AnyResult<Vec<Rated>> {
         });
     }
     Ok(out)
-}
-
-fn flags(args: &[String]) -> AnyResult<HashMap<String, String>> {
-    let mut map = HashMap::new();
-    let mut it = args.iter().peekable();
-    while let Some(a) = it.next() {
-        let key = a
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected argument {a}"))?;
-        let value = match it.peek() {
-            Some(v) if !v.starts_with("--") => it.next().cloned().unwrap_or_default(),
-            _ => String::new(),
-        };
-        map.insert(key.to_string(), value);
-    }
-    Ok(map)
 }

@@ -10,7 +10,6 @@
 //! Events are generated directly (not through `affinity_core::synthetic::Generator`, whose
 //! full Segment messages would make generation, not the model, dominate the run).
 
-use std::collections::HashMap;
 use std::error::Error;
 use std::time::Instant;
 
@@ -21,6 +20,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
+#[path = "support/flags.rs"]
+mod flags;
+
 type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const DAY_MS: i64 = 86_400_000;
@@ -28,7 +30,7 @@ const END_MS: i64 = 1_767_225_600_000;
 
 fn main() -> AnyResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = flags(&args)?;
+    let flags = flags::parse(&args)?;
     let get =
         |k: &str, d: u64| -> AnyResult<u64> { Ok(flags.get(k).map_or(Ok(d), |v| v.parse())?) };
     let n_users = get("users", 1_000_000)? as u32;
@@ -197,17 +199,4 @@ fn peak_mib() -> u64 {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)
-}
-
-fn flags(args: &[String]) -> AnyResult<HashMap<String, String>> {
-    let mut map = HashMap::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let key = a
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected argument {a}"))?;
-        let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
-        map.insert(key.to_string(), value.clone());
-    }
-    Ok(map)
 }

@@ -34,6 +34,9 @@ use affinity_model::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[path = "support/flags.rs"]
+mod flags;
+
 type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const K: usize = 10;
@@ -50,11 +53,11 @@ const ANCHORS: [(&str, f64, f64); 4] = [
 fn main() -> AnyResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("ease-speed") => return ease_speed(&flags(&args[1..])?),
-        Some("knn-speed") => return knn_speed(&flags(&args[1..])?),
+        Some("ease-speed") => return ease_speed(&flags::parse(&args[1..])?),
+        Some("knn-speed") => return knn_speed(&flags::parse(&args[1..])?),
         _ => {}
     }
-    let flags = flags(&args)?;
+    let flags = flags::parse(&args)?;
     let dir: PathBuf = flags
         .get("data")
         .ok_or("--data DIR (holding ml-100k.inter) is required")?
@@ -271,19 +274,6 @@ fn trait_path(
             .collect())
     })?;
     Ok((report, chosen))
-}
-
-fn flags(args: &[String]) -> AnyResult<HashMap<String, String>> {
-    let mut map = HashMap::new();
-    let mut it = args.iter();
-    while let Some(key) = it.next() {
-        let name = key
-            .strip_prefix("--")
-            .ok_or_else(|| format!("expected --flag, got {key}"))?;
-        let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
-        map.insert(name.to_string(), value.clone());
-    }
-    Ok(map)
 }
 
 /// Reads RecBole's atomic `.inter` file (tab-separated, header
