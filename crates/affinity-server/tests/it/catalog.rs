@@ -195,13 +195,7 @@ async fn uploads_add_and_override_columns_all_or_nothing() {
     ready_catalog(&app).await;
 
     let csv = "item_id,brand,material\nsku-1,Acme Pro,\"[\"\"steel\"\",\"\"wood\"\"]\"\nsku-50,Initech,plastic\n";
-    let r = app
-        .client
-        .post(app.url("/api/v1/catalog/items"))
-        .bearer_auth(ADMIN)
-        .header("content-type", "text/csv")
-        .body(csv);
-    let (s, b) = app.send(r).await;
+    let (s, b) = app.upload_catalog(csv, Some("text/csv")).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["items"], 2);
     ready_catalog(&app).await;
@@ -217,12 +211,7 @@ async fn uploads_add_and_override_columns_all_or_nothing() {
     );
 
     let jsonl = "{\"item_id\":\"sku-2\",\"material\":\"aluminium\"}\n\n{\"item_id\":42,\"brand\":\"Numbers\"}\n";
-    let r = app
-        .client
-        .post(app.url("/api/v1/catalog/items"))
-        .bearer_auth(ADMIN)
-        .body(jsonl);
-    let (s, b) = app.send(r).await;
+    let (s, b) = app.upload_catalog(jsonl, None).await;
     assert_eq!(
         (s, b["format"].as_str()),
         (StatusCode::OK, Some("jsonl")),
@@ -241,12 +230,7 @@ async fn uploads_add_and_override_columns_all_or_nothing() {
     assert_eq!(names, vec!["aluminium", "steel", "wood", "plastic"]);
 
     let bad = "{\"item_id\":\"ok\"}\n{\"name\":\"no id\"}\nnot json\n";
-    let r = app
-        .client
-        .post(app.url("/api/v1/catalog/items"))
-        .bearer_auth(ADMIN)
-        .body(bad);
-    let (s, b) = app.send(r).await;
+    let (s, b) = app.upload_catalog(bad, None).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     let problems: Vec<&str> = b["error"]["problems"]
         .as_array()
@@ -260,13 +244,9 @@ async fn uploads_add_and_override_columns_all_or_nothing() {
     );
     let (s, _) = app.admin_get("/api/v1/catalog/items/ok").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "a refused file stores nothing");
-    let r = app
-        .client
-        .post(app.url("/api/v1/catalog/items"))
-        .bearer_auth(ADMIN)
-        .header("content-type", "text/csv")
-        .body("sku,brand\n1,x\n");
-    let (s, b) = app.send(r).await;
+    let (s, b) = app
+        .upload_catalog("sku,brand\n1,x\n", Some("text/csv"))
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         b["error"]["message"]

@@ -247,13 +247,7 @@ async fn similar_items_follow_co_engagement_with_filters_and_windows() {
 
     // A new item nobody engaged with falls back to items sharing its columns.
     let csv = format!("item_id,brand,category\nsku-new,{brand},Category 03\n");
-    let r = app
-        .client
-        .post(app.url("/api/v1/catalog/items"))
-        .bearer_auth(ADMIN)
-        .header("content-type", "text/csv")
-        .body(csv);
-    let (s, _) = app.send(r).await;
+    let (s, _) = app.upload_catalog(csv, Some("text/csv")).await;
     assert_eq!(s, StatusCode::OK);
     let (_, job) = train(&app, json!({})).await;
     finished(&app, &job["model_id"]).await;

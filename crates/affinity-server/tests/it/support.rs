@@ -96,6 +96,22 @@ impl TestApp {
         read(request.send().await.expect("request")).await
     }
 
+    /// Uploads a catalog file; `content_type` None lets the server sniff the format.
+    pub async fn upload_catalog(
+        &self,
+        body: impl Into<reqwest::Body>,
+        content_type: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut r = self
+            .client
+            .post(self.url("/api/v1/catalog/items"))
+            .bearer_auth(ADMIN);
+        if let Some(t) = content_type {
+            r = r.header("content-type", t);
+        }
+        self.send(r.body(body)).await
+    }
+
     pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
         let r = self
             .client
