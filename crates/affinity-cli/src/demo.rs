@@ -106,7 +106,7 @@ pub fn run(config: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
         &serde_json::to_value(&definition)?,
         now_ms(),
     )?;
-    let written = traits::compute(&store, &serving, &definition)?;
+    let written = traits::compute(&store, &serving, &definition, &Default::default())?;
     println!("\n3. Trait `recommended_brands` (k = 3) written onto {written} profiles, e.g.:");
     for user in ["u0", "u1", "u2"] {
         if let Some(p) =

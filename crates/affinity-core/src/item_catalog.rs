@@ -36,6 +36,8 @@ pub struct ItemCatalog {
     user_index: HashMap<i64, u32>,
     /// Built on first use: scoring per column value must not re-hash value text per item.
     column_indexes: OnceLock<Vec<ColumnIndex>>,
+    /// Built on first use, like `column_indexes`.
+    item_ranks: OnceLock<Vec<u32>>,
 }
 
 /// One column's distinct values, interned: `of_item[i]` holds the indices (into `values`) of
@@ -45,6 +47,9 @@ pub struct ColumnIndex {
     pub values: Vec<Value>,
     /// The text of each value (strings as themselves, others as JSON), for ordering ties.
     pub texts: Vec<String>,
+    /// Each value's position in ascending order of `texts`: the tie-break between equal
+    /// scores as one integer comparison.
+    pub ranks: Vec<u32>,
     pub of_item: Vec<Vec<u32>>,
 }
 
@@ -70,6 +75,7 @@ impl CatalogBuilder {
                 item_index: HashMap::new(),
                 user_index: HashMap::new(),
                 column_indexes: OnceLock::new(),
+                item_ranks: OnceLock::new(),
             },
             value_times: Vec::new(),
         }
@@ -173,6 +179,12 @@ impl ItemCatalog {
         self.user_index.get(&profile).copied()
     }
 
+    /// Each item's position in ascending order of its id: equal scores are ordered by it, so
+    /// answers do not depend on the order in which items were first seen.
+    pub fn item_ranks(&self) -> &[u32] {
+        self.item_ranks.get_or_init(|| ranks_of(&self.items))
+    }
+
     /// The interned values of `column` (built for every column on first use, then cached).
     pub fn column_index(&self, column: usize) -> &ColumnIndex {
         static EMPTY: OnceLock<ColumnIndex> = OnceLock::new();
@@ -212,6 +224,7 @@ impl ItemCatalog {
                 }
             }
         }
+        index.ranks = ranks_of(&index.texts);
         index
     }
 
@@ -318,6 +331,17 @@ impl ItemCatalog {
         out.sort_unstable_by_key(|&(u, i, _)| (u, i));
         out
     }
+}
+
+/// `ranks[i]` = position of `texts[i]` in ascending order.
+fn ranks_of(texts: &[String]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..texts.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| texts[a as usize].cmp(&texts[b as usize]));
+    let mut ranks = vec![0u32; texts.len()];
+    for (rank, &i) in order.iter().enumerate() {
+        ranks[i as usize] = rank as u32;
+    }
+    ranks
 }
 
 #[cfg(test)]

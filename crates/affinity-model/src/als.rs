@@ -39,7 +39,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::dense::{axpy, dot, gram_upper_accumulate, mirror_upper, symv};
+use crate::dense::{
+    PANEL, axpy, dot, gram_upper_accumulate, mirror_upper, score_panel, symv, to_panels,
+};
 use crate::error::{ModelError, Result};
 use crate::interactions::{Interactions, Row};
 use crate::recommender::{Recommender, check_user, top_k};
@@ -109,6 +111,9 @@ pub struct AlsModel {
     n_items: usize,
     user_factors: Vec<f32>,
     item_factors: Vec<f32>,
+    /// `item_factors` again, in [`to_panels`] layout for scoring (25 MiB at 100k items):
+    /// serving ranks every item for every request, so the layout is built once here.
+    item_panels: Vec<f32>,
 }
 
 /// Rows handed to one rayon task. Large enough that per-task overhead and the
@@ -157,6 +162,7 @@ impl AlsModel {
             factors: f,
             n_users,
             n_items,
+            item_panels: to_panels(&item_factors, f),
             user_factors,
             item_factors,
         })
@@ -233,38 +239,47 @@ impl Recommender for AlsModel {
     /// popularity). A user with no training interactions has a zero vector, so
     /// every score is 0 and ranking falls to the id tie-break.
     fn score_items(&self, user: u32) -> Result<Vec<f32>> {
-        let x = self.user_vector(user)?;
-        Ok(self
-            .item_factors
-            .chunks_exact(self.factors)
-            .map(|y| dot(x, y))
-            .collect())
+        let mut scores = vec![0f32; self.n_items];
+        self.score_users_with(&[user], &mut |_, start, block| {
+            scores[start..start + block.len()].copy_from_slice(block);
+        })?;
+        Ok(scores)
     }
 
-    /// Items in blocks small enough to stay in cache (2,048 × 64 factors = 512 KiB) while
-    /// every user of the batch is scored against them: each item vector is read from memory
-    /// once per batch instead of once per user. Same dot products, so the same scores.
-    fn score_users(&self, users: &[u32]) -> Result<Vec<f32>> {
-        const ITEM_BLOCK: usize = 2_048;
-        let n = self.n_items();
-        let vectors: Vec<&[f32]> = users
+    /// A panel of items (see [`to_panels`]) stays in cache while every user of the batch is
+    /// scored against it, four users at a time: each item vector is read from memory once
+    /// per batch, and each loaded value feeds four users' multiply-adds.
+    fn score_users_with(
+        &self,
+        users: &[u32],
+        sink: &mut dyn FnMut(usize, usize, &[f32]),
+    ) -> Result<()> {
+        let xs: Vec<&[f32]> = users
             .iter()
             .map(|&u| self.user_vector(u))
             .collect::<Result<_>>()?;
-        let mut out = vec![0f32; users.len() * n];
-        for start in (0..n).step_by(ITEM_BLOCK) {
-            let end = (start + ITEM_BLOCK).min(n);
-            let block = &self.item_factors[start * self.factors..end * self.factors];
-            for (row, x) in out.chunks_exact_mut(n).zip(&vectors) {
-                for (slot, y) in row[start..end]
-                    .iter_mut()
-                    .zip(block.chunks_exact(self.factors))
-                {
-                    *slot = dot(x, y);
+        let mut out = vec![[0f32; PANEL]; 4];
+        for (p, panel) in self
+            .item_panels
+            .chunks_exact(self.factors * PANEL)
+            .enumerate()
+        {
+            let start = p * PANEL;
+            let len = PANEL.min(self.n_items - start);
+            let mut groups = xs.chunks_exact(4);
+            for (g, group) in groups.by_ref().enumerate() {
+                score_panel::<4, 16>([group[0], group[1], group[2], group[3]], panel, &mut out);
+                for (u, scores) in out.iter().enumerate() {
+                    sink(g * 4 + u, start, &scores[..len]);
                 }
             }
+            let first = xs.len() - groups.remainder().len();
+            for (r, &x) in groups.remainder().iter().enumerate() {
+                score_panel::<1, 64>([x], panel, &mut out);
+                sink(first + r, start, &out[0][..len]);
+            }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -28,6 +28,7 @@ pub mod propensity;
 pub mod recommend;
 mod recommender;
 pub mod split;
+mod top_k;
 pub mod training;
 mod trending;
 

@@ -2,11 +2,12 @@
 //! the served model's item scores, optionally filtered, then aggregated to a catalog column.
 //! Users the model cannot personalize for get the popularity fallback, marked as such.
 
-use affinity_core::item_catalog::ItemCatalog;
+use affinity_core::item_catalog::{ColumnIndex, ItemCatalog};
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::recommender::Recommender;
+use crate::top_k::{Entry, TopK};
 use crate::training::TrainedModel;
 
 pub struct RecommendRequest<'a> {
@@ -41,12 +42,13 @@ pub fn recommend(
     catalog: &ItemCatalog,
     request: &RecommendRequest<'_>,
 ) -> Result<Recommendations> {
-    let personal = personal(model, request.user);
-    let scores = match personal {
-        Some(u) => model.recommender.score_items(u)?,
-        None => model.fallback.score_items(0)?,
-    };
-    rank(model, catalog, request, &scores, personal.is_none())
+    rank_users(model, catalog, &[request.user], request)?
+        .pop()
+        .ok_or(ModelError::DimensionMismatch {
+            what: "recommendation lists for one request",
+            expected: 1,
+            got: 0,
+        })
 }
 
 /// The user the model can personalize for: known and with interactions in its data.
@@ -55,114 +57,179 @@ pub fn personal(model: &TrainedModel, user: Option<u32>) -> Option<u32> {
 }
 
 /// Recommendations for many users at once (a trait over every profile): personalized users
-/// are scored in batches through [`Recommender::score_users`], the others get the fallback.
-/// Each result is what [`recommend`] gives for that user alone.
+/// are scored together through [`Recommender::score_users_with`], which streams blocks of
+/// scores into each user's running top k; the others get the fallback. Each result is
+/// exactly what [`recommend`] gives for that user alone (`request.user` is ignored).
 pub fn recommend_many(
     model: &TrainedModel,
     catalog: &ItemCatalog,
     users: &[u32],
     request: &RecommendRequest<'_>,
 ) -> Result<Vec<Recommendations>> {
-    let fallback = model.fallback.score_items(0)?;
-    let batch: Vec<u32> = users
-        .iter()
-        .copied()
-        .filter(|&u| personal(model, Some(u)).is_some())
-        .collect();
-    let scores = model.recommender.score_users(&batch)?;
-    let n = model.recommender.n_items().max(1);
-    let mut rows = batch.iter().copied().zip(scores.chunks_exact(n)).peekable();
-    users
-        .iter()
-        .map(|&u| {
-            let single = RecommendRequest {
-                user: Some(u),
-                ..*request
-            };
-            match rows.next_if(|(p, _)| *p == u) {
-                Some((_, row)) => rank(model, catalog, &single, row, false),
-                None => rank(model, catalog, &single, &fallback, true),
-            }
-        })
-        .collect()
+    let users: Vec<Option<u32>> = users.iter().map(|&u| Some(u)).collect();
+    rank_users(model, catalog, &users, request)
 }
 
-/// Orders item scores into the answer: exclusions, filters, column aggregation, top k.
-fn rank(
+/// One list per entry of `users`, in order (`None`: no user, the fallback).
+fn rank_users(
     model: &TrainedModel,
     catalog: &ItemCatalog,
+    users: &[Option<u32>],
     request: &RecommendRequest<'_>,
-    scores: &[f32],
-    fallback: bool,
-) -> Result<Recommendations> {
-    let seen = interacted(model, request.user);
-    let mut excluded = vec![false; scores.len()];
-    if request.exclude_interacted {
-        for &i in &seen {
-            if let Some(e) = excluded.get_mut(i as usize) {
-                *e = true;
+) -> Result<Vec<Recommendations>> {
+    let ranker = Ranker::new(model, catalog, request);
+    let mut selections: Vec<Selection> = users.iter().map(|&u| ranker.start(u)).collect();
+    let mut batch = Vec::new();
+    let mut batch_rows = Vec::new();
+    let mut fallback_rows = Vec::new();
+    for (row, &user) in users.iter().enumerate() {
+        match personal(model, user) {
+            Some(u) => {
+                batch.push(u);
+                batch_rows.push(row);
+            }
+            None => fallback_rows.push(row),
+        }
+    }
+    model
+        .recommender
+        .score_users_with(&batch, &mut |row, start, scores| {
+            ranker.feed(&mut selections[batch_rows[row]], start, scores)
+        })?;
+    let mut is_fallback = vec![false; users.len()];
+    if !fallback_rows.is_empty() {
+        let fallback = model.fallback.score_items(0)?;
+        for &row in &fallback_rows {
+            ranker.feed(&mut selections[row], 0, &fallback);
+            is_fallback[row] = true;
+        }
+    }
+    Ok(selections
+        .into_iter()
+        .zip(is_fallback)
+        .map(|(s, fallback)| ranker.finish(s, fallback))
+        .collect())
+}
+
+/// What one request's ranking needs besides the scores: shared by every user it ranks.
+struct Ranker<'a> {
+    model: &'a TrainedModel,
+    catalog: &'a ItemCatalog,
+    request: &'a RecommendRequest<'a>,
+    /// `Some` when answering with a column's values instead of items.
+    column: Option<&'a ColumnIndex>,
+    /// The tie-break of the keys ranked (items or column values), by text.
+    ranks: &'a [u32],
+}
+
+/// One user's ranking in progress.
+struct Selection {
+    /// The user's interacted items (ascending), when they are to be left out.
+    seen: Vec<u32>,
+    /// Column values of those items, ascending: a value the user has is not recommended.
+    seen_values: Vec<u32>,
+    top: TopK,
+}
+
+impl<'a> Ranker<'a> {
+    fn new(
+        model: &'a TrainedModel,
+        catalog: &'a ItemCatalog,
+        request: &'a RecommendRequest<'a>,
+    ) -> Ranker<'a> {
+        let column = request.column.map(|c| catalog.column_index(c));
+        Ranker {
+            model,
+            catalog,
+            request,
+            column,
+            ranks: column.map_or_else(|| catalog.item_ranks(), |index| &index.ranks),
+        }
+    }
+
+    fn start(&self, user: Option<u32>) -> Selection {
+        let mut seen = if self.request.exclude_interacted {
+            interacted(self.model, user)
+        } else {
+            Vec::new()
+        };
+        seen.sort_unstable();
+        let mut seen_values: Vec<u32> = match self.column {
+            Some(index) => seen
+                .iter()
+                .flat_map(|&i| index.of_item.get(i as usize).into_iter().flatten())
+                .copied()
+                .collect(),
+            None => Vec::new(),
+        };
+        seen_values.sort_unstable();
+        seen_values.dedup();
+        Selection {
+            seen,
+            seen_values,
+            top: TopK::new(self.request.k),
+        }
+    }
+
+    /// Offers the scores of items `start..start + scores.len()`. Chunks whose best score is
+    /// below the user's current k-th best are skipped with one comparison: after the first
+    /// few hundred items that is nearly all of them.
+    fn feed(&self, selection: &mut Selection, start: usize, scores: &[f32]) {
+        const CHUNK: usize = 16;
+        for (c, chunk) in scores.chunks(CHUNK).enumerate() {
+            // `>` rather than `max` so NaN is ignored and the loop vectorizes.
+            let best = chunk
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m });
+            if best < selection.top.floor() || best == f32::NEG_INFINITY {
+                continue;
+            }
+            for (j, &s) in chunk.iter().enumerate() {
+                if s >= selection.top.floor() && s.is_finite() {
+                    self.consider(selection, (start + c * CHUNK + j) as u32, s);
+                }
             }
         }
     }
-    let candidates = scores
-        .iter()
-        .enumerate()
-        .filter(|&(i, s)| s.is_finite() && !excluded[i] && (request.allow)(i as u32))
-        .map(|(i, &s)| (i as u32, s));
-    let values = match request.column {
-        None => {
-            let order = |a: &(u32, f32), b: &(u32, f32)| {
-                b.1.total_cmp(&a.1)
-                    .then_with(|| catalog.items[a.0 as usize].cmp(&catalog.items[b.0 as usize]))
-            };
-            best_k(candidates.collect(), request.k, order)
-                .into_iter()
-                .map(|(i, s)| (Value::String(catalog.items[i as usize].clone()), s))
-                .collect()
+
+    fn consider(&self, selection: &mut Selection, item: u32, score: f32) {
+        if selection.seen.binary_search(&item).is_ok() || !(self.request.allow)(item) {
+            return;
         }
-        Some(column) => {
+        match self.column {
+            None => selection.top.offer(Entry {
+                key: item,
+                score,
+                rank: self.ranks[item as usize],
+            }),
             // A value scores as its best allowed item: "contains the thing you most want".
-            // Values are interned once per catalog, so this is array work, not hashing.
-            let index = catalog.column_index(column);
-            let mut best = vec![f32::NEG_INFINITY; index.values.len()];
-            let mut present = vec![false; index.values.len()];
-            for (i, s) in candidates {
-                for &v in &index.of_item[i as usize] {
-                    present[v as usize] = true;
-                    best[v as usize] = best[v as usize].max(s);
-                }
-            }
-            if request.exclude_interacted {
-                for &i in &seen {
-                    for &v in index.of_item.get(i as usize).into_iter().flatten() {
-                        present[v as usize] = false;
+            Some(index) => {
+                for &v in index.of_item.get(item as usize).into_iter().flatten() {
+                    if selection.seen_values.binary_search(&v).is_err() {
+                        selection.top.offer_max(Entry {
+                            key: v,
+                            score,
+                            rank: self.ranks[v as usize],
+                        });
                     }
                 }
             }
-            let all: Vec<(usize, f32)> = (0..best.len())
-                .filter(|&v| present[v])
-                .map(|v| (v, best[v]))
-                .collect();
-            let order = |a: &(usize, f32), b: &(usize, f32)| {
-                b.1.total_cmp(&a.1)
-                    .then_with(|| index.texts[a.0].cmp(&index.texts[b.0]))
-            };
-            best_k(all, request.k, order)
-                .into_iter()
-                .map(|(v, s)| (index.values[v].clone(), s))
-                .collect()
         }
-    };
-    Ok(Recommendations { values, fallback })
-}
-
-/// The first `k` of `all` in `order`: the head is selected in linear time, then only it is
-/// sorted.
-fn best_k<T>(mut all: Vec<T>, k: usize, order: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
-    if k > 0 && all.len() > k {
-        all.select_nth_unstable_by(k - 1, &order);
     }
-    all.truncate(k);
-    all.sort_by(order);
-    all
+
+    fn finish(&self, selection: Selection, fallback: bool) -> Recommendations {
+        let values = selection
+            .top
+            .into_sorted()
+            .into_iter()
+            .map(|e| {
+                let value = match self.column {
+                    None => Value::String(self.catalog.items[e.key as usize].clone()),
+                    Some(index) => index.values[e.key as usize].clone(),
+                };
+                (value, e.score)
+            })
+            .collect();
+        Recommendations { values, fallback }
+    }
 }

@@ -17,16 +17,20 @@ pub trait Recommender: Sync {
     /// One score per item (index = item id); higher is better.
     fn score_items(&self, user: u32) -> Result<Vec<f32>>;
 
-    /// Scores for several users at once, row-major (`users.len()` rows of `n_items()`), the
-    /// same numbers as [`Recommender::score_items`] row by row. Models with a faster batched
-    /// form (ALS: a cache-blocked product) override it; scoring every user for a trait
-    /// is then compute-bound instead of memory-bound.
-    fn score_users(&self, users: &[u32]) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(users.len() * self.n_items());
-        for &u in users {
-            out.extend(self.score_items(u)?);
+    /// Scores for several users, streamed: `sink(row, first_item, scores)` receives
+    /// consecutive item ranges of row `row` (the user `users[row]`), every item of every row
+    /// exactly once, with the same numbers as [`Recommender::score_items`]. Streaming keeps
+    /// memory at one block instead of users × items (a trait over 1M users), and lets models
+    /// with a faster batched form (ALS: a cache-blocked product) override it.
+    fn score_users_with(
+        &self,
+        users: &[u32],
+        sink: &mut dyn FnMut(usize, usize, &[f32]),
+    ) -> Result<()> {
+        for (row, &u) in users.iter().enumerate() {
+            sink(row, 0, &self.score_items(u)?);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The `k` best items for `user`, best first, never including an item in

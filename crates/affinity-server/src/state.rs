@@ -12,6 +12,7 @@ use affinity_store::{
 use crate::catalog_state::CatalogState;
 use crate::credentials::{Credentials, GeneratedCredential};
 use crate::training::ModelState;
+use crate::traits::TraitJobs;
 use crate::{ApiError, ServerConfig, ServerError};
 
 /// What every handler shares. Cheap to clone.
@@ -21,6 +22,7 @@ pub struct AppState {
     pub credentials: Arc<Credentials>,
     pub catalog: CatalogState,
     pub models: ModelState,
+    pub traits: TraitJobs,
     /// Seed for training runs that do not name one.
     pub seed: u64,
     retrain_interval: std::time::Duration,
@@ -40,6 +42,7 @@ impl AppState {
                 credentials: Arc::new(credentials),
                 catalog,
                 models: ModelState::default(),
+                traits: TraitJobs::default(),
                 seed: 42,
                 retrain_interval: config.retrain_interval,
                 committer: Arc::new(committer),
@@ -96,14 +99,29 @@ impl AppState {
     /// Records a queued run and starts it in the background.
     pub fn queue_training(&self) {
         match self.store.create_model(crate::catalog_state::now_ms()) {
-            Ok(record) => self.models.spawn_run(
-                self.store.clone(),
-                self.catalog.clone(),
+            Ok(record) => self.start_training(
                 record,
                 affinity_model::training::TrainingOptions::with_seed(self.seed),
             ),
             Err(e) => tracing::error!(error = %e, "cannot record a training run"),
         }
+    }
+
+    /// Starts the run recorded as `record` in the background; once its model serves, every
+    /// defined trait is recomputed with it.
+    pub fn start_training(
+        &self,
+        record: affinity_store::ModelRecord,
+        options: affinity_model::training::TrainingOptions,
+    ) {
+        let (traits, store) = (self.traits.clone(), self.store.clone());
+        self.models.spawn_run(
+            self.store.clone(),
+            self.catalog.clone(),
+            record,
+            options,
+            move |model| traits.spawn_all(store, model),
+        );
     }
 
     /// Stores messages through group commit and waits until they are durable.

@@ -79,13 +79,15 @@ impl ModelState {
     }
 
     /// Queues a training run for `record` and returns at once. The run waits for any earlier
-    /// run, then trains on a blocking thread and publishes the model and its catalog.
+    /// run, then trains on a blocking thread, publishes the model and its catalog, and hands
+    /// the published model to `on_ready`.
     pub fn spawn_run(
         &self,
         store: SqliteStore,
         catalog: CatalogState,
         record: ModelRecord,
         options: TrainingOptions,
+        on_ready: impl FnOnce(Arc<ServingModel>) + Send + 'static,
     ) {
         let state = self.clone();
         tokio::spawn(async move {
@@ -100,7 +102,7 @@ impl ModelState {
                         serving.catalog.clone(),
                         serving.record.data["build_ms"].as_u64().unwrap_or(0),
                     );
-                    state.publish(serving);
+                    on_ready(state.publish(serving));
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "training failed"),
                 Err(e) => tracing::error!(error = %e, "training task panicked"),

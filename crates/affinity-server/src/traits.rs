@@ -1,5 +1,12 @@
 //! Personalized-items traits: computed for every profile after each training (and when a
 //! trait is created), written onto profiles as ordered arrays.
+//!
+//! Computations go through [`TraitJobs`]: one at a time (each already uses every core), with
+//! their progress visible to `GET /api/v1/traits` while they run.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rayon::prelude::*;
 use serde_json::Value;
@@ -17,10 +24,12 @@ use crate::training::ServingModel;
 const USERS_PER_BATCH: usize = 256;
 
 /// Computes one trait for every user of the serving model's catalog and writes it.
+/// `done` counts the users ranked so far (for progress reports).
 pub fn compute(
     store: &SqliteStore,
     model: &ServingModel,
     definition: &TraitDefinition,
+    done: &AtomicUsize,
 ) -> Result<usize, ServerError> {
     let catalog = &model.catalog;
     let column = if definition.column == affinity_core::catalog::ITEM_ID {
@@ -49,6 +58,7 @@ pub fn compute(
         .par_chunks(USERS_PER_BATCH)
         .map(|batch| {
             let recs = recommend_many(&model.model, catalog, batch, &request)?;
+            done.fetch_add(batch.len(), Ordering::Relaxed);
             Ok(batch
                 .iter()
                 .zip(recs)
@@ -66,28 +76,119 @@ pub fn compute(
     Ok(values.len())
 }
 
-/// Recomputes every defined trait; a failing one is logged and the others still run.
-pub fn compute_all(store: &SqliteStore, model: &ServingModel) {
-    let definitions = match store.trait_definitions() {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read trait definitions");
-            return;
-        }
-    };
-    for record in definitions {
-        let definition: TraitDefinition = match serde_json::from_value(record.definition) {
+/// Where one trait's computation stands.
+#[derive(Debug)]
+pub struct Progress {
+    /// Users ranked so far.
+    pub done: AtomicUsize,
+    /// Users to rank (the serving catalog's); 0 while queued.
+    pub total: AtomicUsize,
+    /// Unix ms when ranking started; 0 while queued.
+    pub started_at: std::sync::atomic::AtomicI64,
+}
+
+/// Trait computations: queued, run one at a time, observable while running.
+#[derive(Clone, Default)]
+pub struct TraitJobs {
+    /// Traits queued or computing, by name.
+    active: Arc<Mutex<HashMap<String, Arc<Progress>>>>,
+    /// Held by the computation in progress.
+    running: Arc<Mutex<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl TraitJobs {
+    /// The progress of `name` if it is queued or computing.
+    pub fn progress(&self, name: &str) -> Option<Arc<Progress>> {
+        lock(&self.active).get(name).cloned()
+    }
+
+    fn is_current(&self, name: &str, progress: &Arc<Progress>) -> bool {
+        lock(&self.active)
+            .get(name)
+            .is_some_and(|p| Arc::ptr_eq(p, progress))
+    }
+
+    /// Queues `definitions` and computes them one after the other on a blocking thread.
+    pub fn spawn(
+        &self,
+        store: SqliteStore,
+        model: Arc<ServingModel>,
+        definitions: Vec<TraitDefinition>,
+    ) {
+        let queued: Vec<(TraitDefinition, Arc<Progress>)> = {
+            let mut active = lock(&self.active);
+            definitions
+                .into_iter()
+                .map(|d| {
+                    // A newer request replaces an older queued one: that one is skipped.
+                    let progress = Arc::new(Progress {
+                        done: AtomicUsize::new(0),
+                        total: AtomicUsize::new(0),
+                        started_at: Default::default(),
+                    });
+                    active.insert(d.name.clone(), progress.clone());
+                    (d, progress)
+                })
+                .collect()
+        };
+        let jobs = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _running = lock(&jobs.running);
+            for (definition, progress) in queued {
+                if !jobs.is_current(&definition.name, &progress) {
+                    continue;
+                }
+                progress
+                    .total
+                    .store(model.catalog.users.len(), Ordering::Relaxed);
+                progress.started_at.store(now_ms(), Ordering::Relaxed);
+                let started = std::time::Instant::now();
+                match compute(&store, &model, &definition, &progress.done) {
+                    Ok(n) => tracing::info!(
+                        name = definition.name,
+                        profiles = n,
+                        ms = started.elapsed().as_millis() as u64,
+                        "trait computed"
+                    ),
+                    Err(e) => {
+                        tracing::error!(name = definition.name, error = %e, "trait computation failed")
+                    }
+                }
+                let mut active = lock(&jobs.active);
+                // A newer request queued meanwhile keeps its entry.
+                if active
+                    .get(&definition.name)
+                    .is_some_and(|p| Arc::ptr_eq(p, &progress))
+                {
+                    active.remove(&definition.name);
+                }
+            }
+        });
+    }
+
+    /// Queues every defined trait (after a training run published `model`).
+    pub fn spawn_all(&self, store: SqliteStore, model: Arc<ServingModel>) {
+        let definitions = match store.trait_definitions() {
             Ok(d) => d,
             Err(e) => {
-                tracing::error!(name = record.name, error = %e, "unreadable trait definition");
-                continue;
+                tracing::error!(error = %e, "cannot read trait definitions");
+                return;
             }
         };
-        match compute(store, model, &definition) {
-            Ok(n) => tracing::info!(name = definition.name, profiles = n, "trait computed"),
-            Err(e) => {
-                tracing::error!(name = definition.name, error = %e, "trait computation failed")
-            }
-        }
+        let definitions = definitions
+            .into_iter()
+            .filter_map(|record| match serde_json::from_value(record.definition) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::error!(name = record.name, error = %e, "unreadable trait definition");
+                    None
+                }
+            })
+            .collect();
+        self.spawn(store, model, definitions);
     }
 }

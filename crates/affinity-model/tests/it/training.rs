@@ -163,8 +163,9 @@ fn random_selection_holds_out_items_per_user() {
 }
 
 #[test]
-fn batched_recommendations_equal_one_by_one() {
-    use affinity_model::recommend::{RecommendRequest, recommend, recommend_many};
+fn batched_recommendations_equal_one_by_one_and_a_full_sort() {
+    use affinity_model::Recommender;
+    use affinity_model::recommend::{RecommendRequest, personal, recommend, recommend_many};
     let catalog = synthetic_catalog(20_000);
     let mut options = TrainingOptions::with_seed(5);
     // ALS overrides the batched scoring; make sure it is the served model here.
@@ -175,26 +176,91 @@ fn batched_recommendations_equal_one_by_one() {
     let brand = catalog.column("brand");
     let allow = |i: u32| !i.is_multiple_of(7);
     let users: Vec<u32> = (0..catalog.users.len() as u32).step_by(3).collect();
-    for column in [None, brand] {
-        let request = RecommendRequest {
-            user: None,
-            k: 7,
-            column,
-            exclude_interacted: true,
-            allow: &allow,
+    // The reference: score every item, sort everything, keep the head.
+    let full_sort = |u: u32, request: &RecommendRequest<'_>| -> Vec<(serde_json::Value, f32)> {
+        let scores = match personal(&model, Some(u)) {
+            Some(u) => model.recommender.score_items(u).unwrap(),
+            None => model.fallback.score_items(0).unwrap(),
         };
-        let many = recommend_many(&model, &catalog, &users, &request).unwrap();
-        for (&u, batched) in users.iter().zip(&many) {
-            let single = recommend(
-                &model,
-                &catalog,
-                &RecommendRequest {
-                    user: Some(u),
-                    ..request
-                },
-            )
-            .unwrap();
-            assert_eq!(batched, &single, "user {u}");
+        let seen: Vec<u32> = if request.exclude_interacted {
+            model
+                .data
+                .user_items(u)
+                .map(|r| r.ids.to_vec())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let items = (0..scores.len() as u32)
+            .filter(|&i| allow(i) && !seen.contains(&i) && scores[i as usize].is_finite());
+        let mut ranked: Vec<(String, serde_json::Value, f32)> = match request.column {
+            None => items
+                .map(|i| {
+                    let id = catalog.items[i as usize].clone();
+                    (
+                        id.clone(),
+                        serde_json::Value::String(id),
+                        scores[i as usize],
+                    )
+                })
+                .collect(),
+            Some(c) => {
+                let index = catalog.column_index(c);
+                let mut best: std::collections::HashMap<u32, f32> = Default::default();
+                for i in items {
+                    for &v in &index.of_item[i as usize] {
+                        let b = best.entry(v).or_insert(f32::NEG_INFINITY);
+                        *b = b.max(scores[i as usize]);
+                    }
+                }
+                for &i in &seen {
+                    for v in &index.of_item[i as usize] {
+                        best.remove(v);
+                    }
+                }
+                best.into_iter()
+                    .map(|(v, s)| {
+                        (
+                            index.texts[v as usize].clone(),
+                            index.values[v as usize].clone(),
+                            s,
+                        )
+                    })
+                    .collect()
+            }
+        };
+        ranked.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        ranked
+            .into_iter()
+            .take(request.k)
+            .map(|(_, v, s)| (v, s))
+            .collect()
+    };
+    for column in [None, brand] {
+        for exclude_interacted in [true, false] {
+            let request = RecommendRequest {
+                user: None,
+                k: 7,
+                column,
+                exclude_interacted,
+                allow: &allow,
+            };
+            let many = recommend_many(&model, &catalog, &users, &request).unwrap();
+            for (&u, batched) in users.iter().zip(&many) {
+                let single = recommend(
+                    &model,
+                    &catalog,
+                    &RecommendRequest {
+                        user: Some(u),
+                        ..request
+                    },
+                )
+                .unwrap();
+                assert_eq!(batched, &single, "user {u}");
+                if u % 30 == 0 {
+                    assert_eq!(single.values, full_sort(u, &request), "user {u} {column:?}");
+                }
+            }
         }
     }
 }

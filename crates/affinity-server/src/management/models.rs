@@ -56,9 +56,7 @@ pub async fn train(
     })?;
     let id = record.id;
     let options = TrainingOptions::with_seed(request.seed.unwrap_or(state.seed));
-    state
-        .models
-        .spawn_run(state.store.clone(), state.catalog.clone(), record, options);
+    state.start_training(record, options);
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"job_id": format!("train-{id}"), "model_id": id, "status": "queued"})),

@@ -1,5 +1,7 @@
 //! `/api/v1/traits`: define personalized-items traits and see where they stand.
 
+use std::sync::atomic::Ordering;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -52,14 +54,10 @@ pub async fn create(
     blocking(move || store.save_trait_definition(&name, &saved, now_ms())).await?;
     let status = match state.models.current() {
         Some(model) => {
-            let store = state.store.clone();
-            let d = definition.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = crate::traits::compute(&store, &model, &d) {
-                    tracing::error!(name = d.name, error = %e, "trait computation failed");
-                }
-            });
-            "computing"
+            state
+                .traits
+                .spawn(state.store.clone(), model, vec![definition.clone()]);
+            "queued"
         }
         None => "waiting_for_model",
     };
@@ -76,11 +74,26 @@ pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>
         .into_iter()
         .map(|r| {
             let mut v = r.definition;
-            v["status"] = json!(if r.computed_at.is_some() {
-                "computed"
-            } else {
-                "pending"
+            let progress = state.traits.progress(&r.name);
+            v["status"] = json!(match (&progress, r.computed_at) {
+                (Some(p), _) if p.total.load(Ordering::Relaxed) > 0 => "computing",
+                (Some(_), _) => "queued",
+                (None, Some(_)) => "computed",
+                (None, None) => "pending",
             });
+            if let Some(p) = progress {
+                let (done, total) = (
+                    p.done.load(Ordering::Relaxed),
+                    p.total.load(Ordering::Relaxed),
+                );
+                if total > 0 {
+                    v["progress"] = json!({
+                        "profiles_done": done,
+                        "profiles_total": total,
+                        "started_at": format_millis(p.started_at.load(Ordering::Relaxed)),
+                    });
+                }
+            }
             v["computed_at"] = json!(r.computed_at.map(format_millis));
             v["profiles"] = json!(r.profiles);
             v["model_id"] = json!(r.model_id);

@@ -280,6 +280,49 @@ async fn wait_computed(app: &TestApp, name: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traits_defined_before_a_model_are_computed_by_every_training() {
+    let app = TestApp::spawn().await;
+    send_synthetic(&app, 3_000).await;
+    put_catalog(&app, &synthetic_catalog()).await;
+    ready_catalog(&app).await;
+    let (s, b) = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/traits"))
+                .bearer_auth(ADMIN)
+                .json(&json!({"name": "top_brands", "column": "brand", "k": 2})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::CREATED, Some("waiting_for_model")),
+        "{b}"
+    );
+    let (_, list) = app.admin_get("/api/v1/traits").await;
+    assert_eq!(list["traits"][0]["status"], "pending", "{list}");
+
+    let (_, job) = train(&app, json!({})).await;
+    let first = finished(&app, &job["model_id"]).await;
+    let t = wait_computed(&app, "top_brands").await;
+    assert_eq!(t["model_id"], first["id"], "{t}");
+    assert!(t["profiles"].as_u64().expect("n") > 100, "{t}");
+
+    // A retraining recomputes it with the new model.
+    let (_, job) = train(&app, json!({"seed": 7})).await;
+    let second = finished(&app, &job["model_id"]).await;
+    assert_ne!(first["id"], second["id"]);
+    for _ in 0..300 {
+        let (_, list) = app.admin_get("/api/v1/traits").await;
+        let t = &list["traits"][0];
+        if t["status"] == "computed" && t["model_id"] == second["id"] {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("trait not recomputed after the second training");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traits_are_written_onto_profiles_and_read_like_segment() {
     let app = trained_app().await;
     let post = |body: Value| {
@@ -298,7 +341,7 @@ async fn traits_are_written_onto_profiles_and_read_like_segment() {
                           "exclude": [{"column": "category", "in": ["Category 00"]}]})))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    assert_eq!(b["status"], "computing");
+    assert_eq!(b["status"], "queued");
     let (s, _) = app.send(post(json!({"name": "recommended_items"}))).await;
     assert_eq!(s, StatusCode::CREATED);
     let t = wait_computed(&app, "recommended_brands").await;

@@ -19,7 +19,8 @@ impl TraitStore for SqliteStore {
         let conn = self.write_conn()?;
         conn.execute(
             "INSERT INTO trait_definitions (name, definition, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET definition = excluded.definition",
+             ON CONFLICT (name) DO UPDATE SET definition = excluded.definition,
+                 computed_at = NULL, profiles = 0, model_id = NULL",
             params![name, definition.to_string(), created_at],
         )?;
         Ok(())
@@ -65,12 +66,9 @@ impl TraitStore for SqliteStore {
         updated_at: i64,
         model_id: i64,
     ) -> Result<(), StoreError> {
+        // Overwrite in place, then drop the rows this run did not write (profiles no longer
+        // in the catalog): readers see the previous value or the new one, never none.
         let mut conn = self.write_conn()?;
-        {
-            let tx = conn.transaction()?;
-            tx.execute("DELETE FROM computed_traits WHERE name = ?1", [name])?;
-            tx.commit()?;
-        }
         for chunk in values.chunks(ROWS_PER_TRANSACTION) {
             let tx = conn.transaction()?;
             {
@@ -83,6 +81,10 @@ impl TraitStore for SqliteStore {
             }
             tx.commit()?;
         }
+        conn.execute(
+            "DELETE FROM computed_traits WHERE name = ?1 AND updated_at <> ?2",
+            params![name, updated_at],
+        )?;
         conn.execute(
             "UPDATE trait_definitions SET computed_at = ?2, profiles = ?3, model_id = ?4 WHERE name = ?1",
             params![name, updated_at, values.len() as i64, model_id],
