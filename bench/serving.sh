@@ -24,21 +24,31 @@ file=bench/data/serving-$users-$items-$events.jsonl
 rm -rf "$out/data"
 $bin --data-dir "$out/data" import "$file" --json > "$out/import.json"
 $bin --data-dir "$out/data" catalog examples/shop-catalog.json
-export AFFINITY_WRITE_KEYS=wk_bench AFFINITY_ADMIN_TOKEN=adm_bench AFFINITY_PROFILE_TOKEN=prf_bench RUST_LOG=warn
-$bin serve --listen 127.0.0.1:0 --data-dir "$out/data" > "$out/serve.log" &
+export AFFINITY_WRITE_KEYS=wk_bench AFFINITY_ADMIN_TOKEN=adm_bench AFFINITY_PROFILE_TOKEN=prf_bench RUST_LOG=info
+$bin serve --listen 127.0.0.1:0 --data-dir "$out/data" > "$out/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$out/serve.log" && break; sleep 0.1; done
 url=$(grep -o "http://[0-9.:]*" "$out/serve.log" | head -1)
+admin=(-s -H "Authorization: Bearer adm_bench")
 started=$(date +%s)
-echo "waiting for the server's first model (it trains at start) ..."
-until curl -s -H "Authorization: Bearer adm_bench" "$url/api/v1/models" | grep -q '"status":"ready"'; do sleep 2; done
-echo "model ready after $(( $(date +%s) - started ))s; computing trait recommended_items (k=10) for every profile ..."
-curl -s -X POST -H "Authorization: Bearer adm_bench" -H "content-type: application/json" \
+# Defined before any model exists: the server computes it as soon as its first training
+# (started at launch) publishes a model, the path every retraining takes.
+curl "${admin[@]}" -X POST -H "content-type: application/json" \
   -d '{"name":"recommended_items","column":"item_id","k":10}' "$url/api/v1/traits" > /dev/null
-started=$(date +%s)
-until curl -s -H "Authorization: Bearer adm_bench" "$url/api/v1/traits" | grep -q '"status":"computed"'; do sleep 2; done
-echo "trait written onto every profile in $(( $(date +%s) - started ))s"
+echo "trait recommended_items (k=10) defined; waiting for the first model (it trains at start) ..."
+until curl "${admin[@]}" "$url/api/v1/models" | grep -q '"status":"ready"'; do sleep 2; done
+ready=$(date +%s)
+echo "model ready after $(( ready - started ))s; the trait is computed for every profile ..."
+while :; do
+  traits=$(curl "${admin[@]}" "$url/api/v1/traits")
+  grep -q '"status":"computed"' <<<"$traits" && break
+  python3 -c 'import json, sys; t = json.loads(sys.argv[1])["traits"][0]; p = t.get("progress") or {}
+print("  %s: %s / %s profiles" % (t["status"], p.get("profiles_done", 0), p.get("profiles_total", "?")), flush=True)' "$traits"
+  sleep 10
+done
+echo "trait written onto every profile $(( $(date +%s) - ready ))s after the model was ready"
+grep -E "model ready|trait computed" "$out/serve.log" | sed 's/^/  log: /'
 
 results=()
 for ep in health profile recs; do

@@ -65,6 +65,7 @@ pub fn run(config: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
         &store,
         record,
         &TrainingOptions::with_seed(args.seed),
+        None,
         &mut |p| bar.set_message(format!("training: {p:?}")),
     )?;
     bar.finish_and_clear();

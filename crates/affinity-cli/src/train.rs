@@ -73,7 +73,7 @@ pub fn run_train(data_dir: &Path, args: &TrainArgs) -> anyhow::Result<()> {
     let record = store.create_model(now_ms())?;
     let bar = spinner();
     bar.set_message("building the catalog");
-    let serving = run_training(&store, record, &options, &mut on_progress(&bar));
+    let serving = run_training(&store, record, &options, None, &mut on_progress(&bar));
     bar.finish_and_clear();
     let serving = serving.context("training failed")?;
     print_report(&serving.model);

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod als;
+mod blend;
 pub mod co_occurrence;
 mod dense;
 mod ease;

@@ -1,16 +1,20 @@
 //! The training pipeline: from a catalog snapshot to the model that serves, with evidence.
 //!
 //! 1. Hold out the newest interactions (a time split, like production: train on the past,
-//!    predict what came next).
+//!    predict what came next), or a random share of each user's (`model_selection: random`).
 //! 2. Fit every candidate on the older part and measure precision / recall / NDCG@k and
 //!    coverage on the items each user engaged with *for the first time* after the cutoff.
-//! 3. Refit the best candidate (by NDCG@k) on all data as of `as_of` and serve it, with
-//!    popularity kept as the fallback for users the model has never seen.
+//! 3. Try the best two candidates of different families together (a [`Blend`] of their
+//!    standardized scores, at a few weights): models that see different signals make
+//!    different mistakes. A blend must beat the best single model by [`BLEND_MARGIN`].
+//! 4. Refit the best (by NDCG@k) on all data as of `as_of` and serve it, with popularity
+//!    kept as the fallback for users the model has never seen.
 //!
 //! Deterministic for (catalog, options): candidates are fitted with seeds from the options,
 //! sampled evaluation users are drawn from a seeded generator.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use affinity_core::catalog::ModelSelection;
@@ -21,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::blend::Blend;
 use crate::error::{ModelError, Result};
 use crate::metrics::{RankingReport, evaluate};
 use crate::split::TimedEvent;
@@ -34,10 +39,18 @@ use crate::{
 #[serde(tag = "algorithm", rename_all = "snake_case")]
 pub enum Candidate {
     Popularity,
-    Trending { half_life_days: f64 },
+    Trending {
+        half_life_days: f64,
+    },
     Als(AlsParams),
     ItemKnn(ItemKnnParams),
     Ease(EaseParams),
+    /// Standardized scores of other candidates, weighted (see [`Blend`]). Never listed in
+    /// the options: the pipeline tries the two best candidates together when they are of
+    /// different families.
+    Blend {
+        parts: Vec<(f32, Candidate)>,
+    },
 }
 
 impl Candidate {
@@ -48,19 +61,29 @@ impl Candidate {
             Self::Als(_) => "als",
             Self::ItemKnn(_) => "item_knn",
             Self::Ease(_) => "ease",
+            Self::Blend { .. } => "blend",
         }
     }
 
     /// The parameters as JSON (without the algorithm name). ALS keeps its parameters in
     /// f32; they are written in their shortest f32 form (0.1, not 0.10000000149011612).
     pub fn params(&self) -> Value {
+        if let Self::Blend { parts } = self {
+            let parts: Vec<Value> = parts
+                .iter()
+                .map(|(w, c)| {
+                    json!({"weight": shortest(*w), "algorithm": c.name(), "params": c.params()})
+                })
+                .collect();
+            return json!({ "parts": parts });
+        }
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Some(o) = v.as_object_mut() {
             o.remove("algorithm");
             if matches!(self, Self::Als(_)) {
                 for x in o.values_mut() {
                     if let Some(f) = x.as_f64().filter(|_| x.is_f64()) {
-                        *x = json!((f as f32).to_string().parse::<f64>().unwrap_or(f));
+                        *x = shortest(f as f32);
                     }
                 }
             }
@@ -85,6 +108,12 @@ impl Candidate {
             Self::Als(p) => Box::new(AlsModel::fit(data, p)?),
             Self::ItemKnn(p) => Box::new(ItemKnn::fit(data, p)?),
             Self::Ease(p) => Box::new(EaseModel::fit(data, p)?),
+            Self::Blend { parts } => Box::new(Blend::new(
+                parts
+                    .iter()
+                    .map(|(w, c)| Ok((*w, Arc::from(c.fit(data, events, as_of)?))))
+                    .collect::<Result<_>>()?,
+            )?),
         })
     }
 }
@@ -102,6 +131,8 @@ pub struct TrainingOptions {
     /// of evaluation on large stores.
     pub max_eval_users: usize,
     pub candidates: Vec<Candidate>,
+    /// Also try the two best candidates of different families as a [`Blend`].
+    pub try_blend: bool,
 }
 
 impl TrainingOptions {
@@ -132,12 +163,14 @@ impl TrainingOptions {
                 },
                 als(1.0, 0.1),
                 als(10.0, 1.0),
+                als(3.0, 18.0),
                 Candidate::ItemKnn(ItemKnnParams::default()),
                 Candidate::Ease(EaseParams {
                     max_items: 3_000,
                     ..EaseParams::default()
                 }),
             ],
+            try_blend: true,
         }
     }
 }
@@ -368,6 +401,8 @@ pub fn train(
     let (holdout, holdout_skipped) = match split {
         Ok((cutoff, train, test, test_users)) => {
             let total = options.candidates.len();
+            // The best fitted model of each family, for trying the best two as a blend.
+            let mut best_of_family: Vec<(f64, Candidate, Box<dyn Recommender + Send>)> = Vec::new();
             for (index, candidate) in options.candidates.iter().enumerate() {
                 progress(Progress::Evaluating {
                     candidate: candidate.name(),
@@ -375,12 +410,15 @@ pub fn train(
                     total,
                 });
                 let started = Instant::now();
-                let outcome = candidate
-                    .fit(&train, &events, cutoff)
-                    .and_then(|model| evaluate(model.as_ref(), &train, &test, options.k));
+                let outcome = candidate.fit(&train, &events, cutoff).and_then(|model| {
+                    Ok((evaluate(model.as_ref(), &train, &test, options.k)?, model))
+                });
                 let fit_ms = started.elapsed().as_millis() as u64;
                 let (metrics, error) = match outcome {
-                    Ok(m) => (Some(m), None),
+                    Ok((m, model)) => {
+                        keep_if_best(&mut best_of_family, m.ndcg, candidate, model);
+                        (Some(m), None)
+                    }
                     Err(e) => (None, Some(e.to_string())),
                 };
                 results.push(CandidateResult {
@@ -389,6 +427,14 @@ pub fn train(
                     fit_ms,
                     error,
                 });
+            }
+            if options.try_blend {
+                progress(Progress::Evaluating {
+                    candidate: "blend",
+                    index: total,
+                    total: total + 1,
+                });
+                results.extend(try_blend(best_of_family, &train, &test, options.k));
             }
             let (train_interactions, test_interactions) = match options.selection {
                 ModelSelection::Time => {
@@ -415,11 +461,19 @@ pub fn train(
         }
         Err(reason) => (None, Some(reason)),
     };
-    // Best NDCG wins; ties go to the earlier (simpler) candidate. Without a holdout, the last
-    // candidate (the most expressive by construction of the default list) is used.
+    // Best NDCG wins; ties go to the earlier (simpler) candidate, and a blend (two models to
+    // fit and to serve) must beat the best single model by BLEND_MARGIN. Without a holdout,
+    // the last candidate (the most expressive by construction of the default list) is used.
     let best = results
         .iter()
-        .filter_map(|r| r.metrics.as_ref().map(|m| (r, m.ndcg)))
+        .filter_map(|r| {
+            let handicap = if matches!(r.candidate, Candidate::Blend { .. }) {
+                1.0 + BLEND_MARGIN
+            } else {
+                1.0
+            };
+            r.metrics.as_ref().map(|m| (r, m.ndcg / handicap))
+        })
         .fold(
             None::<(&CandidateResult, f64)>,
             |acc, (r, ndcg)| match acc {
@@ -453,5 +507,71 @@ pub fn train(
         recommender,
         fallback,
         fit_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// An f32 as JSON in its shortest decimal form (0.1, not 0.10000000149011612).
+fn shortest(x: f32) -> Value {
+    json!(x.to_string().parse::<f64>().unwrap_or(f64::from(x)))
+}
+
+/// How much better (relative NDCG) a blend must be than the best single model to be chosen:
+/// it costs two fits and two scorings per request.
+const BLEND_MARGIN: f64 = 0.01;
+
+/// Blend weights tried for the better of the two models, in tenths (the other gets the rest).
+const BLEND_TENTHS: [u8; 5] = [4, 5, 6, 7, 8];
+
+/// Keeps `model` if it is the best of its family so far.
+fn keep_if_best(
+    kept: &mut Vec<(f64, Candidate, Box<dyn Recommender + Send>)>,
+    ndcg: f64,
+    candidate: &Candidate,
+    model: Box<dyn Recommender + Send>,
+) {
+    match kept.iter_mut().find(|k| k.1.name() == candidate.name()) {
+        Some(k) if k.0 >= ndcg => {}
+        Some(k) => *k = (ndcg, candidate.clone(), model),
+        None => kept.push((ndcg, candidate.clone(), model)),
+    }
+}
+
+/// Evaluates the two best families together at each of [`BLEND_TENTHS`] and returns the
+/// best weighting's result (None with fewer than two families).
+fn try_blend(
+    mut kept: Vec<(f64, Candidate, Box<dyn Recommender + Send>)>,
+    train: &Interactions,
+    test: &Interactions,
+    k: usize,
+) -> Option<CandidateResult> {
+    kept.sort_by(|a, b| b.0.total_cmp(&a.0));
+    kept.truncate(2);
+    let [(_, first, a), (_, second, b)]: [_; 2] = kept.try_into().ok()?;
+    let started = Instant::now();
+    let (a, b): (Arc<dyn Recommender + Send>, Arc<dyn Recommender + Send>) =
+        (Arc::from(a), Arc::from(b));
+    let mut best: Option<(f64, u8, RankingReport)> = None;
+    let mut error = None;
+    let weights = |tenths: u8| (f32::from(tenths) / 10.0, f32::from(10 - tenths) / 10.0);
+    for tenths in BLEND_TENTHS {
+        let (wa, wb) = weights(tenths);
+        let outcome = Blend::new(vec![(wa, a.clone()), (wb, b.clone())])
+            .and_then(|blend| evaluate(&blend, train, test, k));
+        match outcome {
+            Ok(m) if best.as_ref().is_none_or(|(n, _, _)| m.ndcg > *n) => {
+                best = Some((m.ndcg, tenths, m))
+            }
+            Ok(_) => {}
+            Err(e) => error = Some(e.to_string()),
+        }
+    }
+    let (wa, wb) = weights(best.as_ref().map_or(5, |b| b.1));
+    Some(CandidateResult {
+        candidate: Candidate::Blend {
+            parts: vec![(wa, first), (wb, second)],
+        },
+        metrics: best.map(|b| b.2),
+        fit_ms: started.elapsed().as_millis() as u64,
+        error,
     })
 }

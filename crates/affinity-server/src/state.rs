@@ -70,9 +70,9 @@ impl AppState {
             Ok(n) => tracing::warn!(runs = n, "marked interrupted training runs as failed"),
             Err(e) => tracing::error!(error = %e, "cannot read the model registry"),
         }
-        if self.catalog.snapshot().status != crate::catalog_state::BuildStatus::NotConfigured {
-            self.catalog.rebuild(self.store.clone());
-        }
+        // No separate catalog build here: with a catalog configured, the loop below starts a
+        // training run at once, and the run publishes the catalog it builds before fitting
+        // (two concurrent builds of a large store would each take twice as long).
         let state = self.clone();
         tokio::spawn(async move {
             let mut last_count = None;

@@ -93,17 +93,11 @@ impl ModelState {
         tokio::spawn(async move {
             let _guard = state.running.lock().await;
             let result = tokio::task::spawn_blocking(move || {
-                run_training(&store, record, &options, &mut |_| {})
+                run_training(&store, record, &options, Some(&catalog), &mut |_| {})
             })
             .await;
             match result {
-                Ok(Ok(serving)) => {
-                    catalog.replace(
-                        serving.catalog.clone(),
-                        serving.record.data["build_ms"].as_u64().unwrap_or(0),
-                    );
-                    on_ready(state.publish(serving));
-                }
+                Ok(Ok(serving)) => on_ready(state.publish(serving)),
                 Ok(Err(e)) => tracing::warn!(error = %e, "training failed"),
                 Err(e) => tracing::error!(error = %e, "training task panicked"),
             }
@@ -116,12 +110,15 @@ fn ratio_json(m: &affinity_model::metrics::RankingReport) -> Value {
            "ndcg": m.ndcg, "coverage": m.coverage})
 }
 
-/// Trains synchronously: marks `record` training, builds the catalog, runs the pipeline,
-/// saves the record as ready (or failed, with the reason) and returns the serving model.
+/// Trains synchronously: marks `record` training, builds the catalog (and publishes it to
+/// `catalog_state` at once, when given: the catalog endpoints need not wait for the fit), runs
+/// the pipeline, saves the record as ready (or failed, with the reason) and returns the
+/// serving model.
 pub fn run_training(
     store: &SqliteStore,
     mut record: ModelRecord,
     options: &TrainingOptions,
+    catalog_state: Option<&CatalogState>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ServingModel, ServerError> {
     let started = Instant::now();
@@ -129,8 +126,11 @@ pub fn run_training(
     store.save_model(&record)?;
     let outcome = (|| {
         let build_started = Instant::now();
-        let catalog = CatalogState::build_now(store)?.ok_or(ServerError::NotConfigured)?;
+        let catalog = Arc::new(CatalogState::build_now(store)?.ok_or(ServerError::NotConfigured)?);
         let build_ms = build_started.elapsed().as_millis() as u64;
+        if let Some(state) = catalog_state {
+            state.replace(catalog.clone(), build_ms);
+        }
         let model = train(&catalog, options, progress)?;
         Ok::<_, ServerError>((catalog, model, build_ms))
     })();
@@ -160,7 +160,7 @@ pub fn run_training(
                 record,
                 co_occurrence: CoOccurrence::new(&catalog),
                 propensity: Default::default(),
-                catalog: Arc::new(catalog),
+                catalog,
                 model,
             })
         }

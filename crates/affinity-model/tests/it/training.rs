@@ -52,7 +52,8 @@ fn the_pipeline_prefers_a_personalized_model_and_is_reproducible() {
     let mut stages = Vec::new();
     let model = train(&catalog, &options, &mut |p| stages.push(p)).unwrap();
 
-    assert_eq!(model.results.len(), options.candidates.len());
+    // Every candidate, then the blend of the best two families.
+    assert_eq!(model.results.len(), options.candidates.len() + 1);
     assert!(
         model.results.iter().all(|r| r.metrics.is_some()),
         "every candidate evaluated"
@@ -80,17 +81,36 @@ fn the_pipeline_prefers_a_personalized_model_and_is_reproducible() {
         "chose a baseline: {:?}",
         model.chosen
     );
-    let best = model
+    // The blend mixes the best two families; it serves only when 1% better than the best
+    // single model, which serves otherwise.
+    let (singles, blend): (Vec<_>, Vec<_>) = model
         .results
         .iter()
-        .filter_map(|r| r.metrics.as_ref())
-        .map(|m| m.ndcg)
-        .fold(0.0, f64::max);
-    assert_eq!(
-        model.metrics.as_ref().map(|m| m.ndcg),
-        Some(best),
-        "the best NDCG@10 is served"
-    );
+        .partition(|r| r.candidate.name() != "blend");
+    let Candidate::Blend { parts } = &blend[0].candidate else {
+        panic!("no blend: {:?}", blend[0].candidate)
+    };
+    let mut families: Vec<(&str, f64)> = Vec::new();
+    for r in &singles {
+        let n = r.metrics.as_ref().unwrap().ndcg;
+        match families.iter_mut().find(|f| f.0 == r.candidate.name()) {
+            Some(f) => f.1 = f.1.max(n),
+            None => families.push((r.candidate.name(), n)),
+        }
+    }
+    families.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let names: Vec<&str> = parts.iter().map(|(_, c)| c.name()).collect();
+    assert_eq!(names, vec![families[0].0, families[1].0]);
+    assert!((parts[0].0 + parts[1].0 - 1.0).abs() < 1e-6 && parts[0].0 >= 0.4);
+    let best_single = families[0].1;
+    let blend_ndcg = blend[0].metrics.as_ref().unwrap().ndcg;
+    let served = model.metrics.as_ref().map(|m| m.ndcg);
+    if blend_ndcg >= 1.01 * best_single {
+        assert_eq!(model.chosen.name(), "blend");
+        assert_eq!(served, Some(blend_ndcg));
+    } else {
+        assert_eq!(served, Some(best_single), "the best NDCG@10 is served");
+    }
     let holdout = model.holdout.clone().unwrap();
     assert!(holdout.test_users > 50 && holdout.evaluated_users == holdout.test_users);
     assert!(holdout.train_interactions > 9 * holdout.test_interactions / 2);

@@ -89,7 +89,7 @@ async fn training_runs_in_the_background_and_records_its_evidence() {
     let model = finished(&app, &job["model_id"]).await;
     assert_eq!(model["status"], "ready", "{model}");
     assert!(
-        ["als", "popularity", "trending", "item_knn", "ease"]
+        ["als", "popularity", "trending", "item_knn", "ease", "blend"]
             .contains(&model["algorithm"].as_str().unwrap_or("")),
         "{model}"
     );
@@ -104,7 +104,13 @@ async fn training_runs_in_the_background_and_records_its_evidence() {
         );
     }
     let candidates = model["candidates"].as_array().expect("candidates");
-    assert_eq!(candidates.len(), 6);
+    // The 7 default candidates, then the blend of the best two families.
+    assert_eq!(candidates.len(), 8, "{candidates:?}");
+    assert_eq!(candidates[7]["algorithm"], "blend");
+    assert_eq!(
+        candidates[7]["params"]["parts"].as_array().map(Vec::len),
+        Some(2)
+    );
     assert_eq!(candidates.iter().filter(|c| c["chosen"] == true).count(), 1);
     assert!(
         candidates.iter().all(|c| c["metrics"]["ndcg"].is_number()),
