@@ -23,6 +23,9 @@ use crate::training::ServingModel;
 /// Users scored together: their vectors and a block of items stay in cache.
 const USERS_PER_BATCH: usize = 256;
 
+/// Users ranked between two writes to the store.
+const USERS_PER_WRITE: usize = 16_384;
+
 /// Computes one trait for every user of the serving model's catalog and writes it.
 /// `done` counts the users ranked so far (for progress reports).
 pub fn compute(
@@ -51,29 +54,40 @@ pub fn compute(
         exclude_interacted: definition.exclude_interacted,
         allow: &allow,
     };
-    // Users in batches (the model scores a batch against cache-sized blocks of items), the
-    // batches in parallel; collect keeps the catalog's order.
-    let users: Vec<u32> = (0..catalog.users.len() as u32).collect();
-    let batches: Vec<Vec<(i64, Value)>> = users
-        .par_chunks(USERS_PER_BATCH)
-        .map(|batch| {
-            let recs = recommend_many(&model.model, catalog, batch, &request)?;
-            done.fetch_add(batch.len(), Ordering::Relaxed);
-            Ok(batch
-                .iter()
-                .zip(recs)
-                .map(|(&u, r)| {
-                    (
-                        catalog.users[u as usize],
-                        Value::Array(r.values.into_iter().map(|(v, _)| v).collect()),
-                    )
-                })
-                .collect())
-        })
-        .collect::<Result<_, affinity_model::ModelError>>()?;
-    let values: Vec<(i64, Value)> = batches.into_iter().flatten().collect();
-    store.write_computed_traits(&definition.name, &values, now_ms(), model.record.id)?;
-    Ok(values.len())
+    // Users in chunks written as they are ranked (a chunk's lists, not a million, are held
+    // in memory); within a chunk, batches of users in parallel (the model scores a batch
+    // against cache-sized blocks of items).
+    let updated_at = now_ms();
+    let n_users = catalog.users.len() as u32;
+    for start in (0..n_users).step_by(USERS_PER_WRITE) {
+        let users: Vec<u32> = (start..n_users.min(start + USERS_PER_WRITE as u32)).collect();
+        let batches: Vec<Vec<(i64, Value)>> = users
+            .par_chunks(USERS_PER_BATCH)
+            .map(|batch| {
+                let recs = recommend_many(&model.model, catalog, batch, &request)?;
+                done.fetch_add(batch.len(), Ordering::Relaxed);
+                Ok(batch
+                    .iter()
+                    .zip(recs)
+                    .map(|(&u, r)| {
+                        (
+                            catalog.users[u as usize],
+                            Value::Array(r.values.into_iter().map(|(v, _)| v).collect()),
+                        )
+                    })
+                    .collect())
+            })
+            .collect::<Result<_, affinity_model::ModelError>>()?;
+        let values: Vec<(i64, Value)> = batches.into_iter().flatten().collect();
+        store.put_computed_traits(&definition.name, &values, updated_at)?;
+    }
+    store.finish_computed_traits(
+        &definition.name,
+        updated_at,
+        n_users as usize,
+        model.record.id,
+    )?;
+    Ok(n_users as usize)
 }
 
 /// Where one trait's computation stands.

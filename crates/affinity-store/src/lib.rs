@@ -91,12 +91,22 @@ pub trait TraitStore {
         created_at: i64,
     ) -> Result<(), StoreError>;
     fn trait_definitions(&self) -> Result<Vec<TraitDefinitionRecord>, StoreError>;
-    /// Replaces every value of trait `name` (in bounded transactions).
-    fn write_computed_traits(
+    /// Writes values of trait `name` stamped `updated_at`, overwriting each profile's
+    /// previous value in place (in bounded transactions). A recomputation calls this once per
+    /// chunk of profiles, then [`TraitStore::finish_computed_traits`].
+    fn put_computed_traits(
         &self,
         name: &str,
         values: &[(i64, Value)],
         updated_at: i64,
+    ) -> Result<(), StoreError>;
+    /// Ends a recomputation: drops values of `name` not stamped `updated_at` (profiles the
+    /// run did not reach) and records the run on the definition.
+    fn finish_computed_traits(
+        &self,
+        name: &str,
+        updated_at: i64,
+        profiles: usize,
         model_id: i64,
     ) -> Result<(), StoreError>;
     fn computed_traits(&self, profile_id: i64) -> Result<Vec<Trait>, StoreError>;

@@ -59,15 +59,14 @@ impl TraitStore for SqliteStore {
         })
     }
 
-    fn write_computed_traits(
+    fn put_computed_traits(
         &self,
         name: &str,
         values: &[(i64, Value)],
         updated_at: i64,
-        model_id: i64,
     ) -> Result<(), StoreError> {
-        // Overwrite in place, then drop the rows this run did not write (profiles no longer
-        // in the catalog): readers see the previous value or the new one, never none.
+        // Overwritten in place, stale rows dropped at the end: readers see the previous value
+        // or the new one, never none.
         let mut conn = self.write_conn()?;
         for chunk in values.chunks(ROWS_PER_TRANSACTION) {
             let tx = conn.transaction()?;
@@ -81,14 +80,27 @@ impl TraitStore for SqliteStore {
             }
             tx.commit()?;
         }
-        conn.execute(
+        Ok(())
+    }
+
+    fn finish_computed_traits(
+        &self,
+        name: &str,
+        updated_at: i64,
+        profiles: usize,
+        model_id: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        tx.execute(
             "DELETE FROM computed_traits WHERE name = ?1 AND updated_at <> ?2",
             params![name, updated_at],
         )?;
-        conn.execute(
+        tx.execute(
             "UPDATE trait_definitions SET computed_at = ?2, profiles = ?3, model_id = ?4 WHERE name = ?1",
-            params![name, updated_at, values.len() as i64, model_id],
+            params![name, updated_at, profiles as i64, model_id],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
