@@ -7,7 +7,7 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let (state, generated) = AppState::open(&config)
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
         if !generated.is_empty() {
@@ -31,7 +31,13 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         serve(listener, state, shutdown_signal()).await?;
         tracing::info!("stopped: in-flight requests finished, queued writes committed");
         Ok(())
-    })
+    });
+    // Training runs and trait computations run on blocking threads and may take minutes; a
+    // stop does not wait for them. Nothing is lost: acknowledged events are durable, an
+    // interrupted run is marked failed at the next start (which trains again), and a trait
+    // keeps its previous values until a complete run replaces them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    outcome
 }
 
 async fn shutdown_signal() {

@@ -184,15 +184,31 @@ fn random_selection_holds_out_items_per_user() {
 
 #[test]
 fn batched_recommendations_equal_one_by_one_and_a_full_sort() {
+    let catalog = synthetic_catalog(20_000);
+    // ALS and the blend override the batched scoring: serve each in turn.
+    let als = TrainingOptions::with_seed(5)
+        .candidates
+        .into_iter()
+        .find(|c| matches!(c, Candidate::Als(_)))
+        .unwrap();
+    let knn = Candidate::ItemKnn(affinity_model::ItemKnnParams::default());
+    for served in [
+        als.clone(),
+        Candidate::Blend {
+            parts: vec![(0.6, als), (0.4, knn)],
+        },
+    ] {
+        let mut options = TrainingOptions::with_seed(5);
+        options.candidates = vec![served];
+        options.try_blend = false;
+        check_batched_equals_single(&catalog, &options);
+    }
+}
+
+fn check_batched_equals_single(catalog: &ItemCatalog, options: &TrainingOptions) {
     use affinity_model::Recommender;
     use affinity_model::recommend::{RecommendRequest, personal, recommend, recommend_many};
-    let catalog = synthetic_catalog(20_000);
-    let mut options = TrainingOptions::with_seed(5);
-    // ALS overrides the batched scoring; make sure it is the served model here.
-    options
-        .candidates
-        .retain(|c| matches!(c, Candidate::Als(_)));
-    let model = train(&catalog, &options, &mut |_| {}).unwrap();
+    let model = train(catalog, options, &mut |_| {}).unwrap();
     let brand = catalog.column("brand");
     let allow = |i: u32| !i.is_multiple_of(7);
     let users: Vec<u32> = (0..catalog.users.len() as u32).step_by(3).collect();
