@@ -281,11 +281,11 @@ fn check_batched_equals_single(catalog: &ItemCatalog, options: &TrainingOptions)
                 exclude_interacted,
                 allow: &allow,
             };
-            let many = recommend_many(&model, &catalog, &users, &request).unwrap();
+            let many = recommend_many(&model, catalog, &users, &request).unwrap();
             for (&u, batched) in users.iter().zip(&many) {
                 let single = recommend(
                     &model,
-                    &catalog,
+                    catalog,
                     &RecommendRequest {
                         user: Some(u),
                         ..request
