@@ -80,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         vec![als]
     };
-    options.try_blend = false;
+    options.blend_max_items = 0;
     let model = train(&catalog, &options, &mut |_| {})?;
     let allow = |_: u32| true;
     let column = if by_brand {

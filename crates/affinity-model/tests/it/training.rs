@@ -200,7 +200,7 @@ fn batched_recommendations_equal_one_by_one_and_a_full_sort() {
     ] {
         let mut options = TrainingOptions::with_seed(5);
         options.candidates = vec![served];
-        options.try_blend = false;
+        options.blend_max_items = 0;
         check_batched_equals_single(&catalog, &options);
     }
 }
