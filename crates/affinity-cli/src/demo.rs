@@ -86,8 +86,8 @@ pub fn run(config: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
                 ""
             };
             println!(
-                "     {:<11} NDCG@10 {:.4}  recall@10 {:.4}  coverage {:.3}{chosen}",
-                r.candidate.name(),
+                "     {:<30} NDCG@10 {:.4}  recall@10 {:.4}  coverage {:.3}{chosen}",
+                r.candidate.label(),
                 x.ndcg,
                 x.recall,
                 x.coverage

@@ -80,7 +80,7 @@ pub fn run_train(data_dir: &Path, args: &TrainArgs) -> anyhow::Result<()> {
     println!(
         "model {} ready: {} in {:.1}s (recorded in the model registry)",
         serving.record.id,
-        serving.model.chosen.name(),
+        serving.model.chosen.label(),
         serving.record.duration_ms.unwrap_or(0) as f64 / 1000.0
     );
     Ok(())

@@ -65,6 +65,22 @@ impl Candidate {
         }
     }
 
+    /// A short human label: the name, with what tells same-family candidates apart
+    /// (`als α=3 λ=18`, `blend ease 0.6 + als 0.4`).
+    pub fn label(&self) -> String {
+        match self {
+            Self::Als(p) => format!("als α={} λ={}", p.alpha, p.regularization),
+            Self::Blend { parts } => {
+                let parts: Vec<String> = parts
+                    .iter()
+                    .map(|(w, c)| format!("{} {w}", c.name()))
+                    .collect();
+                format!("blend {}", parts.join(" + "))
+            }
+            other => other.name().to_string(),
+        }
+    }
+
     /// The parameters as JSON (without the algorithm name). ALS keeps its parameters in
     /// f32; they are written in their shortest f32 form (0.1, not 0.10000000149011612).
     pub fn params(&self) -> Value {
