@@ -61,11 +61,13 @@ impl CatalogStore for SqliteStore {
                     let profile: i64 = row.get(0)?;
                     let timestamp: i64 = row.get(1)?;
                     let raw = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
-                    let Ok(message) = serde_json::from_str::<Value>(raw) else {
+                    // Only `properties` is built as a value; the rest of the message (context,
+                    // traits…) is skipped by the parser instead of being allocated.
+                    let Ok(message) = serde_json::from_str::<Tracked>(raw) else {
                         continue;
                     };
                     let profile = merged.get(&profile).copied().unwrap_or(profile);
-                    builder.add_event(profile, index, timestamp, &message["properties"]);
+                    builder.add_event(profile, index, timestamp, &message.properties);
                     scanned += 1;
                 }
             }
@@ -133,4 +135,11 @@ impl CatalogStore for SqliteStore {
             Ok(out)
         })
     }
+}
+
+/// The part of a stored track message the catalog reads.
+#[derive(serde::Deserialize)]
+struct Tracked {
+    #[serde(default)]
+    properties: Value,
 }

@@ -110,6 +110,10 @@ impl SqliteStore {
                 )?;
                 c.busy_timeout(std::time::Duration::from_secs(10))?;
                 c.pragma_update(None, "query_only", true)?;
+                // Scans (catalog builds read every interaction event) then read pages in
+                // place instead of copying each through a read() call: measured 22% of a
+                // 1M-user build in the kernel's copy. SQLite clamps this to its maximum.
+                c.pragma_update(None, "mmap_size", 1_i64 << 31)?;
                 c
             }
         };
