@@ -122,13 +122,7 @@ impl CatalogState {
         }
         match result {
             Ok(Some(catalog)) => {
-                tracing::info!(
-                    items = catalog.items.len(),
-                    users = catalog.users.len(),
-                    interactions = catalog.interactions.len(),
-                    build_ms,
-                    "catalog built"
-                );
+                log_built(&catalog, build_ms);
                 g.1 = CatalogSnapshot {
                     status: BuildStatus::Ready,
                     catalog: Some(Arc::new(catalog)),
@@ -148,6 +142,7 @@ impl CatalogState {
 
     /// Publishes a catalog built elsewhere (by a training job) as the current one.
     pub fn replace(&self, catalog: Arc<ItemCatalog>, build_ms: u64) {
+        log_built(&catalog, build_ms);
         let mut g = match self.inner.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -161,4 +156,14 @@ impl CatalogState {
             error: None,
         };
     }
+}
+
+fn log_built(catalog: &ItemCatalog, build_ms: u64) {
+    tracing::info!(
+        items = catalog.items.len(),
+        users = catalog.users.len(),
+        interactions = catalog.interactions.len(),
+        build_ms,
+        "catalog built"
+    );
 }

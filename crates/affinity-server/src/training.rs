@@ -128,13 +128,6 @@ pub fn run_training(
         let build_started = Instant::now();
         let catalog = Arc::new(CatalogState::build_now(store)?.ok_or(ServerError::NotConfigured)?);
         let build_ms = build_started.elapsed().as_millis() as u64;
-        tracing::info!(
-            items = catalog.items.len(),
-            users = catalog.users.len(),
-            interactions = catalog.interactions.len(),
-            build_ms,
-            "catalog built for training"
-        );
         if let Some(state) = catalog_state {
             state.replace(catalog.clone(), build_ms);
         }
