@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::{put_catalog, ready_catalog};
 use crate::models::{finished, send_synthetic, synthetic_catalog, train};
-use crate::support::{ADMIN, TestApp, problem_fields};
+use crate::support::{ADMIN, TestApp, assert_error, problem_fields};
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
     app.send(
@@ -84,13 +84,11 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
         json!({"name": "typo", "target": {"column": "brand", "value": "brand 001"}}),
     )
     .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .expect("m")
-            .contains("did you mean \"Brand 001\""),
-        "{b}"
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "did you mean \"Brand 001\"",
     );
     let (s, b) = post(
         &app,

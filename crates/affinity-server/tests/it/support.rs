@@ -156,6 +156,16 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The `field` of every entry of a 422's `error.problems`, in order.
+/// Asserts an error answer: its status, and that its message mentions `fragment`.
+pub fn assert_error(status: StatusCode, body: &Value, want: StatusCode, fragment: &str) {
+    assert_eq!(status, want, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(fragment),
+        "message lacks {fragment:?}: {body}"
+    );
+}
+
 pub fn problem_fields(body: &Value) -> Vec<&str> {
     body["error"]["problems"]
         .as_array()
