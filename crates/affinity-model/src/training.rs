@@ -420,7 +420,9 @@ pub fn train(
     let (holdout, holdout_skipped) = match split {
         Ok((cutoff, train, test, test_users)) => {
             let total = options.candidates.len();
-            // The best fitted model of each family, for trying the best two as a blend.
+            let blend = catalog.items.len() <= options.blend_max_items;
+            // The best fitted model of each family, for trying the best two as a blend; only
+            // kept when a blend will be tried (at 1M users an ALS model is ~260 MB).
             let mut best_of_family: Vec<(f64, Candidate, Box<dyn Recommender + Send>)> = Vec::new();
             for (index, candidate) in options.candidates.iter().enumerate() {
                 progress(Progress::Evaluating {
@@ -435,7 +437,9 @@ pub fn train(
                 let fit_ms = started.elapsed().as_millis() as u64;
                 let (metrics, error) = match outcome {
                     Ok((m, model)) => {
-                        keep_if_best(&mut best_of_family, m.ndcg, candidate, model);
+                        if blend {
+                            keep_if_best(&mut best_of_family, m.ndcg, candidate, model);
+                        }
                         (Some(m), None)
                     }
                     Err(e) => (None, Some(e.to_string())),
@@ -447,7 +451,7 @@ pub fn train(
                     error,
                 });
             }
-            if catalog.items.len() > options.blend_max_items {
+            if !blend {
                 results.push(CandidateResult {
                     candidate: Candidate::Blend { parts: Vec::new() },
                     metrics: None,

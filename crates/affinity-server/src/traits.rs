@@ -91,7 +91,7 @@ pub fn compute(
 }
 
 /// Where one trait's computation stands.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Progress {
     /// Users ranked so far.
     pub done: AtomicUsize,
@@ -139,11 +139,7 @@ impl TraitJobs {
                 .into_iter()
                 .map(|d| {
                     // A newer request replaces an older queued one: that one is skipped.
-                    let progress = Arc::new(Progress {
-                        done: AtomicUsize::new(0),
-                        total: AtomicUsize::new(0),
-                        started_at: Default::default(),
-                    });
+                    let progress = Arc::new(Progress::default());
                     active.insert(d.name.clone(), progress.clone());
                     (d, progress)
                 })
