@@ -92,12 +92,19 @@ impl ModelState {
         let state = self.clone();
         tokio::spawn(async move {
             let _guard = state.running.lock().await;
+            let models = state.clone();
             let result = tokio::task::spawn_blocking(move || {
-                run_training(&store, record, &options, Some(&catalog), &mut |_| {})
+                run_training(
+                    &store,
+                    record,
+                    &options,
+                    Some((&catalog, &models)),
+                    &mut |_| {},
+                )
             })
             .await;
             match result {
-                Ok(Ok(serving)) => on_ready(state.publish(serving)),
+                Ok(Ok(serving)) => on_ready(serving),
                 Ok(Err(e)) => tracing::warn!(error = %e, "training failed"),
                 Err(e) => tracing::error!(error = %e, "training task panicked"),
             }
@@ -110,17 +117,19 @@ fn ratio_json(m: &affinity_model::metrics::RankingReport) -> Value {
            "ndcg": m.ndcg, "coverage": m.coverage})
 }
 
-/// Trains synchronously: marks `record` training, builds the catalog (and publishes it to
-/// `catalog_state` at once, when given: the catalog endpoints need not wait for the fit), runs
-/// the pipeline, saves the record as ready (or failed, with the reason) and returns the
-/// serving model.
+/// Trains synchronously: marks `record` training, builds the catalog, runs the pipeline,
+/// saves the record as ready (or failed, with the reason) and returns the serving model.
+///
+/// A server passes its `serve` states: the catalog is published as soon as it is built (the
+/// catalog endpoints need not wait for the fit), and the model is published *before* its
+/// record says ready, so a client that sees `ready` is answered by that model.
 pub fn run_training(
     store: &SqliteStore,
     mut record: ModelRecord,
     options: &TrainingOptions,
-    catalog_state: Option<&CatalogState>,
+    serve: Option<(&CatalogState, &ModelState)>,
     progress: &mut dyn FnMut(Progress),
-) -> Result<ServingModel, ServerError> {
+) -> Result<Arc<ServingModel>, ServerError> {
     let started = Instant::now();
     record.status = ModelStatus::Training;
     store.save_model(&record)?;
@@ -128,7 +137,7 @@ pub fn run_training(
         let build_started = Instant::now();
         let catalog = Arc::new(CatalogState::build_now(store)?.ok_or(ServerError::NotConfigured)?);
         let build_ms = build_started.elapsed().as_millis() as u64;
-        if let Some(state) = catalog_state {
+        if let Some((state, _)) = serve {
             state.replace(catalog.clone(), build_ms);
         }
         let model = train(&catalog, options, progress)?;
@@ -154,15 +163,21 @@ pub fn run_training(
                 "holdout": model.holdout,
                 "holdout_skipped": model.holdout_skipped,
             });
-            store.save_model(&record)?;
-            tracing::info!(model = record.id, algorithm = ?record.algorithm, ms = ?record.duration_ms, "model ready");
-            Ok(ServingModel {
+            let serving = ServingModel {
                 record,
                 co_occurrence: CoOccurrence::new(&catalog),
                 propensity: Default::default(),
                 catalog,
                 model,
-            })
+            };
+            let serving = match serve {
+                Some((_, models)) => models.publish(serving),
+                None => Arc::new(serving),
+            };
+            let record = &serving.record;
+            store.save_model(record)?;
+            tracing::info!(model = record.id, algorithm = ?record.algorithm, ms = ?record.duration_ms, "model ready");
+            Ok(serving)
         }
         Err(e) => {
             record.status = ModelStatus::Failed;
