@@ -14,12 +14,13 @@ use affinity_core::audience::{AudienceSpec, MaxSize, Target};
 use affinity_core::catalog::CatalogConfig;
 use affinity_core::item_rules::TraitDefinition;
 use affinity_core::synthetic::{Generator, SyntheticSpec};
+use affinity_engine::EngineConfig;
+use affinity_engine::clock::now_ms;
+use affinity_engine::training::run_training;
+use affinity_engine::{audiences, traits};
 use affinity_model::training::TrainingOptions;
-use affinity_server::catalog_state::now_ms;
-use affinity_server::training::run_training;
-use affinity_server::{ServerConfig, audiences, traits};
 use affinity_store::sqlite::SqliteStore;
-use affinity_store::{AudienceStore, CatalogStore, EventLog, ModelRegistry, TraitStore};
+use affinity_store::{CatalogStore, EventLog, ModelRegistry, TraitStore};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -35,7 +36,7 @@ pub struct DemoArgs {
 
 const CATALOG: &str = include_str!("../../../examples/shop-catalog.json");
 
-pub fn run(config: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
+pub fn run(config: &EngineConfig, args: &DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = &config.data_dir;
     println!(
@@ -144,42 +145,32 @@ pub fn run(config: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
         destinations: Vec::new(),
     };
     let t = Instant::now();
-    let computed = audiences::compute(&store, &serving, &spec, args.seed)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let id = store.create_audience(&spec.name, &serde_json::to_value(&spec)?, None, now_ms())?;
-    store.finish_audience(
-        id,
-        serving.record.id,
-        &computed.members,
-        &computed.estimate,
-        None,
-        now_ms(),
-    )?;
+    let (id, computed) = audiences::create_now(&store, &serving, &spec, args.seed)?;
     let e = &computed.estimate;
+    let at_size = e.at_size.unwrap_or(audiences::Expectation {
+        expected_precision: 0.0,
+        expected_recall: 0.0,
+        lift: 0.0,
+    });
     println!(
         "\n4. Audience {id} \"{}\": {} members ({} held out as control) in {:.1}s (includes preparing the propensity model).",
         spec.name,
         computed.members.len(),
-        e["control_size"],
+        e.control_size,
         t.elapsed().as_secs_f64()
     );
     println!(
         "   Backtested estimate: precision {:.3} vs base rate {:.3} → lift {:.2}× over a random audience; ~{:.0} of them engage within 30 days.",
-        e["expected_precision"].as_f64().unwrap_or(0.0),
-        e["base_rate"].as_f64().unwrap_or(0.0),
-        e["lift"].as_f64().unwrap_or(0.0),
-        e["expected_engaged"].as_f64().unwrap_or(0.0)
+        at_size.expected_precision,
+        e.base_rate,
+        at_size.lift,
+        e.expected_engaged.unwrap_or(0.0)
     );
-    if let Some(model) = e["model"]["features"].as_array() {
+    if let Some(model) = &e.model {
         let weights: Vec<String> = model
+            .features
             .iter()
-            .map(|f| {
-                format!(
-                    "{} {:+.2}",
-                    f["name"].as_str().unwrap_or("?"),
-                    f["coefficient"].as_f64().unwrap_or(0.0)
-                )
-            })
+            .map(|f| format!("{} {:+.2}", f.name, f.coefficient))
             .collect();
         println!(
             "   Learned weights (per standard deviation): {}",

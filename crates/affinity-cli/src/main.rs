@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
                 ),
             };
             demo::run(
-                &settings::load(cli.config.as_deref(), &overrides, env)?,
+                &settings::load(cli.config.as_deref(), &overrides, env)?.engine,
                 &args,
             )
         }
@@ -113,5 +113,5 @@ fn data_dir(
         listen: None,
         data_dir: flag,
     };
-    Ok(settings::load(config, &overrides, env)?.data_dir)
+    Ok(settings::load(config, &overrides, env)?.engine.data_dir)
 }

@@ -8,12 +8,16 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async move {
-        let (state, generated) = AppState::open(&config)
-            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let (state, generated) = AppState::open(&config).with_context(|| {
+            format!(
+                "cannot open the store in {}",
+                config.engine.data_dir.display()
+            )
+        })?;
         if !generated.is_empty() {
             println!(
                 "First start: generated credentials (stored in {}; shown only now):",
-                config.data_dir.display()
+                config.engine.data_dir.display()
             );
             for c in &generated {
                 println!("  {:<14} {}", c.name, c.value);
@@ -26,7 +30,7 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         println!(
             "Affinity listening on http://{addr} (data in {})",
-            config.data_dir.display()
+            config.engine.data_dir.display()
         );
         serve(listener, state, shutdown_signal()).await?;
         tracing::info!("stopped: in-flight requests finished, queued writes committed");

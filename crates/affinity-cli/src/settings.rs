@@ -78,20 +78,24 @@ fn apply(config: &mut ServerConfig, layer: FileConfig, origin: &str) -> anyhow::
         })?;
     }
     if let Some(dir) = layer.data_dir {
-        config.data_dir = dir;
+        config.engine.data_dir = dir;
     }
     if let Some(keys) = layer.write_keys {
         if keys.iter().any(|k| k.trim().is_empty() || k.contains(',')) {
             bail!("write keys from {origin} must be non-empty and contain no commas");
         }
-        config.write_keys = keys;
+        config.engine.write_keys = keys;
     }
     for (name, value, slot) in [
-        ("admin token", layer.admin_token, &mut config.admin_token),
+        (
+            "admin token",
+            layer.admin_token,
+            &mut config.engine.admin_token,
+        ),
         (
             "profile token",
             layer.profile_token,
-            &mut config.profile_token,
+            &mut config.engine.profile_token,
         ),
     ] {
         if let Some(v) = value {
@@ -102,7 +106,7 @@ fn apply(config: &mut ServerConfig, layer: FileConfig, origin: &str) -> anyhow::
         }
     }
     if let Some(interval) = layer.retrain_interval {
-        config.retrain_interval = humantime::parse_duration(&interval).with_context(|| {
+        config.engine.retrain_interval = humantime::parse_duration(&interval).with_context(|| {
             format!(
                 "retrain interval {interval:?} from {origin} is not a duration such as 1h or 30m"
             )
@@ -143,9 +147,9 @@ mod tests {
         };
         let c = load(Some(&file), &flags, env).expect("valid");
         assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
-        assert_eq!(c.data_dir, PathBuf::from("/from/env"));
-        assert_eq!(c.write_keys, vec!["a", "b"]);
-        assert_eq!(c.retrain_interval.as_secs(), 1800);
+        assert_eq!(c.engine.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(c.engine.write_keys, vec!["a", "b"]);
+        assert_eq!(c.engine.retrain_interval.as_secs(), 1800);
     }
 
     #[test]

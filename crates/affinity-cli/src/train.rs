@@ -9,9 +9,10 @@ use clap::Args;
 use indicatif::ProgressBar;
 
 use affinity_core::timestamp::format_millis;
+use affinity_engine::catalog::build_now;
+use affinity_engine::clock::now_ms;
+use affinity_engine::training::run_training;
 use affinity_model::training::{Progress, TrainedModel, TrainingOptions, train};
-use affinity_server::catalog_state::{CatalogState, now_ms};
-use affinity_server::training::run_training;
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{CatalogStore, ModelRegistry};
 
@@ -92,7 +93,7 @@ pub fn run_eval(data_dir: &Path, args: &TrainArgs) -> anyhow::Result<()> {
     let options = options(args)?;
     let bar = spinner();
     bar.set_message("building the catalog");
-    let catalog = CatalogState::build_now(&store)?
+    let catalog = build_now(&store)?
         .context("no catalog is configured: PUT /api/v1/catalog (or see the README) first")?;
     let model = train(&catalog, &options, &mut on_progress(&bar));
     bar.finish_and_clear();

@@ -1,6 +1,6 @@
 //! Credentials on requests: write keys (tracking), the admin token (management).
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, header, request::Parts};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -36,7 +36,7 @@ pub fn check_write_key(state: &AppState, key: Option<&str>) -> Result<(), ApiErr
         None | Some("") => Err(ApiError::unauthorized(
             "no write key: send it as HTTP Basic user (`-u WRITE_KEY:`) or as `writeKey` in the body",
         )),
-        Some(k) if state.credentials.is_write_key(k) => Ok(()),
+        Some(k) if state.engine.credentials().is_write_key(k) => Ok(()),
         Some(_) => Err(ApiError::unauthorized(
             "unknown write key: use a key from AFFINITY_WRITE_KEYS or the one printed at first start",
         )),
@@ -50,9 +50,6 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let State(state) = State::<AppState>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::unauthorized("no state"))?;
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -63,7 +60,7 @@ impl FromRequestParts<AppState> for Admin {
             })
             .map(str::trim);
         match token {
-            Some(t) if state.credentials.is_admin_token(t) => Ok(Admin),
+            Some(t) if state.engine.credentials().is_admin_token(t) => Ok(Admin),
             Some(_) => Err(ApiError::unauthorized(
                 "unknown admin token: use AFFINITY_ADMIN_TOKEN or the one printed at first start",
             )),

@@ -1,109 +1,290 @@
-use axum::http::StatusCode;
+//! Every error the server answers, and the one place where the other crates' errors become
+//! HTTP: [`ErrorCode`] owns each code's status, and the `From` conversions below match every
+//! variant exhaustively, so a new variant anywhere forces a decision here.
+
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-use thiserror::Error;
+use serde::Serialize;
 
 use affinity_core::MessageError;
-use affinity_store::StoreError;
+use affinity_engine::error::Invalid;
+use affinity_engine::{EngineError, Problem, StoreError};
 
-/// Errors of the server's own work (starting, training); HTTP answers use [`ApiError`].
-#[derive(Debug, Error)]
-pub enum ServerError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("no catalog is configured yet: PUT /api/v1/catalog first")]
-    NotConfigured,
-    #[error(transparent)]
-    Model(#[from] affinity_model::ModelError),
+/// Seconds a client is asked to wait before retrying a 503.
+const RETRY_AFTER_SECONDS: u32 = 5;
+
+/// The stable snake_case codes clients match on, each with its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    // Authentication.
+    Unauthorized,
+    /// The Profile API's code for a missing or wrong access token (Segment's).
+    AuthenticationError,
+    // Requests the client must fix.
+    NotFound,
+    /// The Profile API's code for a bad request (Segment's).
+    InvalidRequestError,
+    InvalidParameter,
+    InvalidJson,
+    /// Tracking: the body (or a message) is JSON but not an object.
+    InvalidBody,
+    /// Management: the JSON body does not have the expected shape.
+    InvalidBodyShape,
+    BodyTooLarge,
+    InvalidGzip,
+    UnsupportedEncoding,
+    InvalidBatch,
+    MissingField,
+    InvalidField,
+    InvalidType,
+    MessageTooLarge,
+    BatchTooLarge,
+    InvalidCatalog,
+    InvalidCatalogFile,
+    InvalidTrait,
+    InvalidAudience,
+    // The state of the product.
+    CatalogNotReady,
+    ModelNotReady,
+    AudienceComputing,
+    // Ours.
+    StoreUnavailable,
+    Internal,
 }
 
-/// An error answered to an HTTP client as `{"error":{"code","message",...details}}`.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::AuthenticationError => "authentication_error",
+            Self::NotFound => "not_found",
+            Self::InvalidRequestError => "invalid_request_error",
+            Self::InvalidParameter => "invalid_parameter",
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidBody | Self::InvalidBodyShape => "invalid_body",
+            Self::BodyTooLarge => "body_too_large",
+            Self::InvalidGzip => "invalid_gzip",
+            Self::UnsupportedEncoding => "unsupported_encoding",
+            Self::InvalidBatch => "invalid_batch",
+            Self::MissingField => "missing_field",
+            Self::InvalidField => "invalid_field",
+            Self::InvalidType => "invalid_type",
+            Self::MessageTooLarge => "message_too_large",
+            Self::BatchTooLarge => "batch_too_large",
+            Self::InvalidCatalog => "invalid_catalog",
+            Self::InvalidCatalogFile => "invalid_catalog_file",
+            Self::InvalidTrait => "invalid_trait",
+            Self::InvalidAudience => "invalid_audience",
+            Self::CatalogNotReady => "catalog_not_ready",
+            Self::ModelNotReady => "model_not_ready",
+            Self::AudienceComputing => "audience_computing",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Unauthorized | Self::AuthenticationError => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::InvalidRequestError
+            | Self::InvalidParameter
+            | Self::InvalidJson
+            | Self::InvalidBody
+            | Self::InvalidGzip
+            | Self::InvalidBatch
+            | Self::MissingField
+            | Self::InvalidField
+            | Self::InvalidType
+            | Self::MessageTooLarge
+            | Self::BatchTooLarge => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::InvalidBodyShape
+            | Self::InvalidCatalog
+            | Self::InvalidCatalogFile
+            | Self::InvalidTrait
+            | Self::InvalidAudience => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::CatalogNotReady | Self::ModelNotReady | Self::AudienceComputing => {
+                StatusCode::CONFLICT
+            }
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// One problem of a 422, naming the field.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProblemBody {
+    pub field: String,
+    pub message: String,
+}
+
+/// One message of a batch that was refused, by its index in the batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejected {
+    pub index: usize,
     pub code: &'static str,
     pub message: String,
-    /// Extra fields of the error object, such as the list of problems of a 422.
-    pub details: Vec<(&'static str, serde_json::Value)>,
+}
+
+/// An error answered as `{"error":{"code","message"[,"problems"]}[,"rejected"]}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub problems: Option<Vec<ProblemBody>>,
+    /// For a batch none of whose messages was accepted: each one's reason.
+    pub rejected: Option<Vec<Rejected>>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorObject<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<&'a [Rejected]>,
+}
+
+#[derive(Serialize)]
+struct ErrorObject<'a> {
+    code: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problems: Option<&'a [ProblemBody]>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
-            details: Vec::new(),
+            problems: None,
+            rejected: None,
         }
     }
 
-    pub fn with_detail(mut self, key: &'static str, value: serde_json::Value) -> Self {
-        self.details.push((key, value));
-        self
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-    }
-
-    /// A 422 listing every problem at once, each as `{"field","message"}`.
-    pub fn problems<F: AsRef<str>, M: AsRef<str>>(code: &'static str, problems: &[(F, M)]) -> Self {
+    /// A 422 listing every problem at once.
+    pub fn problems(code: ErrorCode, problems: Vec<Problem>) -> Self {
         let text: Vec<String> = problems
             .iter()
-            .map(|(f, m)| format!("{}: {}", f.as_ref(), m.as_ref()))
+            .map(|p| format!("{}: {}", p.field, p.message))
             .collect();
-        let list: Vec<serde_json::Value> = problems
-            .iter()
-            .map(|(f, m)| json!({"field": f.as_ref(), "message": m.as_ref()}))
-            .collect();
-        Self::unprocessable(
+        Self {
             code,
-            format!("{} problem(s): {}", problems.len(), text.join("; ")),
-        )
-        .with_detail("problems", json!(list))
+            message: format!("{} problem(s): {}", problems.len(), text.join("; ")),
+            problems: Some(
+                problems
+                    .into_iter()
+                    .map(|p| ProblemBody {
+                        field: p.field,
+                        message: p.message,
+                    })
+                    .collect(),
+            ),
+            rejected: None,
+        }
+    }
+
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidParameter, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(ErrorCode::Unauthorized, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
-    pub fn body(&self) -> serde_json::Value {
-        let mut error = json!({"code": self.code, "message": self.message});
-        for (key, value) in &self.details {
-            error[*key] = value.clone();
-        }
-        json!({ "error": error })
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
     }
 }
 
 impl IntoResponse for ApiError {
+    /// Server-side failures are logged here, where they end as an answer (once, not at every
+    /// layer they pass through).
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        if self.status().is_server_error() {
+            tracing::error!(code = self.code.as_str(), error = %self.message, "request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorObject {
+                code: self.code.as_str(),
+                message: &self.message,
+                problems: self.problems.as_deref(),
+            },
+            rejected: self.rejected.as_deref(),
+        };
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if self.code == ErrorCode::StoreUnavailable {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        response
     }
 }
 
 impl From<MessageError> for ApiError {
     fn from(e: MessageError) -> Self {
-        Self::bad_request(e.code(), e.to_string())
+        let code = match &e {
+            MessageError::InvalidJson(_) => ErrorCode::InvalidJson,
+            MessageError::NotAnObject { .. } => ErrorCode::InvalidBody,
+            MessageError::MissingField { .. } => ErrorCode::MissingField,
+            MessageError::InvalidField { .. } => ErrorCode::InvalidField,
+            MessageError::UnknownType(_) => ErrorCode::InvalidType,
+            MessageError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+            MessageError::TooManyMessages { .. } => ErrorCode::BatchTooLarge,
+        };
+        Self::new(code, e.to_string())
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        // Storage failures are ours, not the client's: 503 tells Segment clients to retry.
-        tracing::error!(error = %e, "store error");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            format!("the store could not complete the request ({e}); retry later"),
-        )
+        match e {
+            // The store is there but cannot take the work now: Segment's clients retry a 503.
+            StoreError::Sqlite(_) | StoreError::Commit(_) | StoreError::Closed => Self::new(
+                ErrorCode::StoreUnavailable,
+                format!("the store could not complete the request ({e}); retry later"),
+            ),
+            // Retrying will not help: the data or the installation needs attention.
+            StoreError::DataDir { .. }
+            | StoreError::NewerSchema { .. }
+            | StoreError::Corrupt(_) => Self::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let message = e.to_string();
+        match e {
+            EngineError::Store(e) => e.into(),
+            EngineError::Model(_) | EngineError::Task(_) => Self::internal(message),
+            EngineError::NotConfigured
+            | EngineError::CatalogBuilding
+            | EngineError::CatalogFailed(_) => Self::new(ErrorCode::CatalogNotReady, message),
+            EngineError::NoModel => Self::new(ErrorCode::ModelNotReady, message),
+            EngineError::NotFound(m) => Self::not_found(m),
+            EngineError::InvalidParameter(m) => Self::invalid_parameter(m),
+            EngineError::Invalid { kind, problems } => {
+                let code = match kind {
+                    Invalid::Catalog => ErrorCode::InvalidCatalog,
+                    Invalid::CatalogFile => ErrorCode::InvalidCatalogFile,
+                    Invalid::Trait => ErrorCode::InvalidTrait,
+                    Invalid::Audience => ErrorCode::InvalidAudience,
+                };
+                Self::problems(code, problems)
+            }
+            EngineError::AudienceComputing => Self::new(ErrorCode::AudienceComputing, message),
+        }
     }
 }

@@ -1,32 +1,31 @@
-//! Affinity's HTTP server, the only crate that knows HTTP.
+//! Affinity's HTTP server, the only crate that knows HTTP: routing, extraction,
+//! authentication, the wire format, and the one place errors become HTTP answers. Everything
+//! the product does is the engine's ([`affinity_engine::Engine`]); handlers parse, call the
+//! engine's async methods and shape the answer.
 //!
 //! - [`app`]: `fn app(state) -> Router`, everything the server answers.
 //! - [`tracking`]: the Segment-compatible Tracking API (`/v1/*`).
-//! - [`management`]: the admin API (`/api/v1/*`).
-//! - [`state`]: what handlers share: the store, the group committer, the credentials.
+//! - [`management`]: the admin API (`/api/v1/*`), each module with its typed wire structs.
+//! - [`profile_api`]: Segment's Profile API.
+//! - [`error`]: [`ErrorCode`] with its status, and every crate's error converted to HTTP.
+//! - [`auth`], [`params`]: extractors for credentials and query parameters.
 //! - [`config`]: typed server settings (the binary layers files, env and flags into them).
 
 pub mod app;
-pub mod audiences;
 pub mod auth;
-pub mod catalog_state;
 pub mod config;
-pub mod credentials;
 pub mod error;
 pub mod management;
 pub mod params;
 pub mod profile_api;
 pub mod state;
 pub mod tracking;
-pub mod training;
-pub mod traits;
 
 use std::future::Future;
 
 pub use app::app;
 pub use config::ServerConfig;
-pub use credentials::{Credentials, GeneratedCredential};
-pub use error::{ApiError, ServerError};
+pub use error::{ApiError, ErrorCode};
 pub use state::AppState;
 
 /// Serves `state` on `listener` until `shutdown` completes, then lets in-flight requests
@@ -37,7 +36,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    state.start_background();
+    state.engine.start_background().await;
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -1,11 +1,25 @@
-//! Query parameters parsed by hand so that a bad one gets our JSON error naming it, rather
-//! than the framework's plain-text rejection.
+//! Query parameters as an extractor, parsed by hand so that a bad one gets our JSON error
+//! naming it, rather than the framework's plain-text rejection.
 
 use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
 
 use crate::ApiError;
 
 pub struct Params(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Params(q))
+            .map_err(|e| ApiError::invalid_parameter(format!("the query string is malformed: {e}")))
+    }
+}
 
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -30,10 +44,38 @@ impl Params {
             .ok()
             .filter(|n| (min..=max).contains(n))
             .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_parameter",
-                    format!("`{name}` must be a whole number from {min} to {max}, got {text:?}"),
-                )
+                ApiError::invalid_parameter(format!(
+                    "`{name}` must be a whole number from {min} to {max}, got {text:?}"
+                ))
             })
+    }
+
+    /// `true`/`1` or `false`/`0`, or `default` when absent.
+    pub fn boolean(&self, name: &str, default: bool) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(other) => Err(ApiError::invalid_parameter(format!(
+                "`{name}` must be true or false, got {other:?}"
+            ))),
+        }
+    }
+
+    /// `col:value,col:value` pairs, e.g. `filter=brand:Acme,category:Shoes`.
+    pub fn pairs(&self, name: &str) -> Result<Vec<(String, String)>, ApiError> {
+        let Some(text) = self.get(name) else {
+            return Ok(Vec::new());
+        };
+        text.split(',')
+            .map(|p| {
+                p.split_once(':')
+                    .map(|(c, v)| (c.trim().to_string(), v.to_string()))
+                    .filter(|(c, v)| !c.is_empty() && !v.is_empty())
+                    .ok_or_else(|| {
+                        ApiError::invalid_parameter(format!("`{name}` must be column:value pairs separated by commas, e.g. brand:Acme; got {p:?}"))
+                    })
+            })
+            .collect()
     }
 }

@@ -2,23 +2,45 @@
 //! `GET /v1/spaces/{space}/collections/users/profiles/{id_type}:{id}/traits` works against
 //! Affinity by changing the base URL and the access token.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::{StatusCode, request::Parts};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::routing::get;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use affinity_core::IdKind;
 use affinity_core::timestamp::format_millis;
-use affinity_store::{Profiles, TraitStore};
 
 use crate::auth::basic_user;
-use crate::management::blocking;
 use crate::params::Params;
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, ErrorCode};
+
+/// Segment's answer: traits by name, and a cursor to page through them.
+#[derive(Serialize)]
+pub struct TraitsBody {
+    traits: Map<String, Value>,
+    cursor: Cursor,
+}
+
+#[derive(Serialize)]
+struct Cursor {
+    url: String,
+    has_more: bool,
+    /// The name to pass as `next` for the following page ("" on the last one).
+    next: String,
+    limit: usize,
+}
+
+/// A trait's value with when it was set (`verbose=true`).
+#[derive(Serialize)]
+struct Verbose {
+    value: Value,
+    updated_at: String,
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new().route(
@@ -34,11 +56,11 @@ impl FromRequestParts<AppState> for ProfileReader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let error = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", m);
+        let error = |m: &str| ApiError::new(ErrorCode::AuthenticationError, m);
         match basic_user(&parts.headers)
             .map_err(|_| error("send the access token as HTTP Basic user: curl -u TOKEN: …"))?
         {
-            Some(token) if state.credentials.is_profile_token(&token) => Ok(ProfileReader),
+            Some(token) if state.engine.credentials().is_profile_token(&token) => Ok(ProfileReader),
             Some(_) => Err(error(
                 "unknown access token: use AFFINITY_PROFILE_TOKEN or the one printed at first start",
             )),
@@ -53,9 +75,9 @@ async fn traits(
     _: ProfileReader,
     State(state): State<AppState>,
     Path((space, collection, key)): Path<(String, String, String)>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
-    let invalid = |m: String| ApiError::bad_request("invalid_request_error", m);
+    params: Params,
+) -> Result<Json<TraitsBody>, ApiError> {
+    let invalid = |m: String| ApiError::new(ErrorCode::InvalidRequestError, m);
     if collection != "users" {
         return Err(ApiError::not_found(format!(
             "collection {collection:?} is not available: Affinity serves `users`"
@@ -70,12 +92,12 @@ async fn traits(
                 "the profile must be `user_id:<id>` or `anonymous_id:<id>`; got {key:?}"
             ))
         })?;
-    let params = Params(query);
     let limit = params
         .number("limit", 10, 1, 200)
         .map_err(|e| invalid(e.message))?;
-    let verbose =
-        crate::management::boolean(&params, "verbose", false).map_err(|e| invalid(e.message))?;
+    let verbose = params
+        .boolean("verbose", false)
+        .map_err(|e| invalid(e.message))?;
     let class = params.get("class").map(str::to_string);
     if let Some(c) = &class
         && c != "audience"
@@ -90,16 +112,7 @@ async fn traits(
         .map(|s| s.split(',').map(|t| t.trim().to_string()).collect());
     let next = params.get("next").map(str::to_string);
 
-    let store = state.store.clone();
-    let (profile, computed) = blocking(move || {
-        let Some(p) = store.profile(kind, &id)? else {
-            return Ok((None, Vec::new()));
-        };
-        let computed = store.computed_traits(p.id)?;
-        Ok((Some(p), computed))
-    })
-    .await?;
-    let profile = profile.ok_or_else(|| ApiError::not_found("Profile was not found."))?;
+    let (profile, computed) = state.engine.profile_with_computed_traits(kind, id).await?;
 
     // Newest value wins when an identify trait and a computed trait share a name.
     let mut all: BTreeMap<String, (Value, i64)> = BTreeMap::new();
@@ -132,25 +145,26 @@ async fn traits(
     } else {
         String::new()
     };
-    let traits: serde_json::Map<String, Value> = selected
-        .into_iter()
-        .take(limit)
-        .map(|(name, (value, at))| {
-            let v = if verbose {
-                json!({"value": value, "updated_at": format_millis(at)})
-            } else {
-                value
-            };
-            (name, v)
-        })
-        .collect();
-    Ok(Json(json!({
-        "traits": traits,
-        "cursor": {
-            "url": format!("/v1/spaces/{space}/collections/users/profiles/{key}/traits"),
-            "has_more": has_more,
-            "next": next_name,
-            "limit": limit,
-        }
-    })))
+    let mut traits = Map::new();
+    for (name, (value, at)) in selected.into_iter().take(limit) {
+        let value = if verbose {
+            serde_json::to_value(Verbose {
+                value,
+                updated_at: format_millis(at),
+            })
+            .map_err(|e| ApiError::internal(e.to_string()))?
+        } else {
+            value
+        };
+        traits.insert(name, value);
+    }
+    Ok(Json(TraitsBody {
+        traits,
+        cursor: Cursor {
+            url: format!("/v1/spaces/{space}/collections/users/profiles/{key}/traits"),
+            has_more,
+            next: next_name,
+            limit,
+        },
+    }))
 }

@@ -1,181 +1,252 @@
 //! `/api/v1/audiences`: create (computed in the background), read, members, explanations,
 //! preview, refresh (a new snapshot with who entered and exited), delete.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use affinity_core::audience::{AudienceSpec, DEFAULT_HORIZON_DAYS, parse_target, resolve_target};
+use affinity_core::audience::{AudienceSpec, DEFAULT_HORIZON_DAYS, MaxSize, Target, parse_target};
 use affinity_core::timestamp::format_millis;
-use affinity_store::{AudienceRecord, AudienceStore, Member};
+use affinity_engine::audiences::{
+    Audience, AudienceEstimate, Expectation, Explanation, SnapshotChanges,
+};
+use affinity_engine::data::{Contribution, CurvePoint, Member, PropensityModel};
+use affinity_engine::error::Invalid;
+use affinity_engine::{EngineError, Problem};
 
-use super::recommendations::serving;
-use super::{blocking, json_body};
-use crate::audiences::{AudienceError, compute, expectation_at, score};
+use super::json_body;
 use crate::auth::Admin;
-use crate::catalog_state::now_ms;
 use crate::params::Params;
 use crate::{ApiError, AppState};
 
-fn problems_error(problems: Vec<(String, String)>) -> ApiError {
-    ApiError::problems("invalid_audience", &problems)
+fn invalid(problems: Vec<(String, String)>) -> ApiError {
+    EngineError::invalid(Invalid::Audience, problems.into_iter().map(Problem::from)).into()
 }
 
-fn audience_error(e: AudienceError) -> ApiError {
-    match e {
-        AudienceError::Target(p) => problems_error(vec![p]),
-        AudienceError::Server(e) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+/// An audience snapshot: its definition, status, size and estimate.
+#[derive(Serialize)]
+pub struct AudienceBody {
+    id: i64,
+    name: String,
+    target: Target,
+    max_size: MaxSize,
+    horizon_days: u32,
+    control_percent: f64,
+    destinations: Vec<String>,
+    status: &'static str,
+    size: i64,
+    model_id: Option<i64>,
+    created_at: String,
+    computed_at: Option<String>,
+    estimate: Option<EstimateBody>,
+    error: Option<String>,
+    previous_id: Option<i64>,
+    changes: Option<ChangesBody>,
+}
+
+impl From<Audience> for AudienceBody {
+    fn from(a: Audience) -> Self {
+        Self {
+            id: a.id,
+            name: a.name,
+            target: a.spec.target,
+            max_size: a.spec.max_size,
+            horizon_days: a.spec.horizon_days,
+            control_percent: a.spec.control_percent,
+            destinations: a.spec.destinations,
+            status: a.status.as_str(),
+            size: a.size,
+            model_id: a.model_id,
+            created_at: format_millis(a.created_at),
+            computed_at: a.computed_at.map(format_millis),
+            estimate: a.estimate.map(EstimateBody::from),
+            error: a.error,
+            previous_id: a.previous_id,
+            changes: a.changes.map(ChangesBody::from),
         }
     }
 }
 
-fn record_json(r: &AudienceRecord) -> Value {
-    let mut out = json!({
-        "id": r.id,
-        "name": r.name,
-        "status": r.status,
-        "size": r.size,
-        "model_id": r.model_id,
-        "created_at": format_millis(r.created_at),
-        "computed_at": r.computed_at.map(format_millis),
-        "estimate": r.estimate,
-        "error": r.error,
-        "previous_id": r.previous_id,
-        "changes": r.changes,
-    });
-    for key in [
-        "target",
-        "max_size",
-        "horizon_days",
-        "control_percent",
-        "destinations",
-    ] {
-        out[key] = r.spec[key].clone();
-    }
-    out
+/// Expected precision, recall and lift at a size.
+#[derive(Serialize)]
+struct ExpectationBody {
+    expected_precision: f64,
+    expected_recall: f64,
+    lift: f64,
 }
 
-fn spec_of(r: &AudienceRecord) -> Result<AudienceSpec, ApiError> {
-    serde_json::from_value(r.spec.clone()).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("stored audience {} is unreadable: {e}", r.id),
-        )
-    })
-}
-
-async fn load(state: &AppState, id: &str) -> Result<AudienceRecord, ApiError> {
-    let id: i64 = id.parse().map_err(|_| {
-        ApiError::bad_request(
-            "invalid_parameter",
-            format!("audience id {id:?} must be a number"),
-        )
-    })?;
-    let store = state.store.clone();
-    blocking(move || store.audience(id))
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no audience {id}")))
-}
-
-/// Starts computing a snapshot in the background; `previous` makes it a refresh.
-async fn start(
-    state: &AppState,
-    spec: AudienceSpec,
-    previous: Option<i64>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let model = serving(state)?;
-    // Resolve the target now, so a misspelt brand is a 422 with suggestions, not a failure later.
-    resolve_target(&model.catalog, &spec.target).map_err(|p| problems_error(vec![p]))?;
-    let store = state.store.clone();
-    let spec_json = serde_json::to_value(&spec).unwrap_or(Value::Null);
-    let name = spec.name.clone();
-    let id = blocking(move || store.create_audience(&name, &spec_json, previous, now_ms())).await?;
-    let (store, seed) = (state.store.clone(), state.seed);
-    tokio::task::spawn_blocking(move || {
-        let outcome = compute(&store, &model, &spec, seed)
-            .map_err(|e| e.to_string())
-            .and_then(|computed| {
-                let changes = match previous {
-                    Some(p) => {
-                        let before = store
-                            .audience_members(p, 0, usize::MAX)
-                            .map_err(|e| e.to_string())?;
-                        Some(crate::audiences::changes(&before, &computed.members, p))
-                    }
-                    None => None,
-                };
-                store
-                    .finish_audience(
-                        id,
-                        model.record.id,
-                        &computed.members,
-                        &computed.estimate,
-                        changes.as_ref(),
-                        now_ms(),
-                    )
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = outcome {
-            tracing::warn!(audience = id, error = %e, "audience failed");
-            let _ = store.fail_audience(id, &e);
+impl From<Expectation> for ExpectationBody {
+    fn from(e: Expectation) -> Self {
+        Self {
+            expected_precision: e.expected_precision,
+            expected_recall: e.expected_recall,
+            lift: e.lift,
         }
-    });
-    let store = state.store.clone();
-    let record = blocking(move || store.audience(id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("audience vanished"))?;
-    Ok((StatusCode::ACCEPTED, Json(record_json(&record))))
+    }
 }
 
-/// `POST /api/v1/audiences`.
+#[derive(Serialize)]
+struct EstimateBody {
+    #[serde(flatten)]
+    at_size: Option<ExpectationBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected_engaged: Option<f64>,
+    base_rate: f64,
+    average_precision: f64,
+    positives_in_backtest: usize,
+    eligible_in_backtest: usize,
+    backtest: BacktestBody,
+    scored_users: usize,
+    target_items: usize,
+    control_size: usize,
+    model: Option<ModelBody>,
+    fallback_reason: Option<String>,
+    size_reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BacktestBody {
+    from: String,
+    to: String,
+    horizon_days: u32,
+}
+
+/// The audience's fitted ranking model.
+#[derive(Serialize)]
+struct ModelBody {
+    family: String,
+    intercept: f64,
+    features: Vec<FeatureBody>,
+    l2: f64,
+    training_users: usize,
+    training_positives: usize,
+}
+
+#[derive(Serialize)]
+struct FeatureBody {
+    name: String,
+    coefficient: f64,
+    mean: f64,
+    std: f64,
+}
+
+impl From<PropensityModel> for ModelBody {
+    fn from(m: PropensityModel) -> Self {
+        Self {
+            family: m.family,
+            intercept: m.intercept,
+            features: m
+                .features
+                .into_iter()
+                .map(|f| FeatureBody {
+                    name: f.name,
+                    coefficient: f.coefficient,
+                    mean: f.mean,
+                    std: f.std,
+                })
+                .collect(),
+            l2: m.l2,
+            training_users: m.training_users,
+            training_positives: m.training_positives,
+        }
+    }
+}
+
+impl From<AudienceEstimate> for EstimateBody {
+    fn from(e: AudienceEstimate) -> Self {
+        Self {
+            at_size: e.at_size.map(ExpectationBody::from),
+            expected_engaged: e.expected_engaged,
+            base_rate: e.base_rate,
+            average_precision: e.average_precision,
+            positives_in_backtest: e.positives_in_backtest,
+            eligible_in_backtest: e.eligible_in_backtest,
+            backtest: BacktestBody {
+                from: e.backtest.from,
+                to: e.backtest.to,
+                horizon_days: e.backtest.horizon_days,
+            },
+            scored_users: e.scored_users,
+            target_items: e.target_items,
+            control_size: e.control_size,
+            model: e.model.map(ModelBody::from),
+            fallback_reason: e.fallback_reason,
+            size_reason: e.size_reason,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ChangesBody {
+    previous_id: i64,
+    entered: usize,
+    exited: usize,
+    stayed: usize,
+    entered_users: Vec<String>,
+    exited_users: Vec<String>,
+}
+
+impl From<SnapshotChanges> for ChangesBody {
+    fn from(c: SnapshotChanges) -> Self {
+        Self {
+            previous_id: c.previous_id,
+            entered: c.entered,
+            exited: c.exited,
+            stayed: c.stayed,
+            entered_users: c.entered_users,
+            exited_users: c.exited_users,
+        }
+    }
+}
+
+fn audience_id(id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::invalid_parameter(format!("audience id {id:?} must be a number")))
+}
+
+/// `POST /api/v1/audiences` → 202, computing.
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let body: Value = json_body::parse(body).await?;
-    let spec = AudienceSpec::parse(&body).map_err(problems_error)?;
-    start(&state, spec, None).await
+) -> Result<(StatusCode, Json<AudienceBody>), ApiError> {
+    let body: serde_json::Value = json_body::parse(body).await?;
+    let spec = AudienceSpec::parse(&body).map_err(invalid)?;
+    let audience = state.engine.create_audience(spec).await?;
+    Ok((StatusCode::ACCEPTED, Json(audience.into())))
 }
 
-/// `POST /api/v1/audiences/{id}/refresh`: a new snapshot of the same definition.
+/// `POST /api/v1/audiences/{id}/refresh` → 202: a new snapshot of the same definition.
 pub async fn refresh(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let record = load(&state, &id).await?;
-    if record.status == "computing" {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "audience_computing",
-            "the audience is still computing; refresh it once it is live",
-        ));
-    }
-    start(&state, spec_of(&record)?, Some(record.id)).await
+) -> Result<(StatusCode, Json<AudienceBody>), ApiError> {
+    let audience = state.engine.refresh_audience(audience_id(&id)?).await?;
+    Ok((StatusCode::ACCEPTED, Json(audience.into())))
 }
 
-pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let store = state.store.clone();
-    let records = blocking(move || store.audiences()).await?;
-    Ok(Json(
-        json!({"audiences": records.iter().map(record_json).collect::<Vec<_>>()}),
-    ))
+#[derive(Serialize)]
+pub struct AudienceList {
+    audiences: Vec<AudienceBody>,
+}
+
+pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<AudienceList>, ApiError> {
+    let audiences = state.engine.audiences().await?;
+    Ok(Json(AudienceList {
+        audiences: audiences.into_iter().map(AudienceBody::from).collect(),
+    }))
 }
 
 pub async fn get(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(record_json(&load(&state, &id).await?)))
+) -> Result<Json<AudienceBody>, ApiError> {
+    Ok(Json(state.engine.audience(audience_id(&id)?).await?.into()))
 }
 
 pub async fn delete(
@@ -183,14 +254,33 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let record = load(&state, &id).await?;
-    let store = state.store.clone();
-    blocking(move || store.delete_audience(record.id)).await?;
+    state.engine.delete_audience(audience_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn member_json(m: &Member) -> Value {
-    json!({"user_id": m.user_id, "score": m.score, "rank": m.rank, "control": m.control})
+#[derive(Serialize)]
+struct MemberBody {
+    user_id: String,
+    score: f64,
+    rank: i64,
+    control: bool,
+}
+
+impl From<Member> for MemberBody {
+    fn from(m: Member) -> Self {
+        Self {
+            user_id: m.user_id,
+            score: m.score,
+            rank: m.rank,
+            control: m.control,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MembersPage {
+    members: Vec<MemberBody>,
+    next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/audiences/{id}/members?limit=&cursor=`: best first; `next_cursor` pages on.
@@ -198,27 +288,27 @@ pub async fn members(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
-    let params = Params(q);
+    params: Params,
+) -> Result<Json<MembersPage>, ApiError> {
     let limit = params.number("limit", 100, 1, 10_000)?;
     let after: i64 = match params.get("cursor") {
         None => 0,
         Some(c) => c.parse().ok().filter(|n: &i64| *n >= 0).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_parameter",
-                format!("`cursor` {c:?} is not a cursor from a previous page"),
-            )
+            ApiError::invalid_parameter(format!(
+                "`cursor` {c:?} is not a cursor from a previous page"
+            ))
         })?,
     };
-    let record = load(&state, &id).await?;
-    let store = state.store.clone();
-    let page = blocking(move || store.audience_members(record.id, after, limit + 1)).await?;
-    let next = (page.len() > limit).then(|| page[limit - 1].rank.to_string());
-    Ok(Json(json!({
-        "members": page.iter().take(limit).map(member_json).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    let mut page = state
+        .engine
+        .audience_members(audience_id(&id)?, after, limit + 1)
+        .await?;
+    let next_cursor = (page.len() > limit).then(|| page[limit - 1].rank.to_string());
+    page.truncate(limit);
+    Ok(Json(MembersPage {
+        members: page.into_iter().map(MemberBody::from).collect(),
+        next_cursor,
+    }))
 }
 
 /// `GET /api/v1/audiences/{id}/members.csv`.
@@ -227,39 +317,94 @@ pub async fn members_csv(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = load(&state, &id).await?;
-    let store = state.store.clone();
-    let all = blocking(move || store.audience_members(record.id, 0, usize::MAX)).await?;
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let write = |out: &mut csv::Writer<Vec<u8>>, row: [String; 4]| {
-        out.write_record(row).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })
-    };
-    write(
-        &mut out,
-        [
-            "user_id".into(),
-            "score".into(),
-            "rank".into(),
-            "control".into(),
-        ],
-    )?;
-    for m in &all {
-        write(
-            &mut out,
-            [
-                m.user_id.clone(),
-                m.score.to_string(),
-                m.rank.to_string(),
-                m.control.to_string(),
-            ],
-        )?;
-    }
-    let bytes = out
-        .into_inner()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let bytes = state.engine.audience_members_csv(audience_id(&id)?).await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], bytes).into_response())
+}
+
+#[derive(Serialize)]
+pub struct MemberExplained {
+    #[serde(flatten)]
+    member: MemberBody,
+    why: WhyBody,
+    explained_with_model: i64,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WhyBody {
+    NotInCatalog {
+        note: &'static str,
+    },
+    Explained {
+        contributions: Option<Vec<ContributionBody>>,
+        target_events: Vec<TargetEventBody>,
+        similar_items_engaged: Vec<SimilarEngagedBody>,
+    },
+}
+
+#[derive(Serialize)]
+struct ContributionBody {
+    feature: String,
+    value: f64,
+    standardized: f64,
+    contribution: f64,
+}
+
+impl From<Contribution> for ContributionBody {
+    fn from(c: Contribution) -> Self {
+        Self {
+            feature: c.feature,
+            value: c.value,
+            standardized: c.standardized,
+            contribution: c.contribution,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TargetEventBody {
+    item_id: String,
+    event: String,
+    timestamp: String,
+}
+
+#[derive(Serialize)]
+struct SimilarEngagedBody {
+    item_id: String,
+    similarity_to_target: f32,
+}
+
+impl From<Explanation> for WhyBody {
+    fn from(e: Explanation) -> Self {
+        match e {
+            Explanation::NotInCatalog => Self::NotInCatalog {
+                note: "this person is not in the serving model's catalog any more",
+            },
+            Explanation::Explained {
+                contributions,
+                target_events,
+                similar_items_engaged,
+            } => Self::Explained {
+                contributions: contributions
+                    .map(|c| c.into_iter().map(ContributionBody::from).collect()),
+                target_events: target_events
+                    .into_iter()
+                    .map(|t| TargetEventBody {
+                        item_id: t.item_id,
+                        event: t.event,
+                        timestamp: format_millis(t.timestamp),
+                    })
+                    .collect(),
+                similar_items_engaged: similar_items_engaged
+                    .into_iter()
+                    .map(|(item_id, similarity_to_target)| SimilarEngagedBody {
+                        item_id,
+                        similarity_to_target,
+                    })
+                    .collect(),
+            },
+        }
+    }
 }
 
 /// `GET /api/v1/audiences/{id}/members/{user_id}`: one member and why.
@@ -267,28 +412,55 @@ pub async fn member(
     _: Admin,
     State(state): State<AppState>,
     Path((id, user_id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let record = load(&state, &id).await?;
-    let store = state.store.clone();
-    let uid = user_id.clone();
-    let found = blocking(move || store.audience_member(record.id, &uid)).await?;
-    let member = found.ok_or_else(|| {
-        ApiError::not_found(format!("{user_id:?} is not a member of audience {id}"))
-    })?;
-    let model = serving(&state)?;
-    let spec = spec_of(&record)?;
-    let estimate = record.estimate.clone();
-    let profile = member.profile_id;
-    let why = tokio::task::spawn_blocking(move || {
-        crate::audiences::explain(&model, &spec, &estimate, profile).map(|w| (w, model.record.id))
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(audience_error)?;
-    let mut out = member_json(&member);
-    out["why"] = why.0;
-    out["explained_with_model"] = json!(why.1);
-    Ok(Json(out))
+) -> Result<Json<MemberExplained>, ApiError> {
+    let (member, why, model_id) = state
+        .engine
+        .audience_member(audience_id(&id)?, user_id)
+        .await?;
+    Ok(Json(MemberExplained {
+        member: member.into(),
+        why: why.into(),
+        explained_with_model: model_id,
+    }))
+}
+
+/// The fields a preview takes.
+const PREVIEW_FIELDS: [&str; 2] = ["target", "horizon_days"];
+
+#[derive(Serialize)]
+pub struct PreviewBody {
+    target: Target,
+    horizon_days: u32,
+    scored_users: usize,
+    target_items: usize,
+    base_rate: f64,
+    average_precision: f64,
+    curve: Vec<CurvePointBody>,
+    at_20_percent: Option<ExpectationBody>,
+    fallback_reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CurvePointBody {
+    fraction: f64,
+    size: usize,
+    expected_precision: f64,
+    expected_recall: f64,
+    expected_engaged: f64,
+    lift: f64,
+}
+
+impl From<CurvePoint> for CurvePointBody {
+    fn from(c: CurvePoint) -> Self {
+        Self {
+            fraction: c.fraction,
+            size: c.size,
+            expected_precision: c.expected_precision,
+            expected_recall: c.expected_recall,
+            expected_engaged: c.expected_engaged,
+            lift: c.lift,
+        }
+    }
 }
 
 /// `POST /api/v1/audiences/preview`: `{"target", "horizon_days"}` → the whole size curve.
@@ -296,17 +468,13 @@ pub async fn preview(
     _: Admin,
     State(state): State<AppState>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
-    let body: Value = json_body::parse(body).await?;
+) -> Result<Json<PreviewBody>, ApiError> {
+    let body: serde_json::Value = json_body::parse(body).await?;
     let mut problems = Vec::new();
-    for key in body
-        .as_object()
-        .map(|o| o.keys().cloned().collect::<Vec<_>>())
-        .unwrap_or_default()
-    {
-        if !["target", "horizon_days"].contains(&key.as_str()) {
+    for key in body.as_object().into_iter().flat_map(|o| o.keys()) {
+        if !PREVIEW_FIELDS.contains(&key.as_str()) {
             problems.push((
-                key,
+                key.clone(),
                 "unknown field; preview takes target and horizon_days".to_string(),
             ));
         }
@@ -326,34 +494,23 @@ pub async fn preview(
         },
     };
     let Some(target) = target.filter(|_| problems.is_empty()) else {
-        return Err(problems_error(problems));
+        return Err(invalid(problems));
     };
-    let model = serving(&state)?;
-    let spec = AudienceSpec {
-        name: "preview".into(),
-        target: target.clone(),
-        max_size: affinity_core::audience::MaxSize::Percent { percent: 100.0 },
-        horizon_days,
-        control_percent: 0.0,
-        destinations: Vec::new(),
-    };
-    let seed = state.seed;
-    let (items, scores) = tokio::task::spawn_blocking(move || {
-        score(&model, &spec, seed).map(|(items, _, scores)| (items.len(), scores))
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(audience_error)?;
-    let at_20 = expectation_at(&scores.curve, 0.2);
-    Ok(Json(json!({
-        "target": target.to_json(),
-        "horizon_days": horizon_days,
-        "scored_users": scores.ranked.len(),
-        "target_items": items,
-        "base_rate": scores.base_rate,
-        "average_precision": scores.average_precision,
-        "curve": scores.curve,
-        "at_20_percent": at_20,
-        "fallback_reason": scores.fallback_reason,
-    })))
+    let preview = state.engine.preview_audience(target, horizon_days).await?;
+    Ok(Json(PreviewBody {
+        target: preview.target,
+        horizon_days: preview.horizon_days,
+        scored_users: preview.scores.ranked.len(),
+        target_items: preview.target_items,
+        base_rate: preview.scores.base_rate,
+        average_precision: preview.scores.average_precision,
+        curve: preview
+            .scores
+            .curve
+            .into_iter()
+            .map(CurvePointBody::from)
+            .collect(),
+        at_20_percent: preview.at_20_percent.map(ExpectationBody::from),
+        fallback_reason: preview.scores.fallback_reason,
+    }))
 }

@@ -1,4 +1,6 @@
-//! The management API under `/api/v1`, admin token required.
+//! The management API under `/api/v1`, admin token required. Each module holds its handlers
+//! and the typed wire structs they answer with; none of them touches the store or a model:
+//! they call the engine's async methods, which do blocking work on the blocking pool.
 
 mod audiences;
 mod catalog;
@@ -8,13 +10,12 @@ mod models;
 mod recommendations;
 mod traits;
 
-pub use recommendations::boolean;
 mod profiles;
 
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::{ApiError, AppState};
+use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -51,20 +52,4 @@ pub fn routes() -> Router<AppState> {
         .route("/items/{item_id}/similar", get(recommendations::similar))
         .route("/profiles/{key}", get(profiles::show))
         .route("/profiles/{key}/events", get(profiles::events))
-}
-
-/// Runs blocking store work off the async runtime's threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, affinity_store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                e.to_string(),
-            )
-        })?
-        .map_err(ApiError::from)
 }

@@ -1,14 +1,14 @@
-use std::collections::HashMap;
+//! `/api/v1/profiles/{key}`: one person, with identifiers, traits and events (admin view).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use serde_json::{Map, Value, json};
+use axum::extract::{Path, State};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use affinity_core::IdKind;
 use affinity_core::timestamp::format_millis;
-use affinity_store::{Profile, Profiles};
+use affinity_engine::data::{Profile, StoredEvent};
 
-use super::blocking;
 use crate::auth::Admin;
 use crate::params::Params;
 use crate::{ApiError, AppState};
@@ -19,39 +19,93 @@ fn parse_key(key: &str) -> Result<(IdKind, String), ApiError> {
         .and_then(|(kind, id)| Some((IdKind::parse(kind)?, id.to_string())))
         .filter(|(_, id)| !id.is_empty())
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_parameter",
-                format!("profile key {key:?} must be `user_id:<id>` or `anonymous_id:<id>`"),
-            )
+            ApiError::invalid_parameter(format!(
+                "profile key {key:?} must be `user_id:<id>` or `anonymous_id:<id>`"
+            ))
         })
 }
 
 async fn find(state: &AppState, key: &str) -> Result<Profile, ApiError> {
     let (kind, id) = parse_key(key)?;
-    let store = state.store.clone();
-    blocking(move || store.profile(kind, &id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("Profile was not found."))
+    Ok(state.engine.profile(kind, id).await?)
 }
 
-/// `GET /api/v1/profiles/{user_id:ID}`: one profile with its identifiers and traits.
+#[derive(Serialize)]
+pub struct ProfileBody {
+    profile_id: i64,
+    user_id: Option<String>,
+    identities: Vec<Identity>,
+    traits: Map<String, Value>,
+    created_at: String,
+    last_seen: String,
+}
+
+#[derive(Serialize)]
+struct Identity {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: String,
+}
+
+/// `GET /api/v1/profiles/{user_id:ID}`.
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
     Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProfileBody>, ApiError> {
     let p = find(&state, &key).await?;
-    let traits: Map<String, Value> = p.traits.into_iter().map(|t| (t.name, t.value)).collect();
-    Ok(Json(json!({
-        "profile_id": p.id,
-        "user_id": p.user_id,
-        "identities": p.identities.iter()
-            .map(|(kind, id)| json!({"type": kind.as_str(), "id": id}))
-            .collect::<Vec<_>>(),
-        "traits": traits,
-        "created_at": format_millis(p.created_at),
-        "last_seen": format_millis(p.last_seen),
-    })))
+    Ok(Json(ProfileBody {
+        profile_id: p.id,
+        user_id: p.user_id,
+        identities: p
+            .identities
+            .into_iter()
+            .map(|(kind, id)| Identity {
+                kind: kind.as_str(),
+                id,
+            })
+            .collect(),
+        traits: p.traits.into_iter().map(|t| (t.name, t.value)).collect(),
+        created_at: format_millis(p.created_at),
+        last_seen: format_millis(p.last_seen),
+    }))
+}
+
+#[derive(Serialize)]
+pub struct ProfileEvents {
+    profile_id: i64,
+    events: Vec<EventBody>,
+}
+
+#[derive(Serialize)]
+struct EventBody {
+    seq: i64,
+    message_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    event: Option<String>,
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+    timestamp: String,
+    received_at: String,
+    /// The message as received.
+    message: Value,
+}
+
+impl From<StoredEvent> for EventBody {
+    fn from(e: StoredEvent) -> Self {
+        Self {
+            message: serde_json::from_str(&e.raw).unwrap_or(Value::String(e.raw)),
+            seq: e.seq,
+            message_id: e.message_id,
+            kind: e.kind,
+            event: e.event,
+            user_id: e.user_id,
+            anonymous_id: e.anonymous_id,
+            timestamp: format_millis(e.timestamp),
+            received_at: format_millis(e.received_at),
+        }
+    }
 }
 
 /// `GET /api/v1/profiles/{key}/events?limit=`: the profile's newest events, including those
@@ -60,27 +114,13 @@ pub async fn events(
     _: Admin,
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
-    let limit = Params(query).number("limit", 100, 1, 1000)?;
+    params: Params,
+) -> Result<Json<ProfileEvents>, ApiError> {
+    let limit = params.number("limit", 100, 1, 1000)?;
     let p = find(&state, &key).await?;
-    let store = state.store.clone();
-    let events = blocking(move || store.profile_events(p.id, limit)).await?;
-    let events: Vec<Value> = events
-        .into_iter()
-        .map(|e| {
-            json!({
-                "seq": e.seq,
-                "message_id": e.message_id,
-                "type": e.kind,
-                "event": e.event,
-                "user_id": e.user_id,
-                "anonymous_id": e.anonymous_id,
-                "timestamp": format_millis(e.timestamp),
-                "received_at": format_millis(e.received_at),
-                "message": serde_json::from_str::<Value>(&e.raw).unwrap_or(Value::String(e.raw)),
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "profile_id": p.id, "events": events })))
+    let events = state.engine.profile_events(p.id, limit).await?;
+    Ok(Json(ProfileEvents {
+        profile_id: p.id,
+        events: events.into_iter().map(EventBody::from).collect(),
+    }))
 }

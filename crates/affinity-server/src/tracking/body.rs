@@ -4,15 +4,14 @@
 use std::io::Read;
 
 use axum::body::{Body, to_bytes};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use flate2::read::GzDecoder;
 
-use crate::ApiError;
+use crate::{ApiError, ErrorCode};
 
 fn too_large(limit: usize, what: &str) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        ErrorCode::BodyTooLarge,
         format!(
             "the request body is larger than {limit} bytes, the limit {what}: send smaller batches"
         ),
@@ -49,8 +48,8 @@ pub async fn read_text(
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| {
-                    ApiError::bad_request(
-                        "invalid_gzip",
+                    ApiError::new(
+                        ErrorCode::InvalidGzip,
                         format!("Content-Encoding is gzip but the body is not valid gzip: {e}"),
                     )
                 })?;
@@ -61,15 +60,14 @@ pub async fn read_text(
         }
         Some(other) => {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_encoding",
+                ErrorCode::UnsupportedEncoding,
                 format!("Content-Encoding {other:?} is not supported: send gzip or no encoding"),
             ));
         }
     };
     String::from_utf8(bytes).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
+        ApiError::new(
+            ErrorCode::InvalidJson,
             format!(
                 "the body is not UTF-8 text (invalid byte at {}): send JSON",
                 e.utf8_error().valid_up_to()

@@ -3,26 +3,38 @@
 
 mod body;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
-use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tower_http::cors::{Any, CorsLayer};
 
 use affinity_core::batch::parse_batch;
 use affinity_core::limits::{MAX_BATCH_BYTES, MAX_MESSAGE_BYTES};
 use affinity_core::{Message, MessageType};
-use affinity_store::Outcome;
+use affinity_engine::clock::now_ms;
+use affinity_engine::data::Outcome;
 
 use crate::auth::{basic_user, check_write_key};
-use crate::{ApiError, AppState};
+use crate::error::Rejected;
+use crate::{ApiError, AppState, ErrorCode};
+
+#[derive(Serialize)]
+struct Accepted {
+    success: bool,
+}
+
+/// A batch's answer: what was stored, and each refused message by index.
+#[derive(Serialize)]
+struct BatchAccepted {
+    success: bool,
+    accepted: usize,
+    duplicates: usize,
+    rejected: Vec<Rejected>,
+}
 
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new();
@@ -44,12 +56,6 @@ pub fn routes() -> Router<AppState> {
         .allow_headers(Any)
         .max_age(std::time::Duration::from_secs(86_400));
     router.layer(cors)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// `writeKey` from a JSON body, for clients that cannot set headers.
@@ -75,19 +81,19 @@ async fn single(
     kind: MessageType,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Accepted>, ApiError> {
     let text = body::read_text(&headers, body, MAX_MESSAGE_BYTES, "per message").await?;
     authenticate(&state, &headers, &text).await?;
     let message = Message::parse(&text, Some(kind), now_ms())?;
-    state.commit(vec![message]).await?;
-    Ok(Json(json!({"success": true})))
+    state.engine.ingest(vec![message]).await?;
+    Ok(Json(Accepted { success: true }))
 }
 
 async fn batch(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Json<BatchAccepted>, ApiError> {
     let text = body::read_text(&headers, body, MAX_BATCH_BYTES, "per batch request").await?;
     authenticate(&state, &headers, &text).await?;
     let parsed = parse_batch(&text)?;
@@ -98,35 +104,35 @@ async fn batch(
     for (index, raw) in parsed.messages.iter().enumerate() {
         match Message::parse(raw.get(), None, now) {
             Ok(m) => accepted.push(m),
-            Err(e) => {
-                rejected.push(json!({"index": index, "code": e.code(), "message": e.to_string()}))
-            }
+            Err(e) => rejected.push(Rejected {
+                index,
+                code: e.code(),
+                message: e.to_string(),
+            }),
         }
     }
-    if accepted.is_empty() && !rejected.is_empty() {
-        let first = &rejected[0];
-        let error = ApiError::bad_request(
-            "invalid_batch",
+    if let Some(first) = rejected.first()
+        && accepted.is_empty()
+    {
+        let mut error = ApiError::new(
+            ErrorCode::InvalidBatch,
             format!(
                 "none of the {total} messages was accepted; message {}: {}",
-                first["index"],
-                first["message"].as_str().unwrap_or_default()
+                first.index, first.message
             ),
         );
-        let mut body = error.body();
-        body["rejected"] = json!(rejected);
-        return Ok((error.status, Json(body)).into_response());
+        error.rejected = Some(rejected);
+        return Err(error);
     }
-    let outcomes = state.commit(accepted).await?;
+    let outcomes = state.engine.ingest(accepted).await?;
     let duplicates = outcomes
         .iter()
         .filter(|o| **o == Outcome::Duplicate)
         .count();
-    Ok(Json(json!({
-        "success": true,
-        "accepted": outcomes.len(),
-        "duplicates": duplicates,
-        "rejected": rejected,
+    Ok(Json(BatchAccepted {
+        success: true,
+        accepted: outcomes.len(),
+        duplicates,
+        rejected,
     }))
-    .into_response())
 }

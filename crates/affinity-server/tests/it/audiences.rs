@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::{put_catalog, ready_catalog};
 use crate::models::{finished, send_synthetic, synthetic_catalog, train};
-use crate::support::{ADMIN, TestApp, assert_error, problem_fields};
+use crate::support::{ADMIN, TestApp, assert_error, poll_until, problem_fields};
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
     app.send(
@@ -21,15 +21,17 @@ async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
 }
 
 async fn live(app: &TestApp, id: &Value) -> Value {
-    for _ in 0..600 {
-        let (_, a) = app.admin_get(&format!("/api/v1/audiences/{id}")).await;
-        if a["status"] != "computing" {
-            assert_eq!(a["status"], "live", "{a}");
-            return a;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("audience {id} still computing");
+    let a = poll_until(
+        "the audience computing",
+        Duration::from_secs(60),
+        || async {
+            let (_, a) = app.admin_get(&format!("/api/v1/audiences/{id}")).await;
+            (a["status"] != "computing").then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(a["status"], "live", "{a}");
+    a
 }
 
 async fn all_members(app: &TestApp, id: &Value) -> Vec<Value> {

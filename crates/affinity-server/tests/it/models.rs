@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use affinity_core::synthetic::{Generator, SyntheticSpec};
 
 use crate::catalog::{put_catalog, ready_catalog};
-use crate::support::{ADMIN, TestApp};
+use crate::support::{ADMIN, TestApp, poll_until};
 
 pub async fn send_synthetic(app: &TestApp, events: u64) {
     let spec = SyntheticSpec {
@@ -50,15 +50,12 @@ pub async fn train(app: &TestApp, body: Value) -> (StatusCode, Value) {
 
 /// Polls a model until it leaves queued/training (fails the test after 60 s).
 pub async fn finished(app: &TestApp, id: &Value) -> Value {
-    for _ in 0..600 {
+    poll_until("the training run", Duration::from_secs(60), || async {
         let (s, m) = app.admin_get(&format!("/api/v1/models/{id}")).await;
         assert_eq!(s, StatusCode::OK, "{m}");
-        if m["status"] == "ready" || m["status"] == "failed" {
-            return m;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("model {id} did not finish");
+        (m["status"] == "ready" || m["status"] == "failed").then_some(m)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

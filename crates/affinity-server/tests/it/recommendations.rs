@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::{put_catalog, ready_catalog};
 use crate::models::{finished, send_synthetic, synthetic_catalog, train};
-use crate::support::{ADMIN, TestApp, assert_error, problem_fields};
+use crate::support::{ADMIN, TestApp, assert_error, poll_until, problem_fields};
 
 const PROFILE_TOKEN: &str = "prf_test";
 
@@ -259,18 +259,15 @@ async fn similar_items_follow_co_engagement_with_filters_and_windows() {
 }
 
 async fn wait_computed(app: &TestApp, name: &str) -> Value {
-    for _ in 0..300 {
+    poll_until("the trait computation", Duration::from_secs(30), || async {
         let (_, list) = app.admin_get("/api/v1/traits").await;
-        if let Some(t) = list["traits"]
+        list["traits"]
             .as_array()
             .and_then(|ts| ts.iter().find(|t| t["name"] == name))
-            && t["status"] == "computed"
-        {
-            return t.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("trait {name} not computed");
+            .filter(|t| t["status"] == "computed")
+            .cloned()
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,15 +302,16 @@ async fn traits_defined_before_a_model_are_computed_by_every_training() {
     let (_, job) = train(&app, json!({"seed": 7})).await;
     let second = finished(&app, &job["model_id"]).await;
     assert_ne!(first["id"], second["id"]);
-    for _ in 0..300 {
-        let (_, list) = app.admin_get("/api/v1/traits").await;
-        let t = &list["traits"][0];
-        if t["status"] == "computed" && t["model_id"] == second["id"] {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("trait not recomputed after the second training");
+    poll_until(
+        "the trait's recomputation after the second training",
+        Duration::from_secs(30),
+        || async {
+            let (_, list) = app.admin_get("/api/v1/traits").await;
+            let t = &list["traits"][0];
+            (t["status"] == "computed" && t["model_id"] == second["id"]).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
 //! `TestApp`: a real server on an ephemeral port over a temporary store.
 
+use std::future::Future;
 use std::io::Write;
+use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -8,6 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use affinity_engine::EngineConfig;
 use affinity_server::{AppState, ServerConfig, serve};
 
 pub const WRITE_KEY: &str = "wk_test";
@@ -24,11 +27,13 @@ pub struct TestApp {
 pub fn config(dir: &std::path::Path) -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.to_path_buf(),
-        write_keys: vec![WRITE_KEY.into(), "wk_second_source".into()],
-        admin_token: Some(ADMIN.into()),
-        profile_token: Some("prf_test".into()),
-        ..ServerConfig::default()
+        engine: EngineConfig {
+            data_dir: dir.to_path_buf(),
+            write_keys: vec![WRITE_KEY.into(), "wk_second_source".into()],
+            admin_token: Some(ADMIN.into()),
+            profile_token: Some("prf_test".into()),
+            ..EngineConfig::default()
+        },
     }
 }
 
@@ -139,6 +144,27 @@ impl TestApp {
             .and_then(|es| es.iter().find(|e| e["name"] == name))
             .and_then(|e| e["count"].as_u64())
             .unwrap_or(0)
+    }
+}
+
+/// Calls `probe` every 50 ms until it returns `Some`, for at most `within`; then fails the
+/// test saying `what` did not happen. Background work (builds, training, audiences, traits)
+/// is awaited with this, never with a fixed sleep.
+pub async fn poll_until<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

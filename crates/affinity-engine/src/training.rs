@@ -1,20 +1,26 @@
-//! Training runs: build a fresh catalog, run the model pipeline, record the result. The same
-//! synchronous function serves the HTTP job, the scheduler and `affinity train`.
+//! Training runs: build a fresh catalog, run the model pipeline, record the result, publish
+//! the model. The same synchronous [`run_training`] serves the engine's background runs (on
+//! demand and on schedule) and `affinity train`.
 
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use affinity_core::item_catalog::ItemCatalog;
 use affinity_model::co_occurrence::CoOccurrence;
 use affinity_model::propensity::{PropensityContext, PropensityParams};
-use affinity_model::training::{Progress, TrainedModel, TrainingOptions, train};
+use affinity_model::training::{Holdout, Progress, TrainedModel, TrainingOptions, train};
 use affinity_store::sqlite::SqliteStore;
-use affinity_store::{ModelRecord, ModelRegistry, ModelStatus};
+use affinity_store::{CatalogStore, ModelRecord, ModelRegistry, ModelStatus};
 
-use crate::ServerError;
-use crate::catalog_state::{CatalogState, now_ms};
+use crate::Engine;
+use crate::catalog::{CatalogState, build_now};
+use crate::clock::now_ms;
+use crate::engine::blocking;
+use crate::error::{EngineError, Result};
+use crate::sync::{lock, read, write};
 
 /// A trained model ready to answer, with the catalog it was trained on.
 pub struct ServingModel {
@@ -30,11 +36,8 @@ pub struct ServingModel {
 impl ServingModel {
     /// The propensity context for `horizon_days`, building it (seconds on large stores) the
     /// first time. Builds are serialized so concurrent audiences do not fit twice.
-    pub fn propensity(&self, horizon_days: u32) -> Result<Arc<PropensityContext>, ServerError> {
-        let mut cache = match self.propensity.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+    pub fn propensity(&self, horizon_days: u32) -> Result<Arc<PropensityContext>> {
+        let mut cache = lock(&self.propensity);
         if let Some(c) = cache.get(&horizon_days) {
             return Ok(c.clone());
         }
@@ -58,19 +61,12 @@ pub struct ModelState {
 
 impl ModelState {
     pub fn current(&self) -> Option<Arc<ServingModel>> {
-        match self.current.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        read(&self.current).clone()
     }
 
     fn publish(&self, model: ServingModel) -> Arc<ServingModel> {
         let model = Arc::new(model);
-        let mut g = match self.current.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        *g = Some(model.clone());
+        *write(&self.current) = Some(model.clone());
         model
     }
 
@@ -112,9 +108,22 @@ impl ModelState {
     }
 }
 
-fn ratio_json(m: &affinity_model::metrics::RankingReport) -> Value {
-    json!({"k": m.k, "users": m.users, "precision": m.precision, "recall": m.recall,
-           "ndcg": m.ndcg, "coverage": m.coverage})
+/// What a run records about the data it trained on (the model record's `data`).
+#[derive(Serialize)]
+struct RunData<'a> {
+    users: usize,
+    items: usize,
+    interactions: usize,
+    build_ms: u64,
+    fit_ms: u64,
+    seed: u64,
+    holdout: &'a Option<Holdout>,
+    holdout_skipped: &'a Option<String>,
+}
+
+fn recorded<T: Serialize>(value: &T) -> Value {
+    // These are plain structs of numbers and strings: encoding cannot fail.
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// Trains synchronously: marks `record` training, builds the catalog, runs the pipeline,
@@ -129,19 +138,19 @@ pub fn run_training(
     options: &TrainingOptions,
     serve: Option<(&CatalogState, &ModelState)>,
     progress: &mut dyn FnMut(Progress),
-) -> Result<Arc<ServingModel>, ServerError> {
+) -> Result<Arc<ServingModel>> {
     let started = Instant::now();
     record.status = ModelStatus::Training;
     store.save_model(&record)?;
     let outcome = (|| {
         let build_started = Instant::now();
-        let catalog = Arc::new(CatalogState::build_now(store)?.ok_or(ServerError::NotConfigured)?);
+        let catalog = Arc::new(build_now(store)?.ok_or(EngineError::NotConfigured)?);
         let build_ms = build_started.elapsed().as_millis() as u64;
         if let Some((state, _)) = serve {
             state.replace(catalog.clone(), build_ms);
         }
         let model = train(&catalog, options, progress)?;
-        Ok::<_, ServerError>((catalog, model, build_ms))
+        Ok::<_, EngineError>((catalog, model, build_ms))
     })();
     record.duration_ms = Some(started.elapsed().as_millis() as u64);
     match outcome {
@@ -151,17 +160,17 @@ pub fn run_training(
             record.params = model.chosen.params();
             record.as_of = Some(model.as_of);
             record.trained_at = Some(now_ms());
-            record.metrics = model.metrics.as_ref().map_or(Value::Null, ratio_json);
+            record.metrics = recorded(&model.metrics);
             record.candidates = model.candidates_json();
-            record.data = json!({
-                "users": catalog.users.len(),
-                "items": catalog.items.len(),
-                "interactions": catalog.interactions.len(),
-                "build_ms": build_ms,
-                "fit_ms": model.fit_ms,
-                "seed": options.seed,
-                "holdout": model.holdout,
-                "holdout_skipped": model.holdout_skipped,
+            record.data = recorded(&RunData {
+                users: catalog.users.len(),
+                items: catalog.items.len(),
+                interactions: catalog.interactions.len(),
+                build_ms,
+                fit_ms: model.fit_ms,
+                seed: options.seed,
+                holdout: &model.holdout,
+                holdout_skipped: &model.holdout_skipped,
             });
             let serving = ServingModel {
                 record,
@@ -185,5 +194,65 @@ pub fn run_training(
             store.save_model(&record)?;
             Err(e)
         }
+    }
+}
+
+impl Engine {
+    /// The model that serves, or why there is none.
+    pub fn serving(&self) -> Result<Arc<ServingModel>> {
+        self.models.current().ok_or(EngineError::NoModel)
+    }
+
+    pub fn serving_model_id(&self) -> Option<i64> {
+        self.models.current().map(|m| m.record.id)
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.models.is_running()
+    }
+
+    /// Records a queued training run and starts it in the background; returns its record.
+    /// `seed` None: the configured seed.
+    pub async fn train(&self, seed: Option<u64>) -> Result<ModelRecord> {
+        let store = self.store.clone();
+        let record = blocking(move || {
+            if store.catalog_config()?.is_none() {
+                return Err(EngineError::NotConfigured);
+            }
+            Ok(store.create_model(now_ms())?)
+        })
+        .await?;
+        let options = TrainingOptions::with_seed(seed.unwrap_or(self.config.seed));
+        self.start_training(record.clone(), options);
+        Ok(record)
+    }
+
+    /// Starts the run recorded as `record` in the background; once its model serves, every
+    /// defined trait is recomputed with it.
+    pub(crate) fn start_training(&self, record: ModelRecord, options: TrainingOptions) {
+        let (traits, store) = (self.traits.clone(), self.store.clone());
+        self.models.spawn_run(
+            self.store.clone(),
+            self.catalog.clone(),
+            record,
+            options,
+            move |model| traits.spawn_all(store, model),
+        );
+    }
+
+    /// Training runs, newest first.
+    pub async fn models(&self, limit: usize) -> Result<Vec<ModelRecord>> {
+        let store = self.store.clone();
+        blocking(move || Ok(store.models(limit)?)).await
+    }
+
+    pub async fn model(&self, id: i64) -> Result<ModelRecord> {
+        let store = self.store.clone();
+        blocking(move || {
+            store
+                .model(id)?
+                .ok_or(EngineError::NotFound(format!("no model {id}")))
+        })
+        .await
     }
 }

@@ -6,7 +6,7 @@ use rand::distr::Alphanumeric;
 
 use affinity_store::{Meta, StoreError};
 
-use crate::ServerConfig;
+use crate::EngineConfig;
 
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -25,7 +25,7 @@ pub struct GeneratedCredential {
 impl Credentials {
     pub fn resolve(
         store: &impl Meta,
-        config: &ServerConfig,
+        config: &EngineConfig,
     ) -> Result<(Credentials, Vec<GeneratedCredential>), StoreError> {
         let mut generated = Vec::new();
         let write_keys = if config.write_keys.is_empty() {

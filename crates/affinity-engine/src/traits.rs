@@ -2,11 +2,11 @@
 //! trait is created), written onto profiles as ordered arrays.
 //!
 //! Computations go through [`TraitJobs`]: one at a time (each already uses every core), with
-//! their progress visible to `GET /api/v1/traits` while they run.
+//! their progress visible while they run.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use serde_json::Value;
@@ -14,10 +14,13 @@ use serde_json::Value;
 use affinity_core::item_rules::{ItemFilter, TraitDefinition};
 use affinity_model::recommend::{RecommendRequest, recommend_many};
 use affinity_store::sqlite::SqliteStore;
-use affinity_store::{StoreError, TraitStore};
+use affinity_store::{CatalogStore, StoreError, TraitDefinitionRecord, TraitStore};
 
-use crate::ServerError;
-use crate::catalog_state::now_ms;
+use crate::Engine;
+use crate::clock::now_ms;
+use crate::engine::blocking;
+use crate::error::{EngineError, Invalid, Result};
+use crate::sync::lock;
 use crate::training::ServingModel;
 
 /// Users scored together: their vectors and a block of items stay in cache.
@@ -33,7 +36,7 @@ pub fn compute(
     model: &ServingModel,
     definition: &TraitDefinition,
     done: &AtomicUsize,
-) -> Result<usize, ServerError> {
+) -> Result<usize> {
     let catalog = &model.catalog;
     let column = if definition.column == affinity_core::catalog::ITEM_ID {
         None
@@ -108,10 +111,6 @@ pub struct TraitJobs {
     active: Arc<Mutex<HashMap<String, Arc<Progress>>>>,
     /// Held by the computation in progress.
     running: Arc<Mutex<()>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl TraitJobs {
@@ -200,5 +199,113 @@ impl TraitJobs {
             })
             .collect();
         self.spawn(store, model, definitions);
+    }
+}
+
+/// Where a trait stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraitStatus {
+    /// Defined before any model: it is computed by the first training.
+    WaitingForModel,
+    /// Defined, not computed yet, nothing queued (e.g. after a restart).
+    Pending,
+    Queued,
+    Computing,
+    Computed,
+}
+
+impl TraitStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WaitingForModel => "waiting_for_model",
+            Self::Pending => "pending",
+            Self::Queued => "queued",
+            Self::Computing => "computing",
+            Self::Computed => "computed",
+        }
+    }
+}
+
+/// A computation in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraitProgress {
+    pub profiles_done: usize,
+    pub profiles_total: usize,
+    pub started_at: i64,
+}
+
+/// A stored trait with its definition and where its computation stands.
+#[derive(Debug, Clone)]
+pub struct TraitView {
+    pub definition: TraitDefinition,
+    pub record: TraitDefinitionRecord,
+    pub status: TraitStatus,
+    pub progress: Option<TraitProgress>,
+}
+
+impl Engine {
+    /// Validates, stores, and queues a computation at once when a model serves.
+    pub async fn define_trait(&self, definition: TraitDefinition) -> Result<TraitStatus> {
+        let store = self.store.clone();
+        let config = blocking(move || Ok(store.catalog_config()?)).await?;
+        let config = config.ok_or(EngineError::NotConfigured)?;
+        // Columns a trait may use: the configured ones and those uploads added.
+        let mut columns: Vec<String> = config.columns.iter().map(|c| c.name.clone()).collect();
+        if let Some(c) = self.catalog.snapshot().catalog {
+            for name in &c.column_names {
+                if !columns.contains(name) {
+                    columns.push(name.clone());
+                }
+            }
+        }
+        let problems = definition.problems(&columns);
+        if !problems.is_empty() {
+            return Err(EngineError::invalid(Invalid::Trait, problems));
+        }
+        let store = self.store.clone();
+        let saved =
+            serde_json::to_value(&definition).map_err(|e| EngineError::Task(e.to_string()))?;
+        let name = definition.name.clone();
+        blocking(move || Ok(store.save_trait_definition(&name, &saved, now_ms())?)).await?;
+        Ok(match self.models.current() {
+            Some(model) => {
+                self.traits
+                    .spawn(self.store.clone(), model, vec![definition]);
+                TraitStatus::Queued
+            }
+            None => TraitStatus::WaitingForModel,
+        })
+    }
+
+    /// Every defined trait with its status.
+    pub async fn traits(&self) -> Result<Vec<TraitView>> {
+        let store = self.store.clone();
+        let records = blocking(move || Ok(store.trait_definitions()?)).await?;
+        records
+            .into_iter()
+            .map(|record| {
+                let definition: TraitDefinition = serde_json::from_value(record.definition.clone())
+                    .map_err(|e| {
+                        StoreError::Corrupt(format!("trait definition {:?}: {e}", record.name))
+                    })?;
+                let progress = self.traits.progress(&record.name).map(|p| TraitProgress {
+                    profiles_done: p.done.load(Ordering::Relaxed),
+                    profiles_total: p.total.load(Ordering::Relaxed),
+                    started_at: p.started_at.load(Ordering::Relaxed),
+                });
+                let status = match (&progress, record.computed_at) {
+                    (Some(p), _) if p.profiles_total > 0 => TraitStatus::Computing,
+                    (Some(_), _) => TraitStatus::Queued,
+                    (None, Some(_)) => TraitStatus::Computed,
+                    (None, None) => TraitStatus::Pending,
+                };
+                Ok(TraitView {
+                    definition,
+                    record,
+                    status,
+                    progress: progress.filter(|p| p.profiles_total > 0),
+                })
+            })
+            .collect()
     }
 }

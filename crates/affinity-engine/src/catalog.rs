@@ -1,0 +1,370 @@
+//! The catalog: its configuration, the most recently built catalog (shared by every reader)
+//! and the background build that refreshes it, uploads of catalog files, and the catalog
+//! queries pickers use. Builds read the store on a blocking thread, never on an async one.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use affinity_core::catalog::{CatalogConfig, ITEM_ID};
+use affinity_core::item_catalog::{CatalogBuilder, ItemCatalog};
+use affinity_store::sqlite::SqliteStore;
+use affinity_store::{CatalogStore, EventDiscovery, StoreError};
+
+use crate::Engine;
+pub use crate::catalog_file::FileFormat;
+use crate::catalog_file::{self, CatalogFile};
+use crate::clock::now_ms;
+use crate::engine::blocking;
+use crate::error::{EngineError, Invalid, Problem, Result};
+use crate::sync::{read, write};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildStatus {
+    NotConfigured,
+    Building,
+    Ready,
+    Failed,
+}
+
+impl BuildStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotConfigured => "not_configured",
+            Self::Building => "building",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CatalogSnapshot {
+    pub status: BuildStatus,
+    pub catalog: Option<Arc<ItemCatalog>>,
+    pub built_at: Option<i64>,
+    pub build_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// The current snapshot and the number of the newest build requested: a slow, older build
+/// never overwrites a newer one.
+struct Current {
+    generation: u64,
+    snapshot: CatalogSnapshot,
+}
+
+/// Shared catalog state.
+#[derive(Clone)]
+pub struct CatalogState {
+    inner: Arc<RwLock<Current>>,
+}
+
+/// Builds the catalog from the store synchronously (call from a blocking thread).
+pub fn build_now(store: &SqliteStore) -> Result<Option<ItemCatalog>, StoreError> {
+    let Some(config) = store.catalog_config()? else {
+        return Ok(None);
+    };
+    let mut builder = CatalogBuilder::new(config.clone());
+    store.scan_interactions(&mut builder, &config)?;
+    Ok(Some(builder.finish()))
+}
+
+impl CatalogState {
+    pub fn new(configured: bool) -> Self {
+        let status = if configured {
+            BuildStatus::Building
+        } else {
+            BuildStatus::NotConfigured
+        };
+        Self {
+            inner: Arc::new(RwLock::new(Current {
+                generation: 0,
+                snapshot: CatalogSnapshot {
+                    status,
+                    catalog: None,
+                    built_at: None,
+                    build_ms: None,
+                    error: None,
+                },
+            })),
+        }
+    }
+
+    pub fn snapshot(&self) -> CatalogSnapshot {
+        read(&self.inner).snapshot.clone()
+    }
+
+    /// Starts a background build and returns at once; the state says `building` meanwhile.
+    pub fn rebuild(&self, store: SqliteStore) {
+        let generation = {
+            let mut g = write(&self.inner);
+            g.generation += 1;
+            g.snapshot.status = BuildStatus::Building;
+            g.generation
+        };
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let result = build_now(&store);
+            state.publish(generation, result, started.elapsed().as_millis() as u64);
+        });
+    }
+
+    /// Records a finished build unless a newer one was requested meanwhile.
+    fn publish(&self, generation: u64, result: Result<Option<ItemCatalog>, StoreError>, ms: u64) {
+        let mut g = write(&self.inner);
+        if g.generation != generation {
+            return;
+        }
+        match result {
+            Ok(Some(catalog)) => g.snapshot = ready(Arc::new(catalog), ms),
+            Ok(None) => g.snapshot.status = BuildStatus::NotConfigured,
+            Err(e) => {
+                tracing::error!(error = %e, "catalog build failed");
+                g.snapshot.status = BuildStatus::Failed;
+                g.snapshot.error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Publishes a catalog built elsewhere (by a training run) as the current one.
+    pub fn replace(&self, catalog: Arc<ItemCatalog>, build_ms: u64) {
+        let mut g = write(&self.inner);
+        g.generation += 1;
+        g.snapshot = ready(catalog, build_ms);
+    }
+
+    /// The built catalog, or why there is none yet.
+    pub fn built(&self) -> Result<Arc<ItemCatalog>> {
+        let snap = self.snapshot();
+        snap.catalog.ok_or(match snap.status {
+            BuildStatus::NotConfigured => EngineError::NotConfigured,
+            BuildStatus::Building | BuildStatus::Ready => EngineError::CatalogBuilding,
+            BuildStatus::Failed => EngineError::CatalogFailed(snap.error.unwrap_or_default()),
+        })
+    }
+}
+
+fn ready(catalog: Arc<ItemCatalog>, build_ms: u64) -> CatalogSnapshot {
+    tracing::info!(
+        items = catalog.items.len(),
+        users = catalog.users.len(),
+        interactions = catalog.interactions.len(),
+        build_ms,
+        "catalog built"
+    );
+    CatalogSnapshot {
+        status: BuildStatus::Ready,
+        catalog: Some(catalog),
+        built_at: Some(now_ms()),
+        build_ms: Some(build_ms),
+        error: None,
+    }
+}
+
+/// The index of `column` in `catalog` (None for the `item_id` pseudo-column).
+pub fn column_of(catalog: &ItemCatalog, column: &str) -> Result<Option<usize>> {
+    if column == ITEM_ID {
+        return Ok(None);
+    }
+    catalog.column(column).map(Some).ok_or_else(|| {
+        EngineError::NotFound(format!(
+            "no column {column:?}; the catalog has: item_id, {}",
+            catalog.column_names.join(", ")
+        ))
+    })
+}
+
+/// One value of a column with how many items hold it and how many users engaged with those.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnValue {
+    pub value: Value,
+    pub items: u64,
+    pub users: u64,
+}
+
+/// One item's columns and counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemDetail {
+    pub item_id: String,
+    pub columns: Map<String, Value>,
+    pub interactions: u64,
+    pub users: usize,
+    /// Interactions by event name, in the catalog's event order.
+    pub by_event: Vec<(String, u64)>,
+    pub last_interaction: Option<i64>,
+}
+
+/// What an accepted catalog file did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upload {
+    pub items: usize,
+    pub format: FileFormat,
+}
+
+/// What `set_catalog` accepted, with warnings about events not seen yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogSaved {
+    pub warnings: Vec<Problem>,
+}
+
+impl Engine {
+    pub fn catalog_snapshot(&self) -> CatalogSnapshot {
+        self.catalog.snapshot()
+    }
+
+    /// The built catalog, or why there is none yet.
+    pub fn built_catalog(&self) -> Result<Arc<ItemCatalog>> {
+        self.catalog.built()
+    }
+
+    pub async fn catalog_config(&self) -> Result<Option<CatalogConfig>> {
+        let store = self.store.clone();
+        blocking(move || Ok(store.catalog_config()?)).await
+    }
+
+    /// Validates (every problem at once), stores and starts a rebuild.
+    pub async fn set_catalog(&self, config: CatalogConfig) -> Result<CatalogSaved> {
+        let problems = config.validate();
+        if !problems.is_empty() {
+            return Err(EngineError::invalid(Invalid::Catalog, problems));
+        }
+        let store = self.store.clone();
+        let saved = config.clone();
+        let seen = blocking(move || {
+            store.set_catalog_config(&saved)?;
+            Ok(store.events()?)
+        })
+        .await?;
+        let warnings = config
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !seen.iter().any(|s| s.name == e.name))
+            .map(|(i, e)| {
+                Problem::new(
+                    format!("events[{i}].name"),
+                    format!(
+                        "no {:?} event has been received yet; it will count once it arrives",
+                        e.name
+                    ),
+                )
+            })
+            .collect();
+        self.catalog.rebuild(self.store.clone());
+        Ok(CatalogSaved { warnings })
+    }
+
+    /// Values of `column` (or item ids for `item_id`), most engaged first.
+    pub async fn column_values(
+        &self,
+        column: &str,
+        prefix: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<ColumnValue>> {
+        let catalog = self.built_catalog()?;
+        let index = column_of(&catalog, column)?;
+        blocking(move || {
+            Ok(match index {
+                Some(c) => catalog
+                    .column_values(c, prefix.as_deref(), limit)
+                    .into_iter()
+                    .map(|v| ColumnValue {
+                        value: v.value,
+                        items: v.items,
+                        users: v.users,
+                    })
+                    .collect(),
+                None => item_values(&catalog, prefix.as_deref(), limit),
+            })
+        })
+        .await
+    }
+
+    /// One item's columns and counts.
+    pub async fn item(&self, item_id: String) -> Result<ItemDetail> {
+        let catalog = self.built_catalog()?;
+        blocking(move || item_detail(&catalog, item_id)).await
+    }
+
+    /// Parses a catalog file (all rows or none), stores its rows and starts a rebuild.
+    pub async fn upload_items(&self, bytes: Vec<u8>, hint: Option<FileFormat>) -> Result<Upload> {
+        let store = self.store.clone();
+        let upload = blocking(move || {
+            let CatalogFile { rows, format } = catalog_file::parse(bytes, hint)?;
+            let items = store.upload_items(&rows, now_ms())?;
+            Ok(Upload { items, format })
+        })
+        .await?;
+        self.catalog.rebuild(self.store.clone());
+        Ok(upload)
+    }
+}
+
+/// Values of the `item_id` pseudo-column: item ids with their user counts.
+fn item_values(catalog: &ItemCatalog, prefix: Option<&str>, limit: usize) -> Vec<ColumnValue> {
+    let mut users: Vec<HashSet<u32>> = vec![HashSet::new(); catalog.items.len()];
+    for x in &catalog.interactions {
+        users[x.item as usize].insert(x.user);
+    }
+    let prefix = prefix.map(str::to_lowercase);
+    let mut rows: Vec<(u64, &String)> = catalog
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| {
+            prefix
+                .as_ref()
+                .is_none_or(|p| id.to_lowercase().starts_with(p.as_str()))
+        })
+        .map(|(i, id)| (users[i].len() as u64, id))
+        .collect();
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    rows.into_iter()
+        .take(limit)
+        .map(|(n, id)| ColumnValue {
+            value: Value::String(id.clone()),
+            items: 1,
+            users: n,
+        })
+        .collect()
+}
+
+fn item_detail(catalog: &ItemCatalog, item_id: String) -> Result<ItemDetail> {
+    let Some(index) = catalog.item_index(&item_id) else {
+        return Err(EngineError::NotFound(format!(
+            "no item {item_id:?} in the catalog"
+        )));
+    };
+    let columns: Map<String, Value> = catalog
+        .column_names
+        .iter()
+        .zip(&catalog.values[index as usize])
+        .map(|(name, v)| (name.clone(), v.clone().unwrap_or(Value::Null)))
+        .collect();
+    let mut users = HashSet::new();
+    let mut by_event = vec![0u64; catalog.config.events.len()];
+    let mut last = None;
+    for x in catalog.interactions.iter().filter(|x| x.item == index) {
+        users.insert(x.user);
+        by_event[x.event as usize] += 1;
+        last = Some(x.timestamp);
+    }
+    Ok(ItemDetail {
+        item_id,
+        columns,
+        interactions: by_event.iter().sum(),
+        users: users.len(),
+        by_event: catalog
+            .config
+            .events
+            .iter()
+            .zip(by_event)
+            .map(|(e, n)| (e.name.clone(), n))
+            .collect(),
+        last_interaction: last,
+    })
+}

@@ -1,0 +1,83 @@
+//! [`Engine`]: the handle the server and the CLI share.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use affinity_core::Message;
+use affinity_store::group_commit::GroupCommitter;
+use affinity_store::sqlite::SqliteStore;
+use affinity_store::{CatalogStore, Outcome, StoreError};
+
+use crate::EngineConfig;
+use crate::catalog::CatalogState;
+use crate::credentials::{Credentials, GeneratedCredential};
+use crate::error::{EngineError, Result};
+use crate::training::ModelState;
+use crate::traits::TraitJobs;
+
+/// Everything the product does, behind one cheaply cloned handle.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) store: SqliteStore,
+    pub(crate) credentials: Arc<Credentials>,
+    pub(crate) catalog: CatalogState,
+    pub(crate) models: ModelState,
+    pub(crate) traits: TraitJobs,
+    pub(crate) config: Arc<EngineConfig>,
+    committer: Arc<GroupCommitter>,
+}
+
+impl Engine {
+    /// Opens the store in the configured data directory and starts its writer. Returns the
+    /// credentials generated on this start (to be printed once).
+    pub fn open(config: &EngineConfig) -> Result<(Self, Vec<GeneratedCredential>)> {
+        let store = SqliteStore::open(&config.data_dir)?;
+        let (credentials, generated) = Credentials::resolve(&store, config)?;
+        let committer = GroupCommitter::start(store.writer()?)?;
+        let catalog = CatalogState::new(store.catalog_config()?.is_some());
+        Ok((
+            Self {
+                store,
+                credentials: Arc::new(credentials),
+                catalog,
+                models: ModelState::default(),
+                traits: TraitJobs::default(),
+                config: Arc::new(config.clone()),
+                committer: Arc::new(committer),
+            },
+            generated,
+        ))
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Stores messages through group commit and waits until they are durable.
+    pub async fn ingest(&self, messages: Vec<Message>) -> Result<Vec<Outcome>> {
+        let (tx, rx) = oneshot::channel();
+        self.committer.submit(
+            messages,
+            Box::new(move |result| {
+                // The client may have gone; its messages are stored all the same.
+                let _ = tx.send(result);
+            }),
+        )?;
+        Ok(rx.await.map_err(|_| StoreError::Closed)??)
+    }
+}
+
+/// Runs blocking work (store reads, scoring) on the blocking pool, so that async callers never
+/// block their runtime's threads (invariant 6 in ARCHITECTURE.md).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Task(e.to_string()))?
+}

@@ -1,0 +1,93 @@
+//! The engine's one error type. Each variant says whose fault it is and what to do; the
+//! server maps every variant to an HTTP answer in one place, the CLI prints it.
+
+use thiserror::Error;
+
+use affinity_model::ModelError;
+use affinity_store::StoreError;
+
+/// One problem with a request, naming the field: requests are validated whole and every
+/// problem is reported at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<(String, String)> for Problem {
+    fn from((field, message): (String, String)) -> Self {
+        Self { field, message }
+    }
+}
+
+impl From<affinity_core::catalog::Problem> for Problem {
+    fn from(p: affinity_core::catalog::Problem) -> Self {
+        Self {
+            field: p.field,
+            message: p.message,
+        }
+    }
+}
+
+/// What kind of definition a list of problems is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    Catalog,
+    CatalogFile,
+    Trait,
+    Audience,
+}
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("model: {0}")]
+    Model(#[from] ModelError),
+    #[error(
+        "no catalog is configured yet: PUT /api/v1/catalog (or `affinity catalog FILE.json`) first"
+    )]
+    NotConfigured,
+    #[error("the catalog is being built; retry in a few seconds")]
+    CatalogBuilding,
+    #[error("the last catalog build failed: {0}")]
+    CatalogFailed(String),
+    #[error("no model has been trained yet: configure the catalog, then POST /api/v1/models/train")]
+    NoModel,
+    #[error("{0}")]
+    NotFound(String),
+    /// A request parameter the engine checks against its data (a filter naming a value the
+    /// catalog lacks, a column that does not exist).
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{} problem(s): {}", problems.len(), problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        kind: Invalid,
+        problems: Vec<Problem>,
+    },
+    #[error("the audience is still computing; refresh it once it is live")]
+    AudienceComputing,
+    /// Work on the blocking pool panicked or was cancelled: a bug, not the caller's fault.
+    #[error("background work failed: {0}")]
+    Task(String),
+}
+
+impl EngineError {
+    pub fn invalid(kind: Invalid, problems: impl IntoIterator<Item = impl Into<Problem>>) -> Self {
+        Self::Invalid {
+            kind,
+            problems: problems.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

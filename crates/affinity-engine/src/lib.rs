@@ -1,0 +1,52 @@
+//! Affinity's application layer: everything the product does between a request and the
+//! models, with no HTTP in sight. The server and the CLI both call it.
+//!
+//! - [`Engine`]: the handle every caller shares. Its `async` methods run store reads, catalog
+//!   builds, training and scoring on the blocking pool, never on the caller's async threads,
+//!   so an HTTP handler can await any of them.
+//! - [`catalog`]: the most recently built catalog, its background builds, catalog-file
+//!   uploads and catalog queries.
+//! - [`training`]: training runs and the serving model (with its propensity contexts).
+//! - [`traits`]: trait computations, queued after every published model, one at a time.
+//! - [`audiences`]: audience snapshots (ranked, sized, control group, estimate), changes
+//!   between snapshots, explanations, previews.
+//! - [`recommendations`]: live answers: a user's recommendations, an item's similar items.
+//! - [`credentials`]: write keys and tokens, configured or generated and kept in the store.
+//! - [`schedule`]: the retrain loop.
+//!
+//! Synchronous entry points (`training::run_training`, `catalog::build_now`) serve the CLI,
+//! which has no async runtime to protect.
+
+pub mod audiences;
+pub mod catalog;
+mod catalog_file;
+pub mod clock;
+pub mod config;
+pub mod credentials;
+mod engine;
+pub mod error;
+pub use affinity_store::StoreError;
+pub mod events;
+pub mod profiles;
+pub mod recommendations;
+pub mod schedule;
+mod sync;
+pub mod training;
+pub mod traits;
+
+pub use config::EngineConfig;
+pub use credentials::{Credentials, GeneratedCredential};
+pub use engine::Engine;
+pub use error::{EngineError, Problem};
+
+/// Plain data the engine hands out, re-exported so that callers need not depend on the store
+/// crate (and cannot reach its blocking methods).
+pub mod data {
+    pub use affinity_model::propensity::{
+        Contribution, CurvePoint, FeatureWeight, PropensityModel,
+    };
+    pub use affinity_store::{
+        AudienceRecord, EventSummary, Member, ModelRecord, ModelStatus, Outcome, Profile,
+        PropertyValues, StoredEvent, Trait, TraitDefinitionRecord,
+    };
+}

@@ -1,0 +1,69 @@
+//! The background work of a serving process: at start, work left unfinished by a previous
+//! process is marked failed; then, with a catalog configured, a model is trained at once (so
+//! that answers are available after a restart) and again every `retrain_interval` when new
+//! events arrived.
+
+use affinity_model::training::TrainingOptions;
+use affinity_store::{AudienceStore, CatalogStore, EventDiscovery, ModelRegistry};
+
+use crate::Engine;
+use crate::clock::now_ms;
+use crate::engine::blocking;
+
+impl Engine {
+    /// Marks interrupted work failed, then starts the schedule and returns. Call before
+    /// serving requests, so that no new run is mistaken for an interrupted one.
+    pub async fn start_background(&self) {
+        let store = self.store.clone();
+        let interrupted = blocking(move || {
+            let audiences = store
+                .fail_unfinished_audiences("interrupted: the server stopped while computing")?;
+            let runs = store.fail_unfinished("interrupted: the server stopped during training")?;
+            Ok((audiences, runs))
+        })
+        .await;
+        match interrupted {
+            Ok((0, 0)) => {}
+            Ok((audiences, runs)) => {
+                tracing::warn!(audiences, runs, "marked interrupted work as failed")
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the model registry"),
+        }
+        // No separate catalog build here: with a catalog configured, the loop below starts a
+        // training run at once, and the run publishes the catalog it builds before fitting
+        // (two concurrent builds of a large store would each take twice as long).
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut last_count = None;
+            loop {
+                let store = engine.store.clone();
+                let seen = blocking(move || {
+                    let configured = store.catalog_config()?.is_some();
+                    let count: u64 = store.events()?.iter().map(|s| s.count).sum();
+                    Ok((configured, count))
+                })
+                .await;
+                match seen {
+                    Ok((true, count)) if last_count != Some(count) && !engine.is_training() => {
+                        last_count = Some(count);
+                        engine.queue_training().await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot read the store for the schedule"),
+                }
+                tokio::time::sleep(engine.config.retrain_interval).await;
+            }
+        });
+    }
+
+    /// Records a queued run with the configured seed and starts it.
+    async fn queue_training(&self) {
+        let store = self.store.clone();
+        match blocking(move || Ok(store.create_model(now_ms())?)).await {
+            Ok(record) => {
+                self.start_training(record, TrainingOptions::with_seed(self.config.seed));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot record a training run"),
+        }
+    }
+}

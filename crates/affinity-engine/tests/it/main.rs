@@ -1,0 +1,3 @@
+//! Integration tests of the engine crate: the workspace's structural rules (tidy).
+
+mod tidy;

@@ -1,0 +1,132 @@
+//! The workspace's layering, checked against `cargo metadata` so it cannot drift:
+//!
+//! - only `affinity-server` depends on HTTP server frameworks (axum, tower, hyper);
+//! - `affinity-server` reaches the store and the models only through the engine, whose async
+//!   methods run blocking work on the blocking pool (invariant 6: CPU-heavy or blocking work
+//!   never runs on the async runtime's threads; clippy's `disallowed-methods` in
+//!   `crates/affinity-server/clippy.toml` keeps the engine's synchronous entry points out of it);
+//! - the crate graph drawn in ARCHITECTURE.md is the real one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+type Graph = BTreeMap<String, BTreeSet<String>>;
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Each workspace crate's normal (non-dev, non-build) dependencies, by name.
+fn dependencies() -> Graph {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata is JSON");
+    let mut graph = Graph::new();
+    for package in metadata["packages"].as_array().expect("packages") {
+        let name = package["name"].as_str().expect("name").to_string();
+        let deps = package["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .filter_map(|d| d["name"].as_str().map(str::to_string))
+            .collect();
+        graph.insert(name, deps);
+    }
+    graph
+}
+
+const HTTP_SERVER_CRATES: [&str; 5] = ["axum", "axum-core", "tower", "tower-http", "hyper"];
+
+#[test]
+fn only_the_server_knows_http() {
+    for (name, deps) in dependencies() {
+        if name == "affinity-server" {
+            continue;
+        }
+        let http: Vec<&String> = deps
+            .iter()
+            .filter(|d| HTTP_SERVER_CRATES.contains(&d.as_str()))
+            .collect();
+        assert!(
+            http.is_empty(),
+            "{name} depends on {http:?}: only affinity-server may know HTTP"
+        );
+    }
+}
+
+#[test]
+fn the_server_reaches_store_and_models_only_through_the_engine() {
+    let graph = dependencies();
+    let server = &graph["affinity-server"];
+    for forbidden in ["affinity-store", "affinity-model", "rusqlite", "rayon"] {
+        assert!(
+            !server.contains(forbidden),
+            "affinity-server depends on {forbidden}: call the engine's async methods instead, \
+             which keep blocking work off the async runtime"
+        );
+    }
+    assert!(server.contains("affinity-engine"));
+}
+
+/// The graph between `<!-- crate-graph -->` markers in ARCHITECTURE.md: one line per crate,
+/// `name → dep, dep`.
+fn drawn_graph() -> Graph {
+    let text =
+        std::fs::read_to_string(workspace_root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let block = text
+        .split("<!-- crate-graph -->")
+        .nth(1)
+        .expect("ARCHITECTURE.md has a <!-- crate-graph --> block");
+    block
+        .lines()
+        .filter(|l| l.starts_with("affinity-"))
+        .map(|l| {
+            let (name, deps) = l.split_once('→').expect("name → deps");
+            let deps = deps
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_string)
+                .collect();
+            (name.trim().to_string(), deps)
+        })
+        .collect()
+}
+
+#[test]
+fn architecture_md_draws_the_real_crate_graph() {
+    let real: Graph = dependencies()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("affinity-"))
+        .map(|(name, deps)| {
+            let ours = deps
+                .into_iter()
+                .filter(|d| d.starts_with("affinity-"))
+                .collect();
+            (name, ours)
+        })
+        .collect();
+    assert_eq!(
+        drawn_graph(),
+        real,
+        "ARCHITECTURE.md's crate graph differs from Cargo.toml: redraw it"
+    );
+}
