@@ -103,6 +103,16 @@ impl Document {
         serde_json::from_value(payload)
             .map_err(|e| corrupt(format!("not a valid version {version} {} ({e})", self.key)))
     }
+
+    /// [`Document::decode`] for a nullable column, where SQL `NULL` (nothing stored yet) reads
+    /// as JSON `null`, as callers of the store have always seen it.
+    pub(crate) fn decode_nullable(
+        &self,
+        row: impl Display,
+        text: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        text.map_or(Ok(Value::Null), |t| self.decode(row, t))
+    }
 }
 
 /// Serialized as a two-entry map, version first, without building an intermediate `Value`.
