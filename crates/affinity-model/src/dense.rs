@@ -1,4 +1,6 @@
-//! Small dense kernels on `f32` slices: the only linear algebra ALS needs.
+//! Small dense kernels on `f32` slices: the only linear algebra ALS needs; and the crate's
+//! one Cholesky factorization ([`cholesky_lower`]), used in `f32` by EASE (inside its blocked
+//! driver) and in `f64` by the propensity model's Newton steps ([`cholesky_solve`]).
 //!
 //! They are written so that LLVM vectorizes them without `unsafe` or
 //! intrinsics: fixed-width chunks, several independent accumulators (a single
@@ -203,6 +205,105 @@ pub(crate) fn score_panel<const U: usize, const W: usize>(
     }
 }
 
+/// The float types [`cholesky_lower`] runs on: `f32` for EASE's large Gram matrices (memory
+/// bound), `f64` for the small, possibly ill-conditioned Newton systems of logistic regression.
+pub(crate) trait Real:
+    Copy + PartialOrd + std::ops::Sub<Output = Self> + std::ops::Div<Output = Self>
+{
+    const ZERO: Self;
+    fn sqrt(self) -> Self;
+    fn is_finite(self) -> bool;
+    /// Σ a[i]·b[i] over slices of equal length.
+    fn dot(a: &[Self], b: &[Self]) -> Self;
+}
+
+impl Real for f32 {
+    const ZERO: f32 = 0.0;
+    fn sqrt(self) -> f32 {
+        f32::sqrt(self)
+    }
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+    #[inline(always)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        dot(a, b)
+    }
+}
+
+impl Real for f64 {
+    const ZERO: f64 = 0.0;
+    fn sqrt(self) -> f64 {
+        f64::sqrt(self)
+    }
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+    /// Sequential, unfused: the systems are small (one row per feature) and this is the
+    /// arithmetic the propensity model's results were checked with.
+    fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).fold(0.0, |s, (x, y)| s + x * y)
+    }
+}
+
+/// Where [`cholesky_lower`] stopped: the first pivot that is not positive and finite, i.e.
+/// the matrix is not (numerically) positive definite.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct NotPositiveDefinite<T> {
+    pub pivot: usize,
+    pub value: T,
+}
+
+/// Lower Cholesky factor `L` (`A = LLᵀ`) of the symmetric positive-definite `n × n` matrix
+/// stored row-major in `a` with row stride `stride` (`a[r * stride + c]`, so a diagonal block
+/// of a larger matrix can be factored in place), written over the lower triangle; the strict
+/// upper triangle is neither read nor written.
+///
+/// Row by row, `L[r][c] = (A[r][c] − L[r][..c]·L[c][..c]) / L[c][c]`: both dot products run
+/// over contiguous row prefixes. O(n³) without blocking or threads, so for small matrices;
+/// EASE factors large ones by panels and calls this for each diagonal block.
+pub(crate) fn cholesky_lower<T: Real>(
+    a: &mut [T],
+    n: usize,
+    stride: usize,
+) -> Result<(), NotPositiveDefinite<T>> {
+    debug_assert!(n <= stride && (n == 0 || a.len() >= (n - 1) * stride + n));
+    for r in 0..n {
+        for c in 0..=r {
+            let s = a[r * stride + c]
+                - T::dot(
+                    &a[r * stride..r * stride + c],
+                    &a[c * stride..c * stride + c],
+                );
+            if c == r {
+                if !(s > T::ZERO && s.is_finite()) {
+                    return Err(NotPositiveDefinite { pivot: r, value: s });
+                }
+                a[r * stride + r] = s.sqrt();
+            } else {
+                a[r * stride + c] = s / a[c * stride + c];
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Solves `A x = b` for a small symmetric positive-definite row-major `n × n` `A`; `None` if
+/// it is not positive definite.
+pub(crate) fn cholesky_solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Option<Vec<f64>> {
+    cholesky_lower(&mut a, n, n).ok()?;
+    // L y = b, then Lᵀ x = y, both in place in b.
+    for i in 0..n {
+        let s = <f64 as Real>::dot(&a[i * n..i * n + i], &b[..i]);
+        b[i] = (b[i] - s) / a[i * n + i];
+    }
+    for i in (0..n).rev() {
+        let s: f64 = (i + 1..n).map(|j| a[j * n + i] * b[j]).sum();
+        b[i] = (b[i] - s) / a[i * n + i];
+    }
+    Some(b)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
@@ -271,5 +372,63 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn cholesky_factors_in_place_and_solves() {
+        // A = MMᵀ + I for a fixed M: symmetric positive definite.
+        let n = 5;
+        let m: Vec<f64> = (0..n * n)
+            .map(|i| ((i * 7 % 11) as f64) * 0.3 - 1.2)
+            .collect();
+        let mut a = vec![0f64; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                a[i * n + j] = (0..n).map(|k| m[i * n + k] * m[j * n + k]).sum::<f64>();
+            }
+            a[i * n + i] += 1.0;
+        }
+        let want: Vec<f64> = (0..n).map(|i| i as f64 - 2.0).collect();
+        let b: Vec<f64> = (0..n)
+            .map(|i| (0..n).map(|j| a[i * n + j] * want[j]).sum())
+            .collect();
+        let x = cholesky_solve(a.clone(), b, n).unwrap();
+        for (got, want) in x.iter().zip(&want) {
+            assert!((got - want).abs() < 1e-9, "{x:?}");
+        }
+
+        // The same matrix as the diagonal block of a larger f32 one (row stride n + 3): the
+        // factor reproduces the block, and nothing outside its lower triangle is touched.
+        let stride = n + 3;
+        let mut big = vec![-7f32; stride * stride];
+        for i in 0..n {
+            for j in 0..n {
+                big[i * stride + j] = a[i * n + j] as f32;
+            }
+        }
+        let before = big.clone();
+        cholesky_lower(&mut big, n, stride).unwrap();
+        for i in 0..stride {
+            for j in 0..stride {
+                if i >= n || j > i {
+                    assert_eq!(big[i * stride + j], before[i * stride + j], "({i}, {j})");
+                } else {
+                    let llt: f32 = (0..=j)
+                        .map(|k| big[i * stride + k] * big[j * stride + k])
+                        .sum();
+                    assert!((llt - before[i * stride + j]).abs() < 1e-3, "({i}, {j})");
+                }
+            }
+        }
+
+        let mut indefinite = vec![1.0, 2.0, 2.0, 1.0];
+        assert_eq!(
+            cholesky_lower(&mut indefinite, 2, 2),
+            Err(NotPositiveDefinite {
+                pivot: 1,
+                value: -3.0
+            })
+        );
+        assert_eq!(cholesky_solve(indefinite, vec![1.0, 1.0], 2), None);
     }
 }

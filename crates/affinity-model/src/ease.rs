@@ -28,7 +28,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::dense::{dot, fmadd};
+use crate::dense::{cholesky_lower, dot, fmadd};
 use crate::error::{ModelError, Result};
 use crate::interactions::{Csr, Interactions};
 use crate::recommender::{Recommender, check_user};
@@ -241,7 +241,8 @@ fn chunk(s: &[f32], o: usize) -> [f32; LANES] {
 /// Left-looking by panels of [`PANEL`] columns: a panel's columns first get
 /// the contributions of all earlier columns (row `r` · row `c` over the
 /// columns already factored, which are contiguous in row-major storage), then
-/// its diagonal block is factored, then the rows below are solved against it.
+/// its diagonal block is factored (by the crate's one unblocked Cholesky,
+/// [`cholesky_lower`]), then the rows below are solved against it.
 /// The rows below the diagonal block are independent, hence the parallelism.
 fn cholesky_in_place(a: &mut [f32], n: usize) -> Result<()> {
     let mut panel = Vec::new();
@@ -261,23 +262,10 @@ fn cholesky_in_place(a: &mut [f32], n: usize) -> Result<()> {
         let (_, below) = a.split_at_mut(kb * n);
         let (block, rest) = below.split_at_mut(w * n);
         update_rows(block, n, kb, ke, kb, &panel_row);
-        for r in 0..w {
-            for c in 0..=r {
-                let (row_r, row_c) = (&block[r * n + kb..r * n + kb + c], &block[c * n + kb..]);
-                let s = block[r * n + kb + c] - dot(row_r, &row_c[..c]);
-                if c == r {
-                    if !(s > 0.0 && s.is_finite()) {
-                        return Err(ModelError::NotPositiveDefinite {
-                            pivot: kb + r,
-                            value: s,
-                        });
-                    }
-                    block[r * n + kb + r] = s.sqrt();
-                } else {
-                    block[r * n + kb + c] = s / block[c * n + kb + c];
-                }
-            }
-        }
+        cholesky_lower(&mut block[kb..], w, n).map_err(|e| ModelError::NotPositiveDefinite {
+            pivot: kb + e.pivot,
+            value: e.value,
+        })?;
         diag.clear();
         for r in 0..w {
             diag.extend_from_slice(&block[r * n + kb..r * n + ke]);

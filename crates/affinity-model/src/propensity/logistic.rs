@@ -8,6 +8,8 @@
 
 use rayon::prelude::*;
 
+use crate::dense::cholesky_solve;
+
 /// Rows per partial sum: fixed so the summation order does not depend on the thread count.
 const BLOCK_ROWS: usize = 4096;
 const MAX_ITERATIONS: usize = 50;
@@ -260,31 +262,6 @@ fn standardization(sample: &Sample<'_>) -> (Vec<f64>, Vec<f64>) {
         })
         .collect();
     (mean, std)
-}
-
-/// Solves `A x = b` for a small symmetric positive definite `A`; `None` if it is not.
-fn cholesky_solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Option<Vec<f64>> {
-    for k in 0..n {
-        let d = a[k * n + k] - (0..k).map(|j| a[k * n + j] * a[k * n + j]).sum::<f64>();
-        if !(d > 0.0 && d.is_finite()) {
-            return None;
-        }
-        let d = d.sqrt();
-        a[k * n + k] = d;
-        for i in k + 1..n {
-            let s: f64 = (0..k).map(|j| a[i * n + j] * a[k * n + j]).sum();
-            a[i * n + k] = (a[i * n + k] - s) / d;
-        }
-    }
-    for i in 0..n {
-        let s: f64 = (0..i).map(|j| a[i * n + j] * b[j]).sum();
-        b[i] = (b[i] - s) / a[i * n + i];
-    }
-    for i in (0..n).rev() {
-        let s: f64 = (i + 1..n).map(|j| a[j * n + i] * b[j]).sum();
-        b[i] = (b[i] - s) / a[i * n + i];
-    }
-    Some(b)
 }
 
 #[cfg(test)]

@@ -4,27 +4,46 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::SqliteStore;
+use super::stored_json::Document;
 use crate::{AudienceRecord, AudienceStore, Member, StoreError};
 
-fn json_column(text: Option<String>) -> Value {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null)
-}
+/// The audience's definition, as the API received it.
+pub(super) const SPEC: Document = Document {
+    table: "audiences",
+    column: "spec",
+    key: "spec",
+    version: 1,
+};
+/// The expected outcome computed with the members; `NULL` until computed.
+pub(super) const ESTIMATE: Document = Document {
+    table: "audiences",
+    column: "estimate",
+    key: "estimate",
+    version: 1,
+};
+/// The difference from the previous snapshot; `NULL` for a first snapshot.
+pub(super) const CHANGES: Document = Document {
+    table: "audiences",
+    column: "changes",
+    key: "changes",
+    version: 1,
+};
 
-fn record(r: &Row<'_>) -> rusqlite::Result<AudienceRecord> {
+fn record(r: &Row<'_>) -> Result<AudienceRecord, StoreError> {
+    let id: i64 = r.get(0)?;
     Ok(AudienceRecord {
-        id: r.get(0)?,
+        id,
         name: r.get(1)?,
-        spec: json_column(r.get(2)?),
+        spec: SPEC.decode(id, &r.get::<_, String>(2)?)?,
         status: r.get(3)?,
         size: r.get(4)?,
         model_id: r.get(5)?,
         created_at: r.get(6)?,
         computed_at: r.get(7)?,
-        estimate: json_column(r.get(8)?),
+        estimate: ESTIMATE.decode_nullable(id, r.get::<_, Option<String>>(8)?.as_deref())?,
         error: r.get(9)?,
         previous_id: r.get(10)?,
-        changes: json_column(r.get(11)?),
+        changes: CHANGES.decode_nullable(id, r.get::<_, Option<String>>(11)?.as_deref())?,
     })
 }
 
@@ -51,7 +70,7 @@ impl AudienceStore for SqliteStore {
         let conn = self.write_conn()?;
         conn.execute(
             "INSERT INTO audiences (name, spec, status, created_at, previous_id) VALUES (?1, ?2, 'computing', ?3, ?4)",
-            params![name, spec.to_string(), created_at, previous_id],
+            params![name, SPEC.encode(spec)?, created_at, previous_id],
         )?;
         Ok(conn.last_insert_rowid())
     }
@@ -86,7 +105,14 @@ impl AudienceStore for SqliteStore {
         tx.execute(
             "UPDATE audiences SET status = 'live', size = ?2, model_id = ?3, estimate = ?4, changes = ?5,
                 computed_at = ?6 WHERE id = ?1",
-            params![id, members.len() as i64, model_id, estimate.to_string(), changes.map(Value::to_string), computed_at],
+            params![
+                id,
+                members.len() as i64,
+                model_id,
+                ESTIMATE.encode(estimate)?,
+                changes.map(|c| CHANGES.encode(c)).transpose()?,
+                computed_at
+            ],
         )?;
         tx.commit()?;
         Ok(())
@@ -103,12 +129,13 @@ impl AudienceStore for SqliteStore {
 
     fn audience(&self, id: i64) -> Result<Option<AudienceRecord>, StoreError> {
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 &format!("SELECT {COLUMNS} FROM audiences WHERE id = ?1"),
                 [id],
-                record,
+                |r| Ok(record(r)),
             )
-            .optional()?)
+            .optional()?
+            .transpose()
         })
     }
 
@@ -116,8 +143,12 @@ impl AudienceStore for SqliteStore {
         self.read(|c| {
             let mut stmt =
                 c.prepare(&format!("SELECT {COLUMNS} FROM audiences ORDER BY id DESC"))?;
-            let rows = stmt.query_map([], record)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(record(r)?);
+            }
+            Ok(out)
         })
     }
 

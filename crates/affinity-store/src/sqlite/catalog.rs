@@ -6,34 +6,30 @@ use std::collections::HashMap;
 use affinity_core::catalog::CatalogConfig;
 use affinity_core::item_catalog::CatalogBuilder;
 use rusqlite::{OptionalExtension, params};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::SqliteStore;
+use super::stored_json::Document;
 use crate::{CatalogStore, Meta, StoreError};
 
 const CONFIG_KEY: &str = "catalog_config";
-const CONFIG_VERSION: u64 = 1;
+const CONFIG: Document = Document {
+    table: "meta",
+    column: "value",
+    key: "config",
+    version: 1,
+};
 
 impl CatalogStore for SqliteStore {
     fn catalog_config(&self) -> Result<Option<CatalogConfig>, StoreError> {
         let Some(text) = self.get_meta(CONFIG_KEY)? else {
             return Ok(None);
         };
-        let stored: Value = serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("catalog config: {e}")))?;
-        match stored["version"].as_u64() {
-            Some(CONFIG_VERSION) => serde_json::from_value(stored["config"].clone())
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(format!("catalog config: {e}"))),
-            other => Err(StoreError::Corrupt(format!(
-                "catalog config has version {other:?}; this Affinity reads version {CONFIG_VERSION}"
-            ))),
-        }
+        CONFIG.decode(CONFIG_KEY, &text).map(Some)
     }
 
     fn set_catalog_config(&self, config: &CatalogConfig) -> Result<(), StoreError> {
-        let stored = json!({"version": CONFIG_VERSION, "config": config});
-        self.set_meta(CONFIG_KEY, &stored.to_string())
+        self.set_meta(CONFIG_KEY, &CONFIG.encode(config)?)
     }
 
     fn scan_interactions(

@@ -4,7 +4,16 @@ use rusqlite::params;
 use serde_json::Value;
 
 use super::SqliteStore;
+use super::stored_json::Document;
 use crate::{StoreError, Trait, TraitDefinitionRecord, TraitStore};
+
+/// A trait's definition, as the API received it.
+pub(super) const DEFINITION: Document = Document {
+    table: "trait_definitions",
+    column: "definition",
+    key: "definition",
+    version: 1,
+};
 
 /// Rows per transaction when rewriting a trait: bounds how long ingest waits on the lock.
 const ROWS_PER_TRANSACTION: usize = 20_000;
@@ -21,7 +30,7 @@ impl TraitStore for SqliteStore {
             "INSERT INTO trait_definitions (name, definition, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET definition = excluded.definition,
                  computed_at = NULL, profiles = 0, model_id = NULL",
-            params![name, definition.to_string(), created_at],
+            params![name, DEFINITION.encode(definition)?, created_at],
         )?;
         Ok(())
     }
@@ -44,8 +53,7 @@ impl TraitStore for SqliteStore {
             })?;
             rows.map(|row| {
                 let (name, text, created_at, computed_at, profiles, model_id) = row?;
-                let definition = serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Corrupt(format!("trait {name}: {e}")))?;
+                let definition = DEFINITION.decode(format_args!("{name:?}"), &text)?;
                 Ok(TraitDefinitionRecord {
                     name,
                     definition,

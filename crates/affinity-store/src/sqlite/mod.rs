@@ -9,6 +9,7 @@ mod meta;
 mod models;
 mod profiles;
 mod schema;
+mod stored_json;
 mod writer;
 
 use std::path::{Path, PathBuf};

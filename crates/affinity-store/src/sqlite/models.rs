@@ -1,43 +1,42 @@
 //! The model registry: one versioned JSON record per training run.
 
 use rusqlite::{OptionalExtension, params};
-use serde_json::{Value, json};
 
 use super::SqliteStore;
+use super::stored_json::Document;
 use crate::{ModelRecord, ModelRegistry, ModelStatus, StoreError};
 
-const RECORD_VERSION: u64 = 1;
+const RECORD: Document = Document {
+    table: "models",
+    column: "record",
+    key: "record",
+    version: 1,
+};
 
 fn encode(record: &ModelRecord) -> Result<String, StoreError> {
-    let value = serde_json::to_value(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(json!({"version": RECORD_VERSION, "record": value}).to_string())
+    RECORD.encode(record)
 }
 
-fn decode(text: &str) -> Result<ModelRecord, StoreError> {
-    let stored: Value = serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("model record: {e}")))?;
-    if stored["version"].as_u64() != Some(RECORD_VERSION) {
-        return Err(StoreError::Corrupt(format!(
-            "model record version {}; this Affinity reads {RECORD_VERSION}",
-            stored["version"]
-        )));
-    }
-    serde_json::from_value(stored["record"].clone())
-        .map_err(|e| StoreError::Corrupt(format!("model record: {e}")))
+fn decode(id: i64, text: &str) -> Result<ModelRecord, StoreError> {
+    RECORD.decode(id, text)
 }
 
 impl ModelRegistry for SqliteStore {
     fn create_model(&self, created_at: i64) -> Result<ModelRecord, StoreError> {
-        let conn = self.write_conn()?;
-        conn.execute(
+        let mut conn = self.write_conn()?;
+        // The record holds its own id, known only after the insert: one transaction, so no
+        // reader ever sees the placeholder (which would read as a corrupt row).
+        let tx = conn.transaction()?;
+        tx.execute(
             "INSERT INTO models (status, created_at, record) VALUES ('queued', ?1, '{}')",
             [created_at],
         )?;
-        let record = ModelRecord::queued(conn.last_insert_rowid(), created_at);
-        conn.execute(
+        let record = ModelRecord::queued(tx.last_insert_rowid(), created_at);
+        tx.execute(
             "UPDATE models SET record = ?2 WHERE id = ?1",
             params![record.id, encode(&record)?],
         )?;
+        tx.commit()?;
         Ok(record)
     }
 
@@ -52,9 +51,14 @@ impl ModelRegistry for SqliteStore {
 
     fn models(&self, limit: usize) -> Result<Vec<ModelRecord>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare("SELECT record FROM models ORDER BY id DESC LIMIT ?1")?;
-            let rows = stmt.query_map([limit as i64], |r| r.get::<_, String>(0))?;
-            rows.map(|r| decode(&r?)).collect()
+            let mut stmt = c.prepare("SELECT id, record FROM models ORDER BY id DESC LIMIT ?1")?;
+            let rows =
+                stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))?;
+            rows.map(|r| {
+                let (id, text) = r?;
+                decode(id, &text)
+            })
+            .collect()
         })
     }
 
@@ -65,16 +69,20 @@ impl ModelRegistry for SqliteStore {
                     r.get(0)
                 })
                 .optional()?;
-            text.map(|t| decode(&t)).transpose()
+            text.map(|t| decode(id, &t)).transpose()
         })
     }
 
     fn fail_unfinished(&self, reason: &str) -> Result<usize, StoreError> {
         let unfinished: Vec<ModelRecord> = self.read(|c| {
             let mut stmt =
-                c.prepare("SELECT record FROM models WHERE status IN ('queued', 'training')")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            rows.map(|r| decode(&r?)).collect()
+                c.prepare("SELECT id, record FROM models WHERE status IN ('queued', 'training')")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))?;
+            rows.map(|r| {
+                let (id, text) = r?;
+                decode(id, &text)
+            })
+            .collect()
         })?;
         for mut record in unfinished.iter().cloned() {
             record.status = ModelStatus::Failed;

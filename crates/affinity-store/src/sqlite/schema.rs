@@ -1,11 +1,13 @@
 //! The schema, versioned with SQLite's `user_version` so that an upgrade can migrate old data
 //! and an old binary refuses data written by a newer one.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, params};
 
+use super::stored_json::Document;
+use super::{audiences, computed_traits};
 use crate::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -136,6 +138,65 @@ CREATE TABLE audience_members (
 CREATE INDEX audience_members_user ON audience_members (audience_id, user_id);
 ";
 
+/// Version 5: the JSON documents of audiences and trait definitions, stored bare up to v4,
+/// are rewritten into the versioned envelope of `stored_json`, as version 1 of each.
+///
+/// Rewritten rather than read as an implicit legacy "version 0" when the version is missing:
+/// a bare document is a JSON object that may well have a `"version"` field of its own (an
+/// audience spec is user input), so telling bare from enveloped text by looking would be a
+/// guess. After this every row is enveloped and readers never guess; and the schema bump
+/// makes a v4 binary refuse the store instead of reading envelopes as specs.
+///
+/// A row whose text is not JSON is left as it is and logged: failing here would keep the
+/// whole store from opening over one row, while reading that row reports it as corrupt.
+fn version_documents(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    const WRAPPED_AS: u64 = 1;
+    let documents = [
+        ("id", &audiences::SPEC),
+        ("id", &audiences::ESTIMATE),
+        ("id", &audiences::CHANGES),
+        ("name", &computed_traits::DEFINITION),
+    ];
+    for (key, doc) in documents {
+        envelop(tx, key, doc, WRAPPED_AS)?;
+    }
+    Ok(())
+}
+
+fn envelop(
+    tx: &Transaction<'_>,
+    key: &str,
+    doc: &Document,
+    version: u64,
+) -> Result<(), StoreError> {
+    let (table, column) = (doc.table, doc.column);
+    let rows: Vec<(rusqlite::types::Value, String)> = {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL"
+        ))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut update = tx.prepare(&format!(
+        "UPDATE {table} SET {column} = ?2 WHERE {key} = ?1"
+    ))?;
+    for (row, text) in rows {
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(payload) => {
+                update.execute(params![row, doc.encode_as(version, &payload)?])?;
+            }
+            Err(e) => tracing::warn!(
+                table,
+                column,
+                row = ?row,
+                error = %e,
+                "stored JSON is unreadable; left as is, reading the row will report it"
+            ),
+        }
+    }
+    Ok(())
+}
+
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > SCHEMA_VERSION {
@@ -159,6 +220,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if found < 4 {
         tx.execute_batch(V4)?;
+    }
+    if found < 5 {
+        version_documents(&tx)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

@@ -1,5 +1,7 @@
 //! Store tests: identity resolution checked against a plain in-memory model of the same rules
-//! on seeded random message streams, across transactions and writer restarts.
+//! on seeded random message streams, across transactions and writer restarts; recomputed
+//! traits; stored JSON documents and their versions.
 
 mod computed_traits;
 mod identity_model;
+mod stored_json;

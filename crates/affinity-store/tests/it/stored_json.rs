@@ -1,0 +1,296 @@
+//! Stored JSON documents (audience specs, estimates and changes; trait definitions): written
+//! in a versioned envelope, read back unchanged, and a damaged or newer row reported with its
+//! table and row instead of being read as `null`. Stores written by v4 (bare JSON) are
+//! migrated on open.
+
+use affinity_store::sqlite::SqliteStore;
+use affinity_store::{AudienceStore, Member, StoreError, TraitStore};
+use rusqlite::{Connection, params};
+use serde_json::{Value, json};
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    (dir, store)
+}
+
+/// A second connection to the store's file, as a person with `sqlite3` would have.
+fn raw(store: &SqliteStore) -> Connection {
+    let conn = Connection::open(store.path()).expect("raw connection");
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .expect("busy timeout");
+    conn
+}
+
+fn member(rank: i64) -> Member {
+    Member {
+        rank,
+        profile_id: rank,
+        user_id: format!("u{rank}"),
+        score: 1.0 / rank as f64,
+        control: rank % 2 == 0,
+    }
+}
+
+/// A live audience with a spec, an estimate and changes; returns its id.
+fn live_audience(store: &SqliteStore, spec: &Value) -> i64 {
+    let id = store
+        .create_audience("buyers", spec, None, 10)
+        .expect("create");
+    store
+        .finish_audience(
+            id,
+            3,
+            &[member(1), member(2)],
+            &json!({"expected": 1.5}),
+            Some(&json!({"joined": ["u1"]})),
+            20,
+        )
+        .expect("finish");
+    id
+}
+
+fn column(store: &SqliteStore, sql: &str, row: impl rusqlite::ToSql) -> String {
+    raw(store)
+        .query_row(sql, [row], |r| r.get(0))
+        .expect("raw read")
+}
+
+#[test]
+fn documents_round_trip_in_a_versioned_envelope() {
+    let (_dir, store) = open();
+    let spec = json!({"target": {"item": "sku-1"}, "size": 2, "version": "user data"});
+    let id = live_audience(&store, &spec);
+    // A first snapshot has no changes.
+    let first = store
+        .create_audience("first", &json!({"size": 1}), None, 30)
+        .expect("create");
+    store
+        .finish_audience(first, 3, &[member(1)], &json!(null), None, 40)
+        .expect("finish");
+    let definition = json!({"name": "top", "k": 3, "exclude": []});
+    store
+        .save_trait_definition("top", &definition, 1)
+        .expect("define");
+
+    let record = store.audience(id).expect("read").expect("exists");
+    assert_eq!(record.spec, spec);
+    assert_eq!(record.estimate, json!({"expected": 1.5}));
+    assert_eq!(record.changes, json!({"joined": ["u1"]}));
+    let record = store.audience(first).expect("read").expect("exists");
+    assert_eq!(
+        (record.estimate, record.changes),
+        (Value::Null, Value::Null)
+    );
+    assert_eq!(store.audiences().expect("list").len(), 2);
+    assert_eq!(
+        store.trait_definitions().expect("list")[0].definition,
+        definition
+    );
+
+    // What is on disk carries the format version.
+    let stored: Value = serde_json::from_str(&column(
+        &store,
+        "SELECT spec FROM audiences WHERE id = ?1",
+        id,
+    ))
+    .expect("json");
+    assert_eq!(stored, json!({"version": 1, "spec": spec}));
+    let stored: Value = serde_json::from_str(&column(
+        &store,
+        "SELECT definition FROM trait_definitions WHERE name = ?1",
+        "top",
+    ))
+    .expect("json");
+    assert_eq!(stored, json!({"version": 1, "definition": definition}));
+}
+
+#[test]
+fn a_corrupt_row_is_reported_with_its_table_and_row() {
+    let (_dir, store) = open();
+    let good = live_audience(&store, &json!({"size": 2}));
+    let bad = live_audience(&store, &json!({"size": 3}));
+    raw(&store)
+        .execute(
+            "UPDATE audiences SET estimate = '{\"version\": 1, \"estim' WHERE id = ?1",
+            [bad],
+        )
+        .expect("damage");
+
+    let err = store
+        .audience(bad)
+        .expect_err("a damaged row must not read");
+    match &err {
+        StoreError::CorruptDocument {
+            table,
+            column,
+            row,
+            problem,
+        } => {
+            assert_eq!((*table, *column), ("audiences", "estimate"));
+            assert_eq!(row, &bad.to_string());
+            assert!(problem.contains("not JSON"), "{problem}");
+        }
+        other => panic!("expected CorruptDocument, got {other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains(&format!("audiences.estimate of row {bad}")),
+        "{err}"
+    );
+    // The list reports it too rather than showing a record with a null estimate…
+    assert!(matches!(
+        store.audiences(),
+        Err(StoreError::CorruptDocument { .. })
+    ));
+    // …and the other rows still read.
+    assert!(store.audience(good).expect("read").is_some());
+
+    // Valid JSON without the envelope is no better.
+    store
+        .save_trait_definition("top", &json!({"name": "top"}), 1)
+        .expect("define");
+    raw(&store)
+        .execute(
+            "UPDATE trait_definitions SET definition = '{\"name\": \"top\"}' WHERE name = 'top'",
+            [],
+        )
+        .expect("damage");
+    match store.trait_definitions() {
+        Err(StoreError::CorruptDocument {
+            table: "trait_definitions",
+            column: "definition",
+            row,
+            problem,
+        }) => {
+            assert_eq!(row, "\"top\"");
+            assert!(problem.contains("no format version"), "{problem}");
+        }
+        other => panic!("expected CorruptDocument, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_document_from_a_newer_affinity_is_refused() {
+    let (_dir, store) = open();
+    let id = live_audience(&store, &json!({"size": 2}));
+    raw(&store)
+        .execute(
+            "UPDATE audiences SET spec = '{\"version\": 2, \"spec\": {\"size\": 2}}' WHERE id = ?1",
+            [id],
+        )
+        .expect("write");
+    let err = store.audience(id).expect_err("newer format");
+    assert!(
+        matches!(
+            &err,
+            StoreError::NewerDocument {
+                table: "audiences",
+                column: "spec",
+                row,
+                found: 2,
+                supported: 1,
+            } if *row == id.to_string()
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("newer than this Affinity"),
+        "{err}"
+    );
+
+    store
+        .save_trait_definition("top", &json!({"name": "top"}), 1)
+        .expect("define");
+    raw(&store)
+        .execute(
+            "UPDATE trait_definitions SET definition = '{\"version\": 9, \"definition\": {}}'",
+            [],
+        )
+        .expect("write");
+    assert!(matches!(
+        store.trait_definitions(),
+        Err(StoreError::NewerDocument { found: 9, .. })
+    ));
+}
+
+#[test]
+fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A store as v4 left it: the same tables (v5 adds none), documents stored bare.
+    let (id, first, broken) = {
+        let store = SqliteStore::open(dir.path()).expect("open");
+        let id = live_audience(&store, &json!({}));
+        let first = live_audience(&store, &json!({}));
+        let broken = live_audience(&store, &json!({}));
+        store
+            .save_trait_definition("top", &json!({}), 1)
+            .expect("define");
+        let conn = raw(&store);
+        // A spec that has a "version" of its own: why v4 rows are rewritten instead of being
+        // told apart from enveloped ones by looking at them.
+        conn.execute(
+            "UPDATE audiences SET spec = ?2, estimate = ?3, changes = ?4 WHERE id = ?1",
+            params![
+                id,
+                r#"{"version": 1, "size": 2}"#,
+                r#"{"expected": 1.5}"#,
+                r#"{"joined": ["u1"]}"#
+            ],
+        )
+        .expect("v4 row");
+        conn.execute(
+            "UPDATE audiences SET spec = '{\"size\": 1}', estimate = 'null', changes = NULL
+             WHERE id = ?1",
+            [first],
+        )
+        .expect("v4 row");
+        // v4 read this row's spec as null without a word.
+        conn.execute(
+            "UPDATE audiences SET spec = 'not json' WHERE id = ?1",
+            [broken],
+        )
+        .expect("v4 row");
+        conn.execute(
+            "UPDATE trait_definitions SET definition = '{\"name\": \"top\", \"k\": 3}'",
+            [],
+        )
+        .expect("v4 row");
+        conn.pragma_update(None, "user_version", 4)
+            .expect("user_version");
+        (id, first, broken)
+    };
+
+    let store = SqliteStore::open(dir.path()).expect("reopen migrates");
+    let version: i64 = raw(&store)
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 5);
+
+    let record = store.audience(id).expect("read").expect("exists");
+    assert_eq!(record.spec, json!({"version": 1, "size": 2}));
+    assert_eq!(record.estimate, json!({"expected": 1.5}));
+    assert_eq!(record.changes, json!({"joined": ["u1"]}));
+    let record = store.audience(first).expect("read").expect("exists");
+    assert_eq!(
+        (record.spec, record.estimate, record.changes),
+        (json!({"size": 1}), Value::Null, Value::Null)
+    );
+    assert_eq!(
+        store.trait_definitions().expect("list")[0].definition,
+        json!({"name": "top", "k": 3})
+    );
+    // The unreadable row survived the migration and is now reported.
+    assert!(matches!(
+        store.audience(broken),
+        Err(StoreError::CorruptDocument { table: "audiences", column: "spec", ref row, .. })
+            if *row == broken.to_string()
+    ));
+    // Rewritten on disk, so opening again changes nothing.
+    drop(store);
+    let store = SqliteStore::open(dir.path()).expect("reopen");
+    assert_eq!(
+        store.audience(id).expect("read").expect("exists").spec,
+        json!({"version": 1, "size": 2})
+    );
+}
