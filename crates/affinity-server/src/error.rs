@@ -258,7 +258,10 @@ impl From<StoreError> for ApiError {
             // Retrying will not help: the data or the installation needs attention.
             StoreError::DataDir { .. }
             | StoreError::NewerSchema { .. }
-            | StoreError::Corrupt(_) => Self::internal(e.to_string()),
+            | StoreError::Corrupt(_)
+            | StoreError::CorruptDocument { .. }
+            | StoreError::NewerDocument { .. }
+            | StoreError::Encode { .. } => Self::internal(e.to_string()),
         }
     }
 }
