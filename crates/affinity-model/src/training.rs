@@ -416,9 +416,11 @@ fn time_split(
 /// Holds out, for each user with at least [`USER_TIME_MIN_ITEMS`] distinct items, the
 /// `holdout_fraction` of them (at least one) they engaged with *first* most recently: the
 /// items they discovered last, which is what the served lists (interacted items excluded)
-/// try to predict. Every interaction with a held-out item leaves training, including an
-/// earlier view of an item bought later, or the model would have it as known and could not
-/// recommend it.
+/// try to predict. Every interaction with a held-out item leaves training (say, the purchase
+/// of an item first viewed in the held-out part), or the model would have it as known and
+/// could not recommend it. Ordering by first rather than latest engagement keeps an old
+/// favourite the user came back to on the training side: returning to it is no discovery,
+/// and served lists exclude it anyway.
 ///
 /// There is no single cut: candidates are fitted as of the snapshot time on everything
 /// else, so trending and decay weighting see the store as it will be when the model serves,
