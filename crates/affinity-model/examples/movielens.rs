@@ -232,7 +232,7 @@ fn main() -> AnyResult<()> {
                 outcomes.entry(key).or_default().push(Outcome {
                     name,
                     seed,
-                    chosen: format!("{} {}", model.chosen.name(), model.chosen.params()),
+                    chosen: model.chosen.label(),
                     report,
                     fit_seconds: start.elapsed().as_secs_f64(),
                 });
@@ -319,7 +319,7 @@ fn main() -> AnyResult<()> {
                 outcomes.entry(models.len() + 5).or_default().push(Outcome {
                     name: "Trait/rb",
                     seed,
-                    chosen: format!("{} {}", model.chosen.name(), model.chosen.params()),
+                    chosen: model.chosen.label(),
                     report,
                     fit_seconds: start.elapsed().as_secs_f64(),
                 });
