@@ -13,8 +13,12 @@
 //!   NDCG@10 on valid, and the chosen configuration's test metrics are reported.
 //!
 //! Usage: `movielens --data DIR [--seeds 5] [--grid full|quick]
-//! [--models Pop,EASE,...] [--verbose 1]`, where DIR holds RecBole's
-//! `ml-100k.inter`; `--verbose 1` prints every configuration's valid score.
+//! [--models Pop,EASE,...] [--verbose 1] [--robust 1]`, where DIR holds RecBole's
+//! `ml-100k.inter`; `--verbose 1` prints every configuration's valid score (and the
+//! pipeline's holdout figures); `--robust 1` adds the Trait/rb row, an experiment in
+//! choosing by the best worst-case ratio over the user-time and time protocols.
+//! `movielens vs-ease --data DIR [--seeds 5]` compares the product's default path with EASE
+//! λ=250 on a random 80/20 split per user.
 //! `movielens knn-speed [--users 50000 --items 20000 --nnz 1000000]` times
 //! `ItemKnn::fit` on synthetic power-law data. `movielens ease-speed --items N` instead
 //! times EASE's dense inverse on synthetic data with N items.
@@ -27,6 +31,7 @@ use std::time::Instant;
 
 use affinity_model::metrics::{RankingReport, evaluate};
 use affinity_model::split::random_split_per_user;
+use affinity_model::training::{Candidate, TrainedModel};
 use affinity_model::{
     AlsModel, AlsParams, EaseModel, EaseParams, Interactions, ItemKnn, ItemKnnParams, Popularity,
     Recommender, Triplet,
@@ -55,6 +60,7 @@ fn main() -> AnyResult<()> {
     match args.first().map(String::as_str) {
         Some("ease-speed") => return ease_speed(&flags::parse(&args[1..])?),
         Some("knn-speed") => return knn_speed(&flags::parse(&args[1..])?),
+        Some("vs-ease") => return vs_ease(&flags::parse(&args[1..])?),
         _ => {}
     }
     let flags = flags::parse(&args)?;
@@ -64,6 +70,7 @@ fn main() -> AnyResult<()> {
         .into();
     let seeds: u64 = flags.get("seeds").map_or(Ok(5), |s| s.parse())?;
     let verbose = flags.get("verbose").is_some_and(|v| v == "1");
+    let robust = flags.get("robust").is_some_and(|v| v == "1");
     let only: Option<Vec<String>> = flags
         .get("models")
         .map(|m| m.split(',').map(str::to_string).collect());
@@ -184,61 +191,184 @@ fn main() -> AnyResult<()> {
         }
 
         // The product's own path, untuned: a catalog of the train split (with its times), the
-        // training pipeline choosing among its default candidates on its own time holdout,
-        // and each user's top 10 produced exactly as a personalized-items trait is
-        // (interacted items excluded); valid items are masked per user, as RecBole does.
-        for (row, (name, selection)) in [("Trait/t", "time"), ("Trait/r", "random")]
+        // training pipeline choosing among its default candidates on its own holdout, and
+        // each user's top 10 produced exactly as a personalized-items trait is (interacted
+        // items excluded); valid items are masked per user, as RecBole does. "Trait" leaves
+        // `model_selection` unset (the product's default); the others set it.
+        if only.as_ref().is_none_or(|o| o.iter().any(|x| x == "Trait")) {
+            let mut per_protocol = Vec::new();
+            for (row, (name, selection)) in [
+                ("Trait", None),
+                ("Trait/ut", Some("user_time")),
+                ("Trait/t", Some("time")),
+                ("Trait/r", Some("random")),
+            ]
             .into_iter()
             .enumerate()
-        {
-            if only
-                .as_ref()
-                .is_some_and(|o| !o.iter().any(|x| x == "Trait"))
             {
-                continue;
-            }
-            let start = Instant::now();
-            let (outcome, chosen) =
-                trait_path(&split.train, &valid, &test, &times, seed, selection)?;
-            eprintln!(
-                "[seed {seed}] {name}: pipeline chose {chosen} → test NDCG@10 {:.4} recall@10 {:.4} in {:.1}s",
-                outcome.ndcg,
-                outcome.recall,
-                start.elapsed().as_secs_f64()
-            );
-            outcomes
-                .entry(models.len() + 1 + row)
-                .or_default()
-                .push(Outcome {
+                if selection == Some("user_time") && !verbose {
+                    continue; // the default, run again only to check that it is
+                }
+                let start = Instant::now();
+                let (report, model) =
+                    trait_path(&split.train, &valid, &test, &times, seed, selection, None)?;
+                let chosen = describe_choice(&model);
+                if verbose {
+                    for r in &model.results {
+                        let ndcg = r.metrics.as_ref().map_or(f64::NAN, |m| m.ndcg);
+                        eprintln!(
+                            "  [seed {seed}] {name} holdout {} NDCG@10 {ndcg:.4}",
+                            r.candidate.label()
+                        );
+                    }
+                }
+                eprintln!(
+                    "[seed {seed}] {name}: pipeline chose {chosen} → test NDCG@10 {:.4} recall@10 {:.4} in {:.1}s",
+                    report.ndcg,
+                    report.recall,
+                    start.elapsed().as_secs_f64()
+                );
+                let key = models.len() + 1 + row;
+                outcomes.entry(key).or_default().push(Outcome {
                     name,
                     seed,
-                    chosen,
-                    report: outcome,
+                    chosen: model.chosen.label(),
+                    report,
                     fit_seconds: start.elapsed().as_secs_f64(),
                 });
+                per_protocol.push((name, model.results));
+            }
+            // An experiment, not the product: choose the candidate whose worst ratio to the
+            // best NDCG of each protocol (the default user-time and the global time cut) is
+            // highest, refit it through the pipeline alone, and score it the same way. Each
+            // protocol's blend is scored on the other protocol too (a pipeline run with it as
+            // the only candidate), so every candidate has a figure on both.
+            if !robust {
+                continue;
+            }
+            let mut table: Vec<(Candidate, [f64; 2])> = Vec::new();
+            let protocols = [(None, "Trait"), (Some("time"), "Trait/t")];
+            for (p, (_, name)) in protocols.iter().enumerate() {
+                let Some((_, results)) = per_protocol.iter().find(|(n, _)| n == name) else {
+                    continue;
+                };
+                for r in results {
+                    let Some(m) = &r.metrics else { continue };
+                    match table.iter_mut().find(|(c, _)| *c == r.candidate) {
+                        Some((_, f)) => f[p] = m.ndcg,
+                        None => {
+                            let mut f = [f64::NAN; 2];
+                            f[p] = m.ndcg;
+                            table.push((r.candidate.clone(), f));
+                        }
+                    }
+                }
+            }
+            for (candidate, figures) in table.iter_mut() {
+                for (p, (selection, _)) in protocols.iter().enumerate() {
+                    if figures[p].is_nan() {
+                        let (_, m) = trait_path(
+                            &split.train,
+                            &valid,
+                            &test,
+                            &times,
+                            seed,
+                            *selection,
+                            Some(vec![candidate.clone()]),
+                        )?;
+                        figures[p] = m.metrics.map_or(0.0, |m| m.ndcg);
+                    }
+                }
+            }
+            let best = [0, 1].map(|p| table.iter().map(|t| t.1[p]).fold(0.0, f64::max));
+            let pick = table
+                .iter()
+                .map(|(c, f)| (c, (f[0] / best[0]).min(f[1] / best[1])))
+                .fold(None::<(&Candidate, f64)>, |acc, (c, w)| match acc {
+                    Some((_, b)) if b >= w => acc,
+                    _ => Some((c, w)),
+                });
+            if verbose {
+                for (c, f) in &table {
+                    eprintln!(
+                        "  [seed {seed}] robust: {} user-time {:.4} time {:.4} worst ratio {:.3}",
+                        c.label(),
+                        f[0],
+                        f[1],
+                        (f[0] / best[0]).min(f[1] / best[1])
+                    );
+                }
+            }
+            if let Some((pick, _)) = pick {
+                let start = Instant::now();
+                let (report, model) = trait_path(
+                    &split.train,
+                    &valid,
+                    &test,
+                    &times,
+                    seed,
+                    None,
+                    Some(vec![pick.clone()]),
+                )?;
+                eprintln!(
+                    "[seed {seed}] Trait/rb: robust choice {} → test NDCG@10 {:.4} recall@10 {:.4}",
+                    model.chosen.label(),
+                    report.ndcg,
+                    report.recall
+                );
+                outcomes.entry(models.len() + 5).or_default().push(Outcome {
+                    name: "Trait/rb",
+                    seed,
+                    chosen: model.chosen.label(),
+                    report,
+                    fit_seconds: start.elapsed().as_secs_f64(),
+                });
+            }
         }
     }
     print_table(&models, &outcomes, seeds);
     Ok(())
 }
 
-/// Top-10 lists through the production trait path; see the call site.
+/// The pipeline's choice with the runner-up and the protocol that compared them.
+fn describe_choice(model: &TrainedModel) -> String {
+    let ndcg = model.metrics.as_ref().map_or(f64::NAN, |m| m.ndcg);
+    let protocol = model
+        .holdout
+        .as_ref()
+        .map_or("none".to_string(), |h| format!("{:?}", h.selection));
+    let runner_up = model
+        .runner_up
+        .as_ref()
+        .map_or("-".to_string(), |r| format!("{} {:.4}", r.label, r.ndcg));
+    format!(
+        "{} (holdout {ndcg:.4} on {protocol}; runner-up {runner_up})",
+        model.chosen.label()
+    )
+}
+
+/// Top-10 lists through the production trait path; see the call site. `masked` items are
+/// never recommended (besides the user's training items, which the trait excludes itself).
+/// `candidates` replaces the default list.
 fn trait_path(
     train: &[Triplet],
-    valid: &Interactions,
+    masked: &Interactions,
     test: &Interactions,
     times: &Times,
     seed: u64,
-    selection: &str,
-) -> AnyResult<(RankingReport, String)> {
+    selection: Option<&str>,
+    candidates: Option<Vec<Candidate>>,
+) -> AnyResult<(RankingReport, TrainedModel)> {
     use affinity_core::item_catalog::CatalogBuilder;
     use affinity_model::recommend::{RecommendRequest, recommend};
     use affinity_model::training::{TrainingOptions, train as run_pipeline};
-    let config = serde_json::from_value(serde_json::json!({
+    let mut config = serde_json::json!({
         "events": [{"name": "Movie Rated", "product_id_property": "product_id"}],
-        "model_selection": selection
-    }))?;
-    let mut builder = CatalogBuilder::new(config);
+    });
+    if let Some(selection) = selection {
+        config["model_selection"] = selection.into();
+    }
+    let mut builder = CatalogBuilder::new(serde_json::from_value(config)?);
     let mut sorted: Vec<(i64, u32, u32)> = train
         .iter()
         .map(|&(u, i, _)| (times[&(u, i)], u, i))
@@ -253,10 +383,13 @@ fn trait_path(
         );
     }
     let catalog = builder.finish();
-    let model = run_pipeline(&catalog, &TrainingOptions::with_seed(seed), &mut |_| {})?;
-    let chosen = format!("{} {}", model.chosen.name(), model.chosen.params());
+    let mut options = TrainingOptions::with_seed(seed);
+    if let Some(candidates) = candidates {
+        options.candidates = candidates;
+    }
+    let model = run_pipeline(&catalog, &options, &mut |_| {})?;
     let report = affinity_model::metrics::evaluate_lists(test, K, |u| {
-        let masked = valid.user_items(u)?;
+        let masked = masked.user_items(u)?;
         let allow =
             |i: u32| !masked.contains(catalog.items[i as usize].parse::<u32>().unwrap_or(u32::MAX));
         let request = RecommendRequest {
@@ -273,7 +406,7 @@ fn trait_path(
             .filter_map(|(v, _)| v.as_str()?.parse().ok())
             .collect())
     })?;
-    Ok((report, chosen))
+    Ok((report, model))
 }
 
 /// Reads RecBole's atomic `.inter` file (tab-separated, header
@@ -593,6 +726,43 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
         }
     }
     lines
+}
+
+/// The product's default path against EASE λ=250 on a seeded random 80/20 split per user:
+/// both see the same 80% (the pipeline as a catalog with the ratings' times), both rank
+/// every item but the user's training ones, scored on the 20%.
+fn vs_ease(flags: &HashMap<String, String>) -> AnyResult<()> {
+    let dir: PathBuf = flags.get("data").ok_or("--data DIR is required")?.into();
+    let seeds: u64 = flags.get("seeds").map_or(Ok(5), |s| s.parse())?;
+    let (n_users, n_items, triplets, times) = load(&dir.join("ml-100k.inter"))?;
+    let nothing = Interactions::from_triplets(n_users, n_items, &[])?;
+    let (mut ease_ndcg, mut trait_ndcg) = (Vec::new(), Vec::new());
+    println!("seed | EASE λ=250 NDCG@10 | product NDCG@10 | product's choice");
+    for seed in 0..seeds {
+        let split = random_split_per_user(&triplets, [0.8, 0.0, 0.2], seed)?;
+        let train = Interactions::from_triplets(n_users, n_items, &split.train)?;
+        let test = Interactions::from_triplets(n_users, n_items, &split.test)?;
+        let ease = EaseModel::fit(
+            &train,
+            &EaseParams {
+                lambda: 250.0,
+                ..EaseParams::default()
+            },
+        )?;
+        let e = evaluate(&ease, &train, &test, K)?.ndcg;
+        let (report, model) = trait_path(&split.train, &nothing, &test, &times, seed, None, None)?;
+        println!(
+            "{seed} | {e:.4} | {:.4} | {}",
+            report.ndcg,
+            describe_choice(&model)
+        );
+        ease_ndcg.push(e);
+        trait_ndcg.push(report.ndcg);
+    }
+    let (e, es) = mean_std(&ease_ndcg);
+    let (t, ts) = mean_std(&trait_ndcg);
+    println!("mean | {e:.4} ± {es:.4} | {t:.4} ± {ts:.4} |");
+    Ok(())
 }
 
 /// Times [`EaseModel::fit`] on random data with `--items N` items (and 4N

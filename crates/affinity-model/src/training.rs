@@ -1,9 +1,12 @@
 //! The training pipeline: from a catalog snapshot to the model that serves, with evidence.
 //!
-//! 1. Hold out the newest interactions (a time split, like production: train on the past,
-//!    predict what came next), or a random share of each user's (`model_selection: random`).
-//! 2. Fit every candidate on the older part and measure precision / recall / NDCG@k and
-//!    coverage on the items each user engaged with *for the first time* after the cutoff.
+//! 1. Hold out, for every user with enough history, the items they discovered last (a
+//!    per-user time split: train on each person's past, predict what they engaged with next;
+//!    `model_selection: user_time`, the default). Alternatives: the newest interactions of
+//!    the whole store (`time`, one global cut) or a random share of each user's items
+//!    (`random`).
+//! 2. Fit every candidate on the rest and measure precision / recall / NDCG@k and coverage
+//!    on the held-out items, which are new to their user (never in their training history).
 //! 3. Try the best two candidates of different families together (a [`Blend`] of their
 //!    standardized scores, at a few weights): models that see different signals make
 //!    different mistakes. A blend must beat the best single model by [`BLEND_MARGIN`].
@@ -13,7 +16,7 @@
 //! Deterministic for (catalog, options): candidates are fitted with seeds from the options,
 //! sampled evaluation users are drawn from a seeded generator.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -139,8 +142,9 @@ pub struct TrainingOptions {
     pub seed: u64,
     /// Metrics are taken at this cutoff (10 unless told otherwise).
     pub k: usize,
-    /// Share of interactions held out for evaluation: the newest ones (time selection) or a
-    /// random share of each user's items (random selection).
+    /// Share held out for evaluation: of each tested user's distinct items, the newest
+    /// (user-time selection) or random ones (random selection); of all interactions, the
+    /// newest (time selection).
     pub holdout_fraction: f64,
     pub selection: ModelSelection,
     /// At most this many users are scored per candidate (a seeded sample), bounding the cost
@@ -173,7 +177,7 @@ impl TrainingOptions {
             seed,
             k: 10,
             holdout_fraction: 0.1,
-            selection: ModelSelection::Time,
+            selection: ModelSelection::default(),
             max_eval_users: 5_000,
             candidates: vec![
                 Candidate::Popularity,
@@ -208,15 +212,30 @@ pub struct CandidateResult {
 pub struct Holdout {
     pub selection: ModelSelection,
     /// Time selection: interactions at or before this time (Unix ms) trained and later ones
-    /// were predicted. Random selection: the snapshot time.
+    /// were predicted. User-time and random selection: the snapshot time, which is also the
+    /// "now" time-aware candidates (trending, decay weighting) were fitted at, on the
+    /// training side only.
     pub cutoff: i64,
-    /// Interactions (time) or distinct user-item pairs (random) on each side.
+    /// Interactions (time, user-time) or distinct user-item pairs (random) on each side.
     pub train_interactions: usize,
     pub test_interactions: usize,
     /// Users with at least one held-out new item and history to predict it from.
     pub test_users: usize,
     /// How many of them were scored (a sample on large stores).
     pub evaluated_users: usize,
+    /// The best candidate after the chosen one, for judging how close the choice was.
+    pub runner_up: Option<RunnerUp>,
+}
+
+/// The second-best candidate of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunnerUp {
+    /// As [`Candidate::label`] (`als α=3 λ=18`, `blend ease 0.6 + als 0.4`).
+    pub label: String,
+    pub algorithm: &'static str,
+    pub params: Value,
+    /// Its NDCG@k on the holdout (the blend's unhandicapped figure).
+    pub ndcg: f64,
 }
 
 /// What training stages report while they run.
@@ -239,6 +258,9 @@ pub struct TrainedModel {
     pub metrics: Option<RankingReport>,
     pub results: Vec<CandidateResult>,
     pub holdout: Option<Holdout>,
+    /// The best candidate after the chosen one (also in `holdout`); None without a holdout
+    /// or with a single evaluated candidate.
+    pub runner_up: Option<RunnerUp>,
     /// Why no holdout could be made, when none was.
     pub holdout_skipped: Option<String>,
     pub as_of: i64,
@@ -264,6 +286,11 @@ impl TrainedModel {
                         "fit_ms": r.fit_ms,
                         "error": r.error,
                         "chosen": r.candidate == self.chosen,
+                        "runner_up": self.runner_up.as_ref().is_some_and(|x| {
+                            r.metrics.is_some()
+                                && x.algorithm == r.candidate.name()
+                                && x.params == r.candidate.params()
+                        }),
                     })
                 })
                 .collect(),
@@ -291,18 +318,62 @@ fn timed(catalog: &ItemCatalog) -> Vec<TimedEvent> {
         .collect()
 }
 
-/// Splits at the time below which `1 - fraction` of interactions lie. None (with the reason)
+/// A holdout ready for comparing candidates.
+struct Split {
+    /// The "now" candidates are fitted at (see [`Holdout::cutoff`]).
+    cutoff: i64,
+    train: Interactions,
+    /// Held-out new items per user (weight 1), restricted to the sampled users.
+    test: Interactions,
+    /// Events time-aware candidates may see: None for all of them up to `cutoff`.
+    train_events: Option<Vec<TimedEvent>>,
+    train_interactions: usize,
+    test_interactions: usize,
+    test_users: usize,
+}
+
+/// Stores with fewer interactions train without a holdout.
+const MIN_HOLDOUT_INTERACTIONS: usize = 20;
+
+/// Users need this many distinct items to be tested under user-time selection: at least one
+/// is held out and at least two stay, so every tested user is predicted from a history of
+/// their own rather than from a single item. Lighter users are not tested but all their
+/// interactions train, as they will in the served model.
+const USER_TIME_MIN_ITEMS: usize = 3;
+
+/// Keeps at most `max_eval_users` test users (a seeded sample) and makes the test matrix.
+/// Returns it with the number of users before sampling.
+fn sample_test(
+    mut test: Vec<Triplet>,
+    n_users: usize,
+    n_items: usize,
+    options: &TrainingOptions,
+) -> std::result::Result<(Interactions, usize), String> {
+    let mut users: Vec<u32> = test
+        .iter()
+        .map(|t| t.0)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    users.sort_unstable();
+    let test_users = users.len();
+    if users.len() > options.max_eval_users {
+        users.shuffle(&mut ChaCha8Rng::seed_from_u64(options.seed));
+        users.truncate(options.max_eval_users);
+        let keep: HashSet<u32> = users.into_iter().collect();
+        test.retain(|t| keep.contains(&t.0));
+    }
+    let test = Interactions::from_triplets(n_users, n_items, &test).map_err(|e| e.to_string())?;
+    Ok((test, test_users))
+}
+
+/// Splits at the time below which `1 - fraction` of interactions lie. Err (with the reason)
 /// when the data cannot support a holdout.
-fn holdout_split(
+fn time_split(
     catalog: &ItemCatalog,
     options: &TrainingOptions,
-) -> std::result::Result<(i64, Interactions, Interactions, usize), String> {
+) -> std::result::Result<Split, String> {
     let n = catalog.interactions.len();
-    if n < 20 {
-        return Err(format!(
-            "only {n} interactions; at least 20 are needed to hold some out"
-        ));
-    }
     // Interactions are sorted by time in the catalog.
     let index = ((n as f64) * (1.0 - options.holdout_fraction)).floor() as usize;
     let cutoff = catalog.interactions[index.min(n - 1).saturating_sub(1)].timestamp;
@@ -325,31 +396,110 @@ fn holdout_split(
     if test.is_empty() {
         return Err("no user engaged with a new item after the holdout cutoff".to_string());
     }
-    let mut users: Vec<u32> = test
+    let (test, test_users) = sample_test(test, train.n_users(), train.n_items(), options)?;
+    let before = catalog
+        .interactions
         .iter()
-        .map(|t| t.0)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    users.sort_unstable();
-    let test_users = users.len();
-    if users.len() > options.max_eval_users {
-        users.shuffle(&mut ChaCha8Rng::seed_from_u64(options.seed));
-        users.truncate(options.max_eval_users);
-        let keep: HashSet<u32> = users.into_iter().collect();
-        test.retain(|t| keep.contains(&t.0));
+        .filter(|x| x.timestamp <= cutoff)
+        .count();
+    Ok(Split {
+        cutoff,
+        train,
+        test,
+        train_events: None,
+        train_interactions: before,
+        test_interactions: n - before,
+        test_users,
+    })
+}
+
+/// Holds out, for each user with at least [`USER_TIME_MIN_ITEMS`] distinct items, the
+/// `holdout_fraction` of them (at least one) they engaged with *first* most recently: the
+/// items they discovered last, which is what the served lists (interacted items excluded)
+/// try to predict. Every interaction with a held-out item leaves training (say, the purchase
+/// of an item first viewed in the held-out part), or the model would have it as known and
+/// could not recommend it. Ordering by first rather than latest engagement keeps an old
+/// favourite the user came back to on the training side: returning to it is no discovery,
+/// and served lists exclude it anyway.
+///
+/// There is no single cut: candidates are fitted as of the snapshot time on everything
+/// else, so trending and decay weighting see the store as it will be when the model serves,
+/// minus the held-out engagements. Trending thereby knows what other users did after a given
+/// user's held-out items; every candidate shares that advantage (co-occurrences from later
+/// sessions train ALS and EASE too), and trending still cannot know each user's own next
+/// items, so it wins only where what is hot now predicts them.
+fn user_time_split(
+    catalog: &ItemCatalog,
+    options: &TrainingOptions,
+) -> std::result::Result<Split, String> {
+    let all = catalog.weighted(catalog.as_of);
+    // First engagement time of each (user, item): interactions are sorted by time.
+    let mut first: HashMap<(u32, u32), i64> = HashMap::with_capacity(all.len());
+    for x in catalog
+        .interactions
+        .iter()
+        .filter(|x| x.timestamp <= catalog.as_of)
+    {
+        first.entry((x.user, x.item)).or_insert(x.timestamp);
     }
-    let test = Interactions::from_triplets(train.n_users(), train.n_items(), &test)
-        .map_err(|e| e.to_string())?;
-    Ok((cutoff, train, test, test_users))
+    let (mut train, mut test) = (Vec::with_capacity(all.len()), Vec::new());
+    let mut held: HashSet<(u32, u32)> = HashSet::new();
+    // `weighted` is sorted by (user, item): each user's items are one run.
+    for run in all.chunk_by(|a, b| a.0 == b.0) {
+        let n_test = if run.len() >= USER_TIME_MIN_ITEMS {
+            ((run.len() as f64) * options.holdout_fraction)
+                .round()
+                .clamp(1.0, (run.len() - 2) as f64) as usize
+        } else {
+            0
+        };
+        // Newest discoveries last; ties by item id, so the split is a function of the data.
+        let mut order: Vec<(i64, u32, usize)> = run
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (first.get(&(t.0, t.1)).copied().unwrap_or(i64::MIN), t.1, i))
+            .collect();
+        order.sort_unstable();
+        let cut = order.len() - n_test;
+        let newest: HashSet<usize> = order[cut..].iter().map(|o| o.2).collect();
+        for (i, t) in run.iter().enumerate() {
+            if newest.contains(&i) {
+                test.push((t.0, t.1, 1.0));
+                held.insert((t.0, t.1));
+            } else {
+                train.push(*t);
+            }
+        }
+    }
+    if test.is_empty() {
+        return Err(format!(
+            "no user has the {USER_TIME_MIN_ITEMS} distinct items needed to hold some out"
+        ));
+    }
+    let (n_users, n_items) = (catalog.users.len(), catalog.items.len());
+    let train = Interactions::from_triplets(n_users, n_items, &train).map_err(|e| e.to_string())?;
+    let (test, test_users) = sample_test(test, n_users, n_items, options)?;
+    let (train_events, held_events): (Vec<TimedEvent>, Vec<TimedEvent>) = timed(catalog)
+        .into_iter()
+        .filter(|e| e.3 <= catalog.as_of)
+        .partition(|e| !held.contains(&(e.0, e.1)));
+    Ok(Split {
+        cutoff: catalog.as_of,
+        train,
+        test,
+        train_interactions: train_events.len(),
+        test_interactions: held_events.len(),
+        train_events: Some(train_events),
+        test_users,
+    })
 }
 
 /// Holds out a seeded random share of each user's distinct items (users with at least five),
-/// at `as_of`. Returns (train, test, users with test items).
+/// at `as_of`.
 fn random_split(
     catalog: &ItemCatalog,
     options: &TrainingOptions,
-) -> std::result::Result<(Interactions, Interactions, usize), String> {
+) -> std::result::Result<Split, String> {
     let all = catalog.weighted(catalog.as_of);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let (mut train, mut test) = (Vec::with_capacity(all.len()), Vec::new());
@@ -376,11 +526,110 @@ fn random_split(
     if test.is_empty() {
         return Err("no user has the five items needed to hold some out".to_string());
     }
-    let users = test.iter().map(|t| t.0).collect::<HashSet<_>>().len();
+    let held: HashSet<(u32, u32)> = test.iter().map(|t| (t.0, t.1)).collect();
     let (n_users, n_items) = (catalog.users.len(), catalog.items.len());
+    let (train_interactions, test_interactions) = (train.len(), test.len());
     let train = Interactions::from_triplets(n_users, n_items, &train).map_err(|e| e.to_string())?;
-    let test = Interactions::from_triplets(n_users, n_items, &test).map_err(|e| e.to_string())?;
-    Ok((train, test, users))
+    let (test, test_users) = sample_test(test, n_users, n_items, options)?;
+    // Trending must not count the held-out engagements it is asked to predict.
+    let train_events = timed(catalog)
+        .into_iter()
+        .filter(|e| !held.contains(&(e.0, e.1)))
+        .collect();
+    Ok(Split {
+        cutoff: catalog.as_of,
+        train,
+        test,
+        train_events: Some(train_events),
+        train_interactions,
+        test_interactions,
+        test_users,
+    })
+}
+
+/// Fits and scores every candidate on `split`, then the blend of the best two families.
+fn compare(
+    catalog: &ItemCatalog,
+    options: &TrainingOptions,
+    events: &[TimedEvent],
+    split: &Split,
+    progress: &mut dyn FnMut(Progress),
+) -> Vec<CandidateResult> {
+    let (train, test) = (&split.train, &split.test);
+    let events = split.train_events.as_deref().unwrap_or(events);
+    let mut results = Vec::new();
+    let total = options.candidates.len();
+    let blend = catalog.items.len() <= options.blend_max_items;
+    // The best fitted model of each family, for trying the best two as a blend; only
+    // kept when a blend will be tried (at 1M users an ALS model is ~260 MB).
+    let mut best_of_family: Vec<(f64, Candidate, Box<dyn Recommender + Send>)> = Vec::new();
+    for (index, candidate) in options.candidates.iter().enumerate() {
+        progress(Progress::Evaluating {
+            candidate: candidate.name(),
+            index,
+            total,
+        });
+        let started = Instant::now();
+        let outcome = candidate
+            .fit(train, events, split.cutoff)
+            .and_then(|model| Ok((evaluate(model.as_ref(), train, test, options.k)?, model)));
+        let fit_ms = started.elapsed().as_millis() as u64;
+        let (metrics, error) = match outcome {
+            Ok((m, model)) => {
+                if blend {
+                    keep_if_best(&mut best_of_family, m.ndcg, candidate, model);
+                }
+                (Some(m), None)
+            }
+            Err(e) => (None, Some(e.to_string())),
+        };
+        results.push(CandidateResult {
+            candidate: candidate.clone(),
+            metrics,
+            fit_ms,
+            error,
+        });
+    }
+    if !blend {
+        results.push(CandidateResult {
+            candidate: Candidate::Blend { parts: Vec::new() },
+            metrics: None,
+            fit_ms: 0,
+            error: Some(format!(
+                "not tried: {} items exceed blend_max_items {} (two models per request would miss the latency aim)",
+                catalog.items.len(),
+                options.blend_max_items
+            )),
+        });
+    } else {
+        progress(Progress::Evaluating {
+            candidate: "blend",
+            index: total,
+            total: total + 1,
+        });
+        results.extend(try_blend(best_of_family, train, test, options.k));
+    }
+    results
+}
+
+/// The evaluated results from best to worst: NDCG, with a blend (two models to fit and to
+/// serve) handicapped by [`BLEND_MARGIN`]; ties go to the earlier (simpler) candidate.
+fn ranked(results: &[CandidateResult]) -> Vec<&CandidateResult> {
+    let score = |r: &CandidateResult| {
+        let handicap = if matches!(r.candidate, Candidate::Blend { .. }) {
+            1.0 + BLEND_MARGIN
+        } else {
+            1.0
+        };
+        r.metrics.as_ref().map(|m| m.ndcg / handicap)
+    };
+    let mut scored: Vec<(usize, f64, &CandidateResult)> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, score(r)?, r)))
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.into_iter().map(|(_, _, r)| r).collect()
 }
 
 /// Runs the pipeline. Errors only when the catalog has no interactions at all or the chosen
@@ -405,124 +654,62 @@ pub fn train(
         });
     }
     let events = timed(catalog);
-    let mut results = Vec::new();
     // The catalog's own setting wins: scheduled retrains follow the configuration.
     let selection = catalog.config.model_selection.unwrap_or(options.selection);
     let options = &TrainingOptions {
         selection,
         ..options.clone()
     };
+    let n = catalog.interactions.len();
     let split = match options.selection {
-        ModelSelection::Time => holdout_split(catalog, options),
-        ModelSelection::Random => random_split(catalog, options)
-            .map(|(train, test, users)| (catalog.as_of, train, test, users)),
+        // A comparison on a handful of held-out items would choose by noise.
+        _ if n < MIN_HOLDOUT_INTERACTIONS => Err(format!(
+            "only {n} interactions; at least {MIN_HOLDOUT_INTERACTIONS} are needed to hold some out"
+        )),
+        ModelSelection::UserTime => user_time_split(catalog, options),
+        ModelSelection::Time => time_split(catalog, options),
+        ModelSelection::Random => random_split(catalog, options),
     };
-    let (holdout, holdout_skipped) = match split {
-        Ok((cutoff, train, test, test_users)) => {
-            let total = options.candidates.len();
-            let blend = catalog.items.len() <= options.blend_max_items;
-            // The best fitted model of each family, for trying the best two as a blend; only
-            // kept when a blend will be tried (at 1M users an ALS model is ~260 MB).
-            let mut best_of_family: Vec<(f64, Candidate, Box<dyn Recommender + Send>)> = Vec::new();
-            for (index, candidate) in options.candidates.iter().enumerate() {
-                progress(Progress::Evaluating {
-                    candidate: candidate.name(),
-                    index,
-                    total,
-                });
-                let started = Instant::now();
-                let outcome = candidate.fit(&train, &events, cutoff).and_then(|model| {
-                    Ok((evaluate(model.as_ref(), &train, &test, options.k)?, model))
-                });
-                let fit_ms = started.elapsed().as_millis() as u64;
-                let (metrics, error) = match outcome {
-                    Ok((m, model)) => {
-                        if blend {
-                            keep_if_best(&mut best_of_family, m.ndcg, candidate, model);
-                        }
-                        (Some(m), None)
-                    }
-                    Err(e) => (None, Some(e.to_string())),
-                };
-                results.push(CandidateResult {
-                    candidate: candidate.clone(),
-                    metrics,
-                    fit_ms,
-                    error,
-                });
-            }
-            if !blend {
-                results.push(CandidateResult {
-                    candidate: Candidate::Blend { parts: Vec::new() },
-                    metrics: None,
-                    fit_ms: 0,
-                    error: Some(format!(
-                        "not tried: {} items exceed blend_max_items {} (two models per request would miss the latency aim)",
-                        catalog.items.len(),
-                        options.blend_max_items
-                    )),
-                });
-            } else {
-                progress(Progress::Evaluating {
-                    candidate: "blend",
-                    index: total,
-                    total: total + 1,
-                });
-                results.extend(try_blend(best_of_family, &train, &test, options.k));
-            }
-            let (train_interactions, test_interactions) = match options.selection {
-                ModelSelection::Time => {
-                    let before = catalog
-                        .interactions
-                        .iter()
-                        .filter(|x| x.timestamp <= cutoff)
-                        .count();
-                    (before, catalog.interactions.len() - before)
-                }
-                ModelSelection::Random => (train.nnz(), test.nnz()),
-            };
+    let (results, holdout, holdout_skipped) = match split {
+        Ok(split) => {
+            let results = compare(catalog, options, &events, &split, progress);
             let holdout = Holdout {
                 selection: options.selection,
-                cutoff,
-                train_interactions,
-                test_interactions,
-                test_users,
-                evaluated_users: (0..test.n_users() as u32)
-                    .filter(|&u| test.user_items(u).is_ok_and(|r| !r.is_empty()))
+                cutoff: split.cutoff,
+                train_interactions: split.train_interactions,
+                test_interactions: split.test_interactions,
+                test_users: split.test_users,
+                evaluated_users: (0..split.test.n_users() as u32)
+                    .filter(|&u| split.test.user_items(u).is_ok_and(|r| !r.is_empty()))
                     .count(),
+                runner_up: None,
             };
-            (Some(holdout), None)
+            (results, Some(holdout), None)
         }
-        Err(reason) => (None, Some(reason)),
+        Err(reason) => (Vec::new(), None, Some(reason)),
     };
-    // Best NDCG wins; ties go to the earlier (simpler) candidate, and a blend (two models to
-    // fit and to serve) must beat the best single model by BLEND_MARGIN. Without a holdout,
-    // the last candidate (the most expressive by construction of the default list) is used.
-    let best = results
-        .iter()
-        .filter_map(|r| {
-            let handicap = if matches!(r.candidate, Candidate::Blend { .. }) {
-                1.0 + BLEND_MARGIN
-            } else {
-                1.0
-            };
-            r.metrics.as_ref().map(|m| (r, m.ndcg / handicap))
-        })
-        .fold(
-            None::<(&CandidateResult, f64)>,
-            |acc, (r, ndcg)| match acc {
-                Some((_, best)) if best >= ndcg => acc,
-                _ => Some((r, ndcg)),
-            },
-        )
-        .map(|(r, _)| r.clone());
-    let (chosen, metrics) = match best {
-        Some(r) => (r.candidate, r.metrics),
+    // Without a holdout, the last candidate (the most expressive by construction of the
+    // default list) is used.
+    let order = ranked(&results);
+    let (chosen, metrics) = match order.first() {
+        Some(r) => (r.candidate.clone(), r.metrics.clone()),
         None => (
             options.candidates[options.candidates.len() - 1].clone(),
             None,
         ),
     };
+    let runner_up = order.get(1).and_then(|r| {
+        Some(RunnerUp {
+            label: r.candidate.label(),
+            algorithm: r.candidate.name(),
+            params: r.candidate.params(),
+            ndcg: r.metrics.as_ref()?.ndcg,
+        })
+    });
+    let holdout = holdout.map(|h| Holdout {
+        runner_up: runner_up.clone(),
+        ..h
+    });
     progress(Progress::Fitting {
         candidate: chosen.name(),
     });
@@ -535,6 +722,7 @@ pub fn train(
         metrics,
         results,
         holdout,
+        runner_up,
         holdout_skipped,
         as_of: catalog.as_of,
         data,

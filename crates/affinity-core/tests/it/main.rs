@@ -1,5 +1,7 @@
 //! Message parsing, data-driven: each case is an input and what must come out.
 
+mod selection;
+
 use affinity_core::batch::parse_batch;
 use affinity_core::{Message, MessageType};
 

@@ -9,5 +9,6 @@ mod metrics;
 mod models;
 mod neighbours;
 mod propensity;
+mod selection;
 mod splits;
 mod training;

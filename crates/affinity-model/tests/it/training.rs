@@ -1,6 +1,6 @@
 //! The training pipeline on a synthetic store whose users have latent preferences: it must
-//! evaluate every candidate on a time holdout, choose a personalized model over the
-//! baselines, and be reproducible for a seed.
+//! evaluate every candidate on its default (per-user time) holdout, choose a personalized
+//! model over the baselines, and be reproducible for a seed.
 
 use affinity_core::catalog::CatalogConfig;
 use affinity_core::item_catalog::{CatalogBuilder, ItemCatalog};
