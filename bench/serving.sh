@@ -8,6 +8,8 @@
 # The load generator runs on the same 2 cores as the server, so it takes CPU from it.
 #
 # Usage: bench/serving.sh [USERS=200000] [ITEMS=20000] [EVENTS=2000000] [SECONDS=20] [CONNECTIONS=32]
+# Environment: CATALOG (examples/shop-catalog.json), e.g. a copy with "model_selection" set,
+# to compare two builds serving the same kind of model.
 # Data in bench/out/serving (git-ignored).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +25,7 @@ file=bench/data/serving-$users-$items-$events.jsonl
 [[ -s $file ]] || $bin generate --users "$users" --items "$items" --brands 100 --categories 40 --events "$events" --seed 11 --out "$file"
 rm -rf "$out/data"
 $bin --data-dir "$out/data" import "$file" --json > "$out/import.json"
-$bin --data-dir "$out/data" catalog examples/shop-catalog.json
+$bin --data-dir "$out/data" catalog "${CATALOG:-examples/shop-catalog.json}"
 export AFFINITY_WRITE_KEYS=wk_bench AFFINITY_ADMIN_TOKEN=adm_bench AFFINITY_PROFILE_TOKEN=prf_bench RUST_LOG=info
 $bin serve --listen 127.0.0.1:0 --data-dir "$out/data" > "$out/serve.log" 2>&1 &
 server=$!

@@ -72,7 +72,7 @@ pub fn run(config: &EngineConfig, args: &DemoArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let m = &serving.model;
     println!(
-        "2. Trained model {} in {:.1}s on {} users × {} items ({} interactions). Candidates on a time holdout:",
+        "2. Trained model {} in {:.1}s on {} users × {} items ({} interactions). Candidates on each user's newest items, held out:",
         serving.record.id,
         serving.record.duration_ms.unwrap_or(0) as f64 / 1000.0,
         serving.catalog.users.len(),

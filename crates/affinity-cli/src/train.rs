@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::ProgressBar;
 
+use affinity_core::catalog::ModelSelection;
 use affinity_core::timestamp::format_millis;
 use affinity_engine::catalog::build_now;
 use affinity_engine::clock::now_ms;
@@ -103,19 +104,28 @@ pub fn run_eval(data_dir: &Path, args: &TrainArgs) -> anyhow::Result<()> {
 
 fn print_report(model: &TrainedModel) {
     match (&model.holdout, &model.holdout_skipped) {
-        (Some(h), _) if h.selection == affinity_core::catalog::ModelSelection::Random => println!(
-            "random holdout: trained on {} user-item pairs, predicted {} held-out items of {} users ({} scored)",
-            h.train_interactions, h.test_interactions, h.test_users, h.evaluated_users
-        ),
-        (Some(h), _) => println!(
-            "time holdout: trained on {} interactions up to {}, predicted the new items of {} users after it ({} scored)",
-            h.train_interactions,
-            format_millis(h.cutoff),
-            h.test_users,
-            h.evaluated_users
-        ),
+        (Some(h), _) => match h.selection {
+            ModelSelection::Random => println!(
+                "random holdout: trained on {} user-item pairs, predicted {} held-out items of {} users ({} scored)",
+                h.train_interactions, h.test_interactions, h.test_users, h.evaluated_users
+            ),
+            ModelSelection::UserTime => println!(
+                "per-user time holdout: trained on {} interactions, predicted each tested user's newest items ({} held out, {} users, {} scored)",
+                h.train_interactions, h.test_interactions, h.test_users, h.evaluated_users
+            ),
+            ModelSelection::Time => println!(
+                "time holdout: trained on {} interactions up to {}, predicted the new items of {} users after it ({} scored)",
+                h.train_interactions,
+                format_millis(h.cutoff),
+                h.test_users,
+                h.evaluated_users
+            ),
+        },
         (None, Some(why)) => println!("no holdout: {why}"),
         (None, None) => {}
+    }
+    if let Some(r) = &model.runner_up {
+        println!("runner-up: {} (ndcg@10 {:.4})", r.label, r.ndcg);
     }
     println!(
         "{:<12} {:>10} {:>10} {:>10} {:>10} {:>8}  params",

@@ -138,7 +138,7 @@ fn stored<T: serde::de::DeserializeOwned>(id: i64, what: &str, v: &Value) -> Res
 }
 
 fn to_stored<T: Serialize>(what: &str, v: &T) -> Result<Value> {
-    serde_json::to_value(v).map_err(|e| EngineError::Task(format!("cannot encode {what}: {e}")))
+    serde_json::to_value(v).map_err(|e| EngineError::Internal(format!("cannot encode {what}: {e}")))
 }
 
 impl TryFrom<AudienceRecord> for Audience {
@@ -529,11 +529,33 @@ impl Engine {
             .try_into()
     }
 
-    /// Newest first.
+    /// Newest first. An unreadable audience is left out of the list and logged (reading it
+    /// by id reports what is wrong): one bad row must not hide every other audience.
     pub async fn audiences(&self) -> Result<Vec<Audience>> {
         let store = self.store.clone();
         let records = blocking(move || Ok(store.audiences()?)).await?;
-        records.into_iter().map(Audience::try_from).collect()
+        Ok(records
+            .into_iter()
+            .filter_map(|r| {
+                let id = r.id;
+                Audience::try_from(r)
+                    .inspect_err(|e| tracing::error!(audience = id, error = %e, "unreadable audience left out of the list"))
+                    .ok()
+            })
+            .collect())
+    }
+
+    /// The id of an existing audience, without decoding its definition (its members stay
+    /// readable even if the rest of its record is not).
+    async fn existing(&self, id: i64) -> Result<i64> {
+        let store = self.store.clone();
+        blocking(move || {
+            store
+                .audience(id)?
+                .map(|r| r.id)
+                .ok_or_else(|| EngineError::NotFound(format!("no audience {id}")))
+        })
+        .await
     }
 
     pub async fn delete_audience(&self, id: i64) -> Result<()> {
@@ -553,19 +575,19 @@ impl Engine {
         after_rank: i64,
         limit: usize,
     ) -> Result<Vec<Member>> {
-        let audience = self.audience(id).await?;
+        let id = self.existing(id).await?;
         let store = self.store.clone();
-        blocking(move || Ok(store.audience_members(audience.id, after_rank, limit)?)).await
+        blocking(move || Ok(store.audience_members(id, after_rank, limit)?)).await
     }
 
     /// Every member as CSV (`user_id,score,rank,control`), best first.
     pub async fn audience_members_csv(&self, id: i64) -> Result<Vec<u8>> {
-        let audience = self.audience(id).await?;
+        let id = self.existing(id).await?;
         let store = self.store.clone();
         blocking(move || {
-            let all = store.audience_members(audience.id, 0, usize::MAX)?;
+            let all = store.audience_members(id, 0, usize::MAX)?;
             let mut out = csv::Writer::from_writer(Vec::new());
-            let failed = |e: csv::Error| EngineError::Task(format!("cannot write CSV: {e}"));
+            let failed = |e: csv::Error| EngineError::Internal(format!("cannot write CSV: {e}"));
             out.write_record(["user_id", "score", "rank", "control"])
                 .map_err(failed)?;
             for m in &all {
@@ -578,7 +600,7 @@ impl Engine {
                 .map_err(failed)?;
             }
             out.into_inner()
-                .map_err(|e| EngineError::Task(format!("cannot write CSV: {e}")))
+                .map_err(|e| EngineError::Internal(format!("cannot write CSV: {e}")))
         })
         .await
     }
@@ -611,9 +633,9 @@ impl Engine {
     /// The whole size curve for `target` at `horizon_days`.
     pub async fn preview_audience(&self, target: Target, horizon_days: u32) -> Result<Preview> {
         let model = self.serving()?;
-        let items = target_items(&model.catalog, &target)?;
         let seed = self.config.seed;
         blocking(move || {
+            let items = target_items(&model.catalog, &target)?;
             let (_, scores) = score(&model, &items, horizon_days, seed)?;
             Ok(Preview {
                 at_20_percent: expectation_at(&scores.curve, 0.2),

@@ -51,7 +51,7 @@ pub enum Invalid {
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("model: {0}")]
+    #[error(transparent)]
     Model(#[from] ModelError),
     #[error(
         "no catalog is configured yet: PUT /api/v1/catalog (or `affinity catalog FILE.json`) first"
@@ -79,6 +79,9 @@ pub enum EngineError {
     /// Work on the blocking pool panicked or was cancelled: a bug, not the caller's fault.
     #[error("background work failed: {0}")]
     Task(String),
+    /// Something that cannot fail did (encoding a value, writing into memory): a bug.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl EngineError {

@@ -76,7 +76,7 @@ impl ModelState {
 
     /// Queues a training run for `record` and returns at once. The run waits for any earlier
     /// run, then trains on a blocking thread, publishes the model and its catalog, and hands
-    /// the published model to `on_ready`.
+    /// the published model to `on_ready` on that blocking thread (it may read the store).
     pub fn spawn_run(
         &self,
         store: SqliteStore,
@@ -90,17 +90,19 @@ impl ModelState {
             let _guard = state.running.lock().await;
             let models = state.clone();
             let result = tokio::task::spawn_blocking(move || {
-                run_training(
+                let serving = run_training(
                     &store,
                     record,
                     &options,
                     Some((&catalog, &models)),
                     &mut |_| {},
-                )
+                )?;
+                on_ready(serving);
+                Ok::<_, EngineError>(())
             })
             .await;
             match result {
-                Ok(Ok(serving)) => on_ready(serving),
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "training failed"),
                 Err(e) => tracing::error!(error = %e, "training task panicked"),
             }

@@ -179,7 +179,8 @@ impl TraitJobs {
         });
     }
 
-    /// Queues every defined trait (after a training run published `model`).
+    /// Queues every defined trait (after a training run published `model`). Called on the
+    /// blocking pool, where the training run ends: it reads the store.
     pub fn spawn_all(&self, store: SqliteStore, model: Arc<ServingModel>) {
         let definitions = match store.trait_definitions() {
             Ok(d) => d,
@@ -277,17 +278,22 @@ impl Engine {
         })
     }
 
-    /// Every defined trait with its status.
+    /// Every defined trait with its status. An unreadable definition is left out and logged,
+    /// as the computations after each training skip it.
     pub async fn traits(&self) -> Result<Vec<TraitView>> {
         let store = self.store.clone();
         let records = blocking(move || Ok(store.trait_definitions()?)).await?;
-        records
+        Ok(records
             .into_iter()
-            .map(|record| {
-                let definition: TraitDefinition = serde_json::from_value(record.definition.clone())
-                    .map_err(|e| {
-                        StoreError::Corrupt(format!("trait definition {:?}: {e}", record.name))
-                    })?;
+            .filter_map(|record| {
+                let definition: TraitDefinition =
+                    match serde_json::from_value(record.definition.clone()) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            tracing::error!(name = record.name, error = %e, "unreadable trait definition left out of the list");
+                            return None;
+                        }
+                    };
                 let progress = self.traits.progress(&record.name).map(|p| TraitProgress {
                     profiles_done: p.done.load(Ordering::Relaxed),
                     profiles_total: p.total.load(Ordering::Relaxed),
@@ -299,13 +305,13 @@ impl Engine {
                     (None, Some(_)) => TraitStatus::Computed,
                     (None, None) => TraitStatus::Pending,
                 };
-                Ok(TraitView {
+                Some(TraitView {
                     definition,
                     record,
                     status,
                     progress: progress.filter(|p| p.profiles_total > 0),
                 })
             })
-            .collect()
+            .collect())
     }
 }

@@ -271,7 +271,9 @@ impl From<EngineError> for ApiError {
         let message = e.to_string();
         match e {
             EngineError::Store(e) => e.into(),
-            EngineError::Model(_) | EngineError::Task(_) => Self::internal(message),
+            EngineError::Model(_) | EngineError::Task(_) | EngineError::Internal(_) => {
+                Self::internal(message)
+            }
             EngineError::NotConfigured
             | EngineError::CatalogBuilding
             | EngineError::CatalogFailed(_) => Self::new(ErrorCode::CatalogNotReady, message),

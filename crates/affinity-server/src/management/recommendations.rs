@@ -92,10 +92,12 @@ pub async fn similar(
     Path(item_id): Path<String>,
     params: Params,
 ) -> Result<Json<SimilarBody>, ApiError> {
+    let k = params.number("k", 10, 1, 100)?;
     let lookback_days = match params.get("lookback_days") {
         None => None,
         Some(_) => Some(params.number("lookback_days", 0, 1, 3650)? as u32),
     };
+    let half_life_days = params.number("half_life_days", 30, 1, 3650)? as f64;
     let filter = match (params.get("column"), params.get("value")) {
         (Some(c), Some(v)) => Some((c.to_string(), v.to_string())),
         (None, None) => None,
@@ -106,9 +108,9 @@ pub async fn similar(
         }
     };
     let query = SimilarItemsQuery {
-        k: params.number("k", 10, 1, 100)?,
+        k,
         lookback_days,
-        half_life_days: params.number("half_life_days", 30, 1, 3650)? as f64,
+        half_life_days,
         filter,
     };
     let found = state.engine.similar_items(item_id.clone(), query).await?;
