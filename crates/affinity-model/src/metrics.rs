@@ -97,10 +97,22 @@ pub fn evaluate<R: Recommender + ?Sized>(
     test: &Interactions,
     k: usize,
 ) -> Result<RankingReport> {
+    Ok(evaluate_per_user(model, train, test, k)?.0)
+}
+
+/// As [`evaluate`], also returning each evaluated user's NDCG@k in ascending user order
+/// (the users of the report: those with at least one test item), so that two models scored
+/// on the same `test` can be compared user by user.
+pub fn evaluate_per_user<R: Recommender + ?Sized>(
+    model: &R,
+    train: &Interactions,
+    test: &Interactions,
+    k: usize,
+) -> Result<(RankingReport, Vec<f64>)> {
     same_dims("train/test users", test.n_users(), train.n_users())?;
     same_dims("train/test items", test.n_items(), train.n_items())?;
     same_dims("model items", test.n_items(), model.n_items())?;
-    evaluate_lists(test, k, |user| {
+    lists_per_user(test, k, |user| {
         let seen = train.user_items(user)?;
         let recs = model.recommend(user, k, seen.ids)?;
         Ok(recs.into_iter().map(|(item, _)| item).collect())
@@ -111,6 +123,13 @@ pub fn evaluate<R: Recommender + ?Sized>(
 /// ids for a user of `test`. Used to score another system's output (e.g. the
 /// Python baseline in the benchmark) with exactly the same definitions.
 pub fn evaluate_lists<F>(test: &Interactions, k: usize, lists: F) -> Result<RankingReport>
+where
+    F: Fn(u32) -> Result<Vec<u32>> + Sync,
+{
+    Ok(lists_per_user(test, k, lists)?.0)
+}
+
+fn lists_per_user<F>(test: &Interactions, k: usize, lists: F) -> Result<(RankingReport, Vec<f64>)>
 where
     F: Fn(u32) -> Result<Vec<u32>> + Sync,
 {
@@ -154,14 +173,15 @@ where
         }
     }
     let m = users.len().max(1) as f64;
-    Ok(RankingReport {
+    let report = RankingReport {
         k,
         users: users.len(),
         precision: p / m,
         recall: r / m,
         ndcg: n / m,
         coverage: covered.iter().filter(|&&c| c).count() as f64 / test.n_items().max(1) as f64,
-    })
+    };
+    Ok((report, per_user.into_iter().map(|x| x.2).collect()))
 }
 
 fn same_dims(what: &'static str, expected: usize, got: usize) -> Result<()> {

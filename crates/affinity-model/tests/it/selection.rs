@@ -117,10 +117,18 @@ fn user_time_chooses_trending_where_the_next_items_are_the_hot_ones() {
         _ => false,
     };
     assert!(serves_trending, "chose {:?}", model.chosen);
-    assert_eq!(
-        model.holdout.as_ref().unwrap().selection,
-        ModelSelection::UserTime
-    );
+    let holdout = model.holdout.as_ref().unwrap();
+    assert_eq!(holdout.selection, ModelSelection::UserTime);
+    // Trending wins clearly: no personal model is tied with it, so the random holdout (on
+    // which trends predict less) is not consulted about them.
+    if let Some(tie) = &holdout.tie_break {
+        assert!(
+            tie.candidates
+                .iter()
+                .all(|c| c.algorithm == "trending" || c.algorithm == "blend"),
+            "{tie:?}"
+        );
+    }
 }
 
 #[test]
@@ -187,4 +195,83 @@ fn user_time_chooses_a_personal_model_where_stable_tastes_decide() {
     let holdout = serde_json::to_value(model.holdout.as_ref().unwrap()).unwrap();
     assert_eq!(holdout["selection"], "user_time");
     assert_eq!(holdout["runner_up"]["label"], runner_up.label.as_str());
+}
+
+#[test]
+fn user_time_ties_are_broken_on_a_random_holdout() {
+    // 6 genres of 30 items; each of 400 users likes one genre and views 12 of its items over
+    // 50 days, then, last, one item nobody else ever views. The per-user time holdout holds
+    // out exactly that item: no model can predict it, so popularity and EASE score the same
+    // (0) for every user, a tie. A random holdout holds out genre items, which EASE predicts
+    // from the user's taste and popularity does not: EASE must serve, though popularity comes
+    // first in the list (which wins exact ties on the first holdout).
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let mut views = Vec::new();
+    for user in 0..400u32 {
+        let genre = rng.random_range(0..6u32);
+        for _ in 0..12 {
+            let ts = rng.random_range(0..50 * DAY);
+            views.push((i64::from(user), genre * 30 + rng.random_range(0..30), ts));
+        }
+        views.push((i64::from(user), 1_000 + user, 51 * DAY + i64::from(user)));
+    }
+    let catalog = catalog(&views);
+    let mut options = TrainingOptions::with_seed(1);
+    options.candidates = vec![
+        Candidate::Popularity,
+        Candidate::Ease(affinity_model::EaseParams::default()),
+    ];
+    options.blend_max_items = 0;
+    let model = train(&catalog, &options, &mut |_| {}).unwrap();
+    let ndcg = |name: &str| {
+        model
+            .results
+            .iter()
+            .find(|r| r.candidate.name() == name)
+            .and_then(|r| r.metrics.as_ref())
+            .unwrap()
+            .ndcg
+    };
+    assert_eq!((ndcg("popularity"), ndcg("ease")), (0.0, 0.0), "tied");
+    assert!(
+        matches!(model.chosen, Candidate::Ease(_)),
+        "chose {:?}",
+        model.chosen
+    );
+
+    // The run records the tie, among whom, and the figures that broke it.
+    let holdout = model.holdout.as_ref().unwrap();
+    assert_eq!(holdout.selection, ModelSelection::UserTime);
+    let tie = holdout.tie_break.as_ref().expect("a tie-break");
+    assert_eq!(tie.selection, ModelSelection::Random);
+    assert!(tie.error.is_none(), "{tie:?}");
+    assert!(tie.evaluated_users > 300, "{tie:?}");
+    let labels: Vec<&str> = tie.candidates.iter().map(|c| c.label.as_str()).collect();
+    assert_eq!(labels, ["ease", "popularity"], "served first");
+    let (ease, pop) = (
+        tie.candidates[0].tie_break_ndcg.unwrap(),
+        tie.candidates[1].tie_break_ndcg.unwrap(),
+    );
+    assert!(ease > 2.0 * pop, "ease {ease} vs popularity {pop}");
+    let runner_up = model.runner_up.as_ref().unwrap();
+    assert_eq!(runner_up.algorithm, "popularity");
+    assert_eq!(runner_up.tie_break_ndcg, Some(pop));
+    let json = serde_json::to_value(holdout).unwrap();
+    assert_eq!(json["tie_break"]["candidates"][0]["label"], "ease");
+    assert_eq!(json["tie_break"]["selection"], "random");
+    let summary = model.candidates_json();
+    let ease_row = summary
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["algorithm"] == "ease")
+        .unwrap();
+    assert_eq!(ease_row["chosen"], true);
+    assert_eq!(ease_row["tie_break_metrics"]["ndcg"], ease);
+
+    // Without the tie-break, the first holdout's order stands: popularity.
+    options.tie_sigmas = 0.0;
+    let plain = train(&catalog, &options, &mut |_| {}).unwrap();
+    assert_eq!(plain.chosen, Candidate::Popularity);
+    assert!(plain.holdout.unwrap().tie_break.is_none());
 }
