@@ -124,6 +124,25 @@ fn print_report(model: &TrainedModel) {
         (None, Some(why)) => println!("no holdout: {why}"),
         (None, None) => {}
     }
+    if let Some(t) = model.holdout.as_ref().and_then(|h| h.tie_break.as_ref()) {
+        let tied: Vec<String> = t
+            .candidates
+            .iter()
+            .map(|c| match c.tie_break_ndcg {
+                Some(x) => format!("{} {:.4} → {x:.4}", c.label, c.ndcg),
+                None => format!("{} {:.4} → not scored", c.label, c.ndcg),
+            })
+            .collect();
+        println!(
+            "tie (within {} standard errors) broken on a random per-user holdout ({} users scored), ndcg@10: {}",
+            t.sigmas,
+            t.evaluated_users,
+            tied.join(", ")
+        );
+        if let Some(e) = &t.error {
+            println!("tie-break incomplete: {e}");
+        }
+    }
     if let Some(r) = &model.runner_up {
         println!("runner-up: {} (ndcg@10 {:.4})", r.label, r.ndcg);
     }

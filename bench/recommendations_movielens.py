@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Helper of bench/recommendations_movielens.sh (see there for the protocol).
+
+  split DATA_DIR SEED OUT_DIR   writes OUT_DIR/train.jsonl (the 80% as Segment "Movie Rated"
+                                tracks at their own times) and OUT_DIR/test.json (the 20%)
+  score OUT_DIR URL TOKEN       reads every test user's top 10 from the running server, fits
+                                EASE (λ=250) and popularity on the same 80%, prints one JSON row
+  table ROW.json...             prints the per-seed table and the mean
+
+NDCG@10 as the product's own metrics define it (crates/affinity-model/src/metrics.rs): binary
+relevance, IDCG over min(10, |held out|) hits, every test user counts (an empty list is 0).
+"""
+import csv
+import math
+import datetime as dt
+import json
+import sys
+import urllib.parse
+import urllib.request
+
+K = 10
+EASE_LAMBDA = 250.0
+TEST_SHARE = 0.2
+
+
+def rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = [h.split(":")[0] for h in next(reader)]
+        for r in reader:
+            yield dict(zip(header, r))
+
+
+def iso(seconds):
+    t = dt.datetime.fromtimestamp(int(float(seconds)), dt.timezone.utc)
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def split(data, seed, out):
+    import numpy as np
+
+    items = {r["item_id"]: r for r in rows(f"{data}/ml-100k.item")}
+    by_user = {}
+    for r in rows(f"{data}/ml-100k.inter"):
+        by_user.setdefault(r["user_id"], []).append(r)
+    rng = np.random.default_rng(int(seed))
+    train, test = [], {}
+    # Users in a fixed order, each user's ratings in file order, then one seeded permutation
+    # per user: the split is a function of (data, seed).
+    for user in sorted(by_user, key=int):
+        ratings = by_user[user]
+        n_test = int(round(TEST_SHARE * len(ratings)))
+        order = rng.permutation(len(ratings))
+        held = set(order[:n_test].tolist())
+        for i, r in enumerate(ratings):
+            if i in held:
+                test.setdefault(f"u{user}", []).append(r["item_id"])
+            else:
+                train.append(r)
+    with open(f"{out}/train.jsonl", "w", encoding="utf-8") as w:
+        for r in train:
+            item = items.get(r["item_id"], {})
+            genres = item.get("class", "").split()
+            w.write(json.dumps({
+                "type": "track", "userId": f"u{r['user_id']}", "event": "Movie Rated",
+                "messageId": f"ml100k-{r['user_id']}-{r['item_id']}", "timestamp": iso(r["timestamp"]),
+                "properties": {"product_id": r["item_id"], "title": item.get("movie_title", ""),
+                               "genre": genres[0] if genres else None, "genres": genres,
+                               "year": item.get("release_year") or None, "rating": float(r["rating"])},
+            }) + "\n")
+    with open(f"{out}/test.json", "w", encoding="utf-8") as w:
+        json.dump(test, w)
+    print(f"seed {seed}: {len(train)} train ratings, {sum(map(len, test.values()))} held out "
+          f"of {len(test)} users", file=sys.stderr)
+
+
+def ndcg(recommended, relevant):
+    relevant = set(relevant)
+    ideal = min(K, len(relevant))
+    if ideal == 0:
+        return 0.0
+    seen, dcg = set(), 0.0
+    for pos, x in enumerate(recommended[:K]):
+        if x in seen:
+            continue
+        seen.add(x)
+        if x in relevant:
+            dcg += 1.0 / math.log2(pos + 2)
+    return dcg / sum(1.0 / math.log2(p + 2) for p in range(ideal))
+
+
+def get(url, token):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def score(out, url, token):
+    import numpy as np
+
+    test = json.load(open(f"{out}/test.json", encoding="utf-8"))
+    history = {}
+    for line in open(f"{out}/train.jsonl", encoding="utf-8"):
+        m = json.loads(line)
+        history.setdefault(m["userId"], []).append(m["properties"]["product_id"])
+    items = sorted({i for h in history.values() for i in h}, key=int)
+    index = {x: j for j, x in enumerate(items)}
+    users = sorted(test, key=lambda u: int(u[1:]))
+
+    # The product, over HTTP, as an application would ask it.
+    product, fallbacks, model_ids = [], 0, set()
+    for u in users:
+        q = urllib.parse.urlencode({"k": K, "exclude_interacted": "true"})
+        body = get(f"{url}/api/v1/users/{urllib.parse.quote(u)}/recommendations?{q}", token)
+        fallbacks += bool(body.get("fallback"))
+        model_ids.add(body.get("model_id"))
+        recs = [str(r["value"]) for r in body["recommendations"]]
+        product.append(ndcg(recs, test[u]))
+
+    # Baselines on the same 80%: EASE (Steck 2019) and popularity, seen items excluded.
+    x = np.zeros((len(history), len(items)))
+    rows_of = {}
+    for r, (u, h) in enumerate(sorted(history.items())):
+        rows_of[u] = r
+        x[r, [index[i] for i in h]] = 1.0
+    gram = x.T @ x + EASE_LAMBDA * np.eye(len(items))
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    scores = x @ b
+    popularity = x.sum(axis=0)
+    ease, pop = [], []
+    for u in users:
+        r = rows_of[u]
+        seen = x[r] > 0
+        for model, out_list in ((scores[r], ease), (popularity, pop)):
+            s = np.where(seen, -np.inf, model)
+            # Stable sort on -score: equal scores in item order, so the lists are deterministic.
+            top = np.argsort(-s, kind="stable")[:K]
+            out_list.append(ndcg([items[j] for j in top], test[u]))
+
+    models = get(f"{url}/api/v1/models", token)
+    print(json.dumps({
+        "users": len(users), "fallbacks": fallbacks, "model_ids": sorted(model_ids),
+        "product": float(np.mean(product)), "ease": float(np.mean(ease)),
+        "popularity": float(np.mean(pop)), "models": models,
+    }))
+
+
+def served(models):
+    """The serving model's label and selection evidence, from GET /api/v1/models."""
+    listed = models.get("models", models) if isinstance(models, dict) else models
+    ready = [m for m in listed if m.get("status") == "ready"]
+    if not ready:
+        return "?", ""
+    m = ready[0]
+    algo = m.get("algorithm", "?")
+    params = m.get("params") or {}
+    if algo == "als":
+        algo = f"als α={params.get('alpha')} λ={params.get('regularization')}"
+    elif algo == "blend":
+        algo = "blend " + " + ".join(f"{p['algorithm']} {p['weight']}" for p in params.get("parts", []))
+    holdout = (m.get("data") or {}).get("holdout") or {}
+    tie = holdout.get("tie_break")
+    runner = (holdout.get("runner_up") or {}).get("label")
+    note = f"runner-up {runner}" if runner else ""
+    if tie:
+        note += "; tie-break on a random holdout among " + ", ".join(
+            f"{t['label']} ({t['ndcg']:.4f})" for t in tie.get("candidates", []))
+    return algo, note
+
+
+def table(paths):
+    import statistics
+
+    rs = [json.load(open(p, encoding="utf-8")) for p in paths]
+    print(f"{'seed':<6}{'users':>6}{'product':>9}{'EASE250':>9}{'pop':>8}  served (default selection)")
+    for p, r in zip(paths, rs):
+        seed = p.rsplit("seed", 1)[-1].split(".")[0]
+        label, note = served(r["models"])
+        extra = f"; {r['fallbacks']} fallback answers" if r["fallbacks"] else ""
+        print(f"{seed:<6}{r['users']:>6}{r['product']:>9.4f}{r['ease']:>9.4f}{r['popularity']:>8.4f}  "
+              f"{label}{'; ' + note if note else ''}{extra}")
+    mean = {k: statistics.mean(r[k] for r in rs) for k in ("product", "ease", "popularity")}
+    sd = {k: statistics.stdev(r[k] for r in rs) if len(rs) > 1 else 0.0 for k in mean}
+    print(f"{'mean':<6}{'':>6}{mean['product']:>9.4f}{mean['ease']:>9.4f}{mean['popularity']:>8.4f}")
+    print(f"{'sd':<6}{'':>6}{sd['product']:>9.4f}{sd['ease']:>9.4f}{sd['popularity']:>8.4f}")
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"split": split, "score": score, "table": lambda *a: table(list(a))}[cmd](*args)
