@@ -21,6 +21,11 @@ struct FileConfig {
     admin_token: Option<String>,
     profile_token: Option<String>,
     retrain_interval: Option<String>,
+    header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    max_connections: Option<u64>,
+    ip_requests_per_second: Option<u64>,
+    write_key_requests_per_second: Option<u64>,
 }
 
 /// Flags that override the other layers.
@@ -60,6 +65,11 @@ pub fn load(
         admin_token: env("AFFINITY_ADMIN_TOKEN"),
         profile_token: env("AFFINITY_PROFILE_TOKEN"),
         retrain_interval: env("AFFINITY_RETRAIN_INTERVAL"),
+        header_read_timeout: env("AFFINITY_HEADER_READ_TIMEOUT"),
+        body_read_timeout: env("AFFINITY_BODY_READ_TIMEOUT"),
+        max_connections: number(&env, "AFFINITY_MAX_CONNECTIONS")?,
+        ip_requests_per_second: number(&env, "AFFINITY_IP_REQUESTS_PER_SECOND")?,
+        write_key_requests_per_second: number(&env, "AFFINITY_WRITE_KEY_REQUESTS_PER_SECOND")?,
     };
     apply(&mut config, from_env, "the environment (AFFINITY_*)")?;
     let from_flags = FileConfig {
@@ -69,6 +79,16 @@ pub fn load(
     };
     apply(&mut config, from_flags, "the command line")?;
     Ok(config)
+}
+
+fn number(env: &impl Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<Option<u64>> {
+    env(name)
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .with_context(|| format!("{name}={v:?} is not a whole number"))
+        })
+        .transpose()
 }
 
 fn apply(config: &mut ServerConfig, layer: FileConfig, origin: &str) -> anyhow::Result<()> {
@@ -104,6 +124,37 @@ fn apply(config: &mut ServerConfig, layer: FileConfig, origin: &str) -> anyhow::
             }
             *slot = Some(v);
         }
+    }
+    let duration = |name: &str, text: &str| {
+        humantime::parse_duration(text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| {
+                format!("{name} {text:?} from {origin} is not a duration such as 10s or 1m")
+            })
+    };
+    if let Some(t) = layer.header_read_timeout {
+        config.limits.header_read_timeout = duration("header read timeout", &t)?;
+    }
+    if let Some(t) = layer.body_read_timeout {
+        config.limits.body_read_timeout = duration("body read timeout", &t)?;
+    }
+    let positive = |name: &str, n: u64| {
+        if n == 0 {
+            bail!("{name} from {origin} must be at least 1");
+        }
+        Ok(n)
+    };
+    if let Some(n) = layer.max_connections {
+        config.limits.max_connections = positive("max_connections", n)? as usize;
+    }
+    if let Some(n) = layer.ip_requests_per_second {
+        config.limits.ip_requests_per_second =
+            positive("ip_requests_per_second", n)?.min(u64::from(u32::MAX)) as u32;
+    }
+    if let Some(n) = layer.write_key_requests_per_second {
+        config.limits.write_key_requests_per_second =
+            positive("write_key_requests_per_second", n)?.min(u64::from(u32::MAX)) as u32;
     }
     if let Some(interval) = layer.retrain_interval {
         config.engine.retrain_interval = humantime::parse_duration(&interval).with_context(|| {

@@ -54,11 +54,10 @@ impl FromRequestParts<AppState> for Admin {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
+            .and_then(|v| v.trim().split_once(' '))
+            // The scheme is case-insensitive (RFC 9110): `BEARER x` is a bearer token too.
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         match token {
             Some(t) if state.engine.credentials().is_admin_token(t) => Ok(Admin),
             Some(_) => Err(ApiError::unauthorized(
@@ -68,5 +67,22 @@ impl FromRequestParts<AppState> for Admin {
                 "the management API needs `Authorization: Bearer <admin token>`",
             )),
         }
+    }
+}
+
+/// The client's address, when the server knows it (connections accepted by [`crate::serve`];
+/// an app driven in-process has none).
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
 }

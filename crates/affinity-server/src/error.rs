@@ -2,6 +2,8 @@
 //! HTTP: [`ErrorCode`] owns each code's status, and the `From` conversions below match every
 //! variant exhaustively, so a new variant anywhere forces a decision here.
 
+use std::time::Duration;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -11,7 +13,7 @@ use affinity_engine::error::Invalid;
 use affinity_engine::{EngineError, Problem, StoreError};
 
 /// Seconds a client is asked to wait before retrying a 503.
-const RETRY_AFTER_SECONDS: u32 = 5;
+const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// The stable snake_case codes clients match on, each with its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,10 @@ pub enum ErrorCode {
     InvalidCatalogFile,
     InvalidTrait,
     InvalidAudience,
+    /// The request body did not arrive within the body read timeout.
+    RequestTimeout,
+    /// Over a rate limit: retry after the time in `Retry-After`.
+    RateLimited,
     // The state of the product.
     CatalogNotReady,
     ModelNotReady,
@@ -79,6 +85,8 @@ impl ErrorCode {
             Self::ModelNotReady => "model_not_ready",
             Self::AudienceComputing => "audience_computing",
             Self::StoreUnavailable => "store_unavailable",
+            Self::RequestTimeout => "request_timeout",
+            Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
         }
     }
@@ -109,6 +117,8 @@ impl ErrorCode {
                 StatusCode::CONFLICT
             }
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -137,6 +147,8 @@ pub struct ApiError {
     pub problems: Option<Vec<ProblemBody>>,
     /// For a batch none of whose messages was accepted: each one's reason.
     pub rejected: Option<Vec<Rejected>>,
+    /// Sent as `Retry-After` (whole seconds, at least 1).
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Serialize)]
@@ -161,7 +173,21 @@ impl ApiError {
             message: message.into(),
             problems: None,
             rejected: None,
+            retry_after: match code {
+                ErrorCode::StoreUnavailable => Some(Duration::from_secs(RETRY_AFTER_SECONDS)),
+                _ => None,
+            },
         }
+    }
+
+    /// A `429` asking the client to come back after `wait`.
+    pub fn rate_limited(what: &str, wait: Duration) -> Self {
+        let mut e = Self::new(
+            ErrorCode::RateLimited,
+            format!("too many requests {what}: slow down and retry after the Retry-After seconds"),
+        );
+        e.retry_after = Some(wait);
+        e
     }
 
     pub fn status(&self) -> StatusCode {
@@ -177,6 +203,7 @@ impl ApiError {
         Self {
             code,
             message: format!("{} problem(s): {}", problems.len(), text.join("; ")),
+            retry_after: None,
             problems: Some(
                 problems
                     .into_iter()
@@ -223,10 +250,11 @@ impl IntoResponse for ApiError {
             rejected: self.rejected.as_deref(),
         };
         let mut response = (self.status(), axum::Json(body)).into_response();
-        if self.code == ErrorCode::StoreUnavailable {
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -2,10 +2,13 @@
 //! UTF-8. JSON parsing is left to the caller, which knows what shape to expect.
 
 use std::io::Read;
+use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, header};
-use flate2::read::GzDecoder;
+// The buffered decoder reads straight from the slice, so what it leaves is what followed
+// the compressed stream.
+use flate2::bufread::GzDecoder;
 
 use crate::{ApiError, ErrorCode};
 
@@ -19,12 +22,14 @@ fn too_large(limit: usize, what: &str) -> ApiError {
 }
 
 /// Reads the body, refusing more than `limit` bytes (the limit applies to the decoded text,
-/// so a small gzip bomb cannot inflate past it).
+/// so a small gzip bomb cannot inflate past it) or a body that takes longer than `deadline`
+/// to arrive (a client dripping bytes holds a connection, not the server).
 pub async fn read_text(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
     what: &str,
+    deadline: Duration,
 ) -> Result<String, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -33,8 +38,14 @@ pub async fn read_text(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit, what));
     }
-    let bytes = to_bytes(body, limit)
+    let bytes = tokio::time::timeout(deadline, to_bytes(body, limit))
         .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!("the request body did not arrive within {deadline:?}; send it at once"),
+            )
+        })?
         .map_err(|_| too_large(limit, what))?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
@@ -44,17 +55,28 @@ pub async fn read_text(
         None | Some("") | Some("identity") => bytes.to_vec(),
         Some("gzip") | Some("x-gzip") => {
             let mut out = Vec::new();
-            GzDecoder::new(&bytes[..])
+            let invalid = |why: String| {
+                ApiError::new(
+                    ErrorCode::InvalidGzip,
+                    format!("Content-Encoding is gzip but the body is not valid gzip: {why}"),
+                )
+            };
+            let mut decoder = GzDecoder::new(&bytes[..]);
+            (&mut decoder)
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)
-                .map_err(|e| {
-                    ApiError::new(
-                        ErrorCode::InvalidGzip,
-                        format!("Content-Encoding is gzip but the body is not valid gzip: {e}"),
-                    )
-                })?;
+                .map_err(|e| invalid(e.to_string()))?;
             if out.len() > limit {
                 return Err(too_large(limit, what));
+            }
+            // One gzip member and nothing after it: bytes the decoder did not read (a second
+            // member, trailing garbage) would otherwise be dropped without a word.
+            let rest = decoder.into_inner();
+            if !rest.is_empty() {
+                return Err(invalid(format!(
+                    "{} bytes follow the compressed data; send one gzip stream",
+                    rest.len()
+                )));
             }
             out
         }

@@ -9,8 +9,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::routing::post;
+use std::time::Instant;
+
 use serde::{Deserialize, Serialize};
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 
 use affinity_core::batch::parse_batch;
 use affinity_core::limits::{MAX_BATCH_BYTES, MAX_MESSAGE_BYTES};
@@ -18,7 +20,7 @@ use affinity_core::{Message, MessageType};
 use affinity_engine::clock::now_ms;
 use affinity_engine::data::Outcome;
 
-use crate::auth::{basic_user, check_write_key};
+use crate::auth::{ClientIp, basic_user, check_write_key};
 use crate::error::Rejected;
 use crate::{ApiError, AppState, ErrorCode};
 
@@ -41,7 +43,7 @@ pub fn routes() -> Router<AppState> {
     for kind in MessageType::ALL {
         let long = format!("/v1/{}", kind.as_str());
         let short = format!("/v1/{}", &kind.as_str()[..1]);
-        let handler = move |state, headers, body| single(state, kind, headers, body);
+        let handler = move |state, ip, headers, body| single(state, ip, kind, headers, body);
         router = router
             .route(&long, post(handler))
             .route(&short, post(handler));
@@ -49,11 +51,12 @@ pub fn routes() -> Router<AppState> {
     for path in ["/v1/batch", "/v1/b", "/v1/import"] {
         router = router.route(path, post(batch));
     }
-    // Browsers (analytics.js) post from the site's own origin.
+    // Browsers (analytics.js) post from the site's own origin. Requested headers are
+    // mirrored: the `*` wildcard does not cover `Authorization`.
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::POST, Method::OPTIONS])
-        .allow_headers(Any)
+        .allow_headers(AllowHeaders::mirror_request())
         .max_age(std::time::Duration::from_secs(86_400));
     router.layer(cors)
 }
@@ -68,22 +71,69 @@ fn body_write_key(text: &str) -> Option<String> {
     serde_json::from_str::<KeyOnly>(text).ok()?.write_key
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap, text: &str) -> Result<(), ApiError> {
-    let key = match basic_user(headers)? {
-        Some(k) => Some(k),
-        None => body_write_key(text),
-    };
-    check_write_key(state, key.as_deref())
+/// Who may send before the body is read: the source address within its rate, and a write
+/// key given in the header that is known and within its rate. Returns the header's key.
+fn admit(state: &AppState, ip: &ClientIp, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let now = Instant::now();
+    if let Some(ip) = ip.0 {
+        state
+            .ip_rate
+            .check(&ip, now)
+            .map_err(|wait| ApiError::rate_limited("from this address", wait))?;
+    }
+    let key = basic_user(headers)?;
+    if let Some(key) = &key {
+        check_write_key(state, Some(key))?;
+        rate_key(state, key)?;
+    }
+    Ok(key)
+}
+
+fn rate_key(state: &AppState, key: &str) -> Result<(), ApiError> {
+    state
+        .key_rate
+        .check(&key.to_string(), Instant::now())
+        .map_err(|wait| ApiError::rate_limited("for this write key", wait))
+}
+
+/// Reads the body (within the limits) and, when the header named no key, checks the body's
+/// `writeKey`.
+async fn read_authenticated(
+    state: &AppState,
+    headers: &HeaderMap,
+    header_key: Option<String>,
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<String, ApiError> {
+    let text = body::read_text(headers, body, limit, what, state.limits.body_read_timeout).await?;
+    if header_key.is_none() {
+        let key = body_write_key(&text);
+        check_write_key(state, key.as_deref())?;
+        if let Some(key) = &key {
+            rate_key(state, key)?;
+        }
+    }
+    Ok(text)
 }
 
 async fn single(
     State(state): State<AppState>,
+    ip: ClientIp,
     kind: MessageType,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Accepted>, ApiError> {
-    let text = body::read_text(&headers, body, MAX_MESSAGE_BYTES, "per message").await?;
-    authenticate(&state, &headers, &text).await?;
+    let key = admit(&state, &ip, &headers)?;
+    let text = read_authenticated(
+        &state,
+        &headers,
+        key,
+        body,
+        MAX_MESSAGE_BYTES,
+        "per message",
+    )
+    .await?;
     let message = Message::parse(&text, Some(kind), now_ms())?;
     state.engine.ingest(vec![message]).await?;
     Ok(Json(Accepted { success: true }))
@@ -91,11 +141,20 @@ async fn single(
 
 async fn batch(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<BatchAccepted>, ApiError> {
-    let text = body::read_text(&headers, body, MAX_BATCH_BYTES, "per batch request").await?;
-    authenticate(&state, &headers, &text).await?;
+    let key = admit(&state, &ip, &headers)?;
+    let text = read_authenticated(
+        &state,
+        &headers,
+        key,
+        body,
+        MAX_BATCH_BYTES,
+        "per batch request",
+    )
+    .await?;
     let parsed = parse_batch(&text)?;
     let now = now_ms();
     let total = parsed.messages.len();

@@ -3,6 +3,7 @@
 mod audiences;
 mod catalog;
 mod discovery;
+mod hardening;
 mod identity;
 mod ingest;
 mod models;

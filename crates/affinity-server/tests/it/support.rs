@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use affinity_engine::EngineConfig;
-use affinity_server::{AppState, ServerConfig, serve};
+use affinity_server::{AppState, Limits, ServerConfig, serve};
 
 pub const WRITE_KEY: &str = "wk_test";
 pub const ADMIN: &str = "adm_test";
@@ -27,6 +27,7 @@ pub struct TestApp {
 pub fn config(dir: &std::path::Path) -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
+        limits: Limits::default(),
         engine: EngineConfig {
             data_dir: dir.to_path_buf(),
             write_keys: vec![WRITE_KEY.into(), "wk_second_source".into()],
@@ -44,7 +45,14 @@ impl TestApp {
     }
 
     pub async fn spawn_in(dir: tempfile::TempDir) -> Self {
-        let (state, _) = AppState::open(&config(dir.path())).expect("open");
+        Self::spawn_with(dir, Limits::default()).await
+    }
+
+    /// A server with tighter limits (timeouts, connection cap, rates) for the hardening tests.
+    pub async fn spawn_with(dir: tempfile::TempDir, limits: Limits) -> Self {
+        let mut config = config(dir.path());
+        config.limits = limits;
+        let (state, _) = AppState::open(&config).expect("open");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
