@@ -120,7 +120,13 @@ fn the_learned_audience_beats_random_and_most_active_on_the_future() {
         let target = catalog.items_matching(column, category);
         assert!(!target.is_empty());
         let scores = context
-            .audience(&target, &AudienceOptions::default())
+            .audience(
+                &target,
+                &AudienceOptions {
+                    best_of_heuristics: false,
+                    ..AudienceOptions::default()
+                },
+            )
             .unwrap();
         assert!(
             scores.fallback_reason.is_none(),
@@ -213,7 +219,8 @@ fn audiences_are_reproducible_whatever_the_thread_count() {
     };
     let one = run(1);
     let two = run(2);
-    assert!(one.model.is_some());
+    // A model was fitted (whichever ranking the guard then served).
+    assert!(one.fallback_reason.is_none(), "{:?}", one.fallback_reason);
     assert_eq!(one, two);
 }
 
