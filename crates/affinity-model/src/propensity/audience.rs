@@ -101,8 +101,14 @@ impl PropensityContext {
             v
         };
         let model = fit(&x_past, &labels, &all, options.l2);
-        let (served, ranking, served_evaluations) =
-            self.guard(LEARNED, evaluations, &x_past, &labels, &folds.members, base_rate, options);
+        let (served, ranking, served_evaluations) = self.guard(
+            (LEARNED, evaluations),
+            &x_past,
+            &labels,
+            &folds.members,
+            base_rate,
+            options,
+        );
         drop(x_past);
 
         let now = TargetView::new(self, &self.now, &target, None);
@@ -155,8 +161,7 @@ impl PropensityContext {
     /// ranking itself. Returns the served ranking's evaluations too.
     fn guard(
         &self,
-        own_name: &str,
-        own: Vec<Evaluation>,
+        (own_name, own): (&str, Vec<Evaluation>),
         x_past: &[f32],
         labels: &[bool],
         folds: &[Vec<(u32, f64)>],
@@ -170,9 +175,10 @@ impl PropensityContext {
             .map(|h| h.name)
             .zip(&all[1..])
             .map(|(name, e)| guard::figures(name, e, base_rate, self.n_users));
-        let competitors = std::iter::once(guard::figures(own_name, &all[0], base_rate, self.n_users))
-            .chain(competitors)
-            .collect();
+        let competitors =
+            std::iter::once(guard::figures(own_name, &all[0], base_rate, self.n_users))
+                .chain(competitors)
+                .collect();
         let fold_ap: Vec<Vec<f64>> = all
             .iter()
             .map(|e| e.iter().map(|e| e.average_precision).collect())
@@ -253,14 +259,16 @@ impl PropensityContext {
             .collect();
         let evaluations: Vec<Evaluation> = backtest::evaluate(scored).into_iter().collect();
         let members: Vec<(u32, f64)> = {
-            let mut v: Vec<(u32, f64)> =
-                positives.iter().chain(negatives).map(|&u| (u, 1.0)).collect();
+            let mut v: Vec<(u32, f64)> = positives
+                .iter()
+                .chain(negatives)
+                .map(|&u| (u, 1.0))
+                .collect();
             v.sort_unstable_by_key(|&(u, _)| u);
             v
         };
         let (served, ranking, served_evaluations) = self.guard(
-            CF_AFFINITY,
-            evaluations,
+            (CF_AFFINITY, evaluations),
             x_past,
             labels,
             std::slice::from_ref(&members),

@@ -178,6 +178,7 @@ pub(super) fn choose(
             let runner_up = competitors
                 .iter()
                 .skip(1)
+                .rev() // max_by keeps the last of equals: reversed, the first listed
                 .max_by(|a, b| a.average_precision.total_cmp(&b.average_precision));
             match runner_up {
                 Some(r) if r.average_precision > first.average_precision => format!(
@@ -213,4 +214,37 @@ pub(super) fn choose(
             competitors,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str, ap: f64) -> Competitor {
+        Competitor {
+            name: name.into(),
+            average_precision: ap,
+            lift_at_20: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_heuristic_serves_only_when_it_wins_every_fold() {
+        let competitors = vec![
+            c(LEARNED, 0.30),
+            c("past_count", 0.35),
+            c("past_share", 0.40),
+        ];
+        // past_share has the best mean but loses one fold; past_count wins both.
+        let folds = [vec![0.3, 0.3], vec![0.34, 0.36], vec![0.6, 0.2]];
+        let (best, choice) = choose(competitors.clone(), &folds, true);
+        assert_eq!((best, choice.served.as_str()), (1, "heuristic:past_count"));
+        // Off: learned serves whatever the figures.
+        let (best, choice) = choose(competitors.clone(), &folds, false);
+        assert_eq!((best, choice.served.as_str()), (0, LEARNED));
+        // Ties go to the learned ranking.
+        let tied = [vec![0.3, 0.3], vec![0.3, 0.3], vec![0.3, 0.3]];
+        let (best, choice) = choose(competitors, &tied, true);
+        assert_eq!((best, choice.served.as_str()), (0, LEARNED));
+    }
 }
