@@ -169,7 +169,12 @@ impl PropensityContext {
         options: &AudienceOptions,
     ) -> (Option<&'static Heuristic>, RankingChoice, Vec<Evaluation>) {
         let mut all = vec![own];
-        all.extend(HEURISTICS.iter().map(|h| h.evaluate(x_past, labels, folds)));
+        // Independent of each other, so in parallel; each result is the same on any thread.
+        let heuristics: Vec<Vec<Evaluation>> = HEURISTICS
+            .par_iter()
+            .map(|h| h.evaluate(x_past, labels, folds))
+            .collect();
+        all.extend(heuristics);
         let competitors = HEURISTICS
             .iter()
             .map(|h| h.name)

@@ -65,16 +65,22 @@ pub(super) const HEURISTICS: [Heuristic; 6] = [
 ];
 
 impl Heuristic {
-    /// `users` ordered best first: by primary, then secondary (both descending), then index.
-    pub(super) fn order(&self, x: &[f32], users: &mut [u32]) {
+    /// `members` (user, weight) ordered best first: by primary, then secondary (both
+    /// descending), then index. The keys are computed once per user, not per comparison.
+    fn order(&self, x: &[f32], members: impl Iterator<Item = (u32, f64)>) -> Vec<(u32, f64)> {
         let row = |u: u32| &x[u as usize * N_FEATURES..(u as usize + 1) * N_FEATURES];
-        users.sort_unstable_by(|&a, &b| {
-            let (ra, rb) = (row(a), row(b));
-            (self.primary)(rb)
-                .total_cmp(&(self.primary)(ra))
-                .then((self.secondary)(rb).total_cmp(&(self.secondary)(ra)))
-                .then(a.cmp(&b))
+        let mut keyed: Vec<(f64, f64, u32, f64)> = members
+            .map(|(u, w)| {
+                let r = row(u);
+                ((self.primary)(r), (self.secondary)(r), u, w)
+            })
+            .collect();
+        keyed.sort_unstable_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then(b.1.total_cmp(&a.1))
+                .then(a.2.cmp(&b.2))
         });
+        keyed.into_iter().map(|(_, _, u, w)| (u, w)).collect()
     }
 
     /// Everyone of `x` (n × [`N_FEATURES`]) ranked, with a score of 1 at the top falling
@@ -82,12 +88,10 @@ impl Heuristic {
     /// context, its rank does.
     pub(super) fn ranked(&self, x: &[f32]) -> Vec<(u32, f32)> {
         let n = x.len() / N_FEATURES;
-        let mut users: Vec<u32> = (0..n as u32).collect();
-        self.order(x, &mut users);
-        users
+        self.order(x, (0..n as u32).map(|u| (u, 1.0)))
             .into_iter()
             .enumerate()
-            .map(|(i, u)| (u, (1.0 - i as f64 / n as f64) as f32))
+            .map(|(i, (u, _))| (u, (1.0 - i as f64 / n as f64) as f32))
             .collect()
     }
 
@@ -102,19 +106,17 @@ impl Heuristic {
         folds
             .iter()
             .filter_map(|members| {
-                let mut users: Vec<u32> = members.iter().map(|m| m.0).collect();
-                self.order(x, &mut users);
-                let weight: std::collections::HashMap<u32, f64> = members.iter().copied().collect();
-                let n = users.len() as f64;
-                let scored = users
-                    .iter()
+                let ordered = self.order(x, members.iter().copied());
+                let n = ordered.len() as f64;
+                let scored = ordered
+                    .into_iter()
                     .enumerate()
-                    .map(|(i, &user)| Scored {
+                    .map(|(i, (user, weight))| Scored {
                         user,
                         // The position as a score: evaluate() re-sorts by it, ties impossible.
                         score: n - i as f64,
                         positive: labels[user as usize],
-                        weight: weight.get(&user).copied().unwrap_or(1.0),
+                        weight,
                     })
                     .collect();
                 backtest::evaluate(scored)
