@@ -26,6 +26,42 @@ pub struct SyntheticSpec {
     pub end_ms: i64,
     /// Share of a user's choices drawn from their preferred categories and brands.
     pub preference_strength: f64,
+    /// Shoppers who re-buy staples on their own cycle; `None` (the default) generates none,
+    /// and the other messages are the same with or without it.
+    pub repeat: Option<RepeatPurchases>,
+}
+
+/// Repeat purchasing: a share of users each re-buy a few staples, every one on its own
+/// cycle (with ±15% jitter from one purchase to the next), mostly from their preferred
+/// brand. Staple orders come on top of `events`, in their own seeded stream.
+#[derive(Debug, Clone)]
+pub struct RepeatPurchases {
+    /// Share of users with staples.
+    pub share_of_users: f64,
+    /// Staples per such user: 1 to this many.
+    pub max_staples: u32,
+    /// Each staple's cycle is drawn uniformly from these days.
+    pub min_cycle_days: u32,
+    pub max_cycle_days: u32,
+    /// Probability that a staple is of the user's preferred brand (else of a preferred
+    /// category): brand loyalty.
+    pub brand_loyalty: f64,
+    /// Probability that a due repurchase is skipped (life happens; also keeps a cycle from
+    /// being a perfect oracle).
+    pub skip: f64,
+}
+
+impl Default for RepeatPurchases {
+    fn default() -> Self {
+        Self {
+            share_of_users: 0.4,
+            max_staples: 3,
+            min_cycle_days: 7,
+            max_cycle_days: 45,
+            brand_loyalty: 0.8,
+            skip: 0.1,
+        }
+    }
 }
 
 impl Default for SyntheticSpec {
@@ -41,6 +77,7 @@ impl Default for SyntheticSpec {
             // 2026-01-01T00:00:00Z: fixed so that generated stores are reproducible.
             end_ms: 1_767_225_600_000,
             preference_strength: 0.8,
+            repeat: None,
         }
     }
 }
@@ -103,6 +140,9 @@ pub struct Generator {
     users: Vec<UserState>,
     emitted: u64,
     pending: Vec<Value>,
+    /// Staple orders (time, user, item), newest first so the next one pops off the end.
+    staples: Vec<(i64, u32, u32)>,
+    staples_emitted: u64,
 }
 
 impl Generator {
@@ -168,7 +208,7 @@ impl Generator {
                 identified: false,
             })
             .collect();
-        Self {
+        let mut generator = Self {
             spec,
             rng,
             items,
@@ -181,7 +221,78 @@ impl Generator {
             users,
             emitted: 0,
             pending: Vec::new(),
+            staples: Vec::new(),
+            staples_emitted: 0,
+        };
+        generator.staples = generator.plan_staples();
+        generator
+    }
+
+    /// Every staple order of the run, from a stream seeded apart from the main one so that
+    /// turning repeats on changes no other message.
+    fn plan_staples(&self) -> Vec<(i64, u32, u32)> {
+        let Some(r) = self.spec.repeat.clone() else {
+            return Vec::new();
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(self.spec.seed ^ 0x5747_91e5_0000_0001);
+        let day = 86_400_000f64;
+        let end = self.spec.end_ms;
+        let start = end - i64::from(self.spec.days.max(1)) * 86_400_000;
+        let (lo, hi) = (
+            r.min_cycle_days.max(1),
+            r.max_cycle_days.max(r.min_cycle_days.max(1)),
+        );
+        let mut out = Vec::new();
+        for (user, state) in self.users.iter().enumerate() {
+            if !rng.random_bool(r.share_of_users.clamp(0.0, 1.0)) {
+                continue;
+            }
+            for _ in 0..rng.random_range(1..=r.max_staples.max(1)) {
+                let (members, sampler) = if rng.random_bool(r.brand_loyalty.clamp(0.0, 1.0)) {
+                    &self.by_brand[state.brand as usize]
+                } else {
+                    &self.by_category[state.categories[rng.random_range(0..2)] as usize]
+                };
+                if members.is_empty() {
+                    continue;
+                }
+                let item = members[sampler.sample(&mut rng)];
+                let cycle = f64::from(rng.random_range(lo..=hi)) * day;
+                let mut t = start as f64 + rng.random::<f64>() * cycle;
+                while t < end as f64 {
+                    if !rng.random_bool(r.skip.clamp(0.0, 1.0)) {
+                        out.push((t as i64, user as u32, item));
+                    }
+                    t += cycle * rng.random_range(0.85..1.15);
+                }
+            }
         }
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out
+    }
+
+    /// The next staple order if it is due before the main stream's next event.
+    fn next_staple(&mut self) -> Option<Value> {
+        let &(ts, user, item) = self.staples.last()?;
+        let span = i64::from(self.spec.days.max(1)) * 86_400_000;
+        let progress = self.emitted as f64 / self.spec.events.max(1) as f64;
+        let main_ts = self.spec.end_ms - span + (progress * span as f64) as i64;
+        if ts > main_ts && self.emitted < self.spec.events {
+            return None;
+        }
+        self.staples.pop();
+        let seed = self.spec.seed;
+        let k = self.staples_emitted;
+        self.staples_emitted += 1;
+        let product = self.product_json(item);
+        let total = product["price"].as_f64().unwrap_or(0.0);
+        let mut msg = json!({"type": "track", "event": "Order Completed",
+               "properties": {"order_id": format!("r-{seed}-{k}"), "total": total,
+                              "currency": "USD", "products": [product]}});
+        msg["messageId"] = json!(format!("syn-{seed}-r-{k}"));
+        msg["timestamp"] = json!(format_millis(ts));
+        self.attribute(user as usize, ts, &mut msg);
+        Some(msg)
     }
 
     pub fn items(&self) -> &[SyntheticItem] {
@@ -258,6 +369,14 @@ impl Generator {
         };
         msg["messageId"] = json!(format!("syn-{seed}-{n}"));
         msg["timestamp"] = json!(format_millis(ts));
+        self.attribute(user, ts, &mut msg);
+        msg
+    }
+
+    /// Sets who sent `msg`: anonymous for a user's first few events, then their user id
+    /// (queueing the identify that links the anonymous history, once).
+    fn attribute(&mut self, user: usize, ts: i64, msg: &mut Value) {
+        let seed = self.spec.seed;
         let u = &mut self.users[user];
         let anonymous = format!("anon-{user}");
         let user_id = format!("u{user}");
@@ -277,7 +396,6 @@ impl Generator {
                 }));
             }
         }
-        msg
     }
 }
 
@@ -288,10 +406,11 @@ impl Iterator for Generator {
         if let Some(v) = self.pending.pop() {
             return Some(v);
         }
-        if self.emitted >= self.spec.events {
-            return None;
-        }
-        let event = self.next_event();
+        let event = match self.next_staple() {
+            Some(staple) => staple,
+            None if self.emitted >= self.spec.events => return None,
+            None => self.next_event(),
+        };
         if let Some(identify) = self.pending.pop() {
             self.pending.push(event);
             return Some(identify);
@@ -366,5 +485,38 @@ mod tests {
             hits * 2 > total,
             "{hits}/{total} events in preferred categories"
         );
+    }
+
+    #[test]
+    fn repeat_shoppers_rebuy_staples_and_leave_the_rest_alone() {
+        let plain: Vec<Value> = Generator::new(small()).collect();
+        let with = SyntheticSpec {
+            repeat: Some(RepeatPurchases::default()),
+            ..small()
+        };
+        let repeated: Vec<Value> = Generator::new(with.clone()).collect();
+        assert_eq!(repeated, Generator::new(with).collect::<Vec<_>>());
+        // The main stream is unchanged: same messages, staples interleaved.
+        let staple = |m: &&Value| m["messageId"].as_str().is_some_and(|id| id.contains("-r-"));
+        let ids = |v: &[Value], keep_staples: bool| -> Vec<String> {
+            v.iter()
+                .filter(|m| staple(m) == keep_staples)
+                .filter(|m| m["type"] == "track")
+                .map(|m| m["messageId"].to_string())
+                .collect()
+        };
+        assert_eq!(ids(&repeated, false), ids(&plain, false));
+        // Staples recur: some (user, product) pairs are bought several times.
+        let mut bought: std::collections::HashMap<(String, String), usize> = Default::default();
+        for m in repeated.iter().filter(staple) {
+            let who = m["userId"]
+                .as_str()
+                .or(m["anonymousId"].as_str())
+                .unwrap_or("");
+            let item = m["properties"]["products"][0]["product_id"].to_string();
+            *bought.entry((who.to_string(), item)).or_default() += 1;
+        }
+        assert!(bought.len() > 20, "{} staples", bought.len());
+        assert!(bought.values().filter(|&&n| n >= 2).count() * 2 > bought.len());
     }
 }

@@ -20,6 +20,9 @@ use affinity_model::propensity::{
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{AudienceRecord, AudienceStore, CatalogStore, Member, StoreError};
 
+/// The guard's decision as stored in an estimate (plain data from the model crate).
+pub use affinity_model::propensity::{Competitor, RankingChoice};
+
 use crate::Engine;
 use crate::clock::now_ms;
 use crate::engine::blocking;
@@ -92,11 +95,17 @@ pub struct AudienceEstimate {
     pub scored_users: usize,
     pub target_items: usize,
     pub control_size: usize,
-    /// The fitted ranking model; None when the ranking fell back to CF affinity.
+    /// The fitted ranking model; None when the ranking fell back to CF affinity or a
+    /// heuristic serves (see `ranking`).
     pub model: Option<PropensityModel>,
     pub fallback_reason: Option<String>,
     /// Why the audience is smaller than asked, when it is.
     pub size_reason: Option<String>,
+    /// Which ranking serves (learned, or a heuristic that beat it on every held-out fold of
+    /// the backtest), why, and each competitor's backtest figures. None in estimates stored
+    /// before the guard existed.
+    #[serde(default)]
+    pub ranking: Option<RankingChoice>,
 }
 
 /// Who entered and who exited between a snapshot and the one before.
@@ -294,6 +303,7 @@ pub fn compute(
         model: scores.model,
         fallback_reason: scores.fallback_reason,
         size_reason,
+        ranking: Some(scores.ranking),
     };
     Ok(Computed { members, estimate })
 }
@@ -684,6 +694,35 @@ mod tests {
         );
         let same = changes(&after, &after, 8);
         assert_eq!((same.entered, same.exited, same.stayed), (0, 0, 5));
+    }
+
+    #[test]
+    fn estimates_stored_before_the_guard_still_decode_and_new_ones_keep_it() {
+        let old = serde_json::json!({
+            "expected_precision": 0.1, "expected_recall": 0.4, "lift": 2.0,
+            "expected_engaged": 10.0, "base_rate": 0.05, "average_precision": 0.2,
+            "positives_in_backtest": 50, "eligible_in_backtest": 1000,
+            "backtest": {"from": "2026-01-01T00:00:00.000Z", "to": "2026-01-31T00:00:00.000Z", "horizon_days": 30},
+            "scored_users": 1000, "target_items": 3, "control_size": 10,
+            "model": null, "fallback_reason": null, "size_reason": null
+        });
+        let mut e: AudienceEstimate = serde_json::from_value(old).expect("an older estimate");
+        assert_eq!(e.ranking, None);
+        e.ranking = Some(RankingChoice {
+            served: "heuristic:past_count".into(),
+            reason: "why".into(),
+            competitors: vec![Competitor {
+                name: "past_count".into(),
+                average_precision: 0.3,
+                lift_at_20: 2.5,
+            }],
+        });
+        let stored = serde_json::to_value(&e).expect("encode");
+        assert_eq!(stored["ranking"]["served"], "heuristic:past_count");
+        assert_eq!(
+            serde_json::from_value::<AudienceEstimate>(stored).expect("decode"),
+            e
+        );
     }
 
     #[test]

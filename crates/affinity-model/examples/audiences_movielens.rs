@@ -141,12 +141,18 @@ fn main() -> AnyResult<()> {
     let baselines = Baselines::new(&catalog, cutoff);
     let names = [
         "learned",
+        "served",
         "random",
         "most_active",
         "most_recent",
         "genre_count",
         "genre_recency",
+        "genre_day_share",
     ];
+    // Baselines start here; "served" is the product's ranking (learned or the heuristic the
+    // guard chose), not a baseline.
+    const FIRST_BASELINE: usize = 2;
+    let mut served_by: std::collections::BTreeMap<String, usize> = Default::default();
     // sums[method] = (precision, lift, ap) summed over genres
     let mut sums = vec![(0f64, 0f64, 0f64); names.len()];
     let (mut internal_lift, mut internal_ap, mut internal_n) = (0f64, 0f64, 0f64);
@@ -177,8 +183,17 @@ fn main() -> AnyResult<()> {
     for genre in &genres {
         let target = catalog.items_matching(column, genre);
         let started = Instant::now();
-        let scores = context.audience(&target, &options)?;
+        // The learned ranking on its own (guard off), then the product's (guard on).
+        let scores = context.audience(
+            &target,
+            &AudienceOptions {
+                best_of_heuristics: false,
+                ..options.clone()
+            },
+        )?;
+        let served = context.audience(&target, &options)?;
         audience_seconds += started.elapsed().as_secs_f64();
+        *served_by.entry(served.ranking.served.clone()).or_default() += 1;
         let at20_index = scores
             .curve
             .iter()
@@ -237,11 +252,13 @@ fn main() -> AnyResult<()> {
         let learned: Vec<u32> = scores.ranked.iter().map(|&(u, _)| u).collect();
         let rankings = [
             learned,
+            served.ranked.iter().map(|&(u, _)| u).collect(),
             baselines.random.clone(),
             baselines.most_active.clone(),
             baselines.most_recent.clone(),
             baselines.genre(&catalog, &target, cutoff, None),
             baselines.genre(&catalog, &target, cutoff, Some(BASELINE_HALF_LIFE_DAYS)),
+            baselines.day_share(&catalog, &target),
         ];
         print!("{:<12} {:>5}", genre, n_pos);
         for (k, ranking) in rankings.iter().enumerate() {
@@ -285,12 +302,12 @@ fn main() -> AnyResult<()> {
             internal_lift / internal_n.max(1.0),
             internal_ap / internal_n.max(1.0)
         );
-        let best = (1..names.len())
+        let best = (FIRST_BASELINE..names.len())
             .max_by(|&a, &b| sums[a].1.total_cmp(&sums[b].1))
             .unwrap_or(1);
-        let best_ap = (1..names.len())
+        let best_ap = (FIRST_BASELINE..names.len())
             .max_by(|&a, &b| sums[a].2.total_cmp(&sums[b].2))
-            .unwrap_or(1);
+            .unwrap_or(FIRST_BASELINE);
         println!(
             "learned vs best baseline: lift@20% {:.2} vs {:.2} ({}) = {:+.1}%; AP {:.3} vs {:.3} ({}) = {:+.1}%",
             sums[0].1 / m,
@@ -302,6 +319,16 @@ fn main() -> AnyResult<()> {
             names[best_ap],
             100.0 * (sums[0].2 / sums[best_ap].2 - 1.0)
         );
+        println!(
+            "served vs best baseline: lift@20% {:.2} vs {:.2} = {:+.1}%; AP {:.3} vs {:.3} = {:+.1}%",
+            sums[1].1 / m,
+            sums[best].1 / m,
+            100.0 * (sums[1].1 / sums[best].1 - 1.0),
+            sums[1].2 / m,
+            sums[best_ap].2 / m,
+            100.0 * (sums[1].2 / sums[best_ap].2 - 1.0)
+        );
+        println!("served rankings (the guard's choice per genre): {served_by:?}");
     }
     if !skipped.is_empty() {
         println!(
@@ -377,6 +404,31 @@ impl Baselines {
             most_active: rank_by(&count),
             most_recent: rank_by(&last),
         }
+    }
+
+    /// Share of the user's active days that contained the target.
+    fn day_share(&self, catalog: &ItemCatalog, target: &[u32]) -> Vec<u32> {
+        let in_target: std::collections::HashSet<u32> = target.iter().copied().collect();
+        let n = catalog.users.len();
+        let mut days = std::collections::HashSet::new();
+        let mut target_days = std::collections::HashSet::new();
+        for x in &catalog.interactions {
+            let day = x.timestamp.div_euclid(DAY_MS as i64);
+            days.insert((x.user, day));
+            if in_target.contains(&x.item) {
+                target_days.insert((x.user, day));
+            }
+        }
+        let mut all = vec![0f64; n];
+        let mut hit = vec![0f64; n];
+        for &(u, _) in &days {
+            all[u as usize] += 1.0;
+        }
+        for &(u, _) in &target_days {
+            hit[u as usize] += 1.0;
+        }
+        let share: Vec<f64> = hit.iter().zip(&all).map(|(h, a)| h / a.max(1.0)).collect();
+        rank_by(&share)
     }
 
     /// Past interactions with the target, counted, or decayed by age at the cutoff.

@@ -5,9 +5,12 @@ use rayon::prelude::*;
 
 use super::backtest::{self, Evaluation, Folds, Scored};
 use super::context::PropensityContext;
-use super::features::{FEATURE_NAMES, N_FEATURES, TargetView, engaged_between};
+use super::features::{FEATURE_NAMES, N_FEATURES, TargetView, col, engaged_between};
+use super::guard::{self, CF_AFFINITY, HEURISTICS, Heuristic, LEARNED};
 use super::logistic::{Logistic, Sample};
-use super::{AudienceOptions, AudienceScores, Contribution, FeatureWeight, PropensityModel};
+use super::{
+    AudienceOptions, AudienceScores, Contribution, FeatureWeight, PropensityModel, RankingChoice,
+};
 use crate::error::{ModelError, Result};
 
 /// Users per parallel scoring task.
@@ -66,7 +69,7 @@ impl PropensityContext {
         };
         if let Some(reason) = reason {
             return Ok(self.fallback(
-                &target, &x_past, &labels, &positives, &negatives, base_rate, reason,
+                &target, &x_past, &labels, &positives, &negatives, base_rate, reason, options,
             ));
         }
 
@@ -98,36 +101,97 @@ impl PropensityContext {
             v
         };
         let model = fit(&x_past, &labels, &all, options.l2);
+        let (served, ranking, served_evaluations) = self.guard(
+            (LEARNED, evaluations),
+            &x_past,
+            &labels,
+            &folds.members,
+            base_rate,
+            options,
+        );
         drop(x_past);
 
         let now = TargetView::new(self, &self.now, &target, None);
         let x_now = now.matrix();
         drop(now);
-        let mut ranked: Vec<(u32, f32)> = x_now
-            .par_chunks(N_FEATURES * USERS_PER_TASK)
-            .enumerate()
-            .flat_map_iter(|(task, block)| {
-                let model = &model;
-                block
-                    .chunks_exact(N_FEATURES)
-                    .enumerate()
-                    .map(move |(j, r)| {
-                        ((task * USERS_PER_TASK + j) as u32, model.predict(r) as f32)
-                    })
-            })
-            .collect();
-        backtest::sort_ranking(&mut ranked, |&(u, s)| (f64::from(s), u));
-
+        let Some(heuristic) = served else {
+            let mut ranked: Vec<(u32, f32)> = x_now
+                .par_chunks(N_FEATURES * USERS_PER_TASK)
+                .enumerate()
+                .flat_map_iter(|(task, block)| {
+                    let model = &model;
+                    block
+                        .chunks_exact(N_FEATURES)
+                        .enumerate()
+                        .map(move |(j, r)| {
+                            ((task * USERS_PER_TASK + j) as u32, model.predict(r) as f32)
+                        })
+                })
+                .collect();
+            backtest::sort_ranking(&mut ranked, |&(u, s)| (f64::from(s), u));
+            return Ok(AudienceScores {
+                ranked,
+                curve: backtest::curve(&served_evaluations, base_rate, self.n_users),
+                base_rate,
+                average_precision: backtest::mean_average_precision(&served_evaluations),
+                positives_in_backtest: positives.len(),
+                eligible_in_backtest: eligible,
+                model: Some(describe(&model, &all, &labels, options.l2)),
+                fallback_reason: None,
+                ranking,
+            });
+        };
+        // A heuristic serves: no model to describe or explain (and its scores are ranks,
+        // not probabilities, so no propensity floor applies downstream).
         Ok(AudienceScores {
-            ranked,
-            curve: backtest::curve(&evaluations, base_rate, self.n_users),
+            ranked: heuristic.ranked(&x_now),
+            curve: backtest::curve(&served_evaluations, base_rate, self.n_users),
             base_rate,
-            average_precision: backtest::mean_average_precision(&evaluations),
+            average_precision: backtest::mean_average_precision(&served_evaluations),
             positives_in_backtest: positives.len(),
             eligible_in_backtest: eligible,
-            model: Some(describe(&model, &all, &labels, options.l2)),
+            model: None,
             fallback_reason: None,
+            ranking,
         })
+    }
+
+    /// Measures every heuristic on the same held-out `folds` as the learned (or CF) ranking
+    /// whose evaluations are `own`, and picks the one that serves: `None` for the learned
+    /// ranking itself. Returns the served ranking's evaluations too.
+    fn guard(
+        &self,
+        (own_name, own): (&str, Vec<Evaluation>),
+        x_past: &[f32],
+        labels: &[bool],
+        folds: &[Vec<(u32, f64)>],
+        base_rate: f64,
+        options: &AudienceOptions,
+    ) -> (Option<&'static Heuristic>, RankingChoice, Vec<Evaluation>) {
+        let mut all = vec![own];
+        // Independent of each other, so in parallel; each result is the same on any thread.
+        let heuristics: Vec<Vec<Evaluation>> = HEURISTICS
+            .par_iter()
+            .map(|h| h.evaluate(x_past, labels, folds))
+            .collect();
+        all.extend(heuristics);
+        let competitors = HEURISTICS
+            .iter()
+            .map(|h| h.name)
+            .zip(&all[1..])
+            .map(|(name, e)| guard::figures(name, e, base_rate, self.n_users));
+        let competitors =
+            std::iter::once(guard::figures(own_name, &all[0], base_rate, self.n_users))
+                .chain(competitors)
+                .collect();
+        let fold_ap: Vec<Vec<f64>> = all
+            .iter()
+            .map(|e| e.iter().map(|e| e.average_precision).collect())
+            .collect();
+        let (best, choice) = guard::choose(competitors, &fold_ap, options.best_of_heuristics);
+        let heuristic = best.checked_sub(1).and_then(|k| HEURISTICS.get(k));
+        let evaluations = all.swap_remove(best.min(all.len() - 1));
+        (heuristic, choice, evaluations)
     }
 
     /// The raw (transformed, unstandardized) features of one user for a target as of now,
@@ -185,8 +249,9 @@ impl PropensityContext {
         negatives: &[u32],
         base_rate: f64,
         reason: String,
+        options: &AudienceOptions,
     ) -> AudienceScores {
-        let cf = 0; // FEATURE_NAMES[0], the CF affinity
+        let cf = col::CF_AFFINITY;
         let scored: Vec<Scored> = positives
             .iter()
             .chain(negatives)
@@ -198,23 +263,47 @@ impl PropensityContext {
             })
             .collect();
         let evaluations: Vec<Evaluation> = backtest::evaluate(scored).into_iter().collect();
+        let members: Vec<(u32, f64)> = {
+            let mut v: Vec<(u32, f64)> = positives
+                .iter()
+                .chain(negatives)
+                .map(|&u| (u, 1.0))
+                .collect();
+            v.sort_unstable_by_key(|&(u, _)| u);
+            v
+        };
+        let (served, ranking, served_evaluations) = self.guard(
+            (CF_AFFINITY, evaluations),
+            x_past,
+            labels,
+            std::slice::from_ref(&members),
+            base_rate,
+            options,
+        );
         let now = TargetView::new(self, &self.now, target, None);
         let x_now = now.matrix();
-        let mut ranked: Vec<(u32, f32)> = x_now
-            .chunks_exact(N_FEATURES)
-            .enumerate()
-            .map(|(u, r)| (u as u32, r[cf]))
-            .collect();
-        backtest::sort_ranking(&mut ranked, |&(u, s)| (f64::from(s), u));
+        let ranked = match served {
+            Some(heuristic) => heuristic.ranked(&x_now),
+            None => {
+                let mut ranked: Vec<(u32, f32)> = x_now
+                    .chunks_exact(N_FEATURES)
+                    .enumerate()
+                    .map(|(u, r)| (u as u32, r[cf]))
+                    .collect();
+                backtest::sort_ranking(&mut ranked, |&(u, s)| (f64::from(s), u));
+                ranked
+            }
+        };
         AudienceScores {
             ranked,
-            curve: backtest::curve(&evaluations, base_rate, self.n_users),
+            curve: backtest::curve(&served_evaluations, base_rate, self.n_users),
             base_rate,
-            average_precision: backtest::mean_average_precision(&evaluations),
+            average_precision: backtest::mean_average_precision(&served_evaluations),
             positives_in_backtest: positives.len(),
             eligible_in_backtest: positives.len() + negatives.len(),
             model: None,
             fallback_reason: Some(reason),
+            ranking,
         }
     }
 }

@@ -4,6 +4,7 @@
 use affinity_core::item_catalog::ItemCatalog;
 
 use super::PropensityParams;
+use super::features::{count_user_days, user_day};
 use crate::als::AlsModel;
 use crate::error::{ModelError, Result};
 use crate::interactions::Interactions;
@@ -27,6 +28,9 @@ pub(super) struct Activity {
     pub recent: Vec<u32>,
     /// Distinct items (as the CF model saw them, so within the catalog's lookback).
     pub distinct: Vec<u32>,
+    /// Distinct days with any interaction: the denominator of "share of the user's days
+    /// that contained the target" (orders or sessions, at the grain every store has).
+    pub active_days: Vec<u32>,
 }
 
 /// The world as seen at one time: the CF model fitted on interactions up to it and
@@ -195,6 +199,7 @@ fn snapshot(
     let mut day = vec![0u32; n_users];
     let mut week = vec![0u32; n_users];
     let mut recent = vec![0u32; n_users];
+    let mut day_keys = Vec::new();
     let recent_from = time.saturating_sub(horizon_ms);
     let day_from = time.saturating_sub(DAY_MS);
     let week_from = time.saturating_sub(7 * DAY_MS);
@@ -212,7 +217,9 @@ fn snapshot(
         if x.timestamp > recent_from {
             recent[u] += 1;
         }
+        day_keys.push(user_day(x.user, x.timestamp));
     }
+    let active_days = count_user_days(day_keys, n_users);
     Ok(Snapshot {
         time,
         als,
@@ -227,6 +234,7 @@ fn snapshot(
             week,
             recent,
             distinct,
+            active_days,
         },
     })
 }

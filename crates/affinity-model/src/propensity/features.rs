@@ -26,9 +26,34 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "activity_week",
     "recent_activity",
     "distinct_items",
+    // The heuristics a marketer would rank by, so the model can only add to them. Appended,
+    // so the first 14 keep the indices older stored models were described with.
+    "target_count",
+    "target_days",
+    "target_day_share",
+    "target_decayed",
+    "target_due",
+    "active_days",
 ];
 
-pub(super) const N_FEATURES: usize = 14;
+pub(super) const N_FEATURES: usize = 20;
+
+/// Column indices of features the heuristics rank by.
+pub(super) mod col {
+    pub const CF_AFFINITY: usize = 0;
+    pub const DAYS_SINCE_TARGET: usize = 5;
+    pub const DAYS_SINCE_ACTIVE: usize = 7;
+    pub const ACTIVITY: usize = 9;
+    pub const TARGET_COUNT: usize = 14;
+    pub const TARGET_DAY_SHARE: usize = 16;
+    pub const TARGET_DECAYED: usize = 17;
+}
+
+/// `target_due` when the user has no cycle yet (fewer than two days with the target): the
+/// middle of its range, so "no cycle" is neither "due" nor "not due" to a linear model.
+const NO_CYCLE: f32 = 0.0;
+/// `target_due` is a log-ratio, clamped so a decades-long "gap" stays finite.
+const DUE_CAP: f64 = 4.0;
 
 /// "Days since" saturates here: a year ago and never are equally cold for a horizon of days
 /// to weeks, and the cap keeps one ancient user from stretching the standardization.
@@ -49,6 +74,13 @@ pub(super) struct TargetView<'a> {
     count: Vec<u32>,
     recent: Vec<u32>,
     last: Vec<i64>,
+    first: Vec<i64>,
+    /// Distinct days with an engagement with the target: "bought it on n occasions", which
+    /// several items of one order or one binge do not inflate.
+    days: Vec<u32>,
+    /// Engagements decayed with a half-life of the horizon: count and recency in one number.
+    decayed: Vec<f32>,
+    horizon_days: f64,
 }
 
 impl<'a> TargetView<'a> {
@@ -67,6 +99,10 @@ impl<'a> TargetView<'a> {
         let mut count = vec![0u32; n];
         let mut recent = vec![0u32; n];
         let mut last = vec![i64::MIN; n];
+        let mut first = vec![i64::MAX; n];
+        let mut decayed = vec![0f32; n];
+        let mut day_keys: Vec<u64> = Vec::new();
+        let horizon_days = (ctx.horizon_ms as f64 / DAY_MS as f64).max(1.0);
         let mut item_counts = Vec::with_capacity(target.len());
         for &item in target {
             let mut seen = 0u64;
@@ -85,9 +121,14 @@ impl<'a> TargetView<'a> {
                     recent[u] += 1;
                 }
                 last[u] = last[u].max(t.timestamp);
+                first[u] = first[u].min(t.timestamp);
+                let age_days = (time - t.timestamp) as f64 / DAY_MS as f64;
+                decayed[u] += 0.5f64.powf(age_days / horizon_days) as f32;
+                day_keys.push(user_day(t.user, t.timestamp));
             }
             item_counts.push(seen as f64);
         }
+        let days = count_user_days(day_keys, n);
 
         // Summed in f64 in target order: exact enough and independent of threads.
         let f = snapshot.als.factors();
@@ -115,6 +156,10 @@ impl<'a> TargetView<'a> {
             count,
             recent,
             last,
+            first,
+            days,
+            decayed,
+            horizon_days,
         }
     }
 
@@ -168,9 +213,53 @@ impl<'a> TargetView<'a> {
             ln1p(f64::from(activity.week[u])),
             ln1p(f64::from(activity.recent[u])),
             ln1p(f64::from(activity.distinct[u])),
+            ln1p(f64::from(self.count[u])),
+            ln1p(f64::from(self.days[u])),
+            (f64::from(self.days[u]) / f64::from(activity.active_days[u].max(1))) as f32,
+            ln1p(f64::from(self.decayed[u])),
+            self.due(u, s.time),
+            ln1p(f64::from(activity.active_days[u])),
         ];
         row.copy_from_slice(&values);
     }
+}
+
+impl TargetView<'_> {
+    /// "Due for a repeat": log of (days since the last engagement + the horizon) over the
+    /// user's typical gap between engagement days. Near 0 or above, the user's own cycle
+    /// says they come back within the horizon; well below, they were here too recently; far
+    /// above, they have lapsed. Non-monotone on purpose: trees split it into those regimes.
+    fn due(&self, u: usize, time: i64) -> f32 {
+        if self.days[u] < 2 {
+            return NO_CYCLE;
+        }
+        let span_days = (self.last[u] - self.first[u]) as f64 / DAY_MS as f64;
+        let gap = (span_days / f64::from(self.days[u] - 1)).max(1.0);
+        let since = ((time - self.last[u]) as f64 / DAY_MS as f64).max(0.0);
+        ((since + self.horizon_days) / gap)
+            .ln()
+            .clamp(-DUE_CAP, DUE_CAP) as f32
+    }
+}
+
+/// A (user, day) key: sorting and deduplicating them counts each user's distinct days.
+pub(super) fn user_day(user: u32, timestamp: i64) -> u64 {
+    // Days since the epoch fit 32 bits for any plausible timestamp; the mask keeps a wild
+    // one from spilling into the user bits.
+    (u64::from(user) << 32) | (timestamp.div_euclid(DAY_MS) as u64 & 0xffff_ffff)
+}
+
+/// Distinct days per user from (user, day) keys.
+pub(super) fn count_user_days(mut keys: Vec<u64>, n_users: usize) -> Vec<u32> {
+    keys.sort_unstable();
+    keys.dedup();
+    let mut days = vec![0u32; n_users];
+    for k in keys {
+        if let Some(d) = days.get_mut((k >> 32) as usize) {
+            *d += 1;
+        }
+    }
+    days
 }
 
 /// Who engaged with the target in `(from, until]`: the labels of the backtest.

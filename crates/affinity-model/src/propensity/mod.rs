@@ -22,6 +22,7 @@ mod audience;
 mod backtest;
 mod context;
 mod features;
+mod guard;
 mod logistic;
 
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,10 @@ pub struct AudienceOptions {
     /// are sampled and up-weighted, so the fit and the estimate stay unbiased while an
     /// audience over millions of users stays fast.
     pub max_training_users: usize,
+    /// The "best of" guard: serve a heuristic ranking when it beat the learned one on the
+    /// backtest. Off, the learned ranking always serves (the competitors are still measured
+    /// and reported): for benchmarks that score the learner itself.
+    pub best_of_heuristics: bool,
 }
 
 impl Default for AudienceOptions {
@@ -103,6 +108,7 @@ impl Default for AudienceOptions {
             l2: 1e-2,
             min_positives: 10,
             max_training_users: 250_000,
+            best_of_heuristics: true,
         }
     }
 }
@@ -177,30 +183,38 @@ pub struct Contribution {
 }
 
 impl PropensityModel {
-    /// Each feature's contribution to the log-odds of a user with these raw features (in
-    /// [`FEATURE_NAMES`] order, as [`PropensityContext::features`] returns them).
+    /// Each of the model's features' contribution to the log-odds of a user with these raw
+    /// features (all of [`FEATURE_NAMES`], in order, as [`PropensityContext::features`]
+    /// returns them).
     pub fn contributions(&self, raw: &[f32]) -> Result<Vec<Contribution>> {
-        if raw.len() != self.features.len() {
+        if raw.len() != FEATURE_NAMES.len() {
             return Err(ModelError::DimensionMismatch {
                 what: "propensity features",
-                expected: self.features.len(),
+                expected: FEATURE_NAMES.len(),
                 got: raw.len(),
             });
         }
-        Ok(self
-            .features
+        // By name, not position: a model stored before features were added still explains.
+        self.features
             .iter()
-            .zip(raw)
-            .map(|(f, &x)| {
+            .map(|f| {
+                let k = FEATURE_NAMES
+                    .iter()
+                    .position(|n| *n == f.name)
+                    .ok_or_else(|| ModelError::InvalidParameter {
+                        name: "features",
+                        reason: format!("the model uses an unknown feature {:?}", f.name),
+                    })?;
+                let x = raw[k];
                 let standardized = (f64::from(x) - f.mean) / f.std;
-                Contribution {
+                Ok(Contribution {
                     feature: f.name.clone(),
                     value: f64::from(x),
                     standardized,
                     contribution: f.coefficient * standardized,
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The predicted probability for a user with these raw features.
@@ -233,6 +247,30 @@ pub struct AudienceScores {
     pub model: Option<PropensityModel>,
     /// Why no model was fitted, when none was.
     pub fallback_reason: Option<String>,
+    /// Which ranking serves (the learned one or a heuristic that beat it on the backtest),
+    /// why, and every competitor's backtest figures. `curve` and `average_precision` are the
+    /// served ranking's.
+    pub ranking: RankingChoice,
+}
+
+/// One ranking's figures on the backtest's held-out users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Competitor {
+    /// `learned`, `cf_affinity` (the fallback) or a heuristic's name (e.g. `past_count`).
+    pub name: String,
+    pub average_precision: f64,
+    /// Lift of the best 20% (precision over the base rate).
+    pub lift_at_20: f64,
+}
+
+/// The "best of" guard's decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankingChoice {
+    /// `learned`, `cf_affinity`, or `heuristic:<name>`.
+    pub served: String,
+    pub reason: String,
+    /// The learned (or CF-affinity) ranking first, then each heuristic.
+    pub competitors: Vec<Competitor>,
 }
 
 impl AudienceScores {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use affinity_core::audience::{AudienceSpec, DEFAULT_HORIZON_DAYS, MaxSize, Target, parse_target};
 use affinity_core::timestamp::format_millis;
 use affinity_engine::audiences::{
-    Audience, AudienceEstimate, Expectation, Explanation, SnapshotChanges,
+    Audience, AudienceEstimate, Expectation, Explanation, RankingChoice, SnapshotChanges,
 };
 use affinity_engine::data::{Contribution, CurvePoint, Member, PropensityModel};
 use affinity_engine::error::Invalid;
@@ -105,6 +105,43 @@ struct EstimateBody {
     model: Option<ModelBody>,
     fallback_reason: Option<String>,
     size_reason: Option<String>,
+    /// Which ranking serves and why, with every competitor's backtest figures; null for
+    /// audiences computed before the best-of-heuristics guard.
+    ranking: Option<RankingBody>,
+}
+
+/// The best-of-heuristics guard's decision.
+#[derive(Serialize)]
+struct RankingBody {
+    /// `learned`, `cf_affinity` or `heuristic:<name>`.
+    served: String,
+    reason: String,
+    competitors: Vec<CompetitorBody>,
+}
+
+#[derive(Serialize)]
+struct CompetitorBody {
+    name: String,
+    average_precision: f64,
+    lift_at_20: f64,
+}
+
+impl From<RankingChoice> for RankingBody {
+    fn from(r: RankingChoice) -> Self {
+        Self {
+            served: r.served,
+            reason: r.reason,
+            competitors: r
+                .competitors
+                .into_iter()
+                .map(|c| CompetitorBody {
+                    name: c.name,
+                    average_precision: c.average_precision,
+                    lift_at_20: c.lift_at_20,
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -175,6 +212,7 @@ impl From<AudienceEstimate> for EstimateBody {
             model: e.model.map(ModelBody::from),
             fallback_reason: e.fallback_reason,
             size_reason: e.size_reason,
+            ranking: e.ranking.map(RankingBody::from),
         }
     }
 }
@@ -438,6 +476,8 @@ pub struct PreviewBody {
     curve: Vec<CurvePointBody>,
     at_20_percent: Option<ExpectationBody>,
     fallback_reason: Option<String>,
+    /// Which ranking the curve is of (the one an audience would serve) and why.
+    ranking: RankingBody,
 }
 
 #[derive(Serialize)]
@@ -512,5 +552,6 @@ pub async fn preview(
             .collect(),
         at_20_percent: preview.at_20_percent.map(ExpectationBody::from),
         fallback_reason: preview.scores.fallback_reason,
+        ranking: RankingBody::from(preview.scores.ranking),
     }))
 }

@@ -131,6 +131,31 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
         estimate["lift"].as_f64().expect("lift") > 1.0,
         "a learned audience beats random: {estimate}"
     );
+    // The best-of-heuristics guard: which ranking serves, why, and every competitor's
+    // backtest figures, the served one's being the estimate's.
+    let ranking = &estimate["ranking"];
+    let served = ranking["served"].as_str().expect("served");
+    let competitors = ranking["competitors"].as_array().expect("competitors");
+    assert_eq!(competitors[0]["name"], "learned", "{ranking}");
+    assert!(
+        competitors.len() >= 7,
+        "learned and six heuristics: {ranking}"
+    );
+    assert!(ranking["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    let served_ap = competitors
+        .iter()
+        .find(|c| c["name"].as_str() == Some(served.trim_start_matches("heuristic:")))
+        .and_then(|c| c["average_precision"].as_f64())
+        .expect("the served ranking is a competitor");
+    assert!(
+        (served_ap - estimate["average_precision"].as_f64().expect("ap")).abs() < 1e-12,
+        "{estimate}"
+    );
+    assert_eq!(
+        estimate["model"].is_null(),
+        served != "learned",
+        "a model is shown exactly when it serves: {estimate}"
+    );
     assert_eq!(
         estimate["control_size"].as_u64(),
         Some((size as f64 * 0.1).round() as u64)
@@ -194,13 +219,19 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
         ))
         .await;
     assert_eq!(s, StatusCode::OK, "{why}");
-    let features: Vec<&str> = why["why"]["contributions"]
-        .as_array()
-        .expect("contributions")
-        .iter()
-        .filter_map(|c| c["feature"].as_str())
-        .collect();
-    assert!(features.len() >= 5, "{why}");
+    // Contributions explain a learned ranking; a heuristic's ranking has none to give (its
+    // rule is named in the estimate's `ranking`).
+    if served == "learned" {
+        let features: Vec<&str> = why["why"]["contributions"]
+            .as_array()
+            .expect("contributions")
+            .iter()
+            .filter_map(|c| c["feature"].as_str())
+            .collect();
+        assert!(features.len() >= 5, "{why}");
+    } else {
+        assert!(why["why"]["contributions"].is_null(), "{why}");
+    }
     assert!(
         why["why"]["target_events"].is_array() && why["why"]["similar_items_engaged"].is_array()
     );
