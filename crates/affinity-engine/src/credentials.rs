@@ -3,6 +3,7 @@
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
+use sha2::{Digest, Sha256};
 
 use affinity_store::{Meta, StoreError};
 
@@ -88,12 +89,26 @@ fn stored_or_generate(
     Ok(value)
 }
 
-/// Compares secrets without an early exit, so response time does not reveal how much of a
-/// guess was right.
+/// Compares secrets in time independent of where they differ and of their lengths: both are
+/// hashed to 32 bytes first, then every byte is compared, so response time reveals neither
+/// how much of a guess was right nor how long the secret is.
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn secrets_match_only_when_equal_whatever_their_lengths() {
+        assert!(constant_time_eq("adm_secret", "adm_secret"));
+        assert!(!constant_time_eq("adm_secret", "adm_secreT"));
+        assert!(!constant_time_eq("adm_secret", "adm_secret_longer"));
+        assert!(!constant_time_eq("", "x"));
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -3,11 +3,9 @@
 //! that answers are available after a restart) and again every `retrain_interval` when new
 //! events arrived.
 
-use affinity_model::training::TrainingOptions;
 use affinity_store::{AudienceStore, CatalogStore, EventDiscovery, ModelRegistry};
 
 use crate::Engine;
-use crate::clock::now_ms;
 use crate::engine::blocking;
 
 impl Engine {
@@ -56,14 +54,10 @@ impl Engine {
         });
     }
 
-    /// Records a queued run with the configured seed and starts it.
+    /// Queues a run with the configured seed (or joins the one already waiting).
     async fn queue_training(&self) {
-        let store = self.store.clone();
-        match blocking(move || Ok(store.create_model(now_ms())?)).await {
-            Ok(record) => {
-                self.start_training(record, TrainingOptions::with_seed(self.config.seed));
-            }
-            Err(e) => tracing::error!(error = %e, "cannot record a training run"),
+        if let Err(e) = self.train(None).await {
+            tracing::error!(error = %e, "cannot queue a training run");
         }
     }
 }

@@ -57,6 +57,9 @@ pub struct ModelState {
     current: Arc<RwLock<Option<Arc<ServingModel>>>>,
     /// Held while a training run is in progress: runs never overlap.
     running: Arc<tokio::sync::Mutex<()>>,
+    /// The run waiting for the one in progress, if any: further requests join it rather than
+    /// queue runs of their own (ten requests, one run).
+    waiting: Arc<std::sync::Mutex<Option<ModelRecord>>>,
 }
 
 impl ModelState {
@@ -86,8 +89,16 @@ impl ModelState {
         on_ready: impl FnOnce(Arc<ServingModel>) + Send + 'static,
     ) {
         let state = self.clone();
+        let id = record.id;
         tokio::spawn(async move {
             let _guard = state.running.lock().await;
+            // Started: a request from now on waits for a run of its own (it may have new data).
+            {
+                let mut waiting = lock(&state.waiting);
+                if waiting.as_ref().is_some_and(|w| w.id == id) {
+                    *waiting = None;
+                }
+            }
             let models = state.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let serving = run_training(
@@ -214,8 +225,12 @@ impl Engine {
     }
 
     /// Records a queued training run and starts it in the background; returns its record.
-    /// `seed` None: the configured seed.
+    /// `seed` None: the configured seed. A run already waiting to start is returned instead
+    /// of queuing another (it trains on the same data, with the seed it was queued with).
     pub async fn train(&self, seed: Option<u64>) -> Result<ModelRecord> {
+        if let Some(waiting) = lock(&self.models.waiting).clone() {
+            return Ok(waiting);
+        }
         let store = self.store.clone();
         let record = blocking(move || {
             if store.catalog_config()?.is_none() {
@@ -225,6 +240,23 @@ impl Engine {
         })
         .await?;
         let options = TrainingOptions::with_seed(seed.unwrap_or(self.config.seed));
+        let earlier = {
+            let mut waiting = lock(&self.models.waiting);
+            let earlier = waiting.clone();
+            if earlier.is_none() {
+                *waiting = Some(record.clone());
+            }
+            earlier
+        };
+        if let Some(earlier) = earlier {
+            // Another request queued one while this record was being written: join it.
+            let store = self.store.clone();
+            let mut orphan = record;
+            orphan.status = ModelStatus::Failed;
+            orphan.error = Some(format!("joined run {} queued at the same time", earlier.id));
+            blocking(move || Ok(store.save_model(&orphan)?)).await?;
+            return Ok(earlier);
+        }
         self.start_training(record.clone(), options);
         Ok(record)
     }

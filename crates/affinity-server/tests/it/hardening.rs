@@ -263,3 +263,53 @@ async fn a_train_request_that_is_not_one_starts_nothing() {
         "{models}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_train_requests_share_one_waiting_run() {
+    use crate::models::{finished, send_synthetic, synthetic_catalog};
+    let app = TestApp::spawn().await;
+    send_synthetic(&app, 20_000).await;
+    crate::catalog::put_catalog(&app, &synthetic_catalog()).await;
+    let answers = futures_join(&app, 8).await;
+    let mut ids: Vec<i64> = answers
+        .iter()
+        .map(|(s, b)| {
+            assert_eq!(*s, StatusCode::ACCEPTED, "{b}");
+            b["model_id"].as_i64().expect("model_id")
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // One may be running already; every other request joins the one waiting behind it.
+    assert!(
+        ids.len() <= 2,
+        "eight requests queued {} runs: {ids:?}",
+        ids.len()
+    );
+    for id in &ids {
+        let m = finished(&app, &json!(id)).await;
+        assert_eq!(m["status"], "ready", "{m}");
+    }
+}
+
+/// Sends `n` train requests at once.
+async fn futures_join(app: &TestApp, n: usize) -> Vec<(StatusCode, serde_json::Value)> {
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let (client, url) = (app.client.clone(), app.url("/api/v1/models/train"));
+        handles.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("request");
+            crate::support::read(r).await
+        }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}

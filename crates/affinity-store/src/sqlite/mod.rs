@@ -46,6 +46,7 @@ impl SqliteStore {
             path: data_dir.to_path_buf(),
             source,
         })?;
+        restrict(data_dir)?;
         let path = data_dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
         // Larger pages mean fewer B-tree splits for rows of a few hundred bytes; the size can
@@ -53,6 +54,7 @@ impl SqliteStore {
         conn.pragma_update(None, "page_size", 16_384)?;
         configure_writer(&conn)?;
         schema::migrate(&mut conn)?;
+        restrict_files(data_dir)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -138,5 +140,46 @@ fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Fewer, larger checkpoints during heavy ingest.
     conn.pragma_update(None, "wal_autocheckpoint", 8_192)?;
+    Ok(())
+}
+
+/// The data directory holds credentials and everyone's events: only its owner may enter it
+/// (0700), and the database files are the owner's alone (0600). Applied at every open, so a
+/// store created by an older version (0755/0644) is tightened too.
+#[cfg(unix)]
+fn restrict(data_dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(|source| {
+        StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        }
+    })
+}
+
+#[cfg(unix)]
+fn restrict_files(data_dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    for name in [
+        DB_FILE.to_string(),
+        format!("{DB_FILE}-wal"),
+        format!("{DB_FILE}-shm"),
+    ] {
+        let path = data_dir.join(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|source| StoreError::DataDir { path, source })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_files(_: &Path) -> Result<(), StoreError> {
     Ok(())
 }

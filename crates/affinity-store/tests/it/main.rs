@@ -4,4 +4,5 @@
 
 mod computed_traits;
 mod identity_model;
+mod permissions;
 mod stored_json;
