@@ -47,6 +47,6 @@ pub mod data {
     };
     pub use affinity_store::{
         AudienceRecord, EventSummary, Member, ModelRecord, ModelStatus, Outcome, Profile,
-        PropertyValues, StoredEvent, Trait, TraitDefinitionRecord,
+        PropertyValues, RefusedMerge, StoredEvent, Trait, TraitDefinitionRecord,
     };
 }

@@ -1,7 +1,7 @@
 //! People and what is known of them: identifiers, identify traits, computed traits, events.
 
 use affinity_core::IdKind;
-use affinity_store::{Profile, Profiles, StoredEvent, Trait, TraitStore};
+use affinity_store::{Profile, Profiles, RefusedMerge, StoredEvent, Trait, TraitStore};
 
 use crate::Engine;
 use crate::engine::blocking;
@@ -18,6 +18,17 @@ impl Engine {
     pub async fn profile_events(&self, profile_id: i64, limit: usize) -> Result<Vec<StoredEvent>> {
         let store = self.store.clone();
         blocking(move || Ok(store.profile_events(profile_id, limit)?)).await
+    }
+
+    /// Merges refused by the identity rule (one userId per profile), newest first: those
+    /// recorded before `before` (`None` for the first page), at most `limit`.
+    pub async fn refused_merges(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<RefusedMerge>> {
+        let store = self.store.clone();
+        blocking(move || Ok(store.refused_merges(before, limit)?)).await
     }
 
     /// The profile with the traits Affinity computed for it.

@@ -39,6 +39,13 @@ pub trait Profiles {
     /// The newest events of a profile, including those sent under identifiers merged into it.
     fn profile_events(&self, profile_id: i64, limit: usize)
     -> Result<Vec<StoredEvent>, StoreError>;
+    /// Merges refused by the identity rules, newest first: those recorded before `before`
+    /// (a [`RefusedMerge::id`]; `None` for the first page), at most `limit`.
+    fn refused_merges(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<RefusedMerge>, StoreError>;
 }
 
 /// Small named settings kept with the data (generated credentials, for one).

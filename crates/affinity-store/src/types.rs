@@ -59,6 +59,26 @@ pub struct Profile {
     pub last_seen: i64,
 }
 
+/// A merge the identity rules refused: the message was stored, the merge it asked for was not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedMerge {
+    /// Increases with every record: newest first is descending, and a page's cursor.
+    pub id: i64,
+    pub message_id: String,
+    /// The message's type: `alias`, or the type of a message carrying both ids.
+    pub message_type: String,
+    /// The message's userId, whose profile the identifier would have joined.
+    pub user_id: String,
+    /// The identifier that stayed where it was (a `previousId` or an `anonymousId`).
+    pub identifier_kind: IdKind,
+    pub identifier: String,
+    /// The user id the identifier's profile already has.
+    pub owner: String,
+    /// Why: `user_id_limit` (the merged profile would hold more user ids than allowed).
+    pub reason: String,
+    pub received_at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     pub seq: i64,

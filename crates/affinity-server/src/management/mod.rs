@@ -52,4 +52,5 @@ pub fn routes() -> Router<AppState> {
         .route("/items/{item_id}/similar", get(recommendations::similar))
         .route("/profiles/{key}", get(profiles::show))
         .route("/profiles/{key}/events", get(profiles::events))
+        .route("/identity/refused-merges", get(profiles::refused_merges))
 }

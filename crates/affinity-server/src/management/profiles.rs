@@ -1,4 +1,5 @@
-//! `/api/v1/profiles/{key}`: one person, with identifiers, traits and events (admin view).
+//! `/api/v1/profiles/{key}`: one person, with identifiers, traits and events (admin view);
+//! `/api/v1/identity/refused-merges`: the merges the identity rule refused.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -7,7 +8,7 @@ use serde_json::{Map, Value};
 
 use affinity_core::IdKind;
 use affinity_core::timestamp::format_millis;
-use affinity_engine::data::{Profile, StoredEvent};
+use affinity_engine::data::{Profile, RefusedMerge, StoredEvent};
 
 use crate::auth::Admin;
 use crate::params::Params;
@@ -122,5 +123,68 @@ pub async fn events(
     Ok(Json(ProfileEvents {
         profile_id: p.id,
         events: events.into_iter().map(EventBody::from).collect(),
+    }))
+}
+
+#[derive(Serialize)]
+pub struct RefusedMergesPage {
+    refused_merges: Vec<RefusedMergeBody>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RefusedMergeBody {
+    message_id: String,
+    /// `alias`, or the type of a message that carried both a userId and an anonymousId.
+    message_type: String,
+    /// The message's userId: the profile the identifier would have joined.
+    user_id: String,
+    /// The identifier that stayed with its profile.
+    identifier: Identity,
+    /// The user the identifier already belongs to.
+    owner_user_id: String,
+    reason: String,
+    received_at: String,
+}
+
+impl From<RefusedMerge> for RefusedMergeBody {
+    fn from(r: RefusedMerge) -> Self {
+        Self {
+            message_id: r.message_id,
+            message_type: r.message_type,
+            user_id: r.user_id,
+            identifier: Identity {
+                kind: r.identifier_kind.as_str(),
+                id: r.identifier,
+            },
+            owner_user_id: r.owner,
+            reason: r.reason,
+            received_at: format_millis(r.received_at),
+        }
+    }
+}
+
+/// `GET /api/v1/identity/refused-merges?limit=&cursor=`: newest first; `next_cursor` pages on.
+pub async fn refused_merges(
+    _: Admin,
+    State(state): State<AppState>,
+    params: Params,
+) -> Result<Json<RefusedMergesPage>, ApiError> {
+    let limit = params.number("limit", 100, 1, 1000)?;
+    let before = match params.get("cursor") {
+        None => None,
+        Some(c) => Some(c.parse().ok().filter(|n: &i64| *n > 0).ok_or_else(|| {
+            ApiError::invalid_parameter(format!(
+                "`cursor` {c:?} is not a cursor from a previous page"
+            ))
+        })?),
+    };
+    let mut page = state.engine.refused_merges(before, limit + 1).await?;
+    // One more than asked tells whether there is a next page without a count query.
+    let next_cursor = (page.len() > limit).then(|| page[limit - 1].id.to_string());
+    page.truncate(limit);
+    Ok(Json(RefusedMergesPage {
+        refused_merges: page.into_iter().map(RefusedMergeBody::from).collect(),
+        next_cursor,
     }))
 }

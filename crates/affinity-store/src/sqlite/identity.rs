@@ -1,12 +1,17 @@
 //! Identity resolution inside the write transaction: which profile a message belongs to.
 //!
-//! Rules (Segment's, with its default "one userId per profile" limit):
+//! Rules (Segment's, with its default identity-resolution limit of one `userId` per
+//! profile, [`MAX_USER_IDS_PER_PROFILE`]):
 //! - a message with only a `userId` or only an `anonymousId` finds or creates that profile;
 //! - a message with both links them: an unseen id joins the other's profile; an anonymous
 //!   profile that has no userId yet is merged into the user's profile; an anonymous id that
 //!   already belongs to a *different* user stays there (a shared device must not fuse people);
-//! - `alias` merges the profile of `previousId` (a userId or an anonymousId) into `userId`'s,
-//!   unconditionally: it is an explicit statement that they are the same person.
+//! - `alias` merges the profile of `previousId` (a userId or an anonymousId) into `userId`'s;
+//! - no merge or link may put more than [`MAX_USER_IDS_PER_PROFILE`] user ids on one profile.
+//!   Such a merge is refused and recorded in `refused_merges`, while the message itself is
+//!   stored on the profile of its `userId`. The write key is public (it ships in browsers),
+//!   so an `alias` is a claim from anyone, not a statement: honouring one between two
+//!   identified people would hand one person's traits and history to whoever sent it.
 //!
 //! Every rule is idempotent, so a retried (duplicate) message resolves to the same profile
 //! and changes nothing.
@@ -35,6 +40,23 @@ pub(crate) struct IdentityCache {
     /// Whether the maps hold every stored identifier, so that a miss means "new" without a
     /// query. True after `load`; false once the cache had to drop entries.
     complete: bool,
+}
+
+/// The identity rule: at most this many distinct user ids on one profile. A merge or link
+/// that would exceed it is refused (and recorded) instead of applied.
+pub const MAX_USER_IDS_PER_PROFILE: usize = 1;
+
+/// Why a merge was refused, as stored in `refused_merges.reason`.
+pub const REASON_USER_ID_LIMIT: &str = "user_id_limit";
+
+/// A merge the rules refused, kept until the message that asked for it is known to be new
+/// (a retried message must not record it twice).
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    pub user_id: String,
+    pub kind: IdKind,
+    pub identifier: String,
+    pub owner: String,
 }
 
 /// Above this many cached identifiers the cache starts over, bounding the writer's memory.
@@ -81,6 +103,9 @@ impl IdentityCache {
 pub(crate) struct Resolver<'a, 'c> {
     pub tx: &'a Transaction<'c>,
     pub cache: &'a mut IdentityCache,
+    /// Merges refused while resolving the current message; the writer records them if the
+    /// message turns out to be new.
+    pub refused: Vec<Refusal>,
 }
 
 impl Resolver<'_, '_> {
@@ -92,11 +117,16 @@ impl Resolver<'_, '_> {
         {
             let into = self.ensure(IdKind::UserId, user, ts)?;
             let before = match self.lookup(IdKind::UserId, previous)? {
-                Some(p) => Some(p),
-                None => self.lookup(IdKind::AnonymousId, previous)?,
+                Some(p) => Some((IdKind::UserId, p)),
+                None => self
+                    .lookup(IdKind::AnonymousId, previous)?
+                    .map(|p| (IdKind::AnonymousId, p)),
             };
             match before {
-                Some(p) if p != into => self.merge(p, into)?,
+                Some((kind, p)) if p != into => match self.conflict(p, into)? {
+                    Some(owner) => self.refuse(user, kind, previous, owner),
+                    None => self.merge(p, into)?,
+                },
                 Some(_) => {}
                 None => self.attach(IdKind::AnonymousId, previous, into)?,
             }
@@ -131,23 +161,30 @@ impl Resolver<'_, '_> {
                 Ok(p)
             }
             (None, Some(q)) => {
-                if self.profile_user(q)?.is_none() {
+                let users = self.user_ids(q)?;
+                if users.len() < MAX_USER_IDS_PER_PROFILE {
+                    // COALESCE: `user_id` names the profile's first user when several are allowed.
                     self.tx.execute(
-                        "UPDATE profiles SET user_id = ?1 WHERE id = ?2",
+                        "UPDATE profiles SET user_id = COALESCE(user_id, ?1) WHERE id = ?2",
                         params![user, q],
                     )?;
                     self.attach(IdKind::UserId, user, q)?;
                     Ok(q)
                 } else {
+                    // A shared device: the anonymous id stays with the user who has it.
                     let p = self.create(Some(user), ts)?;
                     self.attach(IdKind::UserId, user, p)?;
+                    if let Some(owner) = users.into_iter().next() {
+                        self.refuse(user, IdKind::AnonymousId, anon, owner);
+                    }
                     Ok(p)
                 }
             }
             (Some(p), Some(q)) if p == q => Ok(p),
             (Some(p), Some(q)) => {
-                if self.profile_user(q)?.is_none() {
-                    self.merge(q, p)?;
+                match self.conflict(q, p)? {
+                    Some(owner) => self.refuse(user, IdKind::AnonymousId, anon, owner),
+                    None => self.merge(q, p)?,
                 }
                 Ok(p)
             }
@@ -212,13 +249,41 @@ impl Resolver<'_, '_> {
         Ok(())
     }
 
-    fn profile_user(&self, p: i64) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached("SELECT user_id FROM profiles WHERE id = ?1")?
-            .query_row([p], |r| r.get::<_, Option<String>>(0))
-            .optional()?
-            .flatten())
+    /// The user ids on profile `p`, in order. Read from the table rather than the cache:
+    /// the cache maps ids to profiles, not the reverse, and this is only asked when two
+    /// profiles are about to be joined, which is rare.
+    fn user_ids(&self, p: i64) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT value FROM identities WHERE profile_id = ?1 AND kind = ?2 ORDER BY value",
+        )?;
+        let rows = stmt.query_map(params![p, kind_code(IdKind::UserId)], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether merging `from` into `into` would break the identity rule: if so, a user id
+    /// of `from` that `into` does not have (to name in the record).
+    fn conflict(&self, from: i64, into: i64) -> Result<Option<String>, StoreError> {
+        let theirs = self.user_ids(from)?;
+        if theirs.is_empty() {
+            return Ok(None);
+        }
+        let mut all = self.user_ids(into)?;
+        all.extend(theirs.iter().cloned());
+        all.sort_unstable();
+        all.dedup();
+        if all.len() <= MAX_USER_IDS_PER_PROFILE {
+            return Ok(None);
+        }
+        Ok(theirs.into_iter().next())
+    }
+
+    fn refuse(&mut self, user: &str, kind: IdKind, identifier: &str, owner: String) {
+        self.refused.push(Refusal {
+            user_id: user.to_string(),
+            kind,
+            identifier: identifier.to_string(),
+            owner,
+        });
     }
 
     /// Moves everything of profile `from` into `into`: identifiers, traits (newest wins), and
@@ -254,4 +319,45 @@ impl Resolver<'_, '_> {
         self.cache.forward.insert(from, into);
         Ok(())
     }
+}
+
+/// Records the merges refused for a newly stored message. Ignored conflicts are the retries
+/// of a recorded message and the later messages of an already recorded shared device.
+pub(crate) fn record_refusals(
+    tx: &Transaction<'_>,
+    msg: &Message,
+    refused: &[Refusal],
+) -> Result<(), StoreError> {
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO refused_merges (message_id, message_type, user_id, identifier_kind,
+                                     identifier, owner, reason, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT DO NOTHING",
+    )?;
+    for r in refused {
+        let recorded = stmt.execute(params![
+            msg.message_id,
+            msg.kind.as_str(),
+            r.user_id,
+            kind_code(r.kind),
+            r.identifier,
+            r.owner,
+            REASON_USER_ID_LIMIT,
+            msg.received_at,
+        ])? == 1;
+        if !recorded {
+            continue;
+        }
+        tracing::info!(
+            message_id = %msg.message_id,
+            user_id = %r.user_id,
+            identifier = %r.identifier,
+            owner = %r.owner,
+            "identity merge refused: it would put two user ids on one profile"
+        );
+    }
+    Ok(())
 }

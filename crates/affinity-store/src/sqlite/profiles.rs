@@ -3,7 +3,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::identity::kind_code;
-use crate::{Profile, Profiles, StoreError, StoredEvent, Trait};
+use crate::{Profile, Profiles, RefusedMerge, StoreError, StoredEvent, Trait};
 
 impl Profiles for SqliteStore {
     fn profile(&self, kind: IdKind, id: &str) -> Result<Option<Profile>, StoreError> {
@@ -90,6 +90,38 @@ impl Profiles for SqliteStore {
                     timestamp: r.get(6)?,
                     received_at: r.get(7)?,
                     raw: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn refused_merges(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<RefusedMerge>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, message_id, message_type, user_id, identifier_kind, identifier,
+                        owner, reason, received_at
+                 FROM refused_merges WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![before.unwrap_or(i64::MAX), limit as i64], |r| {
+                Ok(RefusedMerge {
+                    id: r.get(0)?,
+                    message_id: r.get(1)?,
+                    message_type: r.get(2)?,
+                    user_id: r.get(3)?,
+                    identifier_kind: if r.get::<_, i64>(4)? == 0 {
+                        IdKind::UserId
+                    } else {
+                        IdKind::AnonymousId
+                    },
+                    identifier: r.get(5)?,
+                    owner: r.get(6)?,
+                    reason: r.get(7)?,
+                    received_at: r.get(8)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

@@ -7,7 +7,7 @@ use super::stored_json::Document;
 use super::{audiences, computed_traits};
 use crate::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -138,6 +138,30 @@ CREATE TABLE audience_members (
 CREATE INDEX audience_members_user ON audience_members (audience_id, user_id);
 ";
 
+/// Identity merges refused by the identity rules (at most one userId per profile): the
+/// message is stored, the merge it asked for is not, and this row says so.
+const V6: &str = "
+-- `identifier` (of `identifier_kind`, 0 = userId, 1 = anonymousId) belongs to the profile of
+-- user `owner`; the message asked to join it to user `user_id`'s profile.
+CREATE TABLE refused_merges (
+    id              INTEGER PRIMARY KEY,
+    message_id      TEXT    NOT NULL,
+    message_type    TEXT    NOT NULL,
+    user_id         TEXT    NOT NULL,
+    identifier_kind INTEGER NOT NULL,
+    identifier      TEXT    NOT NULL,
+    owner           TEXT    NOT NULL,
+    reason          TEXT    NOT NULL,
+    received_at     INTEGER NOT NULL
+);
+-- A message is recorded once whatever its retries. A link implied by a message carrying
+-- both ids (a shared device) is recorded once per pair: every later message from that device
+-- would otherwise add a row.
+CREATE UNIQUE INDEX refused_merges_message ON refused_merges (message_id, identifier_kind, identifier);
+CREATE UNIQUE INDEX refused_merges_link ON refused_merges (user_id, identifier_kind, identifier)
+    WHERE message_type <> 'alias';
+";
+
 /// Version 5: the JSON documents of audiences and trait definitions, stored bare up to v4,
 /// are rewritten into the versioned envelope of `stored_json`, as version 1 of each.
 ///
@@ -223,6 +247,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if found < 5 {
         version_documents(&tx)?;
+    }
+    if found < 6 {
+        tx.execute_batch(V6)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

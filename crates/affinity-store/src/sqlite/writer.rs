@@ -5,7 +5,7 @@ use affinity_core::{Message, MessageType};
 use rusqlite::{Connection, Transaction, params};
 use rustc_hash::FxHashMap as HashMap;
 
-use super::identity::{IdentityCache, Resolver};
+use super::identity::{IdentityCache, Resolver, record_refusals};
 use crate::{EventLog, Outcome, StoreError};
 
 pub struct Writer {
@@ -83,6 +83,7 @@ fn append_in_tx(
         let mut resolver = Resolver {
             tx: &tx,
             cache: identities,
+            refused: Vec::new(),
         };
         let mut insert = tx.prepare_cached(
             "INSERT INTO events (message_id, type, event, user_id, anonymous_id, profile_id,
@@ -95,6 +96,7 @@ fn append_in_tx(
             for msg in *group {
                 // Resolution is idempotent, so resolving a duplicate before knowing it is one
                 // changes nothing and saves a second index probe for every new message.
+                resolver.refused.clear();
                 let profile = resolver.resolve(msg)?;
                 let inserted = insert.execute(params![
                     msg.message_id,
@@ -112,6 +114,7 @@ fn append_in_tx(
                     continue;
                 }
                 outcomes.push(Outcome::Stored);
+                record_refusals(&tx, msg, &resolver.refused)?;
                 if let Some(traits) = &msg.traits {
                     upsert_traits(&tx, profile, traits, msg.timestamp)?;
                 }

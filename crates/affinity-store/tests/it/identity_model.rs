@@ -7,13 +7,24 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-/// The identity rules, written as directly as possible: a profile table and an id map.
+/// A refused merge as the model records it: message, userId, identifier, its owner.
+type Refused = (String, String, IdKind, String, String);
+
+/// The identity rules, written as directly as possible: a profile table and an id map. A
+/// profile holds at most one user (`user_of` is an `Option`), so every merge or link that
+/// would join two users is refused and recorded.
 #[derive(Default)]
 struct Model {
     ids: HashMap<(IdKind, String), usize>,
     user_of: Vec<Option<String>>,
     merged_into: Vec<Option<usize>>,
     events: Vec<usize>,
+    refused: BTreeSet<Refused>,
+    /// (userId, anonymousId) pairs whose implied link was already recorded as refused: a
+    /// shared device is recorded once, not once per message.
+    refused_links: BTreeSet<(String, String)>,
+    /// The message being applied, named in the refusals it causes.
+    current: String,
 }
 
 impl Model {
@@ -42,6 +53,21 @@ impl Model {
         self.set(kind, id, p);
         p
     }
+    fn refuse_link(&mut self, user: &str, anon: &str, owner: usize) {
+        if self
+            .refused_links
+            .insert((user.to_string(), anon.to_string()))
+        {
+            let owner = self.user_of[owner].clone().expect("identified");
+            self.refused.insert((
+                self.current.clone(),
+                user.to_string(),
+                IdKind::AnonymousId,
+                anon.to_string(),
+                owner,
+            ));
+        }
+    }
     fn merge(&mut self, from: usize, into: usize) {
         if self.user_of[into].is_none() {
             self.user_of[into] = self.user_of[from].clone();
@@ -68,27 +94,48 @@ impl Model {
                 self.set(IdKind::UserId, user, q);
                 q
             }
-            (None, Some(_)) => {
+            (None, Some(q)) => {
                 let p = self.create(Some(user));
                 self.set(IdKind::UserId, user, p);
+                self.refuse_link(user, anon, q);
+                p
+            }
+            (Some(p), Some(q)) if p == q => p,
+            (Some(p), Some(q)) if self.user_of[q].is_none() => {
+                self.merge(q, p);
                 p
             }
             (Some(p), Some(q)) => {
-                if p != q && self.user_of[q].is_none() {
-                    self.merge(q, p);
-                }
+                self.refuse_link(user, anon, q);
                 p
             }
         }
     }
     fn apply(&mut self, m: &Message) {
+        self.current = m.message_id.clone();
         let p = if let (Some(prev), Some(user)) = (&m.previous_id, &m.user_id) {
             let into = self.ensure(IdKind::UserId, user);
             let before = self
                 .get(IdKind::UserId, prev)
-                .or_else(|| self.get(IdKind::AnonymousId, prev));
+                .map(|p| (IdKind::UserId, p))
+                .or_else(|| {
+                    self.get(IdKind::AnonymousId, prev)
+                        .map(|p| (IdKind::AnonymousId, p))
+                });
             match before {
-                Some(b) if b != into => self.merge(b, into),
+                // `into` has a user: a `before` with its own user would make two.
+                Some((kind, b)) if b != into => match self.user_of[b].clone() {
+                    Some(owner) => {
+                        self.refused.insert((
+                            m.message_id.clone(),
+                            user.clone(),
+                            kind,
+                            prev.clone(),
+                            owner,
+                        ));
+                    }
+                    None => self.merge(b, into),
+                },
                 Some(_) => {}
                 None => self.set(IdKind::AnonymousId, prev, into),
             }
@@ -148,6 +195,8 @@ fn random_message(rng: &mut ChaCha8Rng, n: usize) -> Message {
 
 #[test]
 fn random_streams_resolve_as_the_model_says() {
+    // Refusals of each kind seen over all seeds: the streams must exercise the rule.
+    let (mut alias_refusals, mut link_refusals) = (0, 0);
     for seed in 0..20 {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path()).expect("open");
@@ -176,12 +225,37 @@ fn random_streams_resolve_as_the_model_says() {
                 writer.append(&messages).expect("retry");
             }
         }
+        let stored: BTreeSet<Refused> = store
+            .refused_merges(None, 100_000)
+            .expect("refused merges")
+            .into_iter()
+            .map(|r| {
+                assert_eq!(r.reason, "user_id_limit");
+                (
+                    r.message_id,
+                    r.user_id,
+                    r.identifier_kind,
+                    r.identifier,
+                    r.owner,
+                )
+            })
+            .collect();
+        assert_eq!(stored, model.refused, "seed {seed}: refused merges");
+        let aliases = model
+            .refused
+            .iter()
+            .filter(|r| r.2 == IdKind::UserId)
+            .count();
+        alias_refusals += aliases;
+        link_refusals += model.refused.len() - aliases;
         for ((kind, id), expected) in model.groups() {
             let p = store
                 .profile(kind, &id)
                 .expect("read")
                 .expect("profile exists");
             let got: BTreeSet<(IdKind, String)> = p.identities.iter().cloned().collect();
+            let users = got.iter().filter(|(k, _)| *k == IdKind::UserId).count();
+            assert!(users <= 1, "seed {seed}: {users} user ids on one profile");
             assert_eq!(
                 got,
                 expected,
@@ -202,4 +276,6 @@ fn random_streams_resolve_as_the_model_says() {
             );
         }
     }
+    assert!(alias_refusals > 0, "no alias between two users was refused");
+    assert!(link_refusals > 0, "no shared-device link was refused");
 }

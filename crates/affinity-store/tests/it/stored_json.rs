@@ -217,7 +217,8 @@ fn a_document_from_a_newer_affinity_is_refused() {
 #[test]
 fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A store as v4 left it: the same tables (v5 adds none), documents stored bare.
+    // A store as v4 left it: the same tables (v5 adds none; v6's refused_merges dropped),
+    // documents stored bare.
     let (id, first, broken) = {
         let store = SqliteStore::open(dir.path()).expect("open");
         let id = live_audience(&store, &json!({}));
@@ -256,6 +257,8 @@ fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
             [],
         )
         .expect("v4 row");
+        conn.execute_batch("DROP TABLE refused_merges")
+            .expect("as v4");
         conn.pragma_update(None, "user_version", 4)
             .expect("user_version");
         (id, first, broken)
@@ -265,7 +268,7 @@ fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
     let version: i64 = raw(&store)
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 
     let record = store.audience(id).expect("read").expect("exists");
     assert_eq!(record.spec, json!({"version": 1, "size": 2}));
