@@ -3,5 +3,6 @@
 //! traits; stored JSON documents and their versions.
 
 mod computed_traits;
+mod discovery_limits;
 mod identity_model;
 mod stored_json;
