@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use affinity_core::MessageError;
-use affinity_engine::error::Invalid;
 use affinity_engine::data::Refusal;
+use affinity_engine::error::Invalid;
 use affinity_engine::{EngineError, Problem, StoreError};
 
 /// Seconds a client is asked to wait before retrying a 503.

@@ -128,7 +128,7 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
             "`cursor` is not a cursor from this API: pass the `next_cursor` of the previous page",
         )
     };
-    if cursor.len() % 2 != 0 {
+    if !cursor.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let bytes = (0..cursor.len())

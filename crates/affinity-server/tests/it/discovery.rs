@@ -233,7 +233,11 @@ async fn event_names_are_bounded_and_the_list_is_paged() {
         assert_eq!(s, StatusCode::OK, "{b}");
         let events = b["events"].as_array().expect("events");
         assert!(events.len() <= 1000);
-        seen.extend(events.iter().filter_map(|e| e["name"].as_str().map(String::from)));
+        seen.extend(
+            events
+                .iter()
+                .filter_map(|e| e["name"].as_str().map(String::from)),
+        );
         match b["next_cursor"].as_str() {
             Some(cursor) => path = format!("/api/v1/events?limit=1000&cursor={cursor}"),
             None => break,

@@ -62,10 +62,7 @@ impl EventDiscovery for SqliteStore {
     fn events_known(&self, names: &[&str]) -> Result<Vec<bool>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT 1 FROM event_stats WHERE event = ?1")?;
-            names
-                .iter()
-                .map(|n| Ok(stmt.exists([n])?))
-                .collect()
+            names.iter().map(|n| Ok(stmt.exists([n])?)).collect()
         })
     }
 
@@ -80,11 +77,12 @@ impl EventDiscovery for SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             let counter = |key: &str| -> Result<u64, StoreError> {
-                Ok(c
-                    .prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1")?
-                    .query_row([key], |r| r.get(0))
-                    .optional()?
-                    .unwrap_or(0))
+                Ok(
+                    c.prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1")?
+                        .query_row([key], |r| r.get(0))
+                        .optional()?
+                        .unwrap_or(0),
+                )
             };
             Ok(DiscoveryTotals {
                 event_names,

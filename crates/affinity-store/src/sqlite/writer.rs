@@ -204,7 +204,11 @@ impl Tally {
     /// Whether the message may be stored: a track message may add its name to the listing
     /// only while the store holds fewer than the bound. Known names cost one lookup per
     /// transaction.
-    fn admit(&mut self, tx: &Transaction<'_>, msg: &Message) -> Result<Option<Refusal>, StoreError> {
+    fn admit(
+        &mut self,
+        tx: &Transaction<'_>,
+        msg: &Message,
+    ) -> Result<Option<Refusal>, StoreError> {
         if msg.kind != MessageType::Track {
             return Ok(None);
         }
@@ -239,7 +243,12 @@ impl Tally {
     }
 
     /// Counts a stored message; [`Tally::admit`] has made its event's entry.
-    fn count(&mut self, tx: &Transaction<'_>, msg: &Message, profile: i64) -> Result<(), StoreError> {
+    fn count(
+        &mut self,
+        tx: &Transaction<'_>,
+        msg: &Message,
+        profile: i64,
+    ) -> Result<(), StoreError> {
         let seen = self.last_seen.entry(profile).or_insert(msg.timestamp);
         *seen = (*seen).max(msg.timestamp);
         if msg.kind != MessageType::Track {

@@ -52,7 +52,13 @@ fn a_name_beyond_the_bound_is_refused_counted_and_leaves_no_trace() {
         .expect("append");
     assert_eq!(
         second,
-        vec![Outcome::Stored, refused, Outcome::Stored, refused, Outcome::Stored]
+        vec![
+            Outcome::Stored,
+            refused,
+            Outcome::Stored,
+            refused,
+            Outcome::Stored
+        ]
     );
     // A new writer (a restart, or `affinity import`) reads the bound from the tables.
     let mut writer = store.writer().expect("second writer");
@@ -78,9 +84,17 @@ fn a_name_beyond_the_bound_is_refused_counted_and_leaves_no_trace() {
     );
     // Refused, so it can be sent again once a name is freed or the bound raised: not a
     // duplicate.
-    let again = writer.append(&[track("m4", "stranger", "D", &[])]).expect("append");
+    let again = writer
+        .append(&[track("m4", "stranger", "D", &[])])
+        .expect("append");
     assert_eq!(again, vec![refused]);
-    assert_eq!(store.discovery_totals().expect("totals").refused_over_limits, 4);
+    assert_eq!(
+        store
+            .discovery_totals()
+            .expect("totals")
+            .refused_over_limits,
+        4
+    );
     assert_eq!(
         Refusal::TooManyEventNames { limit: 3 }.code(),
         "too_many_event_names"
@@ -114,7 +128,10 @@ fn keys_beyond_the_per_event_bound_are_not_listed_but_the_message_is_stored() {
     assert!(view.properties_at_limit);
     // d twice, e once.
     assert_eq!(
-        store.discovery_totals().expect("totals").property_keys_not_listed,
+        store
+            .discovery_totals()
+            .expect("totals")
+            .property_keys_not_listed,
         3
     );
     // Stored whole: the unlisted keys are still in the message.
