@@ -42,9 +42,10 @@ pub fn run(data_dir: &Path, args: &CatalogArgs) -> anyhow::Result<()> {
         );
     }
     store.set_catalog_config(&config)?;
-    let seen = store.events()?;
-    for e in &config.events {
-        if !seen.iter().any(|s| s.name == e.name) {
+    let names: Vec<&str> = config.events.iter().map(|e| e.name.as_str()).collect();
+    let known = store.events_known(&names)?;
+    for (e, known) in config.events.iter().zip(known) {
+        if !known {
             eprintln!("warning: no {:?} event has been received yet", e.name);
         }
     }

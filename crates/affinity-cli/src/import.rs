@@ -14,7 +14,7 @@ use serde_json::json;
 
 use affinity_core::{Message, MessageError};
 use affinity_store::sqlite::SqliteStore;
-use affinity_store::{EventLog, Outcome};
+use affinity_store::{EventLog, Outcome, Refusal};
 
 use crate::memory::peak_rss_mib;
 
@@ -46,6 +46,9 @@ struct Summary {
     duplicates: u64,
     rejected: u64,
     first_rejections: Vec<(u64, MessageError)>,
+    /// Valid messages the store refused (over a discovery bound), with the first reason.
+    refused: u64,
+    first_refusal: Option<Refusal>,
 }
 
 pub fn run(data_dir: &Path, args: &ImportArgs) -> anyhow::Result<()> {
@@ -86,6 +89,12 @@ pub fn run(data_dir: &Path, args: &ImportArgs) -> anyhow::Result<()> {
             .filter(|o| **o == Outcome::Duplicate)
             .count() as u64;
         summary.rejected += chunk.rejected.len() as u64;
+        for o in &outcomes {
+            if let Outcome::Refused(r) = o {
+                summary.refused += 1;
+                summary.first_refusal.get_or_insert(*r);
+            }
+        }
         for r in chunk.rejected {
             if summary.first_rejections.len() < SHOWN_REJECTIONS {
                 summary.first_rejections.push(r);
@@ -104,7 +113,7 @@ pub fn run(data_dir: &Path, args: &ImportArgs) -> anyhow::Result<()> {
     progress.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     report(args, &summary, seconds);
-    if summary.stored + summary.duplicates == 0 && summary.rejected > 0 {
+    if summary.stored + summary.duplicates == 0 && summary.rejected + summary.refused > 0 {
         bail!("no message in {} was valid", args.file.display());
     }
     Ok(())
@@ -184,6 +193,8 @@ fn report(args: &ImportArgs, s: &Summary, seconds: f64) {
                 "file": args.file.display().to_string(),
                 "lines": s.lines, "stored": s.stored, "duplicates": s.duplicates,
                 "rejected": s.rejected, "first_rejections": rejections,
+                "refused_over_limits": s.refused,
+                "first_refusal": s.first_refusal.map(|r| json!({"code": r.code(), "message": r.to_string()})),
                 "seconds": seconds, "messages_per_second": rate, "peak_rss_mib": peak,
             })
         );
@@ -206,6 +217,13 @@ fn report(args: &ImportArgs, s: &Summary, seconds: f64) {
         println!(
             "  … and {} more rejected lines",
             s.rejected - s.first_rejections.len() as u64
+        );
+    }
+    if let Some(r) = &s.first_refusal {
+        println!(
+            "{} valid messages were not stored: [{}] {r}",
+            s.refused,
+            r.code()
         );
     }
 }

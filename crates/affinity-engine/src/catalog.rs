@@ -234,17 +234,19 @@ impl Engine {
         }
         let store = self.store.clone();
         let saved = config.clone();
-        let seen = blocking(move || {
+        let known = blocking(move || {
             store.set_catalog_config(&saved)?;
-            Ok(store.events()?)
+            let names: Vec<&str> = saved.events.iter().map(|e| e.name.as_str()).collect();
+            Ok(store.events_known(&names)?)
         })
         .await?;
         let warnings = config
             .events
             .iter()
+            .zip(known)
             .enumerate()
-            .filter(|(_, e)| !seen.iter().any(|s| s.name == e.name))
-            .map(|(i, e)| {
+            .filter(|(_, (_, known))| !known)
+            .map(|(i, (e, _))| {
                 Problem::new(
                     format!("events[{i}].name"),
                     format!(

@@ -1,16 +1,25 @@
 //! What pickers need: the event names seen, their properties, observed values.
 
-use affinity_store::{EventDiscovery, EventSummary, PropertyValues, ValuesQuery};
+use affinity_store::{DiscoveryTotals, EventDiscovery, EventPage, PropertyValues, ValuesQuery};
 
 use crate::Engine;
 use crate::engine::blocking;
 use crate::error::{EngineError, Result};
 
 impl Engine {
-    /// Event names seen, with counts and property keys.
-    pub async fn events(&self) -> Result<Vec<EventSummary>> {
+    /// One page of the event names seen (with counts and property keys), in name order after
+    /// `after`, and the store-wide figures.
+    pub async fn events(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(EventPage, DiscoveryTotals)> {
         let store = self.store.clone();
-        blocking(move || Ok(store.events()?)).await
+        blocking(move || {
+            let page = store.events_page(after.as_deref(), limit)?;
+            Ok((page, store.discovery_totals()?))
+        })
+        .await
     }
 
     /// Observed values of one property of one event, most frequent first.
@@ -23,8 +32,7 @@ impl Engine {
     ) -> Result<PropertyValues> {
         let store = self.store.clone();
         blocking(move || {
-            let known = store.events()?;
-            let Some(summary) = known.iter().find(|e| e.name == event) else {
+            let Some(summary) = store.event(&event)? else {
                 return Err(EngineError::NotFound(format!(
                     "no track event named {event:?} has been received; GET /api/v1/events lists the names seen"
                 )));

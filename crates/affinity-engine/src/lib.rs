@@ -46,7 +46,8 @@ pub mod data {
         Contribution, CurvePoint, FeatureWeight, PropensityModel,
     };
     pub use affinity_store::{
-        AudienceRecord, EventSummary, Member, ModelRecord, ModelStatus, Outcome, Profile,
-        PropertyValues, RefusedMerge, StoredEvent, Trait, TraitDefinitionRecord,
+        AudienceRecord, DiscoveryLimits, DiscoveryTotals, EventPage, EventSummary, Member,
+        ModelRecord, ModelStatus, Outcome, Profile, PropertyValues, Refusal, RefusedMerge,
+        StoredEvent, Trait, TraitDefinitionRecord,
     };
 }

@@ -37,7 +37,8 @@ impl Engine {
                 let store = engine.store.clone();
                 let seen = blocking(move || {
                     let configured = store.catalog_config()?.is_some();
-                    let count: u64 = store.events()?.iter().map(|s| s.count).sum();
+                    // One aggregate over the bounded name table, not the event listing.
+                    let count = store.discovery_totals()?.track_messages;
                     Ok((configured, count))
                 })
                 .await;

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use affinity_core::MessageError;
+use affinity_engine::data::Refusal;
 use affinity_engine::error::Invalid;
 use affinity_engine::{EngineError, Problem, StoreError};
 
@@ -41,6 +42,8 @@ pub enum ErrorCode {
     InvalidType,
     MessageTooLarge,
     BatchTooLarge,
+    /// Tracking: the message would add an event name beyond the store's bound.
+    TooManyEventNames,
     InvalidCatalog,
     InvalidCatalogFile,
     InvalidTrait,
@@ -77,6 +80,7 @@ impl ErrorCode {
             Self::InvalidType => "invalid_type",
             Self::MessageTooLarge => "message_too_large",
             Self::BatchTooLarge => "batch_too_large",
+            Self::TooManyEventNames => "too_many_event_names",
             Self::InvalidCatalog => "invalid_catalog",
             Self::InvalidCatalogFile => "invalid_catalog_file",
             Self::InvalidTrait => "invalid_trait",
@@ -105,7 +109,8 @@ impl ErrorCode {
             | Self::InvalidField
             | Self::InvalidType
             | Self::MessageTooLarge
-            | Self::BatchTooLarge => StatusCode::BAD_REQUEST,
+            | Self::BatchTooLarge
+            | Self::TooManyEventNames => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidBodyShape
@@ -272,6 +277,29 @@ impl From<MessageError> for ApiError {
             MessageError::TooManyMessages { .. } => ErrorCode::BatchTooLarge,
         };
         Self::new(code, e.to_string())
+    }
+}
+
+/// A message the store refused. 400 rather than 429 or 503: retrying the same message cannot
+/// succeed until the sender changes its event names or the operator raises the bound.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let code = match r {
+            Refusal::TooManyEventNames { .. } => ErrorCode::TooManyEventNames,
+        };
+        Self::new(code, r.to_string())
+    }
+}
+
+impl Rejected {
+    /// A batch's message the store refused, reported with the code a single message gets.
+    pub fn refused(index: usize, r: Refusal) -> Self {
+        let e = ApiError::from(r);
+        Self {
+            index,
+            code: e.code.as_str(),
+            message: e.message,
+        }
     }
 }
 

@@ -27,9 +27,17 @@ pub trait EventLog {
     fn append(&mut self, messages: &[Message]) -> Result<Vec<Outcome>, StoreError>;
 }
 
-/// What pickers need: which events exist, their properties, and observed values.
+/// What pickers need: which events exist, their properties, and observed values. No method
+/// loads the whole list: clients can create up to [`DiscoveryLimits::event_names`] names.
 pub trait EventDiscovery {
-    fn events(&self) -> Result<Vec<EventSummary>, StoreError>;
+    /// Up to `limit` events whose names sort after `after` (from the first without it).
+    fn events_page(&self, after: Option<&str>, limit: usize) -> Result<EventPage, StoreError>;
+    /// One event by name, with its properties.
+    fn event(&self, name: &str) -> Result<Option<EventSummary>, StoreError>;
+    /// Which of `names` have been received as track events, in the order given.
+    fn events_known(&self, names: &[&str]) -> Result<Vec<bool>, StoreError>;
+    /// Counts for the whole store, cheap enough to poll.
+    fn discovery_totals(&self) -> Result<DiscoveryTotals, StoreError>;
     fn property_values(&self, query: &ValuesQuery<'_>) -> Result<PropertyValues, StoreError>;
 }
 

@@ -10,6 +10,71 @@ use serde_json::Value;
 pub enum Outcome {
     Stored,
     Duplicate,
+    /// Not stored: storing it would exceed a bound on what clients can create. The caller
+    /// must report it (the client was not told the message is safe).
+    Refused(Refusal),
+}
+
+/// Why the store refused a message. The text goes back to the client verbatim, so it names
+/// the limit and what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "this store already has {limit} distinct event names, the most it keeps, and this message \
+         would add a new one; it was not stored. Event names should be a fixed vocabulary: put \
+         the varying part (an id, a date) in `properties`. GET /api/v1/events lists the names in use"
+    )]
+    TooManyEventNames { limit: u64 },
+}
+
+impl Refusal {
+    /// The stable snake_case code clients can match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooManyEventNames { .. } => "too_many_event_names",
+        }
+    }
+}
+
+/// Bounds on what the public write key can create in discovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiscoveryLimits {
+    /// Distinct track event names; a message adding one more is refused.
+    pub event_names: u64,
+    /// Distinct property keys listed per event; further keys are left out of discovery only.
+    pub property_keys_per_event: u64,
+}
+
+impl Default for DiscoveryLimits {
+    fn default() -> Self {
+        Self {
+            event_names: affinity_core::limits::MAX_EVENT_NAMES,
+            property_keys_per_event: affinity_core::limits::MAX_PROPERTY_KEYS_PER_EVENT,
+        }
+    }
+}
+
+/// One page of the event list, in name order (stable while counts change, so that following
+/// `next_cursor` lists every event exactly once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<EventSummary>,
+    /// The last name of this page when more may follow: pass it as `after` for the next page.
+    pub next_after: Option<String>,
+}
+
+/// Store-wide discovery figures, each read from a bounded table or a single row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiscoveryTotals {
+    /// Distinct track event names kept.
+    pub event_names: u64,
+    /// Stored track messages (the sum of every event's count).
+    pub track_messages: u64,
+    /// Messages refused because they would exceed [`DiscoveryLimits::event_names`].
+    pub refused_over_limits: u64,
+    /// Key occurrences left out of discovery by [`DiscoveryLimits::property_keys_per_event`].
+    pub property_keys_not_listed: u64,
+    pub limits: DiscoveryLimits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +85,9 @@ pub struct EventSummary {
     pub last_seen: i64,
     /// Property keys, most frequent first.
     pub properties: Vec<(String, u64)>,
+    /// Whether the event has reached [`DiscoveryLimits::property_keys_per_event`]: keys first
+    /// seen after that are not listed.
+    pub properties_at_limit: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -135,7 +135,10 @@ async fn single(
     )
     .await?;
     let message = Message::parse(&text, Some(kind), now_ms())?;
-    state.engine.ingest(vec![message]).await?;
+    let outcomes = state.engine.ingest(vec![message]).await?;
+    if let Some(Outcome::Refused(r)) = outcomes.first() {
+        return Err((*r).into());
+    }
     Ok(Json(Accepted { success: true }))
 }
 
@@ -159,10 +162,15 @@ async fn batch(
     let now = now_ms();
     let total = parsed.messages.len();
     let mut accepted = Vec::with_capacity(total);
+    // Each accepted message's index in the batch, to report a refusal by the store.
+    let mut indexes = Vec::with_capacity(total);
     let mut rejected = Vec::new();
     for (index, raw) in parsed.messages.iter().enumerate() {
         match Message::parse(raw.get(), None, now) {
-            Ok(m) => accepted.push(m),
+            Ok(m) => {
+                accepted.push(m);
+                indexes.push(index);
+            }
             Err(e) => rejected.push(Rejected {
                 index,
                 code: e.code(),
@@ -184,13 +192,32 @@ async fn batch(
         return Err(error);
     }
     let outcomes = state.engine.ingest(accepted).await?;
-    let duplicates = outcomes
-        .iter()
-        .filter(|o| **o == Outcome::Duplicate)
-        .count();
+    let mut stored = 0;
+    let mut duplicates = 0;
+    for (outcome, index) in outcomes.into_iter().zip(indexes) {
+        match outcome {
+            Outcome::Stored => stored += 1,
+            Outcome::Duplicate => duplicates += 1,
+            Outcome::Refused(r) => rejected.push(Rejected::refused(index, r)),
+        }
+    }
+    rejected.sort_by_key(|r| r.index);
+    if let Some(first) = rejected.first()
+        && stored + duplicates == 0
+    {
+        let mut error = ApiError::new(
+            ErrorCode::InvalidBatch,
+            format!(
+                "none of the {total} messages was accepted; message {}: {}",
+                first.index, first.message
+            ),
+        );
+        error.rejected = Some(rejected);
+        return Err(error);
+    }
     Ok(Json(BatchAccepted {
         success: true,
-        accepted: outcomes.len(),
+        accepted: stored + duplicates,
         duplicates,
         rejected,
     }))

@@ -162,3 +162,93 @@ async fn discovery_errors_and_auth() {
         .expect("get");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// The real bound, end to end: 10,000 names are kept, the 10,001st is refused in a batch
+/// (reported by index, the rest stored) and as a single message (400), counted in the event
+/// list, and the list pages through every name exactly once.
+#[tokio::test]
+async fn event_names_are_bounded_and_the_list_is_paged() {
+    let app = TestApp::spawn().await;
+    let names: Vec<String> = (0..9_999).map(|i| format!("E{i:04}")).collect();
+    for (c, chunk) in names.chunks(2_500).enumerate() {
+        let batch: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, n)| json!({"type": "track", "userId": "u", "event": n, "messageId": format!("m{c}-{i}")}))
+            .collect();
+        let (s, b) = app.track("/v1/batch", &json!({ "batch": batch })).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["rejected"], json!([]));
+    }
+    let batch = json!({"batch": [
+        {"type": "track", "userId": "u", "event": "E0000", "messageId": "k1"},
+        {"type": "track", "userId": "u", "event": "E9999", "messageId": "n1"},
+        {"type": "track", "userId": "u", "event": "Overflow", "messageId": "n2"},
+        {"type": "track", "userId": "u", "event": "E0001", "messageId": "k2"}
+    ]});
+    let (s, b) = app.track("/v1/batch", &batch).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["accepted"], 3);
+    let rejected = b["rejected"].as_array().expect("rejected");
+    assert_eq!(rejected.len(), 1, "{b}");
+    assert_eq!(rejected[0]["index"], 2);
+    assert_eq!(rejected[0]["code"], "too_many_event_names");
+    assert!(
+        rejected[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("10000") && m.contains("properties")),
+        "{b}"
+    );
+    let (s, b) = app
+        .track(
+            "/v1/track",
+            &json!({"userId": "u", "event": "Another", "messageId": "n3"}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "10000 distinct event names");
+    assert_eq!(b["error"]["code"], "too_many_event_names");
+    // A batch of nothing but refusals stores nothing, so it is not a 200.
+    let (s, b) = app
+        .track(
+            "/v1/batch",
+            &json!({"batch": [{"type": "track", "userId": "u", "event": "X", "messageId": "n4"}]}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "none of the 1 messages");
+    assert_eq!(b["rejected"][0]["code"], "too_many_event_names");
+
+    let (s, first) = app.admin_get("/api/v1/events").await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(first["events"].as_array().map(Vec::len), Some(100));
+    assert_eq!(first["total_events"], 10_000);
+    assert_eq!(first["rejected_over_limits"], 3);
+    assert_eq!(first["limits"]["event_names"], 10_000);
+    assert_eq!(first["events"][0]["name"], "E0000");
+    assert_eq!(first["events"][0]["count"], 2);
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut path = "/api/v1/events?limit=1000".to_string();
+    loop {
+        let (s, b) = app.admin_get(&path).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let events = b["events"].as_array().expect("events");
+        assert!(events.len() <= 1000);
+        seen.extend(
+            events
+                .iter()
+                .filter_map(|e| e["name"].as_str().map(String::from)),
+        );
+        match b["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/events?limit=1000&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut expected = names;
+    expected.push("E9999".into());
+    assert_eq!(seen, expected, "every name exactly once, in name order");
+
+    let (s, b) = app.admin_get("/api/v1/events?cursor=zz").await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "next_cursor");
+    let (s, b) = app.admin_get("/api/v1/events?limit=1001").await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "limit");
+}

@@ -3,48 +3,94 @@
 
 use std::collections::HashMap;
 
-use rusqlite::params;
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::SqliteStore;
-use crate::{EventDiscovery, EventSummary, PropertyValues, StoreError, ValuesQuery};
+use super::writer::{PROPERTY_KEYS_NOT_LISTED, REFUSED_OVER_LIMITS};
+use crate::{
+    DiscoveryTotals, EventDiscovery, EventPage, EventSummary, PropertyValues, StoreError,
+    ValuesQuery,
+};
 
 /// How many of an event's newest messages a values query reads at most: enough for a
 /// picker, and a bounded cost however large the store grows.
 const MAX_SCANNED: u64 = 100_000;
 
 impl EventDiscovery for SqliteStore {
-    fn events(&self) -> Result<Vec<EventSummary>, StoreError> {
+    fn events_page(&self, after: Option<&str>, limit: usize) -> Result<EventPage, StoreError> {
+        let max_keys = self.limits().property_keys_per_event;
         self.read(|c| {
-            let mut props: HashMap<String, Vec<(String, u64)>> = HashMap::new();
-            let mut stmt = c.prepare(
-                "SELECT event, property, count FROM event_properties
-                 ORDER BY count DESC, property",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            for row in rows {
-                let (event, property, count): (String, String, u64) = row?;
-                props.entry(event).or_default().push((property, count));
-            }
-            let mut stmt = c.prepare(
+            // Name order, not count order: counts change between two page requests, and a
+            // cursor over a moving order would skip or repeat events.
+            let mut stmt = c.prepare_cached(
                 "SELECT event, count, first_seen, last_seen FROM event_stats
-                 ORDER BY count DESC, event",
+                 WHERE ?1 IS NULL OR event > ?1 ORDER BY event LIMIT ?2",
             )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(EventSummary {
-                    name: r.get(0)?,
-                    count: r.get(1)?,
-                    first_seen: r.get(2)?,
-                    last_seen: r.get(3)?,
-                    properties: Vec::new(),
-                })
-            })?;
-            rows.map(|row| {
-                let mut summary = row?;
-                summary.properties = props.remove(&summary.name).unwrap_or_default();
-                Ok(summary)
+            // One more than asked says whether another page follows.
+            let rows = stmt.query_map(params![after, limit as u64 + 1], summary_row)?;
+            let mut events = rows.collect::<Result<Vec<_>, _>>()?;
+            let more = events.len() > limit;
+            events.truncate(limit);
+            for e in &mut events {
+                with_properties(c, e, max_keys)?;
+            }
+            let next_after = if more {
+                events.last().map(|e| e.name.clone())
+            } else {
+                None
+            };
+            Ok(EventPage { events, next_after })
+        })
+    }
+
+    fn event(&self, name: &str) -> Result<Option<EventSummary>, StoreError> {
+        let max_keys = self.limits().property_keys_per_event;
+        self.read(|c| {
+            let found = c
+                .prepare_cached(
+                    "SELECT event, count, first_seen, last_seen FROM event_stats WHERE event = ?1",
+                )?
+                .query_row([name], summary_row)
+                .optional()?;
+            let Some(mut e) = found else { return Ok(None) };
+            with_properties(c, &mut e, max_keys)?;
+            Ok(Some(e))
+        })
+    }
+
+    fn events_known(&self, names: &[&str]) -> Result<Vec<bool>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT 1 FROM event_stats WHERE event = ?1")?;
+            names.iter().map(|n| Ok(stmt.exists([n])?)).collect()
+        })
+    }
+
+    fn discovery_totals(&self) -> Result<DiscoveryTotals, StoreError> {
+        let limits = self.limits();
+        self.read(|c| {
+            // event_stats is bounded by the name limit, so this is a scan of at most that
+            // many short rows.
+            let (event_names, track_messages): (u64, u64) = c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(count), 0) FROM event_stats",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let counter = |key: &str| -> Result<u64, StoreError> {
+                Ok(
+                    c.prepare_cached("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1")?
+                        .query_row([key], |r| r.get(0))
+                        .optional()?
+                        .unwrap_or(0),
+                )
+            };
+            Ok(DiscoveryTotals {
+                event_names,
+                track_messages,
+                refused_over_limits: counter(REFUSED_OVER_LIMITS)?,
+                property_keys_not_listed: counter(PROPERTY_KEYS_NOT_LISTED)?,
+                limits,
             })
-            .collect()
         })
     }
 
@@ -103,6 +149,30 @@ impl EventDiscovery for SqliteStore {
             })
         })
     }
+}
+
+fn summary_row(r: &Row<'_>) -> rusqlite::Result<EventSummary> {
+    Ok(EventSummary {
+        name: r.get(0)?,
+        count: r.get(1)?,
+        first_seen: r.get(2)?,
+        last_seen: r.get(3)?,
+        properties: Vec::new(),
+        properties_at_limit: false,
+    })
+}
+
+/// Fills in an event's property keys, most frequent first: at most `max_keys` rows, which the
+/// writer never exceeds.
+fn with_properties(c: &Connection, e: &mut EventSummary, max_keys: u64) -> Result<(), StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT property, count FROM event_properties WHERE event = ?1
+         ORDER BY count DESC, property LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![e.name, max_keys], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    e.properties = rows.collect::<Result<Vec<_>, _>>()?;
+    e.properties_at_limit = e.properties.len() as u64 >= max_keys;
+    Ok(())
 }
 
 fn value_text(v: &Value) -> String {

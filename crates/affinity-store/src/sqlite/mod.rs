@@ -19,7 +19,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use writer::Writer;
 
-use crate::StoreError;
+use crate::{DiscoveryLimits, StoreError};
 
 pub const DB_FILE: &str = "affinity.db";
 
@@ -33,6 +33,7 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
+    limits: DiscoveryLimits,
 }
 
 /// Readers kept open for reuse; more may be open at once, the extra ones are closed.
@@ -42,6 +43,12 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, migrating an older schema and
     /// refusing a newer one.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_limits(data_dir, DiscoveryLimits::default())
+    }
+
+    /// [`SqliteStore::open`] with other discovery bounds (tests use small ones). The bounds
+    /// are enforced by this handle's writers; they are not stored with the data.
+    pub fn open_with_limits(data_dir: &Path, limits: DiscoveryLimits) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
@@ -59,12 +66,17 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 readers: Mutex::new(Vec::new()),
+                limits,
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    pub fn limits(&self) -> DiscoveryLimits {
+        self.inner.limits
     }
 
     /// Opens the write connection. Only one should be live per process; another process
@@ -76,7 +88,7 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         configure_writer(&conn)?;
-        Writer::new(conn)
+        Writer::new(conn, self.inner.limits)
     }
 
     /// A writer for bulk loads (`affinity import`): commits are not fsynced one by one

@@ -4,6 +4,7 @@
 //! their versions.
 
 mod computed_traits;
+mod discovery_limits;
 mod identity_model;
 mod permissions;
 mod refused_merges;
