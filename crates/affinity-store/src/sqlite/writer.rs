@@ -115,7 +115,12 @@ fn append_in_tx(
     limits: DiscoveryLimits,
     groups: &[&[Message]],
 ) -> Result<Vec<Vec<Outcome>>, StoreError> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: the transaction reads (identities, discovery bounds) before it writes. A
+    // deferred one would start as a read snapshot, and if another connection (a model record,
+    // an audience) committed meanwhile, upgrading it to write fails at once with
+    // SQLITE_BUSY_SNAPSHOT, busy timeout or not: a spurious 503 for the client. Taking the
+    // write lock at BEGIN waits for the other writer instead.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut tally = Tally::new(limits);
     let mut all = Vec::with_capacity(groups.len());
     {
