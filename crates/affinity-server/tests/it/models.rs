@@ -258,6 +258,8 @@ async fn a_restarted_server_answers_from_its_saved_model_without_retraining() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Damaging the file of a stopped server: no request is being served while this blocks.
+#[allow(clippy::disallowed_methods)]
 async fn a_damaged_model_file_is_retrained_instead_of_served() {
     let (app, id) = app_with_a_model().await;
     let dir = app.stop().await;
