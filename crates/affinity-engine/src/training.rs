@@ -309,12 +309,16 @@ fn load_last(
 impl Engine {
     /// The model that serves, or why there is none.
     pub fn serving(&self) -> Result<Arc<ServingModel>> {
+        // The states are read before the model: they end only after the model they wait for
+        // is published, so a request racing that publication sees one or the other, never
+        // neither (which would say there is no model).
+        let (loading, pending) = (self.models.is_loading(), self.models.is_pending());
         if let Some(model) = self.models.current() {
             return Ok(model);
         }
-        Err(if self.models.is_loading() {
+        Err(if loading {
             EngineError::ModelNotReady("the last model is loading; retry in a few seconds")
-        } else if self.models.is_pending() {
+        } else if pending {
             EngineError::ModelNotReady("the first model is training; retry in a few seconds")
         } else {
             EngineError::NoModel

@@ -274,7 +274,9 @@ async fn a_damaged_model_file_is_retrained_instead_of_served() {
     let retrained = answer["model_id"].as_i64().expect("model_id");
     assert!(retrained > id, "{answer}");
     assert_eq!(model_ids(&app).await, vec![retrained, id]);
-    // The new model replaced the damaged file.
+    // The new model replaced the damaged file (saved before its record says ready).
+    let record = finished(&app, &json!(retrained)).await;
+    assert_eq!(record["status"], "ready", "{record}");
     let models = app.dir.path().join("models");
     assert!(models.join(format!("{retrained}.bin")).exists());
     assert!(!path.exists());
