@@ -63,6 +63,12 @@ pub enum EngineError {
     CatalogFailed(String),
     #[error("no model has been trained yet: configure the catalog, then POST /api/v1/models/train")]
     NoModel,
+    /// A model is on its way (the saved one loading, or the first training): retrying helps.
+    #[error("{0}")]
+    ModelNotReady(&'static str),
+    /// A saved model that cannot be read or does not fit the store's data.
+    #[error(transparent)]
+    Snapshot(#[from] affinity_model::snapshot::SnapshotError),
     #[error("{0}")]
     NotFound(String),
     /// A request parameter the engine checks against its data (a filter naming a value the

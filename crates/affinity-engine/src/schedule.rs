@@ -1,7 +1,7 @@
 //! The background work of a serving process: at start, work left unfinished by a previous
-//! process is marked failed; then, with a catalog configured, a model is trained at once (so
-//! that answers are available after a restart) and again every `retrain_interval` when new
-//! events arrived.
+//! process is marked failed and the last ready model is loaded from its saved file; then, with
+//! a catalog configured, a model is trained at once unless the loaded one was trained on every
+//! event the store holds, and again every `retrain_interval` when new events arrived.
 
 use affinity_store::{AudienceStore, CatalogStore, EventDiscovery, ModelRegistry};
 
@@ -31,8 +31,10 @@ impl Engine {
         // training run at once, and the run publishes the catalog it builds before fitting
         // (two concurrent builds of a large store would each take twice as long).
         let engine = self.clone();
+        self.begin_loading().await;
         tokio::spawn(async move {
             let mut last_count = None;
+            let mut loaded_current = engine.load_saved_model().await;
             loop {
                 let store = engine.store.clone();
                 let seen = blocking(move || {
@@ -42,6 +44,10 @@ impl Engine {
                     Ok((configured, count))
                 })
                 .await;
+                // The loaded model already reflects these events: no retraining for them.
+                if let (true, Ok((_, count))) = (std::mem::take(&mut loaded_current), &seen) {
+                    last_count = Some(*count);
+                }
                 match seen {
                     Ok((true, count)) if last_count != Some(count) && !engine.is_training() => {
                         last_count = Some(count);

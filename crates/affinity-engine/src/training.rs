@@ -2,6 +2,7 @@
 //! the model. The same synchronous [`run_training`] serves the engine's background runs (on
 //! demand and on schedule) and `affinity train`.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use serde_json::Value;
 use affinity_core::item_catalog::ItemCatalog;
 use affinity_model::co_occurrence::CoOccurrence;
 use affinity_model::propensity::{PropensityContext, PropensityParams};
+use affinity_model::snapshot::{self, SnapshotError, SnapshotMeta};
 use affinity_model::training::{Holdout, Progress, TrainedModel, TrainingOptions, train};
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{CatalogStore, ModelRecord, ModelRegistry, ModelStatus};
@@ -60,6 +62,11 @@ pub struct ModelState {
     /// The run waiting for the one in progress, if any: further requests join it rather than
     /// queue runs of their own (ten requests, one run).
     waiting: Arc<std::sync::Mutex<Option<ModelRecord>>>,
+    /// Set while a restarted server loads its last saved model (see [`Engine::load_saved_model`]).
+    loading: Arc<AtomicBool>,
+    /// Runs queued or in progress: answers say a model is training from the moment a run is
+    /// queued, not only once it holds `running`.
+    pending: Arc<AtomicUsize>,
 }
 
 impl ModelState {
@@ -77,6 +84,19 @@ impl ModelState {
         self.running.try_lock().is_err()
     }
 
+    pub(crate) fn set_loading(&self, loading: bool) {
+        self.loading.store(loading, Ordering::SeqCst);
+    }
+
+    pub fn is_loading(&self) -> bool {
+        self.loading.load(Ordering::SeqCst)
+    }
+
+    /// A run is queued or training.
+    fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::SeqCst) > 0 || self.is_running()
+    }
+
     /// Queues a training run for `record` and returns at once. The run waits for any earlier
     /// run, then trains on a blocking thread, publishes the model and its catalog, and hands
     /// the published model to `on_ready` on that blocking thread (it may read the store).
@@ -90,6 +110,10 @@ impl ModelState {
     ) {
         let state = self.clone();
         let id = record.id;
+        // Counted before the loading state ends (a saved model that could not be served is
+        // followed by this run), so that no answer in between says there is no model.
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.set_loading(false);
         tokio::spawn(async move {
             let _guard = state.running.lock().await;
             // Started: a request from now on waits for a run of its own (it may have new data).
@@ -112,6 +136,7 @@ impl ModelState {
                 Ok::<_, EngineError>(())
             })
             .await;
+            state.pending.fetch_sub(1, Ordering::SeqCst);
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "training failed"),
@@ -196,6 +221,9 @@ pub fn run_training(
                 Some((_, models)) => models.publish(serving),
                 None => Arc::new(serving),
             };
+            // Saved before the record says ready, so that a ready record has its file (unless
+            // saving failed: the model still serves, and a restart retrains instead).
+            save_snapshot(store, &serving);
             let record = &serving.record;
             store.save_model(record)?;
             tracing::info!(model = record.id, algorithm = ?record.algorithm, ms = ?record.duration_ms, "model ready");
@@ -210,10 +238,153 @@ pub fn run_training(
     }
 }
 
+/// Saves `serving`'s model to its file and removes older ones (only the last ready model is
+/// ever loaded). Failures are logged, not returned: the model serves all the same, and a
+/// restart without the file retrains.
+fn save_snapshot(store: &SqliteStore, serving: &ServingModel) {
+    let started = Instant::now();
+    let files = store.model_files();
+    let id = serving.record.id;
+    let meta = SnapshotMeta::new(id, &serving.catalog, &serving.model);
+    match files.save(id, |w| snapshot::write(w, &meta, &serving.model)) {
+        Ok(bytes) => {
+            tracing::info!(
+                model = id,
+                bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "model saved"
+            );
+            if let Err(e) = files.prune(&[id]) {
+                tracing::warn!(error = %e, "cannot remove older model files");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(model = id, error = %e, "cannot save the model; a restart will retrain")
+        }
+    }
+}
+
+/// Why a saved model was not loaded: nothing to load, or a problem to report.
+enum NotLoaded {
+    Nothing(&'static str),
+    Refused(i64, EngineError),
+}
+
+/// Loads the last ready model on a blocking thread: its record, the catalog rebuilt from the
+/// store (published as the current catalog), and its file, matched against that catalog.
+/// Returns the model and whether the catalog holds exactly the interactions it was trained on.
+fn load_last(
+    store: &SqliteStore,
+    catalog_state: &CatalogState,
+) -> std::result::Result<(ServingModel, bool), NotLoaded> {
+    let record = store
+        .last_ready_model()
+        .map_err(|e| NotLoaded::Refused(0, e.into()))?
+        .ok_or(NotLoaded::Nothing("no model is ready yet"))?;
+    let id = record.id;
+    let refused = |e: EngineError| NotLoaded::Refused(id, e);
+    let mut file = store
+        .model_files()
+        .open(id)
+        .map_err(|e| refused(SnapshotError::Io(e).into()))?
+        .ok_or(NotLoaded::Nothing("the last ready model has no saved file"))?;
+    let build_started = Instant::now();
+    let catalog = Arc::new(
+        build_now(store)
+            .map_err(|e| refused(e.into()))?
+            .ok_or(NotLoaded::Nothing("no catalog is configured"))?,
+    );
+    // The catalog serves its own endpoints whether or not the model matches it.
+    catalog_state.replace(catalog.clone(), build_started.elapsed().as_millis() as u64);
+    let saved = snapshot::read(&mut file).map_err(|e| refused(e.into()))?;
+    if saved.meta.model_id != id {
+        return Err(refused(
+            SnapshotError::Corrupt(format!("the file holds model {}", saved.meta.model_id)).into(),
+        ));
+    }
+    let current = saved.meta.interactions == catalog.interactions.len() as u64
+        && saved.meta.as_of == catalog.as_of;
+    let model = snapshot::restore(saved, &catalog).map_err(|e| refused(e.into()))?;
+    Ok((
+        ServingModel {
+            record,
+            co_occurrence: CoOccurrence::new(&catalog),
+            propensity: Default::default(),
+            catalog,
+            model,
+        },
+        current,
+    ))
+}
+
 impl Engine {
     /// The model that serves, or why there is none.
     pub fn serving(&self) -> Result<Arc<ServingModel>> {
-        self.models.current().ok_or(EngineError::NoModel)
+        // The states are read before the model: they end only after the model they wait for
+        // is published, so a request racing that publication sees one or the other, never
+        // neither (which would say there is no model).
+        let (loading, pending) = (self.models.is_loading(), self.models.is_pending());
+        if let Some(model) = self.models.current() {
+            return Ok(model);
+        }
+        Err(if loading {
+            EngineError::ModelNotReady("the last model is loading; retry in a few seconds")
+        } else if pending {
+            EngineError::ModelNotReady("the first model is training; retry in a few seconds")
+        } else {
+            EngineError::NoModel
+        })
+    }
+
+    /// Says "loading" in answers when there is a saved model to load, until
+    /// [`Engine::load_saved_model`] is done. Checked before serving starts, so that no request
+    /// is told there is no model while one loads.
+    pub(crate) async fn begin_loading(&self) {
+        let store = self.store.clone();
+        let saved = blocking(move || {
+            let record = store.last_ready_model()?;
+            Ok(record.is_some_and(|r| store.model_files().path(r.id).exists()))
+        })
+        .await;
+        self.models.set_loading(saved.unwrap_or(false));
+    }
+
+    /// At start: serves the last ready model from its saved file, so that a restart answers
+    /// within seconds instead of after a retraining. Returns true when that model was trained
+    /// on every interaction the store holds now (the schedule need not retrain at once); false
+    /// when nothing was loaded (reported; the schedule trains) or events arrived since (the
+    /// model serves meanwhile). Clears the loading state [`Engine::start_background`] set.
+    pub(crate) async fn load_saved_model(&self) -> bool {
+        let (store, catalog) = (self.store.clone(), self.catalog.clone());
+        let started = Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || load_last(&store, &catalog)).await;
+        let current = match outcome {
+            Ok(Ok((serving, current))) => {
+                let id = serving.record.id;
+                self.models.publish(serving);
+                tracing::info!(
+                    model = id,
+                    current,
+                    ms = started.elapsed().as_millis() as u64,
+                    "saved model loaded"
+                );
+                current
+            }
+            Ok(Err(NotLoaded::Nothing(why))) => {
+                tracing::info!(reason = why, "no saved model to load");
+                false
+            }
+            Ok(Err(NotLoaded::Refused(model, e))) => {
+                tracing::warn!(model, error = %e, "cannot serve the saved model; retraining");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "loading the saved model panicked; retraining");
+                false
+            }
+        };
+        self.models.set_loading(false);
+        current
     }
 
     pub fn serving_model_id(&self) -> Option<i64> {

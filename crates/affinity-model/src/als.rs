@@ -229,7 +229,49 @@ impl AlsModel {
     }
 }
 
+impl AlsModel {
+    /// `(factors, n_users, n_items, user_factors, item_factors)`, for saving.
+    pub(crate) fn raw(&self) -> (usize, usize, usize, &[f32], &[f32]) {
+        (
+            self.factors,
+            self.n_users,
+            self.n_items,
+            &self.user_factors,
+            &self.item_factors,
+        )
+    }
+
+    /// Rebuilds a saved model. The scoring panels are derived again rather than saved: they
+    /// are a pure re-layout of `item_factors` (the same bits), and saving them would double
+    /// the item side of the file.
+    pub(crate) fn from_raw(
+        factors: usize,
+        n_users: usize,
+        n_items: usize,
+        user_factors: Vec<f32>,
+        item_factors: Vec<f32>,
+    ) -> std::result::Result<AlsModel, String> {
+        if Some(user_factors.len()) != n_users.checked_mul(factors)
+            || Some(item_factors.len()) != n_items.checked_mul(factors)
+        {
+            return Err("ALS factor arrays do not match their dimensions".to_string());
+        }
+        Ok(AlsModel {
+            factors,
+            n_users,
+            n_items,
+            item_panels: to_panels(&item_factors, factors),
+            user_factors,
+            item_factors,
+        })
+    }
+}
+
 impl Recommender for AlsModel {
+    fn fitted(&self) -> Option<crate::snapshot::Fitted<'_>> {
+        Some(crate::snapshot::Fitted::Als(self))
+    }
+
     fn n_items(&self) -> usize {
         self.n_items
     }

@@ -41,6 +41,11 @@ impl Blend {
         }
         Ok(Blend { parts, n_items })
     }
+
+    /// The weighted parts, for saving.
+    pub(crate) fn parts(&self) -> &[(f32, Arc<dyn Recommender + Send>)] {
+        &self.parts
+    }
 }
 
 /// Users blended together: each part scores them as one batch (ALS's batched kernel), and
@@ -48,6 +53,10 @@ impl Blend {
 const USERS_PER_PASS: usize = 32;
 
 impl Recommender for Blend {
+    fn fitted(&self) -> Option<crate::snapshot::Fitted<'_>> {
+        Some(crate::snapshot::Fitted::Blend(self))
+    }
+
     fn n_items(&self) -> usize {
         self.n_items
     }

@@ -120,7 +120,33 @@ impl EaseModel {
     }
 }
 
+impl EaseModel {
+    /// `(n_items, weights, users)`, for saving.
+    pub(crate) fn raw(&self) -> (usize, &[f32], &Csr) {
+        (self.n_items, &self.weights, &self.users)
+    }
+
+    pub(crate) fn from_raw(
+        n_items: usize,
+        weights: Vec<f32>,
+        users: Csr,
+    ) -> std::result::Result<EaseModel, String> {
+        if Some(weights.len()) != n_items.checked_mul(n_items) {
+            return Err("EASE weights are not n_items × n_items".to_string());
+        }
+        Ok(EaseModel {
+            n_items,
+            weights,
+            users,
+        })
+    }
+}
+
 impl Recommender for EaseModel {
+    fn fitted(&self) -> Option<crate::snapshot::Fitted<'_>> {
+        Some(crate::snapshot::Fitted::Ease(self))
+    }
+
     fn n_items(&self) -> usize {
         self.n_items
     }

@@ -48,6 +48,38 @@ pub(crate) struct Csr {
 }
 
 impl Csr {
+    /// The raw arrays, for saving (see [`crate::snapshot`]).
+    pub(crate) fn raw(&self) -> (&[usize], &[u32], &[f32]) {
+        (&self.ptr, &self.ids, &self.weights)
+    }
+
+    /// Rebuilds rows from saved arrays, checking what [`Csr::row`] relies on (a saved file
+    /// passed its checksum, but a reader must not panic on a writer's bug): `ptr` starts at
+    /// 0, never decreases and ends at the length of `ids` and `weights`; every id is below
+    /// `n_cols`.
+    pub(crate) fn from_raw(
+        ptr: Vec<usize>,
+        ids: Vec<u32>,
+        weights: Vec<f32>,
+        n_cols: usize,
+    ) -> std::result::Result<Csr, String> {
+        if ptr.first() != Some(&0)
+            || ptr.windows(2).any(|w| w[0] > w[1])
+            || ptr.last() != Some(&ids.len())
+            || ids.len() != weights.len()
+        {
+            return Err("inconsistent sparse rows".to_string());
+        }
+        if let Some(id) = ids.iter().find(|&&id| id as usize >= n_cols) {
+            return Err(format!("column {id} out of range ({n_cols} columns)"));
+        }
+        Ok(Csr { ptr, ids, weights })
+    }
+
+    pub(crate) fn into_parts(self) -> (Vec<usize>, Vec<u32>, Vec<f32>) {
+        (self.ptr, self.ids, self.weights)
+    }
+
     /// Number of rows.
     pub(crate) fn len(&self) -> usize {
         self.ptr.len() - 1

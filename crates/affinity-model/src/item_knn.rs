@@ -234,7 +234,62 @@ impl ItemKnn {
     }
 }
 
+/// An item-kNN model's arrays, for saving (see [`crate::snapshot`]).
+pub(crate) struct ItemKnnRaw {
+    pub n_items: usize,
+    pub neighbours: Csr,
+    pub reverse: Csr,
+    pub users: Csr,
+}
+
+impl ItemKnn {
+    /// `(n_items, neighbours, reverse, users)`, each list as (ptr, ids, sims), for saving.
+    #[allow(clippy::type_complexity)] // a plain view of the fields, used once
+    pub(crate) fn raw(
+        &self,
+    ) -> (
+        usize,
+        (&[usize], &[u32], &[f32]),
+        (&[usize], &[u32], &[f32]),
+        &Csr,
+    ) {
+        (
+            self.n_items,
+            (
+                &self.neighbour_ptr,
+                &self.neighbour_ids,
+                &self.neighbour_sims,
+            ),
+            (&self.reverse_ptr, &self.reverse_ids, &self.reverse_sims),
+            &self.users,
+        )
+    }
+
+    pub(crate) fn from_raw(raw: ItemKnnRaw) -> std::result::Result<ItemKnn, String> {
+        let rows = |csr: &Csr| csr.len();
+        if rows(&raw.neighbours) != raw.n_items || rows(&raw.reverse) != raw.n_items {
+            return Err("item-kNN lists do not have one row per item".to_string());
+        }
+        let (nptr, nids, nsims) = raw.neighbours.into_parts();
+        let (rptr, rids, rsims) = raw.reverse.into_parts();
+        Ok(ItemKnn {
+            n_items: raw.n_items,
+            neighbour_ptr: nptr,
+            neighbour_ids: nids,
+            neighbour_sims: nsims,
+            reverse_ptr: rptr,
+            reverse_ids: rids,
+            reverse_sims: rsims,
+            users: raw.users,
+        })
+    }
+}
+
 impl Recommender for ItemKnn {
+    fn fitted(&self) -> Option<crate::snapshot::Fitted<'_>> {
+        Some(crate::snapshot::Fitted::ItemKnn(self))
+    }
+
     fn n_items(&self) -> usize {
         self.n_items
     }

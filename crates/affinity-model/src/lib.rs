@@ -28,6 +28,7 @@ mod popularity;
 pub mod propensity;
 pub mod recommend;
 mod recommender;
+pub mod snapshot;
 pub mod split;
 mod top_k;
 pub mod training;

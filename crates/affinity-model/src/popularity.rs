@@ -27,9 +27,18 @@ impl Popularity {
     pub fn scores(&self) -> &[f32] {
         &self.scores
     }
+
+    /// A saved model's scores (see [`crate::snapshot`]).
+    pub(crate) fn from_scores(scores: Vec<f32>) -> Popularity {
+        Popularity { scores }
+    }
 }
 
 impl Recommender for Popularity {
+    fn fitted(&self) -> Option<crate::snapshot::Fitted<'_>> {
+        Some(crate::snapshot::Fitted::Popularity(self))
+    }
+
     fn n_items(&self) -> usize {
         self.scores.len()
     }

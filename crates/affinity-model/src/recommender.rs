@@ -11,6 +11,12 @@ use crate::error::{ModelError, Result};
 
 /// A fitted model that can score and rank items for a user.
 pub trait Recommender: Sync {
+    /// The concrete model, for saving it (see [`crate::snapshot`]). None: this kind cannot be
+    /// saved (models outside this crate, say), and a server retrains it after a restart.
+    fn fitted(&self) -> Option<crate::snapshot::Fitted<'_>> {
+        None
+    }
+
     /// Number of items the model scores; item ids are `0..n_items()`.
     fn n_items(&self) -> usize;
 

@@ -28,7 +28,7 @@ use affinity_core::item_catalog::ItemCatalog;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::blend::Blend;
@@ -41,7 +41,7 @@ use crate::{
 };
 
 /// A model family with its parameters.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "algorithm", rename_all = "snake_case")]
 pub enum Candidate {
     Popularity,
@@ -354,7 +354,9 @@ impl TrainedModel {
     }
 }
 
-fn matrix(catalog: &ItemCatalog, as_of: i64) -> Result<Interactions> {
+/// The interactions matrix a model serves with: every interaction as of `as_of`, weighted as
+/// the catalog says. Public so that a saved model can be restored without saving it.
+pub fn matrix(catalog: &ItemCatalog, as_of: i64) -> Result<Interactions> {
     let triplets: Vec<Triplet> = catalog.weighted(as_of);
     Interactions::from_triplets(catalog.users.len(), catalog.items.len(), &triplets)
 }

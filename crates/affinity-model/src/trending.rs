@@ -45,9 +45,18 @@ impl Trending {
     pub fn scores(&self) -> &[f32] {
         &self.scores
     }
+
+    /// A saved model's scores (see [`crate::snapshot`]).
+    pub(crate) fn from_scores(scores: Vec<f32>) -> Trending {
+        Trending { scores }
+    }
 }
 
 impl Recommender for Trending {
+    fn fitted(&self) -> Option<crate::snapshot::Fitted<'_>> {
+        Some(crate::snapshot::Fitted::Trending(self))
+    }
+
     fn n_items(&self) -> usize {
         self.scores.len()
     }

@@ -327,13 +327,19 @@ impl From<EngineError> for ApiError {
         let message = e.to_string();
         match e {
             EngineError::Store(e) => e.into(),
-            EngineError::Model(_) | EngineError::Task(_) | EngineError::Internal(_) => {
-                Self::internal(message)
-            }
+            EngineError::Model(_)
+            | EngineError::Snapshot(_)
+            | EngineError::Task(_)
+            | EngineError::Internal(_) => Self::internal(message),
             EngineError::NotConfigured
             | EngineError::CatalogBuilding
             | EngineError::CatalogFailed(_) => Self::new(ErrorCode::CatalogNotReady, message),
             EngineError::NoModel => Self::new(ErrorCode::ModelNotReady, message),
+            EngineError::ModelNotReady(_) => {
+                let mut e = Self::new(ErrorCode::ModelNotReady, message);
+                e.retry_after = Some(Duration::from_secs(RETRY_AFTER_SECONDS));
+                e
+            }
             EngineError::NotFound(m) => Self::not_found(m),
             EngineError::InvalidParameter(m) => Self::invalid_parameter(m),
             EngineError::Invalid { kind, problems } => {

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod group_commit;
+pub mod model_files;
 pub mod sqlite;
 pub mod types;
 

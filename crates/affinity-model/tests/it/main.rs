@@ -10,5 +10,6 @@ mod models;
 mod neighbours;
 mod propensity;
 mod selection;
+mod snapshot;
 mod splits;
 mod training;

@@ -9,7 +9,7 @@ use affinity_core::timestamp::parse_millis;
 use affinity_model::training::{Candidate, Progress, TrainingOptions, train};
 use serde_json::json;
 
-fn synthetic_catalog(events: u64) -> ItemCatalog {
+pub(crate) fn synthetic_catalog(events: u64) -> ItemCatalog {
     let config: CatalogConfig = serde_json::from_value(json!({
         "events": [
             {"name": "Order Completed", "product_id_property": "product_id", "weight": 3.0},

@@ -181,3 +181,103 @@ async fn model_errors_are_precise() {
         "{model}"
     );
 }
+
+/// A server with a catalog and one ready model; returns it with the model's id.
+async fn app_with_a_model() -> (TestApp, i64) {
+    let app = TestApp::spawn().await;
+    send_synthetic(&app, 6_000).await;
+    let (s, _) = put_catalog(&app, &synthetic_catalog()).await;
+    assert_eq!(s, StatusCode::OK);
+    ready_catalog(&app).await;
+    let (s, job) = train(&app, json!({"seed": 3})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let model = finished(&app, &job["model_id"]).await;
+    assert_eq!(model["status"], "ready", "{model}");
+    let id = model["id"].as_i64().expect("id");
+    (app, id)
+}
+
+/// Polls recommendations until they are answered; meanwhile only "not ready" answers that say
+/// why and when to retry are acceptable.
+async fn first_answer(app: &TestApp, within: Duration) -> Value {
+    poll_until("recommendations", within, || async {
+        let r = app
+            .client
+            .get(app.url("/api/v1/users/u1/recommendations"))
+            .bearer_auth(ADMIN);
+        let response = r.send().await.expect("send");
+        let retry_after = response.headers().get("retry-after").cloned();
+        let (s, b) = crate::support::read(response).await;
+        if s == StatusCode::OK {
+            return Some(b);
+        }
+        assert_eq!(s, StatusCode::CONFLICT, "{b}");
+        assert_eq!(b["error"]["code"], "model_not_ready", "{b}");
+        let message = b["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains("loading") || message.contains("training"),
+            "{b}"
+        );
+        assert!(retry_after.is_some(), "{b}");
+        None
+    })
+    .await
+}
+
+async fn model_ids(app: &TestApp) -> Vec<i64> {
+    let (s, list) = app.admin_get("/api/v1/models").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    list["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter_map(|m| m["id"].as_i64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_answers_from_its_saved_model_without_retraining() {
+    let (app, id) = app_with_a_model().await;
+    let (s, before) = app.admin_get("/api/v1/users/u1/recommendations").await;
+    assert_eq!(s, StatusCode::OK, "{before}");
+    let dir = app.stop().await;
+    assert!(dir.path().join("models").join(format!("{id}.bin")).exists());
+
+    let app = TestApp::spawn_in(dir).await;
+    // Loading takes milliseconds here; a retraining (which the old start always began) would
+    // make a new model with another id.
+    let after = first_answer(&app, Duration::from_secs(10)).await;
+    assert_eq!(after["model_id"], id, "{after}");
+    assert_eq!(after["recommendations"], before["recommendations"]);
+    // No events arrived since the model: the schedule must not retrain at start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(model_ids(&app).await, vec![id]);
+    // The catalog was rebuilt and published by the load.
+    let (s, catalog) = app.admin_get("/api/v1/catalog").await;
+    assert_eq!(s, StatusCode::OK, "{catalog}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Damaging the file of a stopped server: no request is being served while this blocks.
+#[allow(clippy::disallowed_methods)]
+async fn a_damaged_model_file_is_retrained_instead_of_served() {
+    let (app, id) = app_with_a_model().await;
+    let dir = app.stop().await;
+    let path = dir.path().join("models").join(format!("{id}.bin"));
+    let mut bytes = std::fs::read(&path).expect("model file");
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xff;
+    std::fs::write(&path, bytes).expect("damage");
+
+    let app = TestApp::spawn_in(dir).await;
+    let answer = first_answer(&app, Duration::from_secs(60)).await;
+    let retrained = answer["model_id"].as_i64().expect("model_id");
+    assert!(retrained > id, "{answer}");
+    assert_eq!(model_ids(&app).await, vec![retrained, id]);
+    // The new model replaced the damaged file (saved before its record says ready).
+    let record = finished(&app, &json!(retrained)).await;
+    assert_eq!(record["status"], "ready", "{record}");
+    let models = app.dir.path().join("models");
+    assert!(models.join(format!("{retrained}.bin")).exists());
+    assert!(!path.exists());
+}

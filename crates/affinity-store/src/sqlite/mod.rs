@@ -79,6 +79,11 @@ impl SqliteStore {
         self.inner.limits
     }
 
+    /// Where fitted models are saved: `models/` beside the database.
+    pub fn model_files(&self) -> crate::model_files::ModelFiles {
+        crate::model_files::ModelFiles::new(self.path().parent().unwrap_or(Path::new(".")))
+    }
+
     /// Opens the write connection. Only one should be live per process; another process
     /// (say `affinity import` while the server runs) waits on SQLite's lock.
     pub fn writer(&self) -> Result<Writer, StoreError> {

@@ -21,6 +21,22 @@ fn decode(id: i64, text: &str) -> Result<ModelRecord, StoreError> {
     RECORD.decode(id, text)
 }
 
+impl SqliteStore {
+    /// The newest run that finished ready: the model a restarted server serves first.
+    pub fn last_ready_model(&self) -> Result<Option<ModelRecord>, StoreError> {
+        self.read(|c| {
+            let row: Option<(i64, String)> = c
+                .query_row(
+                    "SELECT id, record FROM models WHERE status = 'ready' ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            row.map(|(id, text)| decode(id, &text)).transpose()
+        })
+    }
+}
+
 impl ModelRegistry for SqliteStore {
     fn create_model(&self, created_at: i64) -> Result<ModelRecord, StoreError> {
         let mut conn = self.write_conn()?;
