@@ -56,6 +56,9 @@ impl Engine {
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "cannot read the store for the schedule"),
                 }
+                // A saved model that could not be served is now followed by a queued run (which
+                // counted itself pending), or by none: either way "loading" is over.
+                engine.models.set_loading(false);
                 tokio::time::sleep(engine.config.retrain_interval).await;
             }
         });

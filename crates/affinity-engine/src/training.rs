@@ -353,7 +353,8 @@ impl Engine {
     /// within seconds instead of after a retraining. Returns true when that model was trained
     /// on every interaction the store holds now (the schedule need not retrain at once); false
     /// when nothing was loaded (reported; the schedule trains) or events arrived since (the
-    /// model serves meanwhile). Clears the loading state [`Engine::start_background`] set.
+    /// model serves meanwhile). Clears the loading state [`Engine::start_background`] set when
+    /// a model was loaded; otherwise the schedule clears it once it has queued a training.
     pub(crate) async fn load_saved_model(&self) -> bool {
         let (store, catalog) = (self.store.clone(), self.catalog.clone());
         let started = Instant::now();
@@ -362,6 +363,7 @@ impl Engine {
             Ok(Ok((serving, current))) => {
                 let id = serving.record.id;
                 self.models.publish(serving);
+                self.models.set_loading(false);
                 tracing::info!(
                     model = id,
                     current,
@@ -383,7 +385,8 @@ impl Engine {
                 false
             }
         };
-        self.models.set_loading(false);
+        // Not loaded: "loading" stays until the schedule has queued the run that replaces it
+        // (which counts itself pending first), so no answer in between says "no model".
         current
     }
 

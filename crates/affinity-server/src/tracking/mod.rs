@@ -178,18 +178,8 @@ async fn batch(
             }),
         }
     }
-    if let Some(first) = rejected.first()
-        && accepted.is_empty()
-    {
-        let mut error = ApiError::new(
-            ErrorCode::InvalidBatch,
-            format!(
-                "none of the {total} messages was accepted; message {}: {}",
-                first.index, first.message
-            ),
-        );
-        error.rejected = Some(rejected);
-        return Err(error);
+    if !rejected.is_empty() && accepted.is_empty() {
+        return Err(none_accepted(total, rejected));
     }
     let outcomes = state.engine.ingest(accepted).await?;
     let mut stored = 0;
@@ -202,18 +192,8 @@ async fn batch(
         }
     }
     rejected.sort_by_key(|r| r.index);
-    if let Some(first) = rejected.first()
-        && stored + duplicates == 0
-    {
-        let mut error = ApiError::new(
-            ErrorCode::InvalidBatch,
-            format!(
-                "none of the {total} messages was accepted; message {}: {}",
-                first.index, first.message
-            ),
-        );
-        error.rejected = Some(rejected);
-        return Err(error);
+    if !rejected.is_empty() && stored + duplicates == 0 {
+        return Err(none_accepted(total, rejected));
     }
     Ok(Json(BatchAccepted {
         success: true,
@@ -221,4 +201,19 @@ async fn batch(
         duplicates,
         rejected,
     }))
+}
+
+/// A batch none of whose messages was stored (refused at parsing, or by the store's bounds):
+/// a 400 naming the first reason, with every message's reason listed.
+fn none_accepted(total: usize, rejected: Vec<Rejected>) -> ApiError {
+    let first = rejected
+        .first()
+        .map(|r| format!("; message {}: {}", r.index, r.message))
+        .unwrap_or_default();
+    let mut error = ApiError::new(
+        ErrorCode::InvalidBatch,
+        format!("none of the {total} messages was accepted{first}"),
+    );
+    error.rejected = Some(rejected);
+    error
 }
