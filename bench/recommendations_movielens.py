@@ -10,30 +10,21 @@
 NDCG@10 as the product's own metrics define it (crates/affinity-model/src/metrics.rs): binary
 relevance, IDCG over min(10, |held out|) hits, every test user counts (an empty list is 0).
 """
-import csv
 import math
-import datetime as dt
 import json
 import sys
 import urllib.parse
 import urllib.request
+from pathlib import Path
+
+# The messages are the converter's own (scripts/ml100k_to_segment.py), so the benchmark feeds
+# the product exactly what an import of MovieLens would.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from ml100k_to_segment import rated, rows  # noqa: E402
 
 K = 10
 EASE_LAMBDA = 250.0
 TEST_SHARE = 0.2
-
-
-def rows(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t")
-        header = [h.split(":")[0] for h in next(reader)]
-        for r in reader:
-            yield dict(zip(header, r))
-
-
-def iso(seconds):
-    t = dt.datetime.fromtimestamp(int(float(seconds)), dt.timezone.utc)
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def split(data, seed, out):
@@ -59,15 +50,7 @@ def split(data, seed, out):
                 train.append(r)
     with open(f"{out}/train.jsonl", "w", encoding="utf-8") as w:
         for r in train:
-            item = items.get(r["item_id"], {})
-            genres = item.get("class", "").split()
-            w.write(json.dumps({
-                "type": "track", "userId": f"u{r['user_id']}", "event": "Movie Rated",
-                "messageId": f"ml100k-{r['user_id']}-{r['item_id']}", "timestamp": iso(r["timestamp"]),
-                "properties": {"product_id": r["item_id"], "title": item.get("movie_title", ""),
-                               "genre": genres[0] if genres else None, "genres": genres,
-                               "year": item.get("release_year") or None, "rating": float(r["rating"])},
-            }) + "\n")
+            w.write(json.dumps(rated(r, items)) + "\n")
     with open(f"{out}/test.json", "w", encoding="utf-8") as w:
         json.dump(test, w)
     print(f"seed {seed}: {len(train)} train ratings, {sum(map(len, test.values()))} held out "

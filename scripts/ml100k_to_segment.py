@@ -26,6 +26,19 @@ def iso(seconds):
     return t.isoformat().replace("+00:00", "Z")
 
 
+def rated(r, items):
+    """One rating as a Segment `Movie Rated` track message (benchmarks reuse it)."""
+    item = items.get(r["item_id"], {})
+    genres = item.get("class", "").split()
+    return {
+        "type": "track", "userId": f"u{r['user_id']}", "event": "Movie Rated",
+        "messageId": f"ml100k-{r['user_id']}-{r['item_id']}", "timestamp": iso(r["timestamp"]),
+        "properties": {"product_id": r["item_id"], "title": item.get("movie_title", ""),
+                       "genre": genres[0] if genres else None, "genres": genres,
+                       "year": item.get("release_year") or None, "rating": float(r["rating"])},
+    }
+
+
 def main(src, out):
     items = {r["item_id"]: r for r in rows(f"{src}/ml-100k.item")}
     n = 0
@@ -39,15 +52,7 @@ def main(src, out):
             }) + "\n")
             n += 1
         for r in rows(f"{src}/ml-100k.inter"):
-            item = items.get(r["item_id"], {})
-            genres = item.get("class", "").split()
-            w.write(json.dumps({
-                "type": "track", "userId": f"u{r['user_id']}", "event": "Movie Rated",
-                "messageId": f"ml100k-{r['user_id']}-{r['item_id']}", "timestamp": iso(r["timestamp"]),
-                "properties": {"product_id": r["item_id"], "title": item.get("movie_title", ""),
-                               "genre": genres[0] if genres else None, "genres": genres,
-                               "year": item.get("release_year") or None, "rating": float(r["rating"])},
-            }) + "\n")
+            w.write(json.dumps(rated(r, items)) + "\n")
             n += 1
     print(f"wrote {n} messages to {out}", file=sys.stderr)
 
