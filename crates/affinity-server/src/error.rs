@@ -136,6 +136,15 @@ pub struct ProblemBody {
     pub message: String,
 }
 
+impl From<Problem> for ProblemBody {
+    fn from(p: Problem) -> Self {
+        Self {
+            field: p.field,
+            message: p.message,
+        }
+    }
+}
+
 /// One message of a batch that was refused, by its index in the batch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rejected {
@@ -209,15 +218,7 @@ impl ApiError {
             code,
             message: format!("{} problem(s): {}", problems.len(), text.join("; ")),
             retry_after: None,
-            problems: Some(
-                problems
-                    .into_iter()
-                    .map(|p| ProblemBody {
-                        field: p.field,
-                        message: p.message,
-                    })
-                    .collect(),
-            ),
+            problems: Some(problems.into_iter().map(ProblemBody::from).collect()),
             rejected: None,
         }
     }

@@ -75,16 +75,7 @@ pub async fn put(
     let config: CatalogConfig = json_body::parse(body).await?;
     let saved = state.engine.set_catalog(config.clone()).await?;
     let mut out = describe(&state, Some(config));
-    out.warnings = Some(
-        saved
-            .warnings
-            .into_iter()
-            .map(|p| ProblemBody {
-                field: p.field,
-                message: p.message,
-            })
-            .collect(),
-    );
+    out.warnings = Some(saved.warnings.into_iter().map(ProblemBody::from).collect());
     Ok(Json(out))
 }
 
