@@ -7,11 +7,14 @@
 #   bench/als_vs_implicit.sh            # 50k users × 20k items × 1M interactions
 #   bench/als_vs_implicit.sh --large    # 500k users × 100k items × 10M interactions
 #   bench/als_vs_implicit.sh --large --no-implicit   # ours only
+#   bench/als_vs_implicit.sh --vs-native   # also ours built with target-cpu=native, interleaved
 # Environment overrides: RUNS (timed fits per model, default 3; 1 for --large),
 #   THREADS (2), FACTORS (64), ITERATIONS (15), REGULARIZATION (0.01),
 #   ALPHA (1.0, implicit's default), SEED (42),
-#   PORTABLE=1 (build ours for the x86-64 baseline, SSE2 only; by default it is
-#   built as the workspace builds, with target-cpu=native), CARGO_TARGET_DIR.
+#   CARGO_TARGET_DIR. Ours is built as the workspace builds: for the x86-64 baseline, with
+#   the hot loops' AVX2+FMA copy chosen at run time (crates/affinity-model/src/cpu.rs);
+#   --vs-native also builds it with -C target-cpu=native (what the project shipped before
+#   the portable build) and reports portable/native.
 #
 # Generated data goes to bench/data/ and the Python venv to bench/.venv/; both
 # are git-ignored and must stay out of git.
@@ -26,13 +29,14 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CRATE="$(dirname "$HERE")"
 ORIG_ARGS=("$@")
 
-USERS=50000 ITEMS=20000 NNZ=1000000 DEFAULT_RUNS=3 WITH_IMPLICIT=1 DEFAULT_EVAL_MAX_USER=
+USERS=50000 ITEMS=20000 NNZ=1000000 DEFAULT_RUNS=3 WITH_IMPLICIT=1 DEFAULT_EVAL_MAX_USER= VS_NATIVE=0
 for arg in "$@"; do
   case "$arg" in
     # full-catalogue scoring of every test user would dominate the large run,
     # so it evaluates the test users with id < 50000 (an unbiased 10% sample)
     --large) USERS=500000 ITEMS=100000 NNZ=10000000 DEFAULT_RUNS=1 DEFAULT_EVAL_MAX_USER=50000 ;;
     --no-implicit) WITH_IMPLICIT=0 ;;
+    --vs-native) VS_NATIVE=1 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -46,7 +50,6 @@ SEED="${SEED:-42}"
 EVAL_MAX_USER="${EVAL_MAX_USER:-$DEFAULT_EVAL_MAX_USER}"
 EVAL=()
 [[ -n "$EVAL_MAX_USER" ]] && EVAL=(--eval-max-user "$EVAL_MAX_USER")
-PORTABLE="${PORTABLE:-0}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$CRATE/target}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 
@@ -55,17 +58,17 @@ field() { grep -o "$2=[^ ]*" <<<"$1" | head -1 | cut -d= -f2; }
 median() { sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 
 # --- build ours -------------------------------------------------------------
-if [[ "$PORTABLE" == 1 ]]; then
-  BIN_DIR="$TARGET_DIR/bench-portable"
-  log "building the example for the x86-64 baseline (PORTABLE=1)"
-  (cd "$CRATE" && RUSTFLAGS="-C target-cpu=x86-64" cargo build --release --quiet \
-     --example als_vs_implicit --target-dir "$BIN_DIR")
-else
-  BIN_DIR="$TARGET_DIR"
-  log "building the example as the workspace builds (target-cpu=native, .cargo/config.toml)"
-  (cd "$CRATE" && cargo build --release --quiet --example als_vs_implicit --target-dir "$BIN_DIR")
-fi
+BIN_DIR="$TARGET_DIR"
+log "building the example as the workspace builds (portable, run-time AVX2 dispatch)"
+(cd "$CRATE" && cargo build --release --quiet --example als_vs_implicit --target-dir "$BIN_DIR")
 BIN="$BIN_DIR/release/examples/als_vs_implicit"
+if [[ "$VS_NATIVE" == 1 ]]; then
+  NATIVE_DIR="$TARGET_DIR/bench-native"
+  log "building the example with -C target-cpu=native (--vs-native)"
+  (cd "$CRATE" && RUSTFLAGS="-C target-cpu=native" cargo build --release --quiet \
+     --example als_vs_implicit --target-dir "$NATIVE_DIR")
+  NATIVE_BIN="$NATIVE_DIR/release/examples/als_vs_implicit"
+fi
 
 # --- data -------------------------------------------------------------------
 DATA="$HERE/data/u${USERS}_i${ITEMS}_n${NNZ}_s${SEED}"
@@ -95,11 +98,11 @@ run_implicit() {
     --recs-out "$DATA/implicit_recs.bin" "${EVAL[@]+"${EVAL[@]}"}" | grep '^RESULT'
 }
 run_ours() {
-  "$BIN" fit --data "$DATA" "${COMMON[@]}" --evaluate "$1" "${EVAL[@]+"${EVAL[@]}"}" | grep '^RESULT'
+  "${2:-$BIN}" fit --data "$DATA" "${COMMON[@]}" --evaluate "$1" "${EVAL[@]+"${EVAL[@]}"}" | grep '^RESULT'
 }
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
-IMPL_TIMES=() OURS_TIMES=() IMPL_CPU=() OURS_CPU=()
+IMPL_TIMES=() OURS_TIMES=() IMPL_CPU=() OURS_CPU=() NATIVE_TIMES=() NATIVE_CPU=()
 IMPL_LAST="" OURS_LAST=""
 for run in $(seq 1 "$RUNS"); do
   last=false; [[ "$run" == "$RUNS" ]] && last=true
@@ -115,6 +118,12 @@ for run in $(seq 1 "$RUNS"); do
   # transpose, so this superset is the conservative comparison
   OURS_TIMES+=("$(field "$(grep '^RESULT ours ' <<<"$OURS_LAST")" total_seconds)")
   OURS_CPU+=("$(field "$(grep '^RESULT ours ' <<<"$OURS_LAST")" cpu_seconds)")
+  if [[ "$VS_NATIVE" == 1 ]]; then
+    log "run $run/$RUNS: ours, native build"
+    NATIVE_LAST="$(run_ours false "$NATIVE_BIN")"
+    NATIVE_TIMES+=("$(field "$(grep '^RESULT ours ' <<<"$NATIVE_LAST")" total_seconds)")
+    NATIVE_CPU+=("$(field "$(grep '^RESULT ours ' <<<"$NATIVE_LAST")" cpu_seconds)")
+  fi
 done
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -130,6 +139,11 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo
 echo "fit seconds (each run):"
 echo "  ours [simd=$(field "$ours_line" simd)]: ${OURS_TIMES[*]}  (median $ours_med; includes building CSR+CSC from triplets: $(field "$ours_line" build_seconds) s in the last run)"
+if [[ "$VS_NATIVE" == 1 ]]; then
+  native_med="$(printf '%s\n' "${NATIVE_TIMES[@]}" | median)"
+  echo "  ours, native build [simd=$(field "$(grep '^RESULT ours ' <<<"$NATIVE_LAST")" simd)]: ${NATIVE_TIMES[*]}  (median $native_med)"
+  echo "  ratio portable/native (medians): $(awk -v a="$ours_med" -v b="$native_med" 'BEGIN {printf "%.3f", a/b}')"
+fi
 if [[ "$WITH_IMPLICIT" == 1 ]]; then
   impl_med="$(printf '%s\n' "${IMPL_TIMES[@]}" | median)"
   echo "  implicit $(field "$IMPL_LAST" version): ${IMPL_TIMES[*]}  (median $impl_med)"
@@ -156,7 +170,7 @@ fi
 metrics_line popularity <<<"$OURS_LAST" | sed 's/^/  /'
 echo
 printf 'reproduce: cd %q &&' "$CRATE"
-for v in RUNS THREADS FACTORS ITERATIONS REGULARIZATION ALPHA SEED PORTABLE EVAL_MAX_USER; do printf ' %s=%q' "$v" "${!v}"; done
+for v in RUNS THREADS FACTORS ITERATIONS REGULARIZATION ALPHA SEED EVAL_MAX_USER; do printf ' %s=%q' "$v" "${!v}"; done
 printf ' bench/als_vs_implicit.sh'
 for a in "${ORIG_ARGS[@]+"${ORIG_ARGS[@]}"}"; do printf ' %q' "$a"; done
 echo

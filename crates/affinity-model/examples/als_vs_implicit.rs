@@ -408,9 +408,10 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// Which vector instructions this binary was compiled to use.
-fn simd_level() -> &'static str {
-    if cfg!(target_feature = "avx512f") {
+/// Which vector instructions the hot loops ran with: the binary's compile target, and the
+/// copy chosen at run time (see `affinity_model::cpu`).
+fn simd_level() -> String {
+    let compiled = if cfg!(target_feature = "avx512f") {
         "avx512"
     } else if cfg!(target_feature = "avx2") {
         "avx2"
@@ -418,5 +419,9 @@ fn simd_level() -> &'static str {
         "sse2"
     } else {
         "scalar"
-    }
+    };
+    format!(
+        "compiled:{compiled},running:{}",
+        affinity_model::cpu::instruction_set().replace(' ', "-")
+    )
 }

@@ -39,6 +39,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::cpu::{self, Isa};
 use crate::dense::{
     PANEL, axpy, dot, gram_upper_accumulate, mirror_upper, score_panel, symv, to_panels,
 };
@@ -209,22 +210,29 @@ impl AlsModel {
     /// all-zero vector (never seen in training) score 0.
     pub fn similar_items(&self, item: u32, k: usize) -> Result<Vec<(u32, f32)>> {
         let query = self.item_vector(item)?;
-        let query_norm = dot(query, query).sqrt();
         let f = self.factors;
-        let candidates = self
-            .item_factors
-            .chunks_exact(f)
+        let cosines = cpu::fast(
+            #[inline(always)]
+            |isa| {
+                let query_norm = dot(isa, query, query).sqrt();
+                self.item_factors
+                    .chunks_exact(f)
+                    .map(|v| {
+                        let denom = query_norm * dot(isa, v, v).sqrt();
+                        if denom > 0.0 {
+                            dot(isa, query, v) / denom
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect::<Vec<f32>>()
+            },
+        );
+        let candidates = cosines
+            .into_iter()
             .enumerate()
             .filter(|&(i, _)| i != item as usize)
-            .map(|(i, v)| {
-                let denom = query_norm * dot(v, v).sqrt();
-                let cos = if denom > 0.0 {
-                    dot(query, v) / denom
-                } else {
-                    0.0
-                };
-                (i as u32, cos)
-            });
+            .map(|(i, cos)| (i as u32, cos));
         Ok(top_k(candidates, k))
     }
 }
@@ -301,26 +309,32 @@ impl Recommender for AlsModel {
             .map(|&u| self.user_vector(u))
             .collect::<Result<_>>()?;
         let mut out = vec![[0f32; PANEL]; 4];
-        for (p, panel) in self
-            .item_panels
-            .chunks_exact(self.factors * PANEL)
-            .enumerate()
-        {
-            let start = p * PANEL;
-            let len = PANEL.min(self.n_items - start);
-            let mut groups = xs.chunks_exact(4);
-            for (g, group) in groups.by_ref().enumerate() {
-                score_panel::<4, 16>([group[0], group[1], group[2], group[3]], panel, &mut out);
-                for (u, scores) in out.iter().enumerate() {
-                    sink(g * 4 + u, start, &scores[..len]);
+        cpu::fast(
+            #[inline(always)]
+            |isa| {
+                for (p, panel) in self
+                    .item_panels
+                    .chunks_exact(self.factors * PANEL)
+                    .enumerate()
+                {
+                    let start = p * PANEL;
+                    let len = PANEL.min(self.n_items - start);
+                    let mut groups = xs.chunks_exact(4);
+                    for (g, group) in groups.by_ref().enumerate() {
+                        let group = [group[0], group[1], group[2], group[3]];
+                        score_panel::<4, 16>(isa, group, panel, &mut out);
+                        for (u, scores) in out.iter().enumerate() {
+                            sink(g * 4 + u, start, &scores[..len]);
+                        }
+                    }
+                    let first = xs.len() - groups.remainder().len();
+                    for (r, &x) in groups.remainder().iter().enumerate() {
+                        score_panel::<1, 64>(isa, [x], panel, &mut out);
+                        sink(first + r, start, &out[0][..len]);
+                    }
                 }
-            }
-            let first = xs.len() - groups.remainder().len();
-            for (r, &x) in groups.remainder().iter().enumerate() {
-                score_panel::<1, 64>([x], panel, &mut out);
-                sink(first + r, start, &out[0][..len]);
-            }
-        }
+            },
+        );
         Ok(())
     }
 }
@@ -375,9 +389,15 @@ impl Solve {
                     p: vec![0.0; f],
                     ap: vec![0.0; f],
                 };
-                for (j, x) in block.chunks_exact_mut(f).enumerate() {
-                    self.solve_row(f, &a, ys, row(task * ROWS_PER_TASK + j), x, &mut s);
-                }
+                cpu::fast(
+                    #[inline(always)]
+                    |isa| {
+                        for (j, x) in block.chunks_exact_mut(f).enumerate() {
+                            let observed = row(task * ROWS_PER_TASK + j);
+                            self.solve_row(isa, f, &a, ys, observed, x, &mut s);
+                        }
+                    },
+                );
             });
     }
 
@@ -388,7 +408,10 @@ impl Solve {
             .par_chunks(f * GRAM_BLOCK_ROWS)
             .map(|block| {
                 let mut g = vec![0f32; f * f];
-                gram_upper_accumulate(block, f, &mut g);
+                cpu::fast(
+                    #[inline(always)]
+                    |isa| gram_upper_accumulate(isa, block, f, &mut g),
+                );
                 g
             })
             .collect();
@@ -411,8 +434,10 @@ impl Solve {
     /// `f` equals `self.factors`; it is passed in so that callers with a
     /// constant length get that constant propagated through the inlined body.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // one call site, in the hot loop
     fn solve_row(
         &self,
+        isa: Isa,
         f: usize,
         a: &[f32],
         ys: &[f32],
@@ -430,40 +455,40 @@ impl Solve {
         let a = &a[..f * f];
 
         // r = YᵀC p − (YᵀCY + λI) x, using the shared A and a sparse correction.
-        symv(a, x, r);
+        symv(isa, a, x, r);
         for v in r.iter_mut() {
             *v = -*v;
         }
         for (id, w) in row.iter() {
             let y = &ys[id as usize * f..(id as usize + 1) * f];
             let c = self.alpha * w;
-            let yx = dot(y, x);
+            let yx = dot(isa, y, x);
             // Observed-and-liked: pref 1, conf c. Disliked: pref 0, conf |c|.
             let t = if c > 0.0 {
                 c - (c - 1.0) * yx
             } else {
                 -(-c - 1.0) * yx
             };
-            axpy(t, y, r);
+            axpy(isa, t, y, r);
         }
         p.copy_from_slice(r);
-        let mut rs_old = dot(r, r);
+        let mut rs_old = dot(isa, r, r);
         if rs_old < CG_TOLERANCE {
             return;
         }
 
         for _ in 0..self.cg_steps {
             // ap = (YᵀCY + λI) p without forming YᵀCY.
-            symv(a, p, ap);
+            symv(isa, a, p, ap);
             for (id, w) in row.iter() {
                 let y = &ys[id as usize * f..(id as usize + 1) * f];
                 let c = (self.alpha * w).abs();
-                axpy((c - 1.0) * dot(y, p), y, ap);
+                axpy(isa, (c - 1.0) * dot(isa, y, p), y, ap);
             }
-            let step = rs_old / dot(p, ap);
-            axpy(step, p, x);
-            axpy(-step, ap, r);
-            let rs_new = dot(r, r);
+            let step = rs_old / dot(isa, p, ap);
+            axpy(isa, step, p, x);
+            axpy(isa, -step, ap, r);
+            let rs_new = dot(isa, r, r);
             if rs_new < CG_TOLERANCE {
                 break;
             }
@@ -528,7 +553,7 @@ mod tests {
             p: vec![0.0; f],
             ap: vec![0.0; f],
         };
-        solve.solve_row(f, &a, &ys, row, &mut x, &mut s);
+        solve.solve_row(Isa::Baseline, f, &a, &ys, row, &mut x, &mut s);
 
         // Exact: (YᵀY + λI + Σ (c−1) y yᵀ) x = Σ c·p·y, p = 1 for c > 0.
         let mut m: Vec<f64> = a.iter().map(|&v| v as f64).collect();

@@ -6,23 +6,24 @@
 //! intrinsics: fixed-width chunks, several independent accumulators (a single
 //! accumulator would serialize every add on the previous one), and a fixed
 //! reduction order so results are bit-for-bit reproducible for a given build.
-//! Vector width follows the compile target: SSE2 by default on x86-64, AVX2/FMA
-//! or AVX-512 with `-C target-cpu=native` (see `bench/als_vs_implicit.sh`).
+//! Vector width and fusion follow the instruction set the caller runs with: every kernel
+//! takes the [`Isa`] that [`crate::cpu::fast`] passed in, and is `#[inline(always)]`, so
+//! inside the AVX2 copy of a hot loop it is compiled for AVX2 with fused multiply-adds.
+
+use crate::cpu::Isa;
 
 /// Elements processed per loop step; 16 f32 = two AVX registers or four SSE
 /// registers of independent accumulators.
 const LANES: usize = 16;
 
-/// `a * b + c`, fused when the target has FMA. `f32::mul_add` without hardware
-/// FMA is a slow libm call, so the choice is made at compile time.
+/// `a * b + c`, fused when the running copy has FMA. `f32::mul_add` without hardware FMA
+/// is a slow library call, so the baseline copy multiplies and adds. `isa` is a constant in
+/// each copy of an inlined loop, so the branch folds away.
 #[inline(always)]
-pub(crate) fn fmadd(a: f32, b: f32, c: f32) -> f32 {
-    #[cfg(target_feature = "fma")]
-    {
+pub(crate) fn fmadd(isa: Isa, a: f32, b: f32, c: f32) -> f32 {
+    if isa == Isa::Avx2Fma || cfg!(target_feature = "fma") {
         a.mul_add(b, c)
-    }
-    #[cfg(not(target_feature = "fma"))]
-    {
+    } else {
         a * b + c
     }
 }
@@ -52,7 +53,7 @@ fn reduce(acc: [f32; LANES]) -> f32 {
 /// that is a compile-time constant in its specialized paths, and only inlining
 /// lets LLVM see that constant and unroll the loops completely.
 #[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0f32; LANES];
     let ac = a.chunks_exact(LANES);
@@ -60,22 +61,22 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (ar, br) = (ac.remainder(), bc.remainder());
     for (x, y) in ac.zip(bc) {
         for (s, (xi, yi)) in acc.iter_mut().zip(x.iter().zip(y)) {
-            *s = fmadd(*xi, *yi, *s);
+            *s = fmadd(isa, *xi, *yi, *s);
         }
     }
     let mut tail = 0f32;
     for (xi, yi) in ar.iter().zip(br) {
-        tail = fmadd(*xi, *yi, tail);
+        tail = fmadd(isa, *xi, *yi, tail);
     }
     reduce(acc) + tail
 }
 
 /// y += alpha · x.
 #[inline(always)]
-pub(crate) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+pub(crate) fn axpy(isa: Isa, alpha: f32, x: &[f32], y: &mut [f32]) {
     debug_assert_eq!(x.len(), y.len());
     for (yi, xi) in y.iter_mut().zip(x) {
-        *yi = fmadd(alpha, *xi, *yi);
+        *yi = fmadd(isa, alpha, *xi, *yi);
     }
 }
 
@@ -84,7 +85,7 @@ pub(crate) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 /// Accumulates four rows of A per pass over `out`: `out` lives in L1 and each
 /// pass loads and stores it once, so batching rows cuts that traffic 4×.
 #[inline(always)]
-pub(crate) fn symv(a: &[f32], v: &[f32], out: &mut [f32]) {
+pub(crate) fn symv(isa: Isa, a: &[f32], v: &[f32], out: &mut [f32]) {
     let n = v.len();
     debug_assert_eq!(a.len(), n * n);
     debug_assert_eq!(out.len(), n);
@@ -98,11 +99,16 @@ pub(crate) fn symv(a: &[f32], v: &[f32], out: &mut [f32]) {
         };
         let (c0, c1, c2, c3) = (c[0], c[1], c[2], c[3]);
         for ((((o, x0), x1), x2), x3) in out.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
-            *o = fmadd(c3, *x3, fmadd(c2, *x2, fmadd(c1, *x1, fmadd(c0, *x0, *o))));
+            *o = fmadd(
+                isa,
+                c3,
+                *x3,
+                fmadd(isa, c2, *x2, fmadd(isa, c1, *x1, fmadd(isa, c0, *x0, *o))),
+            );
         }
     }
     for (c, r) in coefs.remainder().iter().zip(rows) {
-        axpy(*c, r, out);
+        axpy(isa, *c, r, out);
     }
 }
 
@@ -111,7 +117,8 @@ pub(crate) fn symv(a: &[f32], v: &[f32], out: &mut [f32]) {
 ///
 /// Four rows are folded in per pass over `g` for the same reason as in
 /// [`symv`]: `g` is the memory traffic, the rows are in registers.
-pub(crate) fn gram_upper_accumulate(ys: &[f32], n: usize, g: &mut [f32]) {
+#[inline(always)]
+pub(crate) fn gram_upper_accumulate(isa: Isa, ys: &[f32], n: usize, g: &mut [f32]) {
     debug_assert_eq!(g.len(), n * n);
     let mut quads = ys.chunks_exact(4 * n);
     for q in quads.by_ref() {
@@ -128,13 +135,18 @@ pub(crate) fn gram_upper_accumulate(ys: &[f32], n: usize, g: &mut [f32]) {
                 .zip(&y2[k..])
                 .zip(&y3[k..])
             {
-                *gj = fmadd(c3, *a3, fmadd(c2, *a2, fmadd(c1, *a1, fmadd(c0, *a0, *gj))));
+                *gj = fmadd(
+                    isa,
+                    c3,
+                    *a3,
+                    fmadd(isa, c2, *a2, fmadd(isa, c1, *a1, fmadd(isa, c0, *a0, *gj))),
+                );
             }
         }
     }
     for y in quads.remainder().chunks_exact(n) {
         for (k, grow) in g.chunks_exact_mut(n).enumerate() {
-            axpy(y[k], &y[k..], &mut grow[k..]);
+            axpy(isa, y[k], &y[k..], &mut grow[k..]);
         }
     }
 }
@@ -180,6 +192,7 @@ pub(crate) fn to_panels(rows: &[f32], f: usize) -> Vec<f32> {
 /// `W`, so batched and single-user scores are bit-identical.
 #[inline(always)]
 pub(crate) fn score_panel<const U: usize, const W: usize>(
+    isa: Isa,
     xs: [&[f32]; U],
     panel: &[f32],
     out: &mut [[f32; PANEL]],
@@ -195,7 +208,7 @@ pub(crate) fn score_panel<const U: usize, const W: usize>(
             for (a, x) in acc.iter_mut().zip(&xs) {
                 let xk = x[k];
                 for (s, &yl) in a.iter_mut().zip(y) {
-                    *s = fmadd(xk, yl, *s);
+                    *s = fmadd(isa, xk, yl, *s);
                 }
             }
         }
@@ -214,7 +227,7 @@ pub(crate) trait Real:
     fn sqrt(self) -> Self;
     fn is_finite(self) -> bool;
     /// Σ a[i]·b[i] over slices of equal length.
-    fn dot(a: &[Self], b: &[Self]) -> Self;
+    fn dot(isa: Isa, a: &[Self], b: &[Self]) -> Self;
 }
 
 impl Real for f32 {
@@ -226,8 +239,8 @@ impl Real for f32 {
         f32::is_finite(self)
     }
     #[inline(always)]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
-        dot(a, b)
+    fn dot(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
+        dot(isa, a, b)
     }
 }
 
@@ -241,7 +254,7 @@ impl Real for f64 {
     }
     /// Sequential, unfused: the systems are small (one row per feature) and this is the
     /// arithmetic the propensity model's results were checked with.
-    fn dot(a: &[f64], b: &[f64]) -> f64 {
+    fn dot(_: Isa, a: &[f64], b: &[f64]) -> f64 {
         a.iter().zip(b).fold(0.0, |s, (x, y)| s + x * y)
     }
 }
@@ -262,7 +275,9 @@ pub(crate) struct NotPositiveDefinite<T> {
 /// Row by row, `L[r][c] = (A[r][c] − L[r][..c]·L[c][..c]) / L[c][c]`: both dot products run
 /// over contiguous row prefixes. O(n³) without blocking or threads, so for small matrices;
 /// EASE factors large ones by panels and calls this for each diagonal block.
+#[inline(always)]
 pub(crate) fn cholesky_lower<T: Real>(
+    isa: Isa,
     a: &mut [T],
     n: usize,
     stride: usize,
@@ -272,6 +287,7 @@ pub(crate) fn cholesky_lower<T: Real>(
         for c in 0..=r {
             let s = a[r * stride + c]
                 - T::dot(
+                    isa,
                     &a[r * stride..r * stride + c],
                     &a[c * stride..c * stride + c],
                 );
@@ -291,10 +307,10 @@ pub(crate) fn cholesky_lower<T: Real>(
 /// Solves `A x = b` for a small symmetric positive-definite row-major `n × n` `A`; `None` if
 /// it is not positive definite.
 pub(crate) fn cholesky_solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Option<Vec<f64>> {
-    cholesky_lower(&mut a, n, n).ok()?;
+    cholesky_lower(Isa::Baseline, &mut a, n, n).ok()?;
     // L y = b, then Lᵀ x = y, both in place in b.
     for i in 0..n {
-        let s = <f64 as Real>::dot(&a[i * n..i * n + i], &b[..i]);
+        let s = <f64 as Real>::dot(Isa::Baseline, &a[i * n..i * n + i], &b[..i]);
         b[i] = (b[i] - s) / a[i * n + i];
     }
     for i in (0..n).rev() {
@@ -311,16 +327,22 @@ mod tests {
 
     #[test]
     fn kernels_match_naive_loops() {
+        for isa in [Isa::Baseline, Isa::detected()] {
+            kernels_match_naive_loops_with(isa);
+        }
+    }
+
+    fn kernels_match_naive_loops_with(isa: Isa) {
         let n = 21; // not a multiple of the chunk sizes, to exercise remainders
         let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
         let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-5);
+        assert!((dot(isa, &a, &b) - naive).abs() < 1e-5);
 
         // symmetric matrix from a Gram of 7 rows (7 = one quad + remainder 3)
         let rows: Vec<f32> = (0..7 * n).map(|i| ((i * 7 % 13) as f32) - 6.0).collect();
         let mut g = vec![0f32; n * n];
-        gram_upper_accumulate(&rows, n, &mut g);
+        gram_upper_accumulate(isa, &rows, n, &mut g);
         mirror_upper(&mut g, n);
         for j in 0..n {
             for k in 0..n {
@@ -329,7 +351,7 @@ mod tests {
             }
         }
         let mut out = vec![0f32; n];
-        symv(&g, &a, &mut out);
+        symv(isa, &g, &a, &mut out);
         for j in 0..n {
             let want: f32 = (0..n).map(|k| g[j * n + k] * a[k]).sum();
             assert!(
@@ -341,6 +363,12 @@ mod tests {
 
     #[test]
     fn panel_scores_match_dot_products_and_agree_across_tile_shapes() {
+        for isa in [Isa::Baseline, Isa::detected()] {
+            panel_scores_with(isa);
+        }
+    }
+
+    fn panel_scores_with(isa: Isa) {
         let (f, n) = (21, PANEL + 37); // a partial second panel
         let items: Vec<f32> = (0..n * f)
             .map(|i| ((i * 7 % 29) as f32) * 0.1 - 1.3)
@@ -353,18 +381,19 @@ mod tests {
         for (p, panel) in panels.chunks_exact(f * PANEL).enumerate() {
             let mut four = vec![[0f32; PANEL]; 4];
             score_panel::<4, 16>(
+                isa,
                 [&users[0], &users[1], &users[2], &users[3]],
                 panel,
                 &mut four,
             );
             for (u, x) in users.iter().enumerate() {
                 let mut one = vec![[0f32; PANEL]; 1];
-                score_panel::<1, 64>([x], panel, &mut one);
+                score_panel::<1, 64>(isa, [x], panel, &mut one);
                 assert_eq!(one[0], four[u], "user {u} panel {p}: tile shapes disagree");
                 for (j, &got) in four[u].iter().enumerate() {
                     let item = p * PANEL + j;
                     let want = if item < n {
-                        dot(x, &items[item * f..(item + 1) * f])
+                        dot(isa, x, &items[item * f..(item + 1) * f])
                     } else {
                         0.0 // padding
                     };
@@ -407,7 +436,7 @@ mod tests {
             }
         }
         let before = big.clone();
-        cholesky_lower(&mut big, n, stride).unwrap();
+        cholesky_lower(Isa::Baseline, &mut big, n, stride).unwrap();
         for i in 0..stride {
             for j in 0..stride {
                 if i >= n || j > i {
@@ -423,7 +452,7 @@ mod tests {
 
         let mut indefinite = vec![1.0, 2.0, 2.0, 1.0];
         assert_eq!(
-            cholesky_lower(&mut indefinite, 2, 2),
+            cholesky_lower(Isa::Baseline, &mut indefinite, 2, 2),
             Err(NotPositiveDefinite {
                 pivot: 1,
                 value: -3.0

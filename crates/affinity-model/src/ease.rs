@@ -28,6 +28,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::cpu::{self, Isa};
 use crate::dense::{cholesky_lower, dot, fmadd};
 use crate::error::{ModelError, Result};
 use crate::interactions::{Csr, Interactions};
@@ -159,12 +160,17 @@ impl Recommender for EaseModel {
         let n = self.n_items;
         let history = self.users.row(u);
         let mut scores = vec![0f32; n];
-        for (&i, &w) in history.ids.iter().zip(history.weights) {
-            let row = &self.weights[i as usize * n..(i as usize + 1) * n];
-            for (s, b) in scores.iter_mut().zip(row) {
-                *s = fmadd(w, *b, *s);
-            }
-        }
+        cpu::fast(
+            #[inline(always)]
+            |isa| {
+                for (&i, &w) in history.ids.iter().zip(history.weights) {
+                    let row = &self.weights[i as usize * n..(i as usize + 1) * n];
+                    for (s, b) in scores.iter_mut().zip(row) {
+                        *s = fmadd(isa, w, *b, *s);
+                    }
+                }
+            },
+        );
         Ok(scores)
     }
 }
@@ -184,14 +190,19 @@ fn gram_matrix(data: &Interactions) -> Vec<f32> {
     gram.par_chunks_mut(n.max(1) * TASK_ROWS)
         .enumerate()
         .for_each(|(task, rows)| {
-            for (k, out) in rows.chunks_exact_mut(n).enumerate() {
-                let item = task * TASK_ROWS + k;
-                for (user, w_ui) in data.item_row(item).iter() {
-                    for (j, w_uj) in data.user_row(user as usize).iter() {
-                        out[j as usize] = fmadd(w_ui, w_uj, out[j as usize]);
+            cpu::fast(
+                #[inline(always)]
+                |isa| {
+                    for (k, out) in rows.chunks_exact_mut(n).enumerate() {
+                        let item = task * TASK_ROWS + k;
+                        for (user, w_ui) in data.item_row(item).iter() {
+                            for (j, w_uj) in data.user_row(user as usize).iter() {
+                                out[j as usize] = fmadd(isa, w_ui, w_uj, out[j as usize]);
+                            }
+                        }
                     }
-                }
-            }
+                },
+            )
         });
     gram
 }
@@ -209,7 +220,7 @@ const _: () = assert!(LANES == 8);
 /// partial sums, a fixed reduction, then the tail), so tile shape never changes
 /// a result.
 #[inline(always)]
-fn dots<const R: usize, const S: usize>(x: [&[f32]; R], y: [&[f32]; S]) -> [[f32; S]; R] {
+fn dots<const R: usize, const S: usize>(isa: Isa, x: [&[f32]; R], y: [&[f32]; S]) -> [[f32; S]; R] {
     let len = x.first().map_or(0, |s| s.len());
     let body = len - len % LANES;
     let mut acc = [[[0f32; LANES]; S]; R];
@@ -222,7 +233,7 @@ fn dots<const R: usize, const S: usize>(x: [&[f32]; R], y: [&[f32]; S]) -> [[f32
         // fully, and then the accumulators get spilled to memory.
         for (acc_r, xr) in acc.iter_mut().zip(&xv) {
             for (acc_rs, ys) in acc_r.iter_mut().zip(&yv) {
-                fma_lanes(acc_rs, xr, ys);
+                fma_lanes(isa, acc_rs, xr, ys);
             }
         }
         o += LANES;
@@ -237,7 +248,7 @@ fn dots<const R: usize, const S: usize>(x: [&[f32]; R], y: [&[f32]; S]) -> [[f32
             for (out_rs, ys) in out_r.iter_mut().zip(&y) {
                 let mut tail = 0f32;
                 for t in body..len {
-                    tail = fmadd(xr[t], ys[t], tail);
+                    tail = fmadd(isa, xr[t], ys[t], tail);
                 }
                 *out_rs += tail;
             }
@@ -247,9 +258,9 @@ fn dots<const R: usize, const S: usize>(x: [&[f32]; R], y: [&[f32]; S]) -> [[f32
 }
 
 #[inline(always)]
-fn fma_lanes(acc: &mut [f32; LANES], a: &[f32; LANES], b: &[f32; LANES]) {
+fn fma_lanes(isa: Isa, acc: &mut [f32; LANES], a: &[f32; LANES], b: &[f32; LANES]) {
     for l in 0..LANES {
-        acc[l] = fmadd(a[l], b[l], acc[l]);
+        acc[l] = fmadd(isa, a[l], b[l], acc[l]);
     }
 }
 
@@ -287,8 +298,14 @@ fn cholesky_in_place(a: &mut [f32], n: usize) -> Result<()> {
         // Diagonal block: update, then factor it (small, sequential).
         let (_, below) = a.split_at_mut(kb * n);
         let (block, rest) = below.split_at_mut(w * n);
-        update_rows(block, n, kb, ke, kb, &panel_row);
-        cholesky_lower(&mut block[kb..], w, n).map_err(|e| ModelError::NotPositiveDefinite {
+        cpu::fast(
+            #[inline(always)]
+            |isa| {
+                update_rows(isa, block, n, kb, ke, kb, &panel_row);
+                cholesky_lower(isa, &mut block[kb..], w, n)
+            },
+        )
+        .map_err(|e| ModelError::NotPositiveDefinite {
             pivot: kb + e.pivot,
             value: e.value,
         })?;
@@ -302,15 +319,20 @@ fn cholesky_in_place(a: &mut [f32], n: usize) -> Result<()> {
         rest.par_chunks_mut(n * TASK_ROWS)
             .enumerate()
             .for_each(|(task, rows)| {
-                let first = ke + task * TASK_ROWS;
-                update_rows(rows, n, kb, ke, first, &panel_row);
-                for row in rows.chunks_exact_mut(n) {
-                    let x = &mut row[kb..ke];
-                    for c in 0..w {
-                        let l = &diag[c * w..c * w + c];
-                        x[c] = (x[c] - dot(&x[..c], l)) / diag[c * w + c];
-                    }
-                }
+                cpu::fast(
+                    #[inline(always)]
+                    |isa| {
+                        let first = ke + task * TASK_ROWS;
+                        update_rows(isa, rows, n, kb, ke, first, &panel_row);
+                        for row in rows.chunks_exact_mut(n) {
+                            let x = &mut row[kb..ke];
+                            for c in 0..w {
+                                let l = &diag[c * w..c * w + c];
+                                x[c] = (x[c] - dot(isa, &x[..c], l)) / diag[c * w + c];
+                            }
+                        }
+                    },
+                )
             });
     }
     Ok(())
@@ -319,7 +341,9 @@ fn cholesky_in_place(a: &mut [f32], n: usize) -> Result<()> {
 /// `rows[r][kb..ke] -= rows[r][..kb] · panel_row(c)` for c in kb..ke, on
 /// whole rows of `a` whose first global row index is `first`; entries above
 /// the diagonal (c > global row) are left alone.
+#[inline(always)]
 fn update_rows<'p>(
+    isa: Isa,
     rows: &mut [f32],
     n: usize,
     kb: usize,
@@ -341,12 +365,12 @@ fn update_rows<'p>(
             if rn == 4 && cn == 4 {
                 let x = std::array::from_fn(|i| &rows[(r0 + i) * n..(r0 + i) * n + kb]);
                 let y = std::array::from_fn(|j| panel_row(c0 + j));
-                t = dots::<4, 4>(x, y);
+                t = dots::<4, 4>(isa, x, y);
             } else {
                 for (i, ti) in t.iter_mut().enumerate().take(rn) {
                     for (j, tij) in ti.iter_mut().enumerate().take(cn) {
                         let x = &rows[(r0 + i) * n..(r0 + i) * n + kb];
-                        *tij = dots::<1, 1>([x], [panel_row(c0 + j)])[0][0];
+                        *tij = dots::<1, 1>(isa, [x], [panel_row(c0 + j)])[0][0];
                     }
                 }
             }
@@ -374,53 +398,61 @@ fn inverse_transposed_factor(l: &[f32], n: usize) -> Vec<f32> {
     u.par_chunks_mut(n.max(1) * TASK_ROWS)
         .enumerate()
         .for_each(|(task, rows)| {
-            let s0 = task * TASK_ROWS;
-            let n_rows = rows.len() / n;
-            let mut t = vec![0f32; PANEL * TASK_ROWS];
-            for ib in (s0..n).step_by(PANEL) {
-                let ie = (ib + PANEL).min(n);
-                // t[r − ib][s] = Σ_{r' ∈ [s0, ib)} L[r][r'] U[s][r'] (zeros
-                // of U below its diagonal make the lower bound s0 exact).
-                t.fill(0.0);
-                if ib > s0 {
-                    for r0 in (ib..ie).step_by(4) {
-                        for q0 in (0..n_rows).step_by(4) {
-                            let (rn, qn) = ((ie - r0).min(4), (n_rows - q0).min(4));
-                            let x = |i: usize| &l[(r0 + i) * n + s0..(r0 + i) * n + ib];
-                            let y = |j: usize| &rows[(q0 + j) * n + s0..(q0 + j) * n + ib];
-                            if rn == 4 && qn == 4 {
-                                let d =
-                                    dots::<4, 4>(std::array::from_fn(x), std::array::from_fn(y));
-                                for (i, di) in d.iter().enumerate() {
-                                    for (j, dij) in di.iter().enumerate() {
-                                        t[(r0 + i - ib) * TASK_ROWS + q0 + j] = *dij;
-                                    }
-                                }
-                            } else {
-                                for i in 0..rn {
-                                    for j in 0..qn {
-                                        t[(r0 + i - ib) * TASK_ROWS + q0 + j] =
-                                            dots::<1, 1>([x(i)], [y(j)])[0][0];
+            cpu::fast(
+                #[inline(always)]
+                |isa| {
+                    let s0 = task * TASK_ROWS;
+                    let n_rows = rows.len() / n;
+                    let mut t = vec![0f32; PANEL * TASK_ROWS];
+                    for ib in (s0..n).step_by(PANEL) {
+                        let ie = (ib + PANEL).min(n);
+                        // t[r − ib][s] = Σ_{r' ∈ [s0, ib)} L[r][r'] U[s][r'] (zeros
+                        // of U below its diagonal make the lower bound s0 exact).
+                        t.fill(0.0);
+                        if ib > s0 {
+                            for r0 in (ib..ie).step_by(4) {
+                                for q0 in (0..n_rows).step_by(4) {
+                                    let (rn, qn) = ((ie - r0).min(4), (n_rows - q0).min(4));
+                                    let x = |i: usize| &l[(r0 + i) * n + s0..(r0 + i) * n + ib];
+                                    let y = |j: usize| &rows[(q0 + j) * n + s0..(q0 + j) * n + ib];
+                                    if rn == 4 && qn == 4 {
+                                        let d = dots::<4, 4>(
+                                            isa,
+                                            std::array::from_fn(x),
+                                            std::array::from_fn(y),
+                                        );
+                                        for (i, di) in d.iter().enumerate() {
+                                            for (j, dij) in di.iter().enumerate() {
+                                                t[(r0 + i - ib) * TASK_ROWS + q0 + j] = *dij;
+                                            }
+                                        }
+                                    } else {
+                                        for i in 0..rn {
+                                            for j in 0..qn {
+                                                t[(r0 + i - ib) * TASK_ROWS + q0 + j] =
+                                                    dots::<1, 1>(isa, [x(i)], [y(j)])[0][0];
+                                            }
+                                        }
                                     }
                                 }
                             }
                         }
-                    }
-                }
-                for r in ib..ie {
-                    let l_r = &l[r * n + ib..r * n + r];
-                    let pivot = l[r * n + r];
-                    for (q, row) in rows.chunks_exact_mut(n).enumerate() {
-                        let s = s0 + q;
-                        if r < s {
-                            continue; // U is upper triangular: stays 0
+                        for r in ib..ie {
+                            let l_r = &l[r * n + ib..r * n + r];
+                            let pivot = l[r * n + r];
+                            for (q, row) in rows.chunks_exact_mut(n).enumerate() {
+                                let s = s0 + q;
+                                if r < s {
+                                    continue; // U is upper triangular: stays 0
+                                }
+                                let delta = if r == s { 1.0 } else { 0.0 };
+                                let inner = dot(isa, l_r, &row[ib..r]);
+                                row[r] = (delta - t[(r - ib) * TASK_ROWS + q] - inner) / pivot;
+                            }
                         }
-                        let delta = if r == s { 1.0 } else { 0.0 };
-                        let inner = dot(l_r, &row[ib..r]);
-                        row[r] = (delta - t[(r - ib) * TASK_ROWS + q] - inner) / pivot;
                     }
-                }
-            }
+                },
+            )
         });
     u
 }
@@ -433,38 +465,49 @@ fn ease_weights(u: &[f32], n: usize) -> Vec<f32> {
     p.par_chunks_mut(n.max(1) * TASK_ROWS)
         .enumerate()
         .for_each(|(task, rows)| {
-            let a0 = task * TASK_ROWS;
-            let n_rows = rows.len() / n;
-            // Column tiles outside, row tiles inside: the four rows of U a
-            // column tile reads are then reused by all of this task's row
-            // tiles while in cache, instead of streaming U once per row tile.
-            for b0 in (a0..n).step_by(4) {
-                let bn = (n - b0).min(4);
-                for r0 in (0..n_rows).step_by(4) {
-                    // Only tiles from the row's own diagonal on: P is
-                    // symmetric, the lower triangle comes from the mirror pass.
-                    if b0 < a0 + r0 {
-                        continue;
-                    }
-                    let rn = (n_rows - r0).min(4);
-                    // Row b of U is zero before column b, so columns < b0
-                    // contribute nothing to any product in this tile.
-                    let x = |i: usize| &u[(a0 + r0 + i) * n + b0..(a0 + r0 + i + 1) * n];
-                    let y = |j: usize| &u[(b0 + j) * n + b0..(b0 + j + 1) * n];
-                    if rn == 4 && bn == 4 {
-                        let d = dots::<4, 4>(std::array::from_fn(x), std::array::from_fn(y));
-                        for (i, di) in d.iter().enumerate() {
-                            rows[(r0 + i) * n + b0..(r0 + i) * n + b0 + 4].copy_from_slice(di);
-                        }
-                    } else {
-                        for i in 0..rn {
-                            for j in 0..bn {
-                                rows[(r0 + i) * n + b0 + j] = dots::<1, 1>([x(i)], [y(j)])[0][0];
+            cpu::fast(
+                #[inline(always)]
+                |isa| {
+                    let a0 = task * TASK_ROWS;
+                    let n_rows = rows.len() / n;
+                    // Column tiles outside, row tiles inside: the four rows of U a
+                    // column tile reads are then reused by all of this task's row
+                    // tiles while in cache, instead of streaming U once per row tile.
+                    for b0 in (a0..n).step_by(4) {
+                        let bn = (n - b0).min(4);
+                        for r0 in (0..n_rows).step_by(4) {
+                            // Only tiles from the row's own diagonal on: P is
+                            // symmetric, the lower triangle comes from the mirror pass.
+                            if b0 < a0 + r0 {
+                                continue;
+                            }
+                            let rn = (n_rows - r0).min(4);
+                            // Row b of U is zero before column b, so columns < b0
+                            // contribute nothing to any product in this tile.
+                            let x = |i: usize| &u[(a0 + r0 + i) * n + b0..(a0 + r0 + i + 1) * n];
+                            let y = |j: usize| &u[(b0 + j) * n + b0..(b0 + j + 1) * n];
+                            if rn == 4 && bn == 4 {
+                                let d = dots::<4, 4>(
+                                    isa,
+                                    std::array::from_fn(x),
+                                    std::array::from_fn(y),
+                                );
+                                for (i, di) in d.iter().enumerate() {
+                                    rows[(r0 + i) * n + b0..(r0 + i) * n + b0 + 4]
+                                        .copy_from_slice(di);
+                                }
+                            } else {
+                                for i in 0..rn {
+                                    for j in 0..bn {
+                                        rows[(r0 + i) * n + b0 + j] =
+                                            dots::<1, 1>(isa, [x(i)], [y(j)])[0][0];
+                                    }
+                                }
                             }
                         }
                     }
-                }
-            }
+                },
+            )
         });
 
     let diag: Vec<f32> = (0..n).map(|i| p[i * n + i]).collect();

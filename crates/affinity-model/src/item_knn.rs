@@ -30,7 +30,12 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::cpu::Isa;
 use crate::dense::fmadd;
+
+/// Item-kNN's loops scatter into scattered indices and do not vectorize, so they run the
+/// same plain multiply-add on every CPU (see [`crate::cpu`]).
+const ISA: Isa = Isa::Baseline;
 use crate::error::{ModelError, Result};
 use crate::interactions::{Csr, Interactions};
 use crate::recommender::{Recommender, check_user, top_k};
@@ -103,7 +108,7 @@ impl ItemKnn {
         let norms: Vec<f32> = (0..n_items)
             .map(|i| {
                 let w = data.item_row(i).weights;
-                w.iter().fold(0f32, |s, &x| fmadd(x, x, s)).sqrt()
+                w.iter().fold(0f32, |s, &x| fmadd(ISA, x, x, s)).sqrt()
             })
             .collect();
 
@@ -126,7 +131,7 @@ impl ItemKnn {
                                     touched_flag[j] = true;
                                     touched.push(j as u32);
                                 }
-                                acc[j] = fmadd(w_ui, w_uj, acc[j]);
+                                acc[j] = fmadd(ISA, w_ui, w_uj, acc[j]);
                             }
                         }
                         let candidates = touched.iter().filter_map(|&j| {
@@ -307,7 +312,7 @@ impl Recommender for ItemKnn {
                 self.reverse_ptr[i as usize + 1],
             );
             for (&j, &s) in self.reverse_ids[a..b].iter().zip(&self.reverse_sims[a..b]) {
-                scores[j as usize] = fmadd(w, s, scores[j as usize]);
+                scores[j as usize] = fmadd(ISA, w, s, scores[j as usize]);
             }
         }
         Ok(scores)

@@ -8,16 +8,16 @@
 //! - [`Recommender`]: the scoring interface both implement.
 //! - [`metrics`]: precision/recall/NDCG@k and coverage.
 //! - [`split`]: temporal and per-user random train/test splits.
+//! - [`cpu`]: the instruction set hot loops run with, chosen at run time (one portable build).
 //!
 //! Everything is synchronous and free of I/O; the only parallelism is rayon
 //! inside [`AlsModel::fit`] and [`metrics::evaluate`], and results do not
 //! depend on the number of threads.
 
-#![forbid(unsafe_code)]
-
 mod als;
 mod blend;
 pub mod co_occurrence;
+pub mod cpu;
 mod dense;
 mod ease;
 mod error;

@@ -5,7 +5,8 @@
 //!   methods run blocking work on the blocking pool (invariant 6: CPU-heavy or blocking work
 //!   never runs on the async runtime's threads; clippy's `disallowed-methods` in
 //!   `crates/affinity-server/clippy.toml` keeps the engine's synchronous entry points out of it);
-//! - the crate graph drawn in ARCHITECTURE.md is the real one.
+//! - the crate graph drawn in ARCHITECTURE.md is the real one;
+//! - `unsafe` appears only in the model crate's CPU dispatch, and the build is portable.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -129,4 +130,65 @@ fn architecture_md_draws_the_real_crate_graph() {
         real,
         "ARCHITECTURE.md's crate graph differs from Cargo.toml: redraw it"
     );
+}
+
+/// Rust source files under `dir`, recursively.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The one `unsafe` is the model crate's call into the AVX2 copy of its hot loops, after the
+/// CPU check (`crates/affinity-model/src/cpu.rs`); the workspace forbids it everywhere else,
+/// and this test keeps the model crate's weaker `deny` from letting more in.
+#[test]
+fn unsafe_code_lives_only_in_the_cpu_dispatch() {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files);
+    let allowed = root.join("crates/affinity-model/src/cpu.rs");
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| !f.components().any(|c| c.as_os_str() == "target"))
+        .filter(|f| f.canonicalize().ok() != allowed.canonicalize().ok())
+        .filter(|f| {
+            std::fs::read_to_string(f).is_ok_and(|text| {
+                text.lines()
+                    .map(str::trim_start)
+                    .filter(|l| !l.starts_with("//"))
+                    // Spelled in two parts so that this line does not match itself.
+                    .any(|l| {
+                        l.contains(concat!("unsafe", " {")) || l.contains(concat!("unsafe", " fn"))
+                    })
+            })
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "unsafe code outside cpu.rs: {offenders:?}"
+    );
+}
+
+/// One build runs on every x86-64 machine (the hot loops choose AVX2 at run time): the
+/// workspace must not be compiled for the build machine's own CPU.
+#[test]
+fn the_build_is_portable() {
+    let config = workspace_root().join(".cargo/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap_or_default();
+    let flags: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter(|l| l.contains("target-cpu"))
+        .collect();
+    assert!(flags.is_empty(), "{} sets {flags:?}", config.display());
 }

@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use super::context::{DAY_MS, PropensityContext, Snapshot};
+use crate::cpu::Isa;
 use crate::dense::dot;
 
 /// Names of the features, in the order of every feature row.
@@ -199,8 +200,8 @@ impl<'a> TargetView<'a> {
         let ln1p = |x: f64| x.ln_1p() as f32;
         let count = activity.count[u];
         let values = [
-            dot(uv, &self.mean_vector),
-            dot(uv, &self.popular_vector),
+            dot(Isa::Baseline, uv, &self.mean_vector),
+            dot(Isa::Baseline, uv, &self.popular_vector),
             ln1p(f64::from(self.weight[u])),
             ln1p(f64::from(self.recent[u])),
             if self.count[u] == 0 { 1.0 } else { 0.0 },
