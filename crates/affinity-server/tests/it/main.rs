@@ -9,6 +9,7 @@ mod ingest;
 mod models;
 mod recommendations;
 mod segment_python;
+mod stored_bodies;
 mod support;
 mod tracking_auth;
 mod validation;

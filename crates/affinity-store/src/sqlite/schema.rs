@@ -181,7 +181,7 @@ CREATE TABLE credentials (
 CREATE INDEX credentials_kind ON credentials (kind);
 ";
 
-/// Version 7: the plain secrets of `meta` (`write_keys`, comma-separated, `admin_token`,
+/// Version 7: write keys sent in message bodies are removed from stored events, and the plain secrets of `meta` (`write_keys`, comma-separated, `admin_token`,
 /// `profile_token`) become hashed rows of `credentials` and are deleted from `meta`, in the
 /// same transaction as the schema bump. Their creation time was never recorded: they are
 /// stamped with the migration's time and marked `migrated`. The secrets themselves keep
@@ -217,6 +217,19 @@ fn hash_plain_credentials(tx: &Transaction<'_>) -> Result<(), StoreError> {
             )?;
         }
         tx.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+    }
+    // Up to v6 a `writeKey` sent in a message body was stored with the raw event (and echoed
+    // by the events API). `instr` first: most rows never had one, and it is cheaper than
+    // parsing each row's JSON. SQLite's json_remove keeps the other members' text (numbers
+    // included), minified.
+    let rewritten = tx.execute(
+        "UPDATE events SET raw = json_remove(raw, '$.writeKey')
+         WHERE instr(raw, '\"writeKey\"') > 0 AND json_valid(raw)
+           AND json_type(raw, '$.writeKey') IS NOT NULL",
+        [],
+    )?;
+    if rewritten > 0 {
+        tracing::info!(rewritten, "removed writeKey from stored raw events");
     }
     Ok(())
 }

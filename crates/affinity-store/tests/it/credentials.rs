@@ -1,5 +1,5 @@
 //! Credentials are stored as hashes; a v6 store's plain secrets are hashed by the migration
-//! and leave no trace in the database files.
+//! and leave no trace in the database files; so do write keys stored in v6 raw events.
 
 use rusqlite::Connection;
 
@@ -9,6 +9,7 @@ use affinity_store::{CredentialKind, CredentialStore, Meta};
 
 const ADMIN: &str = "adm_PlainSecretOfAVersion6Store0001";
 const PROFILE: &str = "prf_PlainSecretOfAVersion6Store0002";
+const EVENT_WITH_KEY: &str = r#"{"type":"track", "writeKey":"wk_InABodyOfAVersion6Event000005","userId":98765432109876543210001,"event":"E","properties":{"price":1.50}}"#;
 const KEYS: [&str; 2] = [
     "wk_PlainSecretOfAVersion6Store0003",
     "wk_PlainSecretOfAVersion6Store0004",
@@ -51,6 +52,18 @@ fn a_v6_store_with_plain_secrets_migrates_to_hashes() {
                 [key, value.as_str()],
             )
             .expect("plain secret");
+        }
+        // v6 kept a body's writeKey in the raw event.
+        for (seq, raw) in [
+            (1, EVENT_WITH_KEY),
+            (2, r#"{"type":"track","userId":"u","event":"writeKey"}"#),
+        ] {
+            conn.execute(
+                "INSERT INTO events (seq, message_id, type, event, user_id, profile_id, timestamp,
+                 received_at, raw) VALUES (?1, ?1, 'track', 'E', 'u', 1, 0, 0, ?2)",
+                rusqlite::params![seq, raw],
+            )
+            .expect("v6 event");
         }
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .expect("checkpoint");
@@ -96,8 +109,26 @@ fn a_v6_store_with_plain_secrets_migrates_to_hashes() {
             "{key} left in meta"
         );
     }
+    let raws: Vec<String> = Connection::open(store.path())
+        .expect("raw")
+        .prepare("SELECT raw FROM events ORDER BY seq")
+        .expect("select")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        raws,
+        [
+            r#"{"type":"track","userId":98765432109876543210001,"event":"E","properties":{"price":1.50}}"#,
+            r#"{"type":"track","userId":"u","event":"writeKey"}"#
+        ]
+    );
     let bytes = files(dir.path());
-    for secret in KEYS.iter().chain([&ADMIN, &PROFILE]) {
+    for secret in KEYS
+        .iter()
+        .chain([&ADMIN, &PROFILE, &"wk_InABodyOfAVersion6Event000005"])
+    {
         assert!(!contains(&bytes, secret), "{secret} still on disk");
     }
 }
