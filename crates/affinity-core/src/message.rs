@@ -6,6 +6,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::catalog::PRODUCTS_PREFIX;
 use crate::error::{MessageError, json_type};
 use crate::limits::MAX_MESSAGE_BYTES;
 use crate::timestamp::parse_millis;
@@ -93,7 +94,8 @@ pub struct Message {
     pub traits: Option<Map<String, Value>>,
     /// The property keys of a track, for pickers: top-level keys, and the keys inside each
     /// `products[]` element written as `products[].key` (Segment's e-commerce spec puts one
-    /// product per element). Computed at parse time so the writer does not re-read the JSON.
+    /// product per element). A top-level key that itself starts with `products[].` is not
+    /// listed: it would be counted as the nested key. Computed at parse time so the writer does not re-read the JSON.
     pub property_keys: Vec<String>,
     /// The message's JSON text exactly as received, less a top-level `writeKey` (the one
     /// rewrite: the other members keep their exact text, in their order).
@@ -251,13 +253,20 @@ fn property_keys(properties: Option<&Value>) -> Vec<String> {
     let Some(Value::Object(props)) = properties else {
         return Vec::new();
     };
-    let mut keys: Vec<String> = props.keys().cloned().collect();
+    // `products[].key` names a key inside `products[]` (here, in catalog mappings and in
+    // values queries). A top-level key literally spelled that way is another property that
+    // no mapping can name: listing it would count it as the nested key, so it is left out.
+    let mut keys: Vec<String> = props
+        .keys()
+        .filter(|k| !k.starts_with(PRODUCTS_PREFIX))
+        .cloned()
+        .collect();
     if let Some(Value::Array(products)) = props.get("products") {
         let mut inner: Vec<String> = products
             .iter()
             .filter_map(Value::as_object)
             .flat_map(|p| p.keys())
-            .map(|k| format!("products[].{k}"))
+            .map(|k| format!("{PRODUCTS_PREFIX}{k}"))
             .collect();
         inner.sort_unstable();
         inner.dedup();

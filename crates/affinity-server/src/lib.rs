@@ -9,6 +9,8 @@
 //! - [`profile_api`]: Segment's Profile API.
 //! - [`error`]: [`ErrorCode`] with its status, and every crate's error converted to HTTP.
 //! - [`auth`], [`params`]: extractors for credentials and query parameters.
+//! - [`request_head`]: URI and header limits, UTF-8 paths, and JSON bodies for the router's
+//!   own errors.
 //! - [`config`]: typed server settings (the binary layers files, env and flags into them).
 
 pub mod app;
@@ -19,6 +21,7 @@ pub mod management;
 pub mod params;
 pub mod profile_api;
 pub mod rate_limit;
+pub mod request_head;
 pub mod state;
 pub mod tracking;
 
@@ -87,6 +90,7 @@ pub async fn serve(
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
+            .max_headers(request_head::HYPER_MAX_HEADERS)
             .header_read_timeout(limits.header_read_timeout)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);

@@ -50,6 +50,17 @@ fn messages_parse_into_what_the_engine_needs() {
         None,
         r#"track id=m user=Some("u") anon=None event=Some("O") ts=1000 keys=["products", "total", "products[].b", "products[].sku"]"#,
     );
+    // A top-level key spelled like a nested one is not counted as the nested key.
+    check(
+        r#"{"type":"track","userId":"u","event":"O","messageId":"m","properties":{"products[].brand":"Fake","products":[{"brand":"B"}]}}"#,
+        None,
+        r#"track id=m user=Some("u") anon=None event=Some("O") ts=1000 keys=["products", "products[].brand"]"#,
+    );
+    check(
+        r#"{"type":"track","userId":"u","event":"O","messageId":"m","properties":{"products[].brand":"Fake"}}"#,
+        None,
+        r#"track id=m user=Some("u") anon=None event=Some("O") ts=1000 keys=[]"#,
+    );
     check(
         r#"{"userId":"u","event":"E"}"#,
         None,

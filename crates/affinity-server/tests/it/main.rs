@@ -3,6 +3,7 @@
 mod audiences;
 mod catalog;
 mod discovery;
+mod error_bodies;
 mod hardening;
 mod identity;
 mod ingest;
