@@ -283,6 +283,22 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body alone, for an answer written outside axum (see
+    /// [`crate::request_head::ParseErrorsAsJson`]).
+    pub fn body_json(&self) -> String {
+        let body = ErrorBody {
+            error: ErrorObject {
+                code: self.code.as_str(),
+                message: &self.message,
+                problems: self.problems.as_deref(),
+            },
+            rejected: self.rejected.as_deref(),
+        };
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+}
+
 impl IntoResponse for ApiError {
     /// Server-side failures are logged here, where they end as an answer (once, not at every
     /// layer they pass through).

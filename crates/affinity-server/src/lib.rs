@@ -92,7 +92,10 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .max_headers(request_head::HYPER_MAX_HEADERS)
             .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(
+                TokioIo::new(request_head::ParseErrorsAsJson::new(stream)),
+                service,
+            );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // A client that goes away or times out is not an error of ours.
