@@ -216,7 +216,54 @@ fn contains(hashes: &[String], hash: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{contains, secret_hash};
+    use super::*;
+    use affinity_store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn configured_kinds_win_and_generated_ones_are_stored_as_hashes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path()).expect("open");
+        // An admin token left in the store by an earlier start without the variable.
+        let stored_admin = rotate(&store, CredentialKind::Admin, false).expect("rotate");
+        let config = EngineConfig {
+            admin_token: Some("adm_from_env".into()),
+            ..EngineConfig::default()
+        };
+        let (credentials, generated) = Credentials::resolve(&store, &config).expect("resolve");
+        let names: Vec<&str> = generated.iter().map(|g| g.name).collect();
+        assert_eq!(names, ["write_key", "profile_token"]);
+        for g in &generated {
+            let stored = store.credentials().expect("list");
+            assert!(stored.iter().any(|c| c.hash == secret_hash(&g.value)));
+            assert!(
+                stored
+                    .iter()
+                    .all(|c| c.hash != g.value && c.prefix.len() == 8)
+            );
+        }
+        let admin = CredentialKind::Admin;
+        assert!(credentials.verify(&store, admin, "adm_from_env").await);
+        assert!(
+            !credentials
+                .verify(&store, admin, &stored_admin.secret)
+                .await
+        );
+        let key = &generated[0].value;
+        assert!(
+            credentials
+                .verify(&store, CredentialKind::WriteKey, key)
+                .await
+        );
+        // A write key is not an admin token.
+        assert!(
+            !credentials
+                .verify(&store, CredentialKind::Profile, key)
+                .await
+        );
+        // A second start generates nothing.
+        let (_, again) = Credentials::resolve(&store, &config).expect("resolve");
+        assert!(again.is_empty());
+    }
 
     #[test]
     fn secrets_match_only_when_equal_whatever_their_lengths() {
