@@ -2,6 +2,7 @@
 //! same functions as the server's API (import, catalog, training, traits, audiences), and the
 //! result stays in the data directory for `affinity serve` to show.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -14,11 +15,12 @@ use affinity_core::audience::{AudienceSpec, MaxSize, Target};
 use affinity_core::catalog::CatalogConfig;
 use affinity_core::item_rules::TraitDefinition;
 use affinity_core::synthetic::{Generator, SyntheticSpec};
-use affinity_engine::EngineConfig;
+use affinity_engine::Credentials;
 use affinity_engine::clock::now_ms;
 use affinity_engine::training::run_training;
 use affinity_engine::{audiences, traits};
 use affinity_model::training::TrainingOptions;
+use affinity_server::ServerConfig;
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{CatalogStore, EventLog, ModelRegistry, TraitStore};
 
@@ -36,8 +38,9 @@ pub struct DemoArgs {
 
 const CATALOG: &str = include_str!("../../../examples/shop-catalog.json");
 
-pub fn run(config: &EngineConfig, args: &DemoArgs) -> anyhow::Result<()> {
+pub fn run(server: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let config = &server.engine;
     let dir = &config.data_dir;
     println!(
         "Affinity demo: a generated shop in {} (seed {})\n",
@@ -187,12 +190,61 @@ pub fn run(config: &EngineConfig, args: &DemoArgs) -> anyhow::Result<()> {
             if m.control { " (control)" } else { "" }
         );
     }
+    // The tokens the next steps need: generated here on a new store (a later `serve` finds
+    // them and prints nothing), since the store keeps only their hashes.
+    let (_, generated) = Credentials::resolve(&store, config)?;
     println!(
-        "\nDone in {:.1}s. Explore it over HTTP:\n  affinity serve --data-dir {}\n  then GET /api/v1/models, /api/v1/audiences/{id}, /api/v1/users/u0/recommendations (admin token as Bearer).",
+        "\nDone in {:.1}s. Serve it (the same binary):\n  {} serve --data-dir {}",
         started.elapsed().as_secs_f64(),
+        this_binary(),
         dir.display()
     );
+    let secret = |name: &str| {
+        generated
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.value.clone())
+    };
+    let admin = if generated.is_empty() {
+        println!(
+            "Credentials: this store already had them and keeps only their hashes. New ones, printed once:\n  {0} credentials rotate admin --data-dir {1}\n  {0} credentials rotate write-key --keep-old --data-dir {1}",
+            this_binary(),
+            dir.display()
+        );
+        "ADMIN_TOKEN".to_string()
+    } else {
+        println!("Credentials generated for this store (shown only now; it keeps their hashes):");
+        for c in &generated {
+            println!("  {:<14} {}", c.name, c.value);
+        }
+        secret("admin_token").unwrap_or_else(|| "$AFFINITY_ADMIN_TOKEN".to_string())
+    };
+    let base = format!("http://{}", server.listen);
+    println!("Then, from another terminal:");
+    for path in [
+        "/api/v1/models".to_string(),
+        format!("/api/v1/audiences/{id}"),
+        "/api/v1/users/u0/recommendations".to_string(),
+    ] {
+        println!("  curl -H 'authorization: Bearer {admin}' {base}{path}");
+    }
     Ok(())
+}
+
+/// How to run this binary again: its path as started (relative to the working directory
+/// when inside it, as `./target/release/affinity` after `cargo run --release`), since after
+/// `cargo run` no `affinity` is on the PATH.
+fn this_binary() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "cargo run --release --".to_string();
+    };
+    match std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf))
+    {
+        Some(relative) => format!("./{}", relative.display()),
+        None => exe.display().to_string(),
+    }
 }
 
 fn ingest(store: &SqliteStore, spec: SyntheticSpec) -> anyhow::Result<()> {

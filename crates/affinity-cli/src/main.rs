@@ -2,6 +2,7 @@
 //! calls the library crates.
 
 mod catalog;
+mod credentials;
 mod demo;
 mod generate;
 mod import;
@@ -51,6 +52,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Print the time-holdout metrics of every candidate (records nothing).
     Eval(train::TrainArgs),
+    /// List, rotate or revoke the write keys and API tokens (stored as hashes).
+    Credentials(credentials::CredentialsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,7 +90,7 @@ fn main() -> anyhow::Result<()> {
                 ),
             };
             demo::run(
-                &settings::load(cli.config.as_deref(), &overrides, env)?.engine,
+                &settings::load(cli.config.as_deref(), &overrides, env)?,
                 &args,
             )
         }
@@ -96,6 +99,16 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Train(args) => {
             train::run_train(&data_dir(cli.config.as_deref(), cli.data_dir, env)?, &args)
+        }
+        Command::Credentials(args) => {
+            let overrides = settings::Overrides {
+                listen: None,
+                data_dir: cli.data_dir,
+            };
+            credentials::run(
+                &settings::load(cli.config.as_deref(), &overrides, env)?.engine,
+                &args,
+            )
         }
         Command::Eval(args) => {
             train::run_eval(&data_dir(cli.config.as_deref(), cli.data_dir, env)?, &args)

@@ -1,9 +1,12 @@
 //! A Segment message, validated and reduced to the fields the engine needs, with the raw JSON
 //! kept exactly as received.
 
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::catalog::PRODUCTS_PREFIX;
 use crate::error::{MessageError, json_type};
 use crate::limits::MAX_MESSAGE_BYTES;
 use crate::timestamp::parse_millis;
@@ -91,9 +94,11 @@ pub struct Message {
     pub traits: Option<Map<String, Value>>,
     /// The property keys of a track, for pickers: top-level keys, and the keys inside each
     /// `products[]` element written as `products[].key` (Segment's e-commerce spec puts one
-    /// product per element). Computed at parse time so the writer does not re-read the JSON.
+    /// product per element). A top-level key that itself starts with `products[].` is not
+    /// listed: it would be counted as the nested key. Computed at parse time so the writer does not re-read the JSON.
     pub property_keys: Vec<String>,
-    /// The message's JSON text exactly as received.
+    /// The message's JSON text exactly as received, less a top-level `writeKey` (the one
+    /// rewrite: the other members keep their exact text, in their order).
     pub raw: String,
 }
 
@@ -141,8 +146,8 @@ impl Message {
             },
         };
 
-        let user_id = id_field(&body, "userId")?;
-        let anonymous_id = id_field(&body, "anonymousId")?;
+        let user_id = id_field(&body, raw, "userId")?;
+        let anonymous_id = id_field(&body, raw, "anonymousId")?;
         if user_id.is_none() && anonymous_id.is_none() {
             return Err(MessageError::MissingField {
                 field: "userId",
@@ -176,7 +181,7 @@ impl Message {
             }
             MessageType::Page | MessageType::Screen => event = string_field(&body, "name")?,
             MessageType::Alias => {
-                previous_id = id_field(&body, "previousId")?;
+                previous_id = id_field(&body, raw, "previousId")?;
                 if previous_id.is_none() {
                     return Err(MessageError::MissingField {
                         field: "previousId",
@@ -191,7 +196,7 @@ impl Message {
                 }
             }
             MessageType::Group => {
-                group_id = id_field(&body, "groupId")?;
+                group_id = id_field(&body, raw, "groupId")?;
                 if group_id.is_none() {
                     return Err(MessageError::MissingField {
                         field: "groupId",
@@ -206,9 +211,16 @@ impl Message {
             Some(t) => t,
             None => time_field(&body, "originalTimestamp")?.unwrap_or(received_at),
         };
+        // The write key is a credential, not part of the event: it must not be stored with
+        // the raw text (and echoed by the events API). Only then is the text rewritten.
+        let raw = if body.contains_key(WRITE_KEY) {
+            without_field(raw, WRITE_KEY)?
+        } else {
+            raw.to_string()
+        };
         let message_id = match string_field(&body, "messageId")? {
             Some(id) => id,
-            None => content_id(kind, raw),
+            None => content_id(kind, &raw),
         };
 
         let property_keys = if kind == MessageType::Track {
@@ -232,7 +244,7 @@ impl Message {
             received_at,
             traits,
             property_keys,
-            raw: raw.to_string(),
+            raw,
         })
     }
 }
@@ -241,13 +253,20 @@ fn property_keys(properties: Option<&Value>) -> Vec<String> {
     let Some(Value::Object(props)) = properties else {
         return Vec::new();
     };
-    let mut keys: Vec<String> = props.keys().cloned().collect();
+    // `products[].key` names a key inside `products[]` (here, in catalog mappings and in
+    // values queries). A top-level key literally spelled that way is another property that
+    // no mapping can name: listing it would count it as the nested key, so it is left out.
+    let mut keys: Vec<String> = props
+        .keys()
+        .filter(|k| !k.starts_with(PRODUCTS_PREFIX))
+        .cloned()
+        .collect();
     if let Some(Value::Array(products)) = props.get("products") {
         let mut inner: Vec<String> = products
             .iter()
             .filter_map(Value::as_object)
             .flat_map(|p| p.keys())
-            .map(|k| format!("products[].{k}"))
+            .map(|k| format!("{PRODUCTS_PREFIX}{k}"))
             .collect();
         inner.sort_unstable();
         inner.dedup();
@@ -267,17 +286,118 @@ fn content_id(kind: MessageType, raw: &str) -> String {
     format!("h-{hex}")
 }
 
+/// The top-level field a client may put its write key in (Segment's body form).
+const WRITE_KEY: &str = "writeKey";
+
+/// Integers up to this magnitude are exact in an f64 (2^53); beyond it two ids can parse to
+/// the same float.
+const EXACT_IN_F64: f64 = 9_007_199_254_740_992.0;
+
+/// A message's top-level members in their order, each value as its exact text.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+fn members(raw: &str) -> Result<Members<'_>, MessageError> {
+    serde_json::from_str(raw).map_err(|e| MessageError::InvalidJson(e.to_string()))
+}
+
+/// `raw` without its top-level `field` (every occurrence); the other members keep their exact
+/// text and order.
+fn without_field(raw: &str, field: &str) -> Result<String, MessageError> {
+    let mut out = String::with_capacity(raw.len());
+    out.push('{');
+    for (key, value) in members(raw)?.0.iter().filter(|(k, _)| k != field) {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(
+            &serde_json::to_string(key).map_err(|e| MessageError::InvalidJson(e.to_string()))?,
+        );
+        out.push(':');
+        out.push_str(value.get());
+    }
+    out.push('}');
+    Ok(out)
+}
+
+/// A numeric id as a string, exactly, as Segment stringifies numeric ids. Integers keep every
+/// digit whatever their size (`98765432109876543210001` and `…002` are two people, where a
+/// float would make them one); an integral value written with a zero fraction or an exponent
+/// is that integer (`100`, `100.0` and `1e2` are one person: the same number to any JSON
+/// reader). A number that is neither an integer literal nor exact in a float (`1.5e30`) is
+/// refused: which integer it means cannot be told.
+fn numeric_id(
+    n: &serde_json::Number,
+    raw: &str,
+    field: &'static str,
+) -> Result<String, MessageError> {
+    if n.is_u64() || n.is_i64() {
+        return Ok(n.to_string());
+    }
+    let f = n.as_f64().unwrap_or(f64::NAN);
+    if f.abs() < EXACT_IN_F64 {
+        return Ok(if f.fract() == 0.0 {
+            // Exact: |f| < 2^53 fits an i64, and -0.0 becomes 0.
+            format!("{}", f as i64)
+        } else {
+            n.to_string()
+        });
+    }
+    // Beyond 2^53 the float may not be the number sent: read the literal itself.
+    let literal = members(raw)?
+        .0
+        .iter()
+        .rev()
+        .find(|(k, _)| k == field)
+        .map(|(_, v)| v.get().trim().to_string())
+        .unwrap_or_default();
+    let (int, frac) = literal.split_once('.').unwrap_or((literal.as_str(), ""));
+    let digits = int.strip_prefix('-').unwrap_or(int);
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b == b'0')
+    {
+        return Ok(int.to_string());
+    }
+    Err(MessageError::InvalidField {
+        field,
+        expected: "a string, or a number that is an integer literal or below 2^53 (send large or \
+                   exponent-form ids as strings)",
+        got: format!("{literal}, which no JSON reader can turn into one exact integer"),
+    })
+}
+
 /// An identifier field: a non-empty string, or a number (some clients send numeric user ids;
-/// Segment stores them as strings). Empty strings and null count as absent.
+/// Segment stores them as strings: [`numeric_id`]). Empty strings and null count as absent.
 fn id_field(
     body: &Map<String, Value>,
+    raw: &str,
     field: &'static str,
 ) -> Result<Option<String>, MessageError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Value::Number(n)) => numeric_id(n, raw, field).map(Some),
         Some(other) => Err(MessageError::InvalidField {
             field,
             expected: "a string or a number",

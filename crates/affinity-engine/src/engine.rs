@@ -54,6 +54,16 @@ impl Engine {
         &self.credentials
     }
 
+    /// Whether `secret` is a current credential of `kind` (configured, or stored and
+    /// re-read at most once a second, so a rotation by the CLI applies without a restart).
+    pub async fn verify_credential(
+        &self,
+        kind: affinity_store::CredentialKind,
+        secret: &str,
+    ) -> bool {
+        self.credentials.verify(&self.store, kind, secret).await
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }

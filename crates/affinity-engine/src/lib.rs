@@ -11,7 +11,8 @@
 //! - [`audiences`]: audience snapshots (ranked, sized, control group, estimate), changes
 //!   between snapshots, explanations, previews.
 //! - [`recommendations`]: live answers: a user's recommendations, an item's similar items.
-//! - [`credentials`]: write keys and tokens, configured or generated and kept in the store.
+//! - [`credentials`]: write keys and tokens, configured or generated and kept in the store as
+//!   hashes; rotation.
 //! - [`schedule`]: the retrain loop.
 //!
 //! Synchronous entry points (`training::run_training`, `catalog::build_now`) serve the CLI,
@@ -35,7 +36,7 @@ pub mod training;
 pub mod traits;
 
 pub use config::EngineConfig;
-pub use credentials::{Credentials, GeneratedCredential};
+pub use credentials::{Credentials, GeneratedCredential, NewCredential};
 pub use engine::Engine;
 pub use error::{EngineError, Problem};
 
@@ -46,8 +47,8 @@ pub mod data {
         Contribution, CurvePoint, FeatureWeight, PropensityModel,
     };
     pub use affinity_store::{
-        AudienceRecord, DiscoveryLimits, DiscoveryTotals, EventPage, EventSummary, Member,
-        ModelRecord, ModelStatus, Outcome, Profile, PropertyValues, Refusal, RefusedMerge,
-        StoredEvent, Trait, TraitDefinitionRecord,
+        AudienceRecord, CredentialKind, CredentialRecord, DiscoveryLimits, DiscoveryTotals,
+        EventPage, EventSummary, Member, ModelRecord, ModelStatus, Outcome, Profile,
+        PropertyValues, Refusal, RefusedMerge, StoredEvent, Trait, TraitDefinitionRecord,
     };
 }

@@ -3,7 +3,7 @@ use axum::Router;
 use axum::routing::get;
 use serde::Serialize;
 
-use crate::{ApiError, AppState, management, profile_api, tracking};
+use crate::{ApiError, AppState, management, profile_api, request_head, tracking};
 
 #[derive(Serialize)]
 struct Health {
@@ -20,5 +20,6 @@ pub fn app(state: AppState) -> Router {
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::not_found(format!("no such path: {}", uri.path()))
         })
+        .layer(axum::middleware::from_fn(request_head::check))
         .with_state(state)
 }

@@ -5,6 +5,8 @@ use axum::http::{HeaderMap, header, request::Parts};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use affinity_engine::data::CredentialKind;
+
 use crate::{ApiError, AppState};
 
 /// The write key from HTTP Basic auth: the key as user, empty password, with or without the
@@ -31,14 +33,22 @@ pub fn basic_user(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// Checks a write key found in a header or a body.
-pub fn check_write_key(state: &AppState, key: Option<&str>) -> Result<(), ApiError> {
+pub async fn check_write_key(state: &AppState, key: Option<&str>) -> Result<(), ApiError> {
     match key {
         None | Some("") => Err(ApiError::unauthorized(
             "no write key: send it as HTTP Basic user (`-u WRITE_KEY:`) or as `writeKey` in the body",
         )),
-        Some(k) if state.engine.credentials().is_write_key(k) => Ok(()),
+        Some(k)
+            if state
+                .engine
+                .verify_credential(CredentialKind::WriteKey, k)
+                .await =>
+        {
+            Ok(())
+        }
         Some(_) => Err(ApiError::unauthorized(
-            "unknown write key: use a key from AFFINITY_WRITE_KEYS or the one printed at first start",
+            "unknown write key: use a key from AFFINITY_WRITE_KEYS, the one printed at first start, \
+             or a new one from `affinity credentials rotate write-key`",
         )),
     }
 }
@@ -59,9 +69,17 @@ impl FromRequestParts<AppState> for Admin {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
         match token {
-            Some(t) if state.engine.credentials().is_admin_token(t) => Ok(Admin),
+            Some(t)
+                if state
+                    .engine
+                    .verify_credential(CredentialKind::Admin, t)
+                    .await =>
+            {
+                Ok(Admin)
+            }
             Some(_) => Err(ApiError::unauthorized(
-                "unknown admin token: use AFFINITY_ADMIN_TOKEN or the one printed at first start",
+                "unknown admin token: use AFFINITY_ADMIN_TOKEN, the one printed at first start, or \
+                 a new one from `affinity credentials rotate admin`",
             )),
             None => Err(ApiError::unauthorized(
                 "the management API needs `Authorization: Bearer <admin token>`",

@@ -25,6 +25,16 @@ pub enum ErrorCode {
     AuthenticationError,
     // Requests the client must fix.
     NotFound,
+    /// The path exists, not with this method (`Allow` lists the ones it has).
+    MethodNotAllowed,
+    /// The request target (path and query) is longer than the server reads.
+    UriTooLong,
+    /// Too many request headers, or too large.
+    HeadersTooLarge,
+    /// The path is not UTF-8 once percent-decoded.
+    InvalidPath,
+    /// A plain error of another status, answered in JSON (see [`ErrorCode::for_status`]).
+    BadRequest,
     /// The Profile API's code for a bad request (Segment's).
     InvalidRequestError,
     InvalidParameter,
@@ -67,6 +77,11 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::AuthenticationError => "authentication_error",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::InvalidPath => "invalid_path",
+            Self::BadRequest => "bad_request",
             Self::InvalidRequestError => "invalid_request_error",
             Self::InvalidParameter => "invalid_parameter",
             Self::InvalidJson => "invalid_json",
@@ -99,7 +114,12 @@ impl ErrorCode {
         match self {
             Self::Unauthorized | Self::AuthenticationError => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::InvalidRequestError
+            | Self::InvalidPath
+            | Self::BadRequest
             | Self::InvalidParameter
             | Self::InvalidJson
             | Self::InvalidBody
@@ -125,6 +145,29 @@ impl ErrorCode {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl ErrorCode {
+    /// The code for an error answer made without one (the router's `405`, an extractor's
+    /// plain-text rejection), by its status; `status()` of the result may differ only for a
+    /// status no code has, which then answers as itself (the caller keeps the status).
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            StatusCode::URI_TOO_LONG => Self::UriTooLong,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Self::HeadersTooLarge,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::BodyTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedEncoding,
+            StatusCode::UNPROCESSABLE_ENTITY => Self::InvalidBodyShape,
+            StatusCode::REQUEST_TIMEOUT => Self::RequestTimeout,
+            StatusCode::TOO_MANY_REQUESTS => Self::RateLimited,
+            StatusCode::UNAUTHORIZED => Self::Unauthorized,
+            StatusCode::SERVICE_UNAVAILABLE => Self::StoreUnavailable,
+            s if s.is_server_error() => Self::Internal,
+            _ => Self::BadRequest,
         }
     }
 }
@@ -237,6 +280,22 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
+    }
+}
+
+impl ApiError {
+    /// The JSON body alone, for an answer written outside axum (see
+    /// [`crate::request_head::ParseErrorsAsJson`]).
+    pub fn body_json(&self) -> String {
+        let body = ErrorBody {
+            error: ErrorObject {
+                code: self.code.as_str(),
+                message: &self.message,
+                problems: self.problems.as_deref(),
+            },
+            rejected: self.rejected.as_deref(),
+        };
+        serde_json::to_string(&body).unwrap_or_default()
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`profile_api`]: Segment's Profile API.
 //! - [`error`]: [`ErrorCode`] with its status, and every crate's error converted to HTTP.
 //! - [`auth`], [`params`]: extractors for credentials and query parameters.
+//! - [`request_head`]: URI and header limits, UTF-8 paths, and JSON bodies for the router's
+//!   own errors.
 //! - [`config`]: typed server settings (the binary layers files, env and flags into them).
 
 pub mod app;
@@ -19,6 +21,7 @@ pub mod management;
 pub mod params;
 pub mod profile_api;
 pub mod rate_limit;
+pub mod request_head;
 pub mod state;
 pub mod tracking;
 
@@ -87,8 +90,12 @@ pub async fn serve(
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
+            .max_headers(request_head::HYPER_MAX_HEADERS)
             .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(
+                TokioIo::new(request_head::ParseErrorsAsJson::new(stream)),
+                service,
+            );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // A client that goes away or times out is not an error of ours.

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use affinity_core::IdKind;
 use affinity_core::timestamp::format_millis;
+use affinity_engine::data::CredentialKind;
 
 use crate::auth::basic_user;
 use crate::params::Params;
@@ -60,9 +61,17 @@ impl FromRequestParts<AppState> for ProfileReader {
         match basic_user(&parts.headers)
             .map_err(|_| error("send the access token as HTTP Basic user: curl -u TOKEN: …"))?
         {
-            Some(token) if state.engine.credentials().is_profile_token(&token) => Ok(ProfileReader),
+            Some(token)
+                if state
+                    .engine
+                    .verify_credential(CredentialKind::Profile, &token)
+                    .await =>
+            {
+                Ok(ProfileReader)
+            }
             Some(_) => Err(error(
-                "unknown access token: use AFFINITY_PROFILE_TOKEN or the one printed at first start",
+                "unknown access token: use AFFINITY_PROFILE_TOKEN, the one printed at first start, \
+                 or a new one from `affinity credentials rotate profile`",
             )),
             None => Err(error(
                 "send the access token as HTTP Basic user: curl -u TOKEN: …",

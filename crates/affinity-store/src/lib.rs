@@ -63,6 +63,24 @@ pub trait Meta {
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
+/// Write keys and API tokens, kept as hashes (`sqlite::credentials` says why SHA-256).
+pub trait CredentialStore {
+    /// Every stored credential, oldest first.
+    fn credentials(&self) -> Result<Vec<CredentialRecord>, StoreError>;
+    /// Stores the hash of `secret` as a credential of `kind`; with `replace`, the other
+    /// credentials of that kind are deleted in the same transaction (a rotation).
+    fn add_credential(
+        &self,
+        kind: CredentialKind,
+        secret: &str,
+        origin: &str,
+        created_at: i64,
+        replace: bool,
+    ) -> Result<CredentialRecord, StoreError>;
+    /// Deletes one credential; `None` when no credential has that id.
+    fn revoke_credential(&self, id: i64) -> Result<Option<CredentialRecord>, StoreError>;
+}
+
 /// The catalog's configuration, uploaded item rows, and the events that become interactions.
 pub trait CatalogStore {
     fn catalog_config(&self) -> Result<Option<CatalogConfig>, StoreError>;

@@ -36,6 +36,48 @@ impl Refusal {
     }
 }
 
+/// What a credential admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CredentialKind {
+    /// Tracking API (public: it ships in browsers).
+    WriteKey,
+    /// Management API (`/api/v1`).
+    Admin,
+    /// Segment's Profile API.
+    Profile,
+}
+
+impl CredentialKind {
+    pub const ALL: [CredentialKind; 3] = [Self::WriteKey, Self::Admin, Self::Profile];
+
+    /// The name stored in `credentials.kind`, and the CLI's.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WriteKey => "write_key",
+            Self::Admin => "admin",
+            Self::Profile => "profile",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A stored credential: its hash and a non-secret label, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    pub id: i64,
+    pub kind: CredentialKind,
+    /// Hex SHA-256 of the secret.
+    pub hash: String,
+    /// The secret's first characters (`adm_Xy3k`).
+    pub prefix: String,
+    pub origin: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
 /// Bounds on what the public write key can create in discovery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiscoveryLimits {

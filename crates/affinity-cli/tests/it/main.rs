@@ -1,6 +1,7 @@
 //! Tests of the `affinity` binary as a user runs it.
 
 mod crash;
+mod credentials;
 mod import;
 mod serve;
 mod support;

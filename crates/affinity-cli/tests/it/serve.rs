@@ -16,7 +16,7 @@ fn first_start_generates_and_prints_credentials_once() {
             .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
             .unwrap_or_else(|| panic!("{name} not printed: {banner}"))
     };
-    let write_key = value_of("write_keys");
+    let write_key = value_of("write_key");
     let admin = value_of("admin_token");
     value_of("profile_token");
     assert!(

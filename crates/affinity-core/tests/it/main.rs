@@ -50,6 +50,17 @@ fn messages_parse_into_what_the_engine_needs() {
         None,
         r#"track id=m user=Some("u") anon=None event=Some("O") ts=1000 keys=["products", "total", "products[].b", "products[].sku"]"#,
     );
+    // A top-level key spelled like a nested one is not counted as the nested key.
+    check(
+        r#"{"type":"track","userId":"u","event":"O","messageId":"m","properties":{"products[].brand":"Fake","products":[{"brand":"B"}]}}"#,
+        None,
+        r#"track id=m user=Some("u") anon=None event=Some("O") ts=1000 keys=["products", "products[].brand"]"#,
+    );
+    check(
+        r#"{"type":"track","userId":"u","event":"O","messageId":"m","properties":{"products[].brand":"Fake"}}"#,
+        None,
+        r#"track id=m user=Some("u") anon=None event=Some("O") ts=1000 keys=[]"#,
+    );
     check(
         r#"{"userId":"u","event":"E"}"#,
         None,
@@ -123,5 +134,77 @@ fn batch_bodies_keep_each_message_raw() {
             .expect_err("key")
             .code(),
         "invalid_field"
+    );
+}
+
+/// The user id a body resolves to, or the error's code and text.
+fn user_of(raw: &str) -> String {
+    match Message::parse(raw, Some(MessageType::Identify), 1) {
+        Ok(m) => m.user_id.unwrap_or_default(),
+        Err(e) => format!("error {}: {e}", e.code()),
+    }
+}
+
+#[test]
+fn numeric_ids_keep_every_digit_and_equal_numbers_are_one_id() {
+    // Beyond 2^53 a float cannot tell these apart; the literal's digits can.
+    assert_eq!(
+        user_of(r#"{"userId":98765432109876543210001}"#),
+        "98765432109876543210001"
+    );
+    assert_eq!(
+        user_of(r#"{"userId":98765432109876543210002}"#),
+        "98765432109876543210002"
+    );
+    assert_eq!(
+        user_of(r#"{"userId":-98765432109876543210002.00}"#),
+        "-98765432109876543210002"
+    );
+    assert_eq!(
+        user_of(r#"{"userId":9007199254740993.0}"#),
+        "9007199254740993"
+    );
+    // One number however written: one person.
+    for same in ["100", "100.0", "1e2", "100.000"] {
+        assert_eq!(user_of(&format!(r#"{{"userId":{same}}}"#)), "100", "{same}");
+    }
+    assert_eq!(user_of(r#"{"userId":-0.0}"#), "0");
+    assert_eq!(user_of(r#"{"userId":1.5}"#), "1.5");
+    assert_eq!(
+        user_of(r#"{"userId":18446744073709551615}"#),
+        "18446744073709551615"
+    );
+    // Which integer 1.5e30 means cannot be told: refused, naming the field and the fix.
+    let refused = user_of(r#"{"userId":1.5e30}"#);
+    assert!(
+        refused.starts_with("error invalid_field: `userId` must be a string, or a number")
+            && refused.contains("send large or exponent-form ids as strings")
+            && refused.contains("1.5e30"),
+        "{refused}"
+    );
+    assert!(
+        user_of(r#"{"userId":"x","anonymousId":12345678901234567890123.5}"#)
+            .starts_with("error invalid_field: `anonymousId`")
+    );
+}
+
+#[test]
+fn a_write_key_in_the_body_is_not_kept_in_the_raw_text() {
+    let raw = r#"{"type":"track", "writeKey":"wk_secret","userId":98765432109876543210001,"event":"E","properties":{"writeKey":"a property, kept","price":1.50}}"#;
+    let m = Message::parse(raw, None, 1).expect("valid");
+    assert!(!m.raw.contains("wk_secret"), "{}", m.raw);
+    // Everything else keeps its exact text and order.
+    assert_eq!(
+        m.raw,
+        r#"{"type":"track","userId":98765432109876543210001,"event":"E","properties":{"writeKey":"a property, kept","price":1.50}}"#
+    );
+    // Without a write key the text is untouched, whitespace included.
+    let plain = r#"{"type":"track",  "userId":"u","event":"E"}"#;
+    assert_eq!(Message::parse(plain, None, 1).expect("valid").raw, plain);
+    // Duplicate members are all removed.
+    let twice = r#"{"writeKey":"a","type":"track","userId":"u","event":"E","writeKey":"b"}"#;
+    assert_eq!(
+        Message::parse(twice, None, 1).expect("valid").raw,
+        r#"{"type":"track","userId":"u","event":"E"}"#
     );
 }

@@ -73,7 +73,11 @@ fn body_write_key(text: &str) -> Option<String> {
 
 /// Who may send before the body is read: the source address within its rate, and a write
 /// key given in the header that is known and within its rate. Returns the header's key.
-fn admit(state: &AppState, ip: &ClientIp, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+async fn admit(
+    state: &AppState,
+    ip: &ClientIp,
+    headers: &HeaderMap,
+) -> Result<Option<String>, ApiError> {
     let now = Instant::now();
     if let Some(ip) = ip.0 {
         state
@@ -83,7 +87,7 @@ fn admit(state: &AppState, ip: &ClientIp, headers: &HeaderMap) -> Result<Option<
     }
     let key = basic_user(headers)?;
     if let Some(key) = &key {
-        check_write_key(state, Some(key))?;
+        check_write_key(state, Some(key)).await?;
         rate_key(state, key)?;
     }
     Ok(key)
@@ -109,7 +113,7 @@ async fn read_authenticated(
     let text = body::read_text(headers, body, limit, what, state.limits.body_read_timeout).await?;
     if header_key.is_none() {
         let key = body_write_key(&text);
-        check_write_key(state, key.as_deref())?;
+        check_write_key(state, key.as_deref()).await?;
         if let Some(key) = &key {
             rate_key(state, key)?;
         }
@@ -124,7 +128,7 @@ async fn single(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Accepted>, ApiError> {
-    let key = admit(&state, &ip, &headers)?;
+    let key = admit(&state, &ip, &headers).await?;
     let text = read_authenticated(
         &state,
         &headers,
@@ -148,7 +152,7 @@ async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<BatchAccepted>, ApiError> {
-    let key = admit(&state, &ip, &headers)?;
+    let key = admit(&state, &ip, &headers).await?;
     let text = read_authenticated(
         &state,
         &headers,

@@ -66,6 +66,40 @@ async fn events_list_names_counts_and_properties() {
 }
 
 #[tokio::test]
+async fn a_top_level_key_spelled_like_a_nested_one_is_not_counted_as_it() {
+    let app = TestApp::spawn().await;
+    let batch = json!({"batch": [
+        {"type": "track", "userId": "u1", "event": "Bought", "messageId": "b1",
+         "properties": {"products[].brand": "Fake", "products": [{"brand": "Acme"}]}},
+        {"type": "track", "userId": "u2", "event": "Bought", "messageId": "b2",
+         "properties": {"products[].brand": "Fake"}},
+        {"type": "track", "userId": "u3", "event": "Bought", "messageId": "b3",
+         "properties": {"products": [{"brand": "Globex"}]}}
+    ]});
+    let (s, b) = app.track("/v1/batch", &batch).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, b) = app.admin_get("/api/v1/events").await;
+    let bought = &b["events"][0];
+    assert_eq!(bought["name"], "Bought", "{b}");
+    let count = |name: &str| {
+        bought["properties"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .and_then(|p| p["count"].as_u64())
+    };
+    assert_eq!(count("products[].brand"), Some(2), "{b}");
+    assert_eq!(count("products"), Some(2), "{b}");
+    // Values come from the products only.
+    let (_, v) = app
+        .admin_get("/api/v1/events/Bought/properties/products%5B%5D.brand/values")
+        .await;
+    assert_eq!(
+        v["values"],
+        json!([{"value": "Acme", "count": 1}, {"value": "Globex", "count": 1}])
+    );
+}
+
+#[tokio::test]
 async fn property_values_with_counts_prefix_and_limit() {
     let app = TestApp::spawn().await;
     seed(&app).await;

@@ -3,12 +3,14 @@
 mod audiences;
 mod catalog;
 mod discovery;
+mod error_bodies;
 mod hardening;
 mod identity;
 mod ingest;
 mod models;
 mod recommendations;
 mod segment_python;
+mod stored_bodies;
 mod support;
 mod tracking_auth;
 mod validation;

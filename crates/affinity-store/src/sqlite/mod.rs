@@ -3,6 +3,7 @@
 mod audiences;
 mod catalog;
 mod computed_traits;
+pub mod credentials;
 mod discovery;
 mod identity;
 mod meta;

@@ -1,13 +1,14 @@
 //! The schema, versioned with SQLite's `user_version` so that an upgrade can migrate old data
 //! and an old binary refuses data written by a newer one.
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::credentials::{secret_hash, secret_prefix};
 use super::stored_json::Document;
 use super::{audiences, computed_traits};
-use crate::StoreError;
+use crate::{CredentialKind, StoreError};
 
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -162,6 +163,77 @@ CREATE UNIQUE INDEX refused_merges_link ON refused_merges (user_id, identifier_k
     WHERE message_type <> 'alias';
 ";
 
+/// Credentials kept as SHA-256 hashes of the secret, never the secret itself (up to v6 the
+/// generated write keys, admin token and Profile API token sat in `meta` in plain text).
+const V7: &str = "
+-- kind: 'write_key' | 'admin' | 'profile'. `hash` is the hex SHA-256 of the secret; `prefix`
+-- its first characters (the kind's tag and 4 random ones), shown by `affinity credentials
+-- list` to tell credentials apart. `origin`: 'generated' (first start), 'rotated' (the CLI),
+-- 'migrated' (a plain secret of an older store, hashed by the v7 migration).
+CREATE TABLE credentials (
+    id         INTEGER PRIMARY KEY,
+    kind       TEXT    NOT NULL,
+    hash       TEXT    NOT NULL UNIQUE,
+    prefix     TEXT    NOT NULL,
+    origin     TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX credentials_kind ON credentials (kind);
+";
+
+/// Version 7: write keys sent in message bodies are removed from stored events, and the plain secrets of `meta` (`write_keys`, comma-separated, `admin_token`,
+/// `profile_token`) become hashed rows of `credentials` and are deleted from `meta`, in the
+/// same transaction as the schema bump. Their creation time was never recorded: they are
+/// stamped with the migration's time and marked `migrated`. The secrets themselves keep
+/// working (a client presents the same secret, whose hash now matches).
+fn hash_plain_credentials(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let sources = [
+        ("write_keys", CredentialKind::WriteKey),
+        ("admin_token", CredentialKind::Admin),
+        ("profile_token", CredentialKind::Profile),
+    ];
+    for (key, kind) in sources {
+        let value: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        let Some(value) = value else { continue };
+        let secrets = match kind {
+            CredentialKind::WriteKey => value.split(',').map(str::trim).collect::<Vec<_>>(),
+            _ => vec![value.trim()],
+        };
+        for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
+            tx.execute(
+                "INSERT INTO credentials (kind, hash, prefix, origin, created_at)
+                 VALUES (?1, ?2, ?3, 'migrated', ?4) ON CONFLICT (hash) DO NOTHING",
+                params![
+                    kind.as_str(),
+                    secret_hash(secret),
+                    secret_prefix(secret),
+                    now
+                ],
+            )?;
+        }
+        tx.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+    }
+    // Up to v6 a `writeKey` sent in a message body was stored with the raw event (and echoed
+    // by the events API). `instr` first: most rows never had one, and it is cheaper than
+    // parsing each row's JSON. SQLite's json_remove keeps the other members' text (numbers
+    // included), minified.
+    let rewritten = tx.execute(
+        "UPDATE events SET raw = json_remove(raw, '$.writeKey')
+         WHERE instr(raw, '\"writeKey\"') > 0 AND json_valid(raw)
+           AND json_type(raw, '$.writeKey') IS NOT NULL",
+        [],
+    )?;
+    if rewritten > 0 {
+        tracing::info!(rewritten, "removed writeKey from stored raw events");
+    }
+    Ok(())
+}
+
 /// Version 5: the JSON documents of audiences and trait definitions, stored bare up to v4,
 /// are rewritten into the versioned envelope of `stored_json`, as version 1 of each.
 ///
@@ -232,6 +304,12 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if found == SCHEMA_VERSION {
         return Ok(());
     }
+    if found < 7 {
+        // The v7 migration deletes plain secrets: overwrite them rather than leave them in
+        // free space of the page (and checkpoint below, so no old page image survives in
+        // the WAL or the main file).
+        conn.pragma_update(None, "secure_delete", true)?;
+    }
     let tx = conn.transaction()?;
     if found < 1 {
         tx.execute_batch(V1)?;
@@ -251,7 +329,14 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if found < 6 {
         tx.execute_batch(V6)?;
     }
+    if found < 7 {
+        tx.execute_batch(V7)?;
+        hash_plain_credentials(&tx)?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
+    if found < 7 {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
     Ok(())
 }

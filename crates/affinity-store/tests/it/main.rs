@@ -4,6 +4,7 @@
 //! their versions.
 
 mod computed_traits;
+mod credentials;
 mod discovery_limits;
 mod identity_model;
 mod permissions;

@@ -157,8 +157,10 @@ fn a_v5_store_gains_the_refused_merges_table() {
     {
         let store = SqliteStore::open(dir.path()).expect("open");
         let conn = Connection::open(store.path()).expect("raw");
-        conn.execute_batch("DROP TABLE refused_merges; PRAGMA user_version = 5;")
-            .expect("as v5");
+        conn.execute_batch(
+            "DROP TABLE refused_merges; DROP TABLE credentials; PRAGMA user_version = 5;",
+        )
+        .expect("as v5");
     }
     let store = SqliteStore::open(dir.path()).expect("reopen migrates");
     assert_eq!(store.refused_merges(None, 10).expect("list"), []);
