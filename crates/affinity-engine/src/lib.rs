@@ -21,7 +21,7 @@
 
 pub mod audiences;
 pub mod catalog;
-mod catalog_file;
+pub mod catalog_file;
 pub mod clock;
 pub mod config;
 pub mod credentials;
