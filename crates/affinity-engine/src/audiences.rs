@@ -655,11 +655,18 @@ impl Engine {
             })?;
         let model = self.serving()?;
         let profile = member.profile_id;
-        let why = blocking(move || {
+        // With the horizon's context held, an explanation takes milliseconds; without it, it
+        // fits one (seconds to minutes), so it waits its turn with the previews.
+        let cached = model.has_propensity(audience.spec.horizon_days);
+        let job = move || {
             explain(&model, &audience.spec, audience.estimate.as_ref(), profile)
                 .map(|w| (w, model.record.id))
-        })
-        .await?;
+        };
+        let why = if cached {
+            blocking(job).await?
+        } else {
+            self.previews.admit()?.run(None, job).await?
+        };
         Ok((member, why.0, why.1))
     }
 

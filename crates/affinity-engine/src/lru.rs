@@ -75,7 +75,6 @@ impl<K: PartialEq, V: Clone> LruCache<K, V> {
         self.entries.iter().map(|(k, _, _)| k)
     }
 
-    #[cfg(test)]
     pub fn contains(&self, key: &K) -> bool {
         self.entries.iter().any(|(k, _, _)| k == key)
     }

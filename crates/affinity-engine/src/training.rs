@@ -68,6 +68,16 @@ impl ServingModel {
         Ok(context)
     }
 
+    /// Whether the context for `horizon_days` is held (using it costs no fit). Never waits,
+    /// so async code may ask: while a build holds the cache, the answer is false.
+    pub fn has_propensity(&self, horizon_days: u32) -> bool {
+        match self.propensity.try_lock() {
+            Ok(cache) => cache.contains(&horizon_days),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().contains(&horizon_days),
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        }
+    }
+
     /// (horizons whose context is held, contexts evicted so far), for tests and logs.
     pub fn propensity_cache(&self) -> (Vec<u32>, u64) {
         let cache = lock(&self.propensity);

@@ -146,6 +146,30 @@ async fn floods_of_audiences_and_previews_are_queued_within_bounds_or_refused() 
     assert_eq!(held.len(), 2, "{held:?}");
     assert!(evictions as usize >= accepted.len() - 2, "{evictions}");
 
+    // Explaining a member of an audience whose context was evicted fits it again, through
+    // the preview queue (a fit is as heavy as a preview), and answers.
+    let evicted = accepted
+        .iter()
+        .find(|a| {
+            let h = a["horizon_days"].as_u64().expect("horizon") as u32;
+            !held.contains(&h)
+        })
+        .expect("three horizons fitted, two kept");
+    let id = &evicted["id"];
+    let (_, page) = app
+        .admin_get(&format!("/api/v1/audiences/{id}/members?limit=1"))
+        .await;
+    let user = page["members"][0]["user_id"].as_str().expect("a member");
+    let (s, why) = app
+        .admin_get(&format!("/api/v1/audiences/{id}/members/{user}"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{why}");
+    assert_eq!(
+        app.engine.preview_work().completed,
+        1,
+        "the fit ran as queued work"
+    );
+
     // Once drained, the same request is accepted again.
     let (s, again) = post(
         &app,
