@@ -52,7 +52,7 @@ impl Default for Options {
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub target: Target,
+    pub target: &'static str,
     pub inputs: u64,
     pub elapsed: Duration,
     /// Distinct outcome signatures reached (errors by kind, successes by shape).
@@ -87,9 +87,24 @@ fn capture_panics() {
 
 /// Runs `target` on `options.inputs` generated inputs (seeds first).
 pub fn run(target: Target, options: &Options) -> Report {
+    run_with(
+        target.name(),
+        seeds::seeds(target),
+        |input| target.run(input),
+        options,
+    )
+}
+
+/// Runs `check` on `options.inputs` inputs mutated from `seeds` (the seeds first).
+pub fn run_with(
+    name: &'static str,
+    seeds: Vec<Vec<u8>>,
+    check: impl Fn(&[u8]) -> String,
+    options: &Options,
+) -> Report {
     capture_panics();
     let started = Instant::now();
-    let mut corpus = seeds::seeds(target);
+    let mut corpus = seeds;
     let seeded = corpus.len();
     let mut mutator = Mutator::new(ChaCha8Rng::seed_from_u64(options.seed), options.max_len);
     let mut outcomes = HashSet::new();
@@ -108,7 +123,7 @@ pub fn run(target: Target, options: &Options) -> Report {
             let (base, other) = (corpus[base].clone(), &corpus[other]);
             mutator.mutate(&base, other)
         };
-        match panic::catch_unwind(AssertUnwindSafe(|| target.run(&input))) {
+        match panic::catch_unwind(AssertUnwindSafe(|| check(&input))) {
             Ok(signature) => {
                 if outcomes.insert(signature) {
                     if corpus.len() < CORPUS_CAP {
@@ -129,7 +144,7 @@ pub fn run(target: Target, options: &Options) -> Report {
                 if seen_panics.insert(message.clone()) {
                     let saved = options.crashes.as_ref().and_then(|dir| {
                         std::fs::create_dir_all(dir).ok()?;
-                        let path = dir.join(format!("{}-{n}.bin", target.name()));
+                        let path = dir.join(format!("{name}-{n}.bin"));
                         std::fs::write(&path, &input).ok()?;
                         Some(path.display().to_string())
                     });
@@ -144,7 +159,7 @@ pub fn run(target: Target, options: &Options) -> Report {
     }
     let _ = panic::take_hook();
     Report {
-        target,
+        target: name,
         inputs: options.inputs,
         elapsed: started.elapsed(),
         outcomes: outcomes.len(),
@@ -157,4 +172,46 @@ pub fn run(target: Target, options: &Options) -> Report {
 /// Runs one saved input (a finding) again, with the normal panic output.
 pub fn replay(target: Target, input: &[u8]) -> String {
     target.run(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The driver finds what a target hides behind a parse (nested brackets here), reports
+    /// each distinct panic once with its input saved, and the saved input reproduces it.
+    #[test]
+    fn panics_are_caught_counted_and_saved() {
+        let dir = std::env::temp_dir().join(format!("affinity-fuzz-test-{}", std::process::id()));
+        let options = Options {
+            inputs: 20_000,
+            seed: 3,
+            crashes: Some(dir.clone()),
+            ..Options::default()
+        };
+        let check = |input: &[u8]| {
+            let nested = serde_json::from_slice::<serde_json::Value>(input)
+                .ok()
+                .and_then(|v| v.get("a").and_then(|a| a.as_array()).map(|a| a.len()));
+            assert!(nested != Some(2), "planted bug");
+            format!("{nested:?}")
+        };
+        let r = run_with("planted", vec![br#"{"a":[1]}"#.to_vec()], check, &options);
+        assert!(
+            r.panics > 0,
+            "the planted bug was not found in {} inputs",
+            r.inputs
+        );
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        assert!(r.findings[0].contains("planted bug"), "{:?}", r.findings);
+        let saved = std::fs::read_dir(&dir)
+            .expect("crashes saved")
+            .next()
+            .expect("one file")
+            .expect("entry")
+            .path();
+        let input = std::fs::read(&saved).expect("read");
+        assert!(panic::catch_unwind(|| check(&input)).is_err());
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
 }

@@ -106,6 +106,34 @@ const TOKENS: &[&str] = &[
     ",,,",
     "NaN",
     "Infinity",
+    ",0",
+    ",\"x\"",
+    ",null",
+    ",{}",
+    ",[]",
+    ",true",
+    "0,",
+    "\"k\":1,",
+];
+
+/// Values inserted as new array elements or object members (see the element edit).
+const VALUES: &[&str] = &[
+    "0",
+    "1",
+    "-1",
+    "1.5",
+    "1e309",
+    "\"\"",
+    "\"x\"",
+    "\"Brand 001\"",
+    "null",
+    "true",
+    "[]",
+    "{}",
+    "[1]",
+    "{\"a\":1}",
+    "\"\\ud800\"",
+    "18446744073709551616",
 ];
 
 /// Bytes that break UTF-8, JSON or gzip in interesting ways.
@@ -140,7 +168,9 @@ impl Mutator {
     /// from. Never longer than `max_len`.
     pub fn mutate(&mut self, base: &[u8], other: &[u8]) -> Vec<u8> {
         let mut out = base.to_vec();
-        let edits = 1 + self.rng.random_range(0..8);
+        // 1, 2, 4 or 8 stacked edits, as AFL's havoc stage: single edits are common enough
+        // for small steps (one more element) to survive.
+        let edits = 1 << self.rng.random_range(0..4);
         for _ in 0..edits {
             self.edit(&mut out, other);
         }
@@ -150,7 +180,7 @@ impl Mutator {
 
     fn edit(&mut self, out: &mut Vec<u8>, other: &[u8]) {
         let len = out.len();
-        match self.rng.random_range(0..13) {
+        match self.rng.random_range(0..14) {
             0 if len > 0 => {
                 let i = self.rng.random_range(0..len);
                 out[i] ^= 1 << self.rng.random_range(0..8);
@@ -232,6 +262,23 @@ impl Mutator {
                         "100.0000001",
                     ][self.rng.random_range(0..9)];
                     out.splice(start..end, n.bytes());
+                }
+            }
+            12 => {
+                // A new element after a `[` or `,` (a new member after a `{`): grows lists
+                // and objects one well-formed step at a time.
+                let starts: Vec<usize> = (0..len)
+                    .filter(|&k| matches!(out[k], b'[' | b',' | b'{'))
+                    .collect();
+                if !starts.is_empty() {
+                    let at = starts[self.rng.random_range(0..starts.len())];
+                    let value = VALUES[self.rng.random_range(0..VALUES.len())];
+                    let element = if out[at] == b'{' {
+                        format!("\"k{}\":{value},", self.rng.random_range(0..4))
+                    } else {
+                        format!("{value},")
+                    };
+                    out.splice(at + 1..at + 1, element.bytes());
                 }
             }
             _ => {
