@@ -26,6 +26,11 @@ struct FileConfig {
     max_connections: Option<u64>,
     ip_requests_per_second: Option<u64>,
     write_key_requests_per_second: Option<u64>,
+    audience_workers: Option<u64>,
+    audience_queue: Option<u64>,
+    preview_workers: Option<u64>,
+    preview_queue: Option<u64>,
+    propensity_contexts: Option<u64>,
 }
 
 /// Flags that override the other layers.
@@ -70,6 +75,11 @@ pub fn load(
         max_connections: number(&env, "AFFINITY_MAX_CONNECTIONS")?,
         ip_requests_per_second: number(&env, "AFFINITY_IP_REQUESTS_PER_SECOND")?,
         write_key_requests_per_second: number(&env, "AFFINITY_WRITE_KEY_REQUESTS_PER_SECOND")?,
+        audience_workers: number(&env, "AFFINITY_AUDIENCE_WORKERS")?,
+        audience_queue: number(&env, "AFFINITY_AUDIENCE_QUEUE")?,
+        preview_workers: number(&env, "AFFINITY_PREVIEW_WORKERS")?,
+        preview_queue: number(&env, "AFFINITY_PREVIEW_QUEUE")?,
+        propensity_contexts: number(&env, "AFFINITY_PROPENSITY_CONTEXTS")?,
     };
     apply(&mut config, from_env, "the environment (AFFINITY_*)")?;
     let from_flags = FileConfig {
@@ -156,6 +166,46 @@ fn apply(config: &mut ServerConfig, layer: FileConfig, origin: &str) -> anyhow::
         config.limits.write_key_requests_per_second =
             positive("write_key_requests_per_second", n)?.min(u64::from(u32::MAX)) as u32;
     }
+    // Queues may be 0 (no waiting: a request is computed at once or refused); workers and
+    // contexts may not (nothing could ever run, or every audience would refit its context).
+    let work = &mut config.engine.work;
+    for (name, value, slot, at_least_one) in [
+        (
+            "audience_workers",
+            layer.audience_workers,
+            &mut work.audience_workers,
+            true,
+        ),
+        (
+            "audience_queue",
+            layer.audience_queue,
+            &mut work.audience_queue,
+            false,
+        ),
+        (
+            "preview_workers",
+            layer.preview_workers,
+            &mut work.preview_workers,
+            true,
+        ),
+        (
+            "preview_queue",
+            layer.preview_queue,
+            &mut work.preview_queue,
+            false,
+        ),
+        (
+            "propensity_contexts",
+            layer.propensity_contexts,
+            &mut work.propensity_contexts,
+            true,
+        ),
+    ] {
+        if let Some(n) = value {
+            let n = if at_least_one { positive(name, n)? } else { n };
+            *slot = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+    }
     if let Some(interval) = layer.retrain_interval {
         config.engine.retrain_interval = humantime::parse_duration(&interval).with_context(|| {
             format!(
@@ -213,5 +263,32 @@ mod tests {
         std::fs::write(&file, "listn = \"x\"\n").expect("write");
         let e = load(Some(&file), &Overrides::default(), env_of(&[])).expect_err("typo");
         assert!(format!("{e:#}").contains("unknown field"), "{e:#}");
+    }
+
+    #[test]
+    fn work_limits_come_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("w.toml");
+        std::fs::write(
+            &file,
+            "audience_workers = 2\naudience_queue = 0\npropensity_contexts = 8\n",
+        )
+        .expect("write");
+        let env = env_of(&[("AFFINITY_PREVIEW_QUEUE", "9")]);
+        let c = load(Some(&file), &Overrides::default(), env).expect("valid");
+        let w = &c.engine.work;
+        assert_eq!(
+            (
+                w.audience_workers,
+                w.audience_queue,
+                w.preview_workers,
+                w.preview_queue,
+                w.propensity_contexts
+            ),
+            (2, 0, 1, 9, 8)
+        );
+        let env = env_of(&[("AFFINITY_AUDIENCE_WORKERS", "0")]);
+        let e = load(None, &Overrides::default(), env).expect_err("no workers");
+        assert!(format!("{e:#}").contains("audience_workers"), "{e:#}");
     }
 }

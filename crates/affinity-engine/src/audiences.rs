@@ -38,6 +38,8 @@ const LISTED_CHANGES: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AudienceStatus {
+    /// Accepted, waiting for an audience worker (`WorkLimits`).
+    Queued,
     Computing,
     Live,
     Failed,
@@ -46,6 +48,7 @@ pub enum AudienceStatus {
 impl AudienceStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::Computing => "computing",
             Self::Live => "live",
             Self::Failed => "failed",
@@ -54,6 +57,7 @@ impl AudienceStatus {
 
     fn parse(s: &str) -> Option<Self> {
         Some(match s {
+            "queued" => Self::Queued,
             "computing" => Self::Computing,
             "live" => Self::Live,
             "failed" => Self::Failed,
@@ -354,6 +358,7 @@ pub fn create_now(
         &spec.name,
         &to_stored("the audience definition", spec)?,
         None,
+        AudienceStatus::Computing.as_str(),
         now_ms(),
     )?;
     match finish_snapshot(store, model, spec, &items, seed, id, None) {
@@ -494,8 +499,9 @@ pub struct Preview {
 }
 
 impl Engine {
-    /// Stores a new audience as `computing` and computes its first snapshot in the
-    /// background. A target the catalog lacks is refused at once, with close values.
+    /// Stores a new audience as `computing` (or `queued` behind others) and computes its
+    /// first snapshot in the background. A target the catalog lacks is refused at once, with
+    /// close values; so is an audience beyond the queue ([`EngineError::Busy`]).
     pub async fn create_audience(&self, spec: AudienceSpec) -> Result<Audience> {
         self.start_snapshot(spec, None).await
     }
@@ -503,7 +509,10 @@ impl Engine {
     /// A new snapshot of audience `id`'s definition, recording who entered and exited.
     pub async fn refresh_audience(&self, id: i64) -> Result<Audience> {
         let audience = self.audience(id).await?;
-        if audience.status == AudienceStatus::Computing {
+        if matches!(
+            audience.status,
+            AudienceStatus::Queued | AudienceStatus::Computing
+        ) {
             return Err(EngineError::AudienceComputing);
         }
         self.start_snapshot(audience.spec, Some(audience.id)).await
@@ -513,21 +522,35 @@ impl Engine {
         let model = self.serving()?;
         // Resolved once, here, so a misspelt brand is refused before anything is stored.
         let items = target_items(&model.catalog, &spec.target)?;
+        // A place in the bounded queue before anything is stored: a refused audience leaves no
+        // row, an accepted one is sure to be computed.
+        let ticket = self.snapshots.admit()?;
+        let worker = ticket.try_worker();
+        let status = match worker {
+            Some(_) => AudienceStatus::Computing,
+            None => AudienceStatus::Queued,
+        };
         let store = self.store.clone();
         let spec_json = to_stored("the audience definition", &spec)?;
         let name = spec.name.clone();
-        let id =
-            blocking(move || Ok(store.create_audience(&name, &spec_json, previous, now_ms())?))
-                .await?;
+        let id = blocking(move || {
+            Ok(store.create_audience(&name, &spec_json, previous, status.as_str(), now_ms())?)
+        })
+        .await?;
         let (store, seed) = (self.store.clone(), self.config.seed);
-        tokio::task::spawn_blocking(move || {
+        tokio::spawn(ticket.run(worker, move || {
+            // Deleted while it waited: nothing to compute.
+            if status == AudienceStatus::Queued && !store.start_audience(id)? {
+                return Ok(());
+            }
             if let Err(e) = finish_snapshot(&store, &model, &spec, &items, seed, id, previous) {
                 tracing::warn!(audience = id, error = %e, "audience failed");
                 if let Err(e) = store.fail_audience(id, &e.to_string()) {
                     tracing::error!(audience = id, error = %e, "cannot record the failure");
                 }
             }
-        });
+            Ok(())
+        }));
         self.audience(id).await
     }
 
@@ -632,30 +655,40 @@ impl Engine {
             })?;
         let model = self.serving()?;
         let profile = member.profile_id;
-        let why = blocking(move || {
+        // With the horizon's context held, an explanation takes milliseconds; without it, it
+        // fits one (seconds to minutes), so it waits its turn with the previews.
+        let cached = model.has_propensity(audience.spec.horizon_days);
+        let job = move || {
             explain(&model, &audience.spec, audience.estimate.as_ref(), profile)
                 .map(|w| (w, model.record.id))
-        })
-        .await?;
+        };
+        let why = if cached {
+            blocking(job).await?
+        } else {
+            self.previews.admit()?.run(None, job).await?
+        };
         Ok((member, why.0, why.1))
     }
 
-    /// The whole size curve for `target` at `horizon_days`.
+    /// The whole size curve for `target` at `horizon_days`, computed by a preview worker (or
+    /// refused with [`EngineError::Busy`] when the preview queue is full).
     pub async fn preview_audience(&self, target: Target, horizon_days: u32) -> Result<Preview> {
         let model = self.serving()?;
         let seed = self.config.seed;
-        blocking(move || {
-            let items = target_items(&model.catalog, &target)?;
-            let (_, scores) = score(&model, &items, horizon_days, seed)?;
-            Ok(Preview {
-                at_20_percent: expectation_at(&scores.curve, 0.2),
-                target,
-                horizon_days,
-                target_items: items.len(),
-                scores,
+        let ticket = self.previews.admit()?;
+        ticket
+            .run(None, move || {
+                let items = target_items(&model.catalog, &target)?;
+                let (_, scores) = score(&model, &items, horizon_days, seed)?;
+                Ok(Preview {
+                    at_20_percent: expectation_at(&scores.curve, 0.2),
+                    target,
+                    horizon_days,
+                    target_items: items.len(),
+                    scores,
+                })
             })
-        })
-        .await
+            .await
     }
 }
 

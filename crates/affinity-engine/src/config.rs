@@ -16,6 +16,8 @@ pub struct EngineConfig {
     pub retrain_interval: Duration,
     /// Seed for training runs and audiences that do not name one.
     pub seed: u64,
+    /// Bounds on background work (audiences, previews, propensity contexts).
+    pub work: WorkLimits,
 }
 
 impl Default for EngineConfig {
@@ -27,6 +29,39 @@ impl Default for EngineConfig {
             profile_token: None,
             retrain_interval: Duration::from_secs(3600),
             seed: 42,
+            work: WorkLimits::default(),
+        }
+    }
+}
+
+/// How much background work admin requests can start: a flood of audience creations or
+/// previews waits in a short queue or is refused with a retry time, instead of taking every
+/// core, thread and megabyte of the serving process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkLimits {
+    /// Audience snapshots (creations and refreshes) computed at once. Each one already uses
+    /// every core for its propensity fits, so more at once only adds memory and latency.
+    pub audience_workers: usize,
+    /// Snapshots accepted to wait for a worker (shown as `queued`); beyond, `429`.
+    pub audience_queue: usize,
+    /// Previews computed at once, beside the audience workers (an operator choosing a size
+    /// does not wait behind a queue of snapshots).
+    pub preview_workers: usize,
+    /// Preview requests waiting for a worker (their clients wait with them); beyond, `429`.
+    pub preview_queue: usize,
+    /// Propensity contexts (one per `horizon_days`, 10–15 MB each on a large store) kept per
+    /// serving model; the least recently used is dropped beyond this.
+    pub propensity_contexts: usize,
+}
+
+impl Default for WorkLimits {
+    fn default() -> Self {
+        Self {
+            audience_workers: 1,
+            audience_queue: 16,
+            preview_workers: 1,
+            preview_queue: 4,
+            propensity_contexts: 4,
         }
     }
 }

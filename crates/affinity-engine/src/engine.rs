@@ -15,6 +15,7 @@ use crate::credentials::{Credentials, GeneratedCredential};
 use crate::error::{EngineError, Result};
 use crate::training::ModelState;
 use crate::traits::TraitJobs;
+use crate::work_queue::{WorkQueue, WorkStats};
 
 /// Everything the product does, behind one cheaply cloned handle.
 #[derive(Clone)]
@@ -25,6 +26,9 @@ pub struct Engine {
     pub(crate) models: ModelState,
     pub(crate) traits: TraitJobs,
     pub(crate) config: Arc<EngineConfig>,
+    /// Audience snapshots (creations, refreshes) and previews, each bounded.
+    pub(crate) snapshots: WorkQueue,
+    pub(crate) previews: WorkQueue,
     committer: Arc<GroupCommitter>,
 }
 
@@ -41,9 +45,19 @@ impl Engine {
                 store,
                 credentials: Arc::new(credentials),
                 catalog,
-                models: ModelState::default(),
+                models: ModelState::new(config.work.propensity_contexts),
                 traits: TraitJobs::default(),
                 config: Arc::new(config.clone()),
+                snapshots: WorkQueue::new(
+                    "audience computations",
+                    config.work.audience_workers,
+                    config.work.audience_queue,
+                ),
+                previews: WorkQueue::new(
+                    "audience previews",
+                    config.work.preview_workers,
+                    config.work.preview_queue,
+                ),
                 committer: Arc::new(committer),
             },
             generated,
@@ -66,6 +80,16 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The audience snapshot queue's state (running, waiting, peak, refused).
+    pub fn audience_work(&self) -> WorkStats {
+        self.snapshots.stats()
+    }
+
+    /// The preview queue's state.
+    pub fn preview_work(&self) -> WorkStats {
+        self.previews.stats()
     }
 
     /// Stores messages through group commit and waits until they are durable.

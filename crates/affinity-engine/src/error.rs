@@ -80,8 +80,19 @@ pub enum EngineError {
         kind: Invalid,
         problems: Vec<Problem>,
     },
-    #[error("the audience is still computing; refresh it once it is live")]
+    #[error("the audience is still queued or computing; refresh it once it is live")]
     AudienceComputing,
+    /// A bounded queue of background work is full: retrying after `retry_after` helps.
+    #[error(
+        "too much work: {capacity} {what} are already queued or running ({workers} at once); retry in {} s",
+        retry_after.as_secs().max(1)
+    )]
+    Busy {
+        what: &'static str,
+        capacity: usize,
+        workers: usize,
+        retry_after: std::time::Duration,
+    },
     /// Work on the blocking pool panicked or was cancelled: a bug, not the caller's fault.
     #[error("background work failed: {0}")]
     Task(String),

@@ -14,13 +14,15 @@
 //! - [`credentials`]: write keys and tokens, configured or generated and kept in the store as
 //!   hashes; rotation.
 //! - [`schedule`]: the retrain loop.
+//! - [`work_queue`]: bounded queues of background work (audience snapshots, previews) that
+//!   refuse work beyond their bound instead of accepting what they cannot do soon.
 //!
 //! Synchronous entry points (`training::run_training`, `catalog::build_now`) serve the CLI,
 //! which has no async runtime to protect.
 
 pub mod audiences;
 pub mod catalog;
-mod catalog_file;
+pub mod catalog_file;
 pub mod clock;
 pub mod config;
 pub mod credentials;
@@ -28,14 +30,16 @@ mod engine;
 pub mod error;
 pub use affinity_store::StoreError;
 pub mod events;
+mod lru;
 pub mod profiles;
 pub mod recommendations;
 pub mod schedule;
 mod sync;
 pub mod training;
 pub mod traits;
+pub mod work_queue;
 
-pub use config::EngineConfig;
+pub use config::{EngineConfig, WorkLimits};
 pub use credentials::{Credentials, GeneratedCredential, NewCredential};
 pub use engine::Engine;
 pub use error::{EngineError, Problem};

@@ -14,8 +14,9 @@ impl Engine {
     pub async fn start_background(&self) {
         let store = self.store.clone();
         let interrupted = blocking(move || {
-            let audiences = store
-                .fail_unfinished_audiences("interrupted: the server stopped while computing")?;
+            let audiences = store.fail_unfinished_audiences(
+                "interrupted: the server stopped while it was queued or computing",
+            )?;
             let runs = store.fail_unfinished("interrupted: the server stopped during training")?;
             Ok((audiences, runs))
         })

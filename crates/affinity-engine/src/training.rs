@@ -22,6 +22,7 @@ use crate::catalog::{CatalogState, build_now};
 use crate::clock::now_ms;
 use crate::engine::blocking;
 use crate::error::{EngineError, Result};
+use crate::lru::LruCache;
 use crate::sync::{lock, read, write};
 
 /// A trained model ready to answer, with the catalog it was trained on.
@@ -31,17 +32,24 @@ pub struct ServingModel {
     pub model: TrainedModel,
     /// "Also engaged with" lists are computed from this at query time (any lookback).
     pub co_occurrence: CoOccurrence,
-    /// Propensity contexts by horizon (days), built on first use: two ALS fits each.
-    propensity: std::sync::Mutex<std::collections::HashMap<u32, Arc<PropensityContext>>>,
+    /// Propensity contexts by horizon (days), built on first use: two ALS fits each, 10–15
+    /// MB on a large store. Least recently used first out, so that a client asking for every
+    /// horizon from 1 to 365 cannot hold 365 of them.
+    propensity: std::sync::Mutex<LruCache<u32, Arc<PropensityContext>>>,
 }
+
+/// Propensity contexts kept per model when the caller sets no bound (`affinity train`,
+/// `affinity demo`: one process, one or two horizons).
+pub const DEFAULT_PROPENSITY_CONTEXTS: usize = 4;
 
 impl ServingModel {
     /// The propensity context for `horizon_days`, building it (seconds on large stores) the
-    /// first time. Builds are serialized so concurrent audiences do not fit twice.
+    /// first time or after it was evicted. Builds are serialized so concurrent audiences do
+    /// not fit twice (and two builds never hold their working memory at once).
     pub fn propensity(&self, horizon_days: u32) -> Result<Arc<PropensityContext>> {
         let mut cache = lock(&self.propensity);
         if let Some(c) = cache.get(&horizon_days) {
-            return Ok(c.clone());
+            return Ok(c);
         }
         let params = PropensityParams {
             horizon_days,
@@ -49,12 +57,42 @@ impl ServingModel {
         };
         let context = Arc::new(PropensityContext::build(&self.catalog, &params)?);
         cache.insert(horizon_days, context.clone());
+        if cache.evictions() > 0 && cache.len() == cache.capacity() {
+            tracing::debug!(
+                horizon_days,
+                kept = cache.len(),
+                evictions = cache.evictions(),
+                "propensity context cache full: least recently used horizon dropped"
+            );
+        }
         Ok(context)
+    }
+
+    /// Whether the context for `horizon_days` is held (using it costs no fit). Never waits,
+    /// so async code may ask: while a build holds the cache, the answer is false.
+    pub fn has_propensity(&self, horizon_days: u32) -> bool {
+        match self.propensity.try_lock() {
+            Ok(cache) => cache.contains(&horizon_days),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().contains(&horizon_days),
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        }
+    }
+
+    /// (horizons whose context is held, contexts evicted so far), for tests and logs.
+    pub fn propensity_cache(&self) -> (Vec<u32>, u64) {
+        let cache = lock(&self.propensity);
+        let mut held: Vec<u32> = cache.keys().copied().collect();
+        held.sort_unstable();
+        (held, cache.evictions())
     }
 }
 
+fn propensity_cache(capacity: usize) -> std::sync::Mutex<LruCache<u32, Arc<PropensityContext>>> {
+    std::sync::Mutex::new(LruCache::new(capacity))
+}
+
 /// The model that currently serves, if any.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ModelState {
     current: Arc<RwLock<Option<Arc<ServingModel>>>>,
     /// Held while a training run is in progress: runs never overlap.
@@ -67,9 +105,22 @@ pub struct ModelState {
     /// Runs queued or in progress: answers say a model is training from the moment a run is
     /// queued, not only once it holds `running`.
     pending: Arc<AtomicUsize>,
+    /// Propensity contexts each published model keeps (`WorkLimits::propensity_contexts`).
+    propensity_contexts: usize,
 }
 
 impl ModelState {
+    pub fn new(propensity_contexts: usize) -> Self {
+        Self {
+            current: Arc::default(),
+            running: Arc::default(),
+            waiting: Arc::default(),
+            loading: Arc::default(),
+            pending: Arc::default(),
+            propensity_contexts,
+        }
+    }
+
     pub fn current(&self) -> Option<Arc<ServingModel>> {
         read(&self.current).clone()
     }
@@ -210,10 +261,12 @@ pub fn run_training(
                 holdout: &model.holdout,
                 holdout_skipped: &model.holdout_skipped,
             });
+            let contexts =
+                serve.map_or(DEFAULT_PROPENSITY_CONTEXTS, |(_, m)| m.propensity_contexts);
             let serving = ServingModel {
                 record,
                 co_occurrence: CoOccurrence::new(&catalog),
-                propensity: Default::default(),
+                propensity: propensity_cache(contexts),
                 catalog,
                 model,
             };
@@ -276,6 +329,7 @@ enum NotLoaded {
 fn load_last(
     store: &SqliteStore,
     catalog_state: &CatalogState,
+    propensity_contexts: usize,
 ) -> std::result::Result<(ServingModel, bool), NotLoaded> {
     let record = store
         .last_ready_model()
@@ -309,7 +363,7 @@ fn load_last(
         ServingModel {
             record,
             co_occurrence: CoOccurrence::new(&catalog),
-            propensity: Default::default(),
+            propensity: propensity_cache(propensity_contexts),
             catalog,
             model,
         },
@@ -357,8 +411,10 @@ impl Engine {
     /// a model was loaded; otherwise the schedule clears it once it has queued a training.
     pub(crate) async fn load_saved_model(&self) -> bool {
         let (store, catalog) = (self.store.clone(), self.catalog.clone());
+        let contexts = self.models.propensity_contexts;
         let started = Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || load_last(&store, &catalog)).await;
+        let outcome =
+            tokio::task::spawn_blocking(move || load_last(&store, &catalog, contexts)).await;
         let current = match outcome {
             Ok(Ok((serving, current))) => {
                 let id = serving.record.id;

@@ -62,6 +62,9 @@ pub enum ErrorCode {
     RequestTimeout,
     /// Over a rate limit: retry after the time in `Retry-After`.
     RateLimited,
+    /// A bounded queue of background work (audiences, previews) is full: retry after the
+    /// time in `Retry-After`.
+    QueueFull,
     // The state of the product.
     CatalogNotReady,
     ModelNotReady,
@@ -106,6 +109,7 @@ impl ErrorCode {
             Self::StoreUnavailable => "store_unavailable",
             Self::RequestTimeout => "request_timeout",
             Self::RateLimited => "rate_limited",
+            Self::QueueFull => "queue_full",
             Self::Internal => "internal",
         }
     }
@@ -143,7 +147,7 @@ impl ErrorCode {
             }
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited | Self::QueueFull => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -412,6 +416,13 @@ impl From<EngineError> for ApiError {
                 Self::problems(code, problems)
             }
             EngineError::AudienceComputing => Self::new(ErrorCode::AudienceComputing, message),
+            // 429 rather than 503: the server is healthy, this client asked for more work than
+            // it takes at once; the same request succeeds once the queue has drained.
+            EngineError::Busy { retry_after, .. } => {
+                let mut e = Self::new(ErrorCode::QueueFull, message);
+                e.retry_after = Some(retry_after);
+                e
+            }
         }
     }
 }

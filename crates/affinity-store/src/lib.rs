@@ -153,8 +153,11 @@ pub trait AudienceStore {
         name: &str,
         spec: &Value,
         previous_id: Option<i64>,
+        status: &str,
         created_at: i64,
     ) -> Result<i64, StoreError>;
+    /// Marks a queued audience computing; false when it is not queued (deleted meanwhile).
+    fn start_audience(&self, id: i64) -> Result<bool, StoreError>;
     /// Stores the members and marks the audience live, in one transaction.
     fn finish_audience(
         &self,
@@ -178,6 +181,6 @@ pub trait AudienceStore {
     ) -> Result<Vec<Member>, StoreError>;
     fn audience_member(&self, id: i64, user_id: &str) -> Result<Option<Member>, StoreError>;
     fn delete_audience(&self, id: i64) -> Result<bool, StoreError>;
-    /// Marks audiences left computing by a stopped process as failed.
+    /// Marks audiences left queued or computing by a stopped process as failed.
     fn fail_unfinished_audiences(&self, reason: &str) -> Result<usize, StoreError>;
 }

@@ -49,8 +49,20 @@ pub async fn read_text(
         .map_err(|_| too_large(limit, what))?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase());
+        .and_then(|v| v.to_str().ok());
+    decode(encoding, &bytes, limit, what)
+}
+
+/// Decodes a received body as its `Content-Encoding` says (none, `identity`, `gzip`) into
+/// UTF-8 text of at most `limit` bytes. Synchronous and free of I/O, so that the fuzz targets
+/// (`crates/affinity-fuzz`) exercise exactly what the server runs.
+pub fn decode(
+    encoding: Option<&str>,
+    bytes: &[u8],
+    limit: usize,
+    what: &str,
+) -> Result<String, ApiError> {
+    let encoding = encoding.map(|v| v.trim().to_ascii_lowercase());
     let bytes = match encoding.as_deref() {
         None | Some("") | Some("identity") => bytes.to_vec(),
         Some("gzip") | Some("x-gzip") => {
@@ -61,7 +73,7 @@ pub async fn read_text(
                     format!("Content-Encoding is gzip but the body is not valid gzip: {why}"),
                 )
             };
-            let mut decoder = GzDecoder::new(&bytes[..]);
+            let mut decoder = GzDecoder::new(bytes);
             (&mut decoder)
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)

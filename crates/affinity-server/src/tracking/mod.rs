@@ -1,7 +1,7 @@
 //! The Segment-compatible Tracking API: every path and short form, write keys in a header or
 //! the body, JSON or text/plain, gzip, CORS, Segment's limits, per-message validation.
 
-mod body;
+pub mod body;
 
 use axum::Json;
 use axum::Router;

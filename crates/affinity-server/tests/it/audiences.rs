@@ -10,7 +10,7 @@ use crate::catalog::{put_catalog, ready_catalog};
 use crate::models::{finished, send_synthetic, synthetic_catalog, train};
 use crate::support::{ADMIN, TestApp, assert_error, poll_until, problem_fields};
 
-async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
+pub async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
     app.send(
         app.client
             .post(app.url(path))
@@ -20,13 +20,13 @@ async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
     .await
 }
 
-async fn live(app: &TestApp, id: &Value) -> Value {
+pub async fn live(app: &TestApp, id: &Value) -> Value {
     let a = poll_until(
         "the audience computing",
         Duration::from_secs(60),
         || async {
             let (_, a) = app.admin_get(&format!("/api/v1/audiences/{id}")).await;
-            (a["status"] != "computing").then_some(a)
+            (a["status"] != "computing" && a["status"] != "queued").then_some(a)
         },
     )
     .await;

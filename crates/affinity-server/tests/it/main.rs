@@ -1,6 +1,7 @@
 //! Integration tests of the server through real HTTP on port 0 with a temporary data dir.
 
 mod audiences;
+mod background_work;
 mod catalog;
 mod discovery;
 mod error_bodies;

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use affinity_engine::EngineConfig;
+use affinity_engine::{Engine, EngineConfig};
 use affinity_server::{AppState, Limits, ServerConfig, serve};
 
 pub const WRITE_KEY: &str = "wk_test";
@@ -20,6 +20,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The server's engine, for what HTTP does not show (queue peaks, cached contexts).
+    pub engine: Engine,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -52,7 +54,13 @@ impl TestApp {
     pub async fn spawn_with(dir: tempfile::TempDir, limits: Limits) -> Self {
         let mut config = config(dir.path());
         config.limits = limits;
+        Self::spawn_configured(dir, config).await
+    }
+
+    /// A server with `config` (made from [`config`] for `dir`, then changed).
+    pub async fn spawn_configured(dir: tempfile::TempDir, config: ServerConfig) -> Self {
         let (state, _) = AppState::open(&config).expect("open");
+        let engine = state.engine.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -69,6 +77,7 @@ impl TestApp {
             base,
             client: reqwest::Client::new(),
             dir,
+            engine,
             shutdown: Some(tx),
             server: Some(server),
         }

@@ -65,14 +65,23 @@ impl AudienceStore for SqliteStore {
         name: &str,
         spec: &Value,
         previous_id: Option<i64>,
+        status: &str,
         created_at: i64,
     ) -> Result<i64, StoreError> {
         let conn = self.write_conn()?;
         conn.execute(
-            "INSERT INTO audiences (name, spec, status, created_at, previous_id) VALUES (?1, ?2, 'computing', ?3, ?4)",
-            params![name, SPEC.encode(spec)?, created_at, previous_id],
+            "INSERT INTO audiences (name, spec, status, created_at, previous_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, SPEC.encode(spec)?, status, created_at, previous_id],
         )?;
         Ok(conn.last_insert_rowid())
+    }
+
+    fn start_audience(&self, id: i64) -> Result<bool, StoreError> {
+        let conn = self.write_conn()?;
+        Ok(conn.execute(
+            "UPDATE audiences SET status = 'computing' WHERE id = ?1 AND status = 'queued'",
+            [id],
+        )? > 0)
     }
 
     fn finish_audience(
@@ -192,7 +201,7 @@ impl AudienceStore for SqliteStore {
     fn fail_unfinished_audiences(&self, reason: &str) -> Result<usize, StoreError> {
         let conn = self.write_conn()?;
         Ok(conn.execute(
-            "UPDATE audiences SET status = 'failed', error = ?1 WHERE status = 'computing'",
+            "UPDATE audiences SET status = 'failed', error = ?1 WHERE status IN ('queued', 'computing')",
             [reason],
         )?)
     }

@@ -35,7 +35,7 @@ fn member(rank: i64) -> Member {
 /// A live audience with a spec, an estimate and changes; returns its id.
 fn live_audience(store: &SqliteStore, spec: &Value) -> i64 {
     let id = store
-        .create_audience("buyers", spec, None, 10)
+        .create_audience("buyers", spec, None, "computing", 10)
         .expect("create");
     store
         .finish_audience(
@@ -63,7 +63,7 @@ fn documents_round_trip_in_a_versioned_envelope() {
     let id = live_audience(&store, &spec);
     // A first snapshot has no changes.
     let first = store
-        .create_audience("first", &json!({"size": 1}), None, 30)
+        .create_audience("first", &json!({"size": 1}), None, "computing", 30)
         .expect("create");
     store
         .finish_audience(first, 3, &[member(1)], &json!(null), None, 40)
