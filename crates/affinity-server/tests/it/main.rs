@@ -3,6 +3,7 @@
 mod audiences;
 mod catalog;
 mod discovery;
+mod event_time;
 mod hardening;
 mod identity;
 mod ingest;
