@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
+use crate::as_of::AsOf;
 use crate::catalog::{CatalogConfig, ITEM_ID, value_matches};
 
 const DAY_MS: f64 = 86_400_000.0;
@@ -30,8 +31,11 @@ pub struct ItemCatalog {
     /// Canonical profile ids, indexed by the `user` of interactions.
     pub users: Vec<i64>,
     pub interactions: Vec<Interaction>,
-    /// Newest interaction time (Unix ms): the default "now" of training and evaluation.
+    /// The "now" of training, evaluation, lookback windows and audience horizons (Unix ms):
+    /// chosen by [`AsOf::choose`], so a handful of late events do not move it.
     pub as_of: i64,
+    /// How `as_of` was chosen, with the data's own end (its newest interaction).
+    pub time: AsOf,
     item_index: HashMap<String, u32>,
     user_index: HashMap<i64, u32>,
     /// Built on first use: scoring per column value must not re-hash value text per item.
@@ -72,6 +76,7 @@ impl CatalogBuilder {
                 users: Vec::new(),
                 interactions: Vec::new(),
                 as_of: 0,
+                time: AsOf::choose(&[]),
                 item_index: HashMap::new(),
                 user_index: HashMap::new(),
                 column_indexes: OnceLock::new(),
@@ -111,7 +116,6 @@ impl CatalogBuilder {
         if user == next_user {
             self.catalog.users.push(profile);
         }
-        self.catalog.as_of = self.catalog.as_of.max(timestamp);
         for e in extracted {
             let item = self.item(&e.id);
             for (c, value) in e.columns.into_iter().enumerate() {
@@ -158,6 +162,14 @@ impl CatalogBuilder {
         self.catalog
             .interactions
             .sort_unstable_by_key(|i| (i.timestamp, i.user, i.item, i.event));
+        let times: Vec<i64> = self
+            .catalog
+            .interactions
+            .iter()
+            .map(|i| i.timestamp)
+            .collect();
+        self.catalog.time = AsOf::choose(&times);
+        self.catalog.as_of = self.catalog.time.as_of;
         self.catalog
     }
 }

@@ -5,6 +5,7 @@
 //! - [`limits`]: the Tracking API's size limits, shared by HTTP and `affinity import`.
 //! - [`synthetic`]: a seeded generator of Segment messages for tests, demos and benchmarks.
 
+pub mod as_of;
 pub mod audience;
 pub mod batch;
 pub mod catalog;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use affinity_core::item_catalog::ItemCatalog;
+use affinity_core::timestamp::format_millis;
 use affinity_model::co_occurrence::CoOccurrence;
 use affinity_model::propensity::{PropensityContext, PropensityParams};
 use affinity_model::snapshot::{self, SnapshotError, SnapshotMeta};
@@ -157,6 +158,11 @@ struct RunData<'a> {
     seed: u64,
     holdout: &'a Option<Holdout>,
     holdout_skipped: &'a Option<String>,
+    /// The model's "now" beside the data's own end, and how it was chosen.
+    as_of: String,
+    data_end: String,
+    as_of_rule: String,
+    interactions_after_as_of: u64,
 }
 
 fn recorded<T: Serialize>(value: &T) -> Value {
@@ -209,6 +215,10 @@ pub fn run_training(
                 seed: options.seed,
                 holdout: &model.holdout,
                 holdout_skipped: &model.holdout_skipped,
+                as_of: format_millis(catalog.time.as_of),
+                data_end: format_millis(catalog.time.data_end),
+                as_of_rule: catalog.time.rule(),
+                interactions_after_as_of: catalog.time.after_as_of,
             });
             let serving = ServingModel {
                 record,

@@ -7,6 +7,7 @@ mod event_time;
 mod hardening;
 mod identity;
 mod ingest;
+mod model_now;
 mod models;
 mod recommendations;
 mod segment_python;
