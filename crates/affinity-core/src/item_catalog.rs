@@ -36,6 +36,8 @@ pub struct ItemCatalog {
     pub as_of: i64,
     /// How `as_of` was chosen, with the data's own end (its newest interaction).
     pub time: AsOf,
+    /// What each mapping of the configuration found, to name one that found nothing.
+    pub yields: MappingYield,
     item_index: HashMap<String, u32>,
     user_index: HashMap<i64, u32>,
     /// Built on first use: scoring per column value must not re-hash value text per item.
@@ -57,6 +59,17 @@ pub struct ColumnIndex {
     pub of_item: Vec<Vec<u32>>,
 }
 
+/// What the configuration's mappings found in the events read by a build.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MappingYield {
+    /// Per configured event: messages read.
+    pub messages: Vec<u64>,
+    /// Per configured event: messages in which the product id property held at least one id.
+    pub with_items: Vec<u64>,
+    /// Per column, per configured event: items read from that event with a value for it.
+    pub column_values: Vec<Vec<u64>>,
+}
+
 /// Accumulates events into an [`ItemCatalog`].
 pub struct CatalogBuilder {
     catalog: ItemCatalog,
@@ -67,6 +80,11 @@ pub struct CatalogBuilder {
 impl CatalogBuilder {
     pub fn new(config: CatalogConfig) -> Self {
         let column_names = config.columns.iter().map(|c| c.name.clone()).collect();
+        let yields = MappingYield {
+            messages: vec![0; config.events.len()],
+            with_items: vec![0; config.events.len()],
+            column_values: vec![vec![0; config.events.len()]; config.columns.len()],
+        };
         Self {
             catalog: ItemCatalog {
                 config,
@@ -77,6 +95,7 @@ impl CatalogBuilder {
                 interactions: Vec::new(),
                 as_of: 0,
                 time: AsOf::choose(&[]),
+                yields,
                 item_index: HashMap::new(),
                 user_index: HashMap::new(),
                 column_indexes: OnceLock::new(),
@@ -108,8 +127,27 @@ impl CatalogBuilder {
         properties: &Value,
     ) {
         let extracted = self.catalog.config.extract(event_index, properties);
+        let yields = &mut self.catalog.yields;
+        if let Some(n) = yields.messages.get_mut(event_index) {
+            *n += 1;
+        }
         if extracted.is_empty() {
             return;
+        }
+        if let Some(n) = yields.with_items.get_mut(event_index) {
+            *n += 1;
+        }
+        for e in &extracted {
+            for (c, value) in e.columns.iter().enumerate() {
+                if value.is_some()
+                    && let Some(n) = yields
+                        .column_values
+                        .get_mut(c)
+                        .and_then(|v| v.get_mut(event_index))
+                {
+                    *n += 1;
+                }
+            }
         }
         let next_user = self.catalog.users.len() as u32;
         let user = *self.catalog.user_index.entry(profile).or_insert(next_user);

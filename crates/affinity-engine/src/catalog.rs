@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use affinity_core::catalog::{CatalogConfig, ITEM_ID};
 use affinity_core::item_catalog::{CatalogBuilder, ItemCatalog};
+use affinity_core::mapping_check::{ObservedKeys, empty_mappings, unseen_properties, why_empty};
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{CatalogStore, EventDiscovery, StoreError};
 
@@ -47,6 +48,8 @@ pub struct CatalogSnapshot {
     pub built_at: Option<i64>,
     pub build_ms: Option<u64>,
     pub error: Option<String>,
+    /// Mappings the last build found nothing with (and why it has no items, when so).
+    pub warnings: Vec<Problem>,
 }
 
 /// The current snapshot and the number of the newest build requested: a slow, older build
@@ -88,6 +91,7 @@ impl CatalogState {
                     built_at: None,
                     build_ms: None,
                     error: None,
+                    warnings: Vec::new(),
                 },
             })),
         }
@@ -156,12 +160,18 @@ fn ready(catalog: Arc<ItemCatalog>, build_ms: u64) -> CatalogSnapshot {
         build_ms,
         "catalog built"
     );
+    let mut warnings: Vec<Problem> = Vec::new();
+    if catalog.items.is_empty() {
+        warnings.push(Problem::new("events", why_empty(&catalog)));
+    }
+    warnings.extend(empty_mappings(&catalog).into_iter().map(Problem::from));
     CatalogSnapshot {
         status: BuildStatus::Ready,
         catalog: Some(catalog),
         built_at: Some(now_ms()),
         build_ms: Some(build_ms),
         error: None,
+        warnings,
     }
 }
 
@@ -205,7 +215,8 @@ pub struct Upload {
     pub format: FileFormat,
 }
 
-/// What `set_catalog` accepted, with warnings about events not seen yet.
+/// What `set_catalog` accepted, with warnings about events not seen yet and mappings naming
+/// properties their event never carried.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogSaved {
     pub warnings: Vec<Problem>,
@@ -234,13 +245,23 @@ impl Engine {
         }
         let store = self.store.clone();
         let saved = config.clone();
-        let known = blocking(move || {
+        let observed = blocking(move || {
             store.set_catalog_config(&saved)?;
-            let names: Vec<&str> = saved.events.iter().map(|e| e.name.as_str()).collect();
-            Ok(store.events_known(&names)?)
+            saved
+                .events
+                .iter()
+                .map(|e| {
+                    Ok(store.event(&e.name)?.map(|summary| ObservedKeys {
+                        messages: summary.count,
+                        keys: summary.properties.into_iter().map(|(k, _)| k).collect(),
+                        at_limit: summary.properties_at_limit,
+                    }))
+                })
+                .collect::<Result<Vec<_>>>()
         })
         .await?;
-        let warnings = config
+        let known: Vec<bool> = observed.iter().map(Option::is_some).collect();
+        let mut warnings: Vec<Problem> = config
             .events
             .iter()
             .zip(known)
@@ -256,6 +277,11 @@ impl Engine {
                 )
             })
             .collect();
+        warnings.extend(
+            unseen_properties(&config, &observed)
+                .into_iter()
+                .map(Problem::from),
+        );
         self.catalog.rebuild(self.store.clone());
         Ok(CatalogSaved { warnings })
     }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use affinity_core::item_catalog::ItemCatalog;
+use affinity_core::mapping_check::why_empty;
 use affinity_core::timestamp::format_millis;
 use affinity_model::co_occurrence::CoOccurrence;
 use affinity_model::propensity::{PropensityContext, PropensityParams};
@@ -192,6 +193,10 @@ pub fn run_training(
         let build_ms = build_started.elapsed().as_millis() as u64;
         if let Some((state, _)) = serve {
             state.replace(catalog.clone(), build_ms);
+        }
+        if catalog.interactions.is_empty() {
+            // The model crate's own error cannot name the mapping; this one does.
+            return Err(EngineError::NoInteractions(why_empty(&catalog)));
         }
         let model = train(&catalog, options, progress)?;
         Ok::<_, EngineError>((catalog, model, build_ms))

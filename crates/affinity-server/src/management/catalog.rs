@@ -41,7 +41,9 @@ pub struct CatalogBody {
     build_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
-    /// Only on `PUT`: events named that were never received (allowed, but worth a look).
+    /// On `PUT`: events named that were never received, and mappings naming a property their
+    /// event never carried (with the closest keys it does carry). On `GET`, once built:
+    /// mappings that found nothing, and why the catalog has no items when it has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     warnings: Option<Vec<ProblemBody>>,
 }
@@ -72,7 +74,7 @@ fn describe(state: &AppState, config: Option<CatalogConfig>) -> CatalogBody {
         built_at: snap.built_at.map(format_millis),
         build_ms: snap.build_ms,
         error: snap.error,
-        warnings: None,
+        warnings: built.map(|_| snap.warnings.into_iter().map(ProblemBody::from).collect()),
     }
 }
 

@@ -11,6 +11,7 @@ mod model_now;
 mod models;
 mod recommendations;
 mod segment_python;
+mod setup_mistakes;
 mod support;
 mod tracking_auth;
 mod validation;
