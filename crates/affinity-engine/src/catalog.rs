@@ -65,6 +65,45 @@ pub struct CatalogState {
     inner: Arc<RwLock<Current>>,
 }
 
+/// What is worth a look in a valid configuration, judged against the events received so far
+/// (call from a blocking thread): events never received, and mappings naming a property their
+/// event never carried, with the closest keys it does carry.
+pub fn configuration_warnings(store: &SqliteStore, config: &CatalogConfig) -> Result<Vec<Problem>> {
+    let observed = config
+        .events
+        .iter()
+        .map(|e| {
+            Ok(store.event(&e.name)?.map(|summary| ObservedKeys {
+                messages: summary.count,
+                keys: summary.properties.into_iter().map(|(k, _)| k).collect(),
+                at_limit: summary.properties_at_limit,
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut warnings: Vec<Problem> = config
+        .events
+        .iter()
+        .zip(&observed)
+        .enumerate()
+        .filter(|(_, (_, seen))| seen.is_none())
+        .map(|(i, (e, _))| {
+            Problem::new(
+                format!("events[{i}].name"),
+                format!(
+                    "no {:?} event has been received yet; it will count once it arrives",
+                    e.name
+                ),
+            )
+        })
+        .collect();
+    warnings.extend(
+        unseen_properties(config, &observed)
+            .into_iter()
+            .map(Problem::from),
+    );
+    Ok(warnings)
+}
+
 /// Builds the catalog from the store synchronously (call from a blocking thread).
 pub fn build_now(store: &SqliteStore) -> Result<Option<ItemCatalog>, StoreError> {
     let Some(config) = store.catalog_config()? else {
@@ -245,43 +284,11 @@ impl Engine {
         }
         let store = self.store.clone();
         let saved = config.clone();
-        let observed = blocking(move || {
+        let warnings = blocking(move || {
             store.set_catalog_config(&saved)?;
-            saved
-                .events
-                .iter()
-                .map(|e| {
-                    Ok(store.event(&e.name)?.map(|summary| ObservedKeys {
-                        messages: summary.count,
-                        keys: summary.properties.into_iter().map(|(k, _)| k).collect(),
-                        at_limit: summary.properties_at_limit,
-                    }))
-                })
-                .collect::<Result<Vec<_>>>()
+            configuration_warnings(&store, &saved)
         })
         .await?;
-        let known: Vec<bool> = observed.iter().map(Option::is_some).collect();
-        let mut warnings: Vec<Problem> = config
-            .events
-            .iter()
-            .zip(known)
-            .enumerate()
-            .filter(|(_, (_, known))| !known)
-            .map(|(i, (e, _))| {
-                Problem::new(
-                    format!("events[{i}].name"),
-                    format!(
-                        "no {:?} event has been received yet; it will count once it arrives",
-                        e.name
-                    ),
-                )
-            })
-            .collect();
-        warnings.extend(
-            unseen_properties(&config, &observed)
-                .into_iter()
-                .map(Problem::from),
-        );
         self.catalog.rebuild(self.store.clone());
         Ok(CatalogSaved { warnings })
     }
