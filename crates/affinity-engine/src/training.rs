@@ -164,6 +164,9 @@ struct RunData<'a> {
     data_end: String,
     as_of_rule: String,
     interactions_after_as_of: u64,
+    /// With the catalog's `lookback_days`: the oldest interaction time that counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lookback_from: Option<String>,
 }
 
 fn recorded<T: Serialize>(value: &T) -> Value {
@@ -224,6 +227,10 @@ pub fn run_training(
                 data_end: format_millis(catalog.time.data_end),
                 as_of_rule: catalog.time.rule(),
                 interactions_after_as_of: catalog.time.after_as_of,
+                lookback_from: catalog
+                    .config
+                    .lookback_days
+                    .map(|d| format_millis(catalog.as_of - i64::from(d) * 86_400_000)),
             });
             let serving = ServingModel {
                 record,

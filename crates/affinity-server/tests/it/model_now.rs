@@ -7,6 +7,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use affinity_core::timestamp::{format_millis, parse_millis};
+
 use crate::catalog::{put_catalog, ready_catalog};
 use crate::models::{finished, send_synthetic, synthetic_catalog, train};
 use crate::support::{ADMIN, TestApp, poll_until};
@@ -70,6 +72,17 @@ async fn a_live_event_after_a_historical_import_keeps_audiences_meaningful() {
     .await;
     assert_eq!(audience["status"], "live", "{audience}");
     let estimate = &audience["estimate"];
+    // Printed for the record (`cargo test -p affinity-server --test it model_now -- --nocapture`).
+    eprintln!(
+        "as_of {as_of}, data_end {}, 30-day backtest {} → {}: {} of {} users engaged, expected precision {}, lift {}",
+        catalog["data_end"],
+        estimate["backtest"]["from"],
+        estimate["backtest"]["to"],
+        estimate["positives_in_backtest"],
+        estimate["eligible_in_backtest"],
+        estimate["expected_precision"],
+        estimate["lift"]
+    );
     assert_eq!(estimate["backtest"]["to"], as_of.as_str(), "{estimate}");
     assert!(
         estimate["positives_in_backtest"].as_u64().unwrap_or(0) > 0,
@@ -89,5 +102,20 @@ async fn a_live_event_after_a_historical_import_keeps_audiences_meaningful() {
     assert!(
         similar["window"]["from"].as_str().expect("from") < as_of.as_str(),
         "{similar}"
+    );
+
+    // A lookback window says where it started: 60 days before the same `as_of`.
+    let mut config = synthetic_catalog();
+    config["lookback_days"] = json!(60);
+    put_catalog(&app, &config).await;
+    ready_catalog(&app).await;
+    let (_, job) = train(&app, json!({})).await;
+    let model = finished(&app, &job["model_id"]).await;
+    assert_eq!(model["as_of"], as_of.as_str(), "{model}");
+    let as_of_ms = parse_millis(&as_of).expect("a time");
+    assert_eq!(
+        model["data"]["lookback_from"],
+        format_millis(as_of_ms - 60 * 86_400_000).as_str(),
+        "{model}"
     );
 }
