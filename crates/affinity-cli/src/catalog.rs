@@ -7,8 +7,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use affinity_core::catalog::CatalogConfig;
+use affinity_engine::catalog::configuration_warnings;
+use affinity_store::CatalogStore;
 use affinity_store::sqlite::SqliteStore;
-use affinity_store::{CatalogStore, EventDiscovery};
 
 #[derive(Args)]
 pub struct CatalogArgs {
@@ -42,12 +43,8 @@ pub fn run(data_dir: &Path, args: &CatalogArgs) -> anyhow::Result<()> {
         );
     }
     store.set_catalog_config(&config)?;
-    let names: Vec<&str> = config.events.iter().map(|e| e.name.as_str()).collect();
-    let known = store.events_known(&names)?;
-    for (e, known) in config.events.iter().zip(known) {
-        if !known {
-            eprintln!("warning: no {:?} event has been received yet", e.name);
-        }
+    for w in configuration_warnings(&store, &config)? {
+        eprintln!("warning: {}: {}", w.field, w.message);
     }
     println!(
         "catalog set: {} interaction event(s), {} column(s)",

@@ -12,6 +12,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use affinity_core::timestamp::FUTURE_TOLERANCE_MS;
 use affinity_core::{Message, MessageError};
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{EventLog, Outcome, Refusal};
@@ -49,6 +50,8 @@ struct Summary {
     /// Valid messages the store refused (over a discovery bound), with the first reason.
     refused: u64,
     first_refusal: Option<Refusal>,
+    /// Stored messages dated more than the tolerance after the import: clamped to its time.
+    clamped: u64,
 }
 
 pub fn run(data_dir: &Path, args: &ImportArgs) -> anyhow::Result<()> {
@@ -89,6 +92,11 @@ pub fn run(data_dir: &Path, args: &ImportArgs) -> anyhow::Result<()> {
             .filter(|o| **o == Outcome::Duplicate)
             .count() as u64;
         summary.rejected += chunk.rejected.len() as u64;
+        summary.clamped += outcomes
+            .iter()
+            .zip(&chunk.messages)
+            .filter(|(o, m)| **o == Outcome::Stored && m.timestamp_clamped)
+            .count() as u64;
         for o in &outcomes {
             if let Outcome::Refused(r) = o {
                 summary.refused += 1;
@@ -194,6 +202,7 @@ fn report(args: &ImportArgs, s: &Summary, seconds: f64) {
                 "lines": s.lines, "stored": s.stored, "duplicates": s.duplicates,
                 "rejected": s.rejected, "first_rejections": rejections,
                 "refused_over_limits": s.refused,
+                "future_timestamps_clamped": s.clamped,
                 "first_refusal": s.first_refusal.map(|r| json!({"code": r.code(), "message": r.to_string()})),
                 "seconds": seconds, "messages_per_second": rate, "peak_rss_mib": peak,
             })
@@ -217,6 +226,13 @@ fn report(args: &ImportArgs, s: &Summary, seconds: f64) {
         println!(
             "  … and {} more rejected lines",
             s.rejected - s.first_rejections.len() as u64
+        );
+    }
+    if s.clamped > 0 {
+        println!(
+            "  {} stored messages were dated more than {} minutes in the future: their time is the import's",
+            s.clamped,
+            FUTURE_TOLERANCE_MS / 60_000
         );
     }
     if let Some(r) = &s.first_refusal {

@@ -8,10 +8,14 @@ use serde_json::value::RawValue;
 
 use crate::error::{MessageError, json_type};
 use crate::limits::MAX_BATCH_MESSAGES;
+use crate::timestamp::parse_millis;
 
 #[derive(Debug)]
 pub struct BatchBody<'a> {
     pub write_key: Option<String>,
+    /// The batch's `sentAt` (Unix ms): Segment's server libraries put the client's send time
+    /// on the batch rather than on each message. A message's own `sentAt` wins.
+    pub sent_at: Option<i64>,
     pub messages: Vec<&'a RawValue>,
 }
 
@@ -36,6 +40,28 @@ pub fn parse_batch(text: &str) -> Result<BatchBody<'_>, MessageError> {
         })?,
         None => None,
     };
+    let sent_at = match top.get("sentAt") {
+        Some(raw) => match serde_json::from_str::<Option<String>>(raw.get()) {
+            Ok(None) => None,
+            Ok(Some(text)) => {
+                Some(
+                    parse_millis(&text).ok_or_else(|| MessageError::InvalidField {
+                        field: "sentAt",
+                        expected: "an ISO 8601 date-time such as \"2026-01-31T12:00:00.000Z\"",
+                        got: format!("{text:?}"),
+                    })?,
+                )
+            }
+            Err(_) => {
+                return Err(MessageError::InvalidField {
+                    field: "sentAt",
+                    expected: "an ISO 8601 date-time string",
+                    got: first_json_type(raw.get()).to_string(),
+                });
+            }
+        },
+        None => None,
+    };
     let Some(batch) = top.get("batch") else {
         return Err(MessageError::MissingField {
             field: "batch",
@@ -56,6 +82,7 @@ pub fn parse_batch(text: &str) -> Result<BatchBody<'_>, MessageError> {
     }
     Ok(BatchBody {
         write_key,
+        sent_at,
         messages,
     })
 }

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
+use crate::as_of::AsOf;
 use crate::catalog::{CatalogConfig, ITEM_ID, value_matches};
 
 const DAY_MS: f64 = 86_400_000.0;
@@ -30,8 +31,13 @@ pub struct ItemCatalog {
     /// Canonical profile ids, indexed by the `user` of interactions.
     pub users: Vec<i64>,
     pub interactions: Vec<Interaction>,
-    /// Newest interaction time (Unix ms): the default "now" of training and evaluation.
+    /// The "now" of training, evaluation, lookback windows and audience horizons (Unix ms):
+    /// chosen by [`AsOf::choose`], so a handful of late events do not move it.
     pub as_of: i64,
+    /// How `as_of` was chosen, with the data's own end (its newest interaction).
+    pub time: AsOf,
+    /// What each mapping of the configuration found, to name one that found nothing.
+    pub yields: MappingYield,
     item_index: HashMap<String, u32>,
     user_index: HashMap<i64, u32>,
     /// Built on first use: scoring per column value must not re-hash value text per item.
@@ -53,6 +59,17 @@ pub struct ColumnIndex {
     pub of_item: Vec<Vec<u32>>,
 }
 
+/// What the configuration's mappings found in the events read by a build.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MappingYield {
+    /// Per configured event: messages read.
+    pub messages: Vec<u64>,
+    /// Per configured event: messages in which the product id property held at least one id.
+    pub with_items: Vec<u64>,
+    /// Per column, per configured event: items read from that event with a value for it.
+    pub column_values: Vec<Vec<u64>>,
+}
+
 /// Accumulates events into an [`ItemCatalog`].
 pub struct CatalogBuilder {
     catalog: ItemCatalog,
@@ -63,6 +80,11 @@ pub struct CatalogBuilder {
 impl CatalogBuilder {
     pub fn new(config: CatalogConfig) -> Self {
         let column_names = config.columns.iter().map(|c| c.name.clone()).collect();
+        let yields = MappingYield {
+            messages: vec![0; config.events.len()],
+            with_items: vec![0; config.events.len()],
+            column_values: vec![vec![0; config.events.len()]; config.columns.len()],
+        };
         Self {
             catalog: ItemCatalog {
                 config,
@@ -72,6 +94,8 @@ impl CatalogBuilder {
                 users: Vec::new(),
                 interactions: Vec::new(),
                 as_of: 0,
+                time: AsOf::choose(&[]),
+                yields,
                 item_index: HashMap::new(),
                 user_index: HashMap::new(),
                 column_indexes: OnceLock::new(),
@@ -103,15 +127,33 @@ impl CatalogBuilder {
         properties: &Value,
     ) {
         let extracted = self.catalog.config.extract(event_index, properties);
+        let yields = &mut self.catalog.yields;
+        if let Some(n) = yields.messages.get_mut(event_index) {
+            *n += 1;
+        }
         if extracted.is_empty() {
             return;
+        }
+        if let Some(n) = yields.with_items.get_mut(event_index) {
+            *n += 1;
+        }
+        for e in &extracted {
+            for (c, value) in e.columns.iter().enumerate() {
+                if value.is_some()
+                    && let Some(n) = yields
+                        .column_values
+                        .get_mut(c)
+                        .and_then(|v| v.get_mut(event_index))
+                {
+                    *n += 1;
+                }
+            }
         }
         let next_user = self.catalog.users.len() as u32;
         let user = *self.catalog.user_index.entry(profile).or_insert(next_user);
         if user == next_user {
             self.catalog.users.push(profile);
         }
-        self.catalog.as_of = self.catalog.as_of.max(timestamp);
         for e in extracted {
             let item = self.item(&e.id);
             for (c, value) in e.columns.into_iter().enumerate() {
@@ -158,6 +200,14 @@ impl CatalogBuilder {
         self.catalog
             .interactions
             .sort_unstable_by_key(|i| (i.timestamp, i.user, i.item, i.event));
+        let times: Vec<i64> = self
+            .catalog
+            .interactions
+            .iter()
+            .map(|i| i.timestamp)
+            .collect();
+        self.catalog.time = AsOf::choose(&times);
+        self.catalog.as_of = self.catalog.time.as_of;
         self.catalog
     }
 }

@@ -5,13 +5,16 @@
 //! - [`limits`]: the Tracking API's size limits, shared by HTTP and `affinity import`.
 //! - [`synthetic`]: a seeded generator of Segment messages for tests, demos and benchmarks.
 
+pub mod as_of;
 pub mod audience;
 pub mod batch;
 pub mod catalog;
+pub mod edit_distance;
 pub mod error;
 pub mod item_catalog;
 pub mod item_rules;
 pub mod limits;
+pub mod mapping_check;
 pub mod message;
 pub mod synthetic;
 pub mod timestamp;

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::catalog::PRODUCTS_PREFIX;
 use crate::error::{MessageError, json_type};
 use crate::limits::MAX_MESSAGE_BYTES;
-use crate::timestamp::parse_millis;
+use crate::timestamp::{event_time, parse_millis};
 
 /// The six Segment message types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,9 +87,13 @@ pub struct Message {
     pub previous_id: Option<String>,
     /// `groupId` of a group.
     pub group_id: Option<String>,
-    /// Event time in Unix milliseconds: `timestamp`, else `originalTimestamp`, else receipt.
+    /// Event time in Unix milliseconds: `timestamp`, else `originalTimestamp`, else receipt;
+    /// corrected for the client's clock with `sentAt` and clamped when too far in the future
+    /// ([`crate::timestamp::event_time`], Segment's rule).
     pub timestamp: i64,
     pub received_at: i64,
+    /// The stated time was in the future beyond the tolerance and was replaced by receipt.
+    pub timestamp_clamped: bool,
     /// `traits` of an identify (`context.traits` is not profile data in Segment).
     pub traits: Option<Map<String, Value>>,
     /// The property keys of a track, for pickers: top-level keys, and the keys inside each
@@ -109,6 +113,17 @@ impl Message {
         raw: &str,
         implied: Option<MessageType>,
         received_at: i64,
+    ) -> Result<Message, MessageError> {
+        Self::parse_sent(raw, implied, received_at, None)
+    }
+
+    /// [`Message::parse`] for a message of a batch whose body carried `sentAt`
+    /// (`batch_sent_at`), used when the message has no `sentAt` of its own.
+    pub fn parse_sent(
+        raw: &str,
+        implied: Option<MessageType>,
+        received_at: i64,
+        batch_sent_at: Option<i64>,
     ) -> Result<Message, MessageError> {
         if raw.len() > MAX_MESSAGE_BYTES {
             return Err(MessageError::MessageTooLarge {
@@ -207,9 +222,9 @@ impl Message {
             MessageType::Identify => {}
         }
 
-        let timestamp = match time_field(&body, "timestamp")? {
-            Some(t) => t,
-            None => time_field(&body, "originalTimestamp")?.unwrap_or(received_at),
+        let stated = match time_field(&body, "timestamp")? {
+            Some(t) => Some(t),
+            None => time_field(&body, "originalTimestamp")?,
         };
         // The write key is a credential, not part of the event: it must not be stored with
         // the raw text (and echoed by the events API). Only then is the text rewritten.
@@ -218,6 +233,16 @@ impl Message {
         } else {
             raw.to_string()
         };
+        // A message that already carries `receivedAt` was processed by Segment (an export
+        // replayed through `affinity import` or `/v1/import`): its `timestamp` is already
+        // corrected, and correcting it again against today's receipt would move it to today.
+        let processed = matches!(body.get("receivedAt"), Some(Value::String(_)));
+        let sent_at = if processed {
+            None
+        } else {
+            time_field(&body, "sentAt")?.or(batch_sent_at)
+        };
+        let time = event_time(stated, sent_at, received_at);
         let message_id = match string_field(&body, "messageId")? {
             Some(id) => id,
             None => content_id(kind, &raw),
@@ -240,8 +265,9 @@ impl Message {
             event,
             previous_id,
             group_id,
-            timestamp,
+            timestamp: time.millis,
             received_at,
+            timestamp_clamped: time.clamped,
             traits,
             property_keys,
             raw,

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use affinity_core::catalog::{CatalogConfig, ITEM_ID};
 use affinity_core::item_catalog::{CatalogBuilder, ItemCatalog};
+use affinity_core::mapping_check::{ObservedKeys, empty_mappings, unseen_properties, why_empty};
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{CatalogStore, EventDiscovery, StoreError};
 
@@ -47,6 +48,8 @@ pub struct CatalogSnapshot {
     pub built_at: Option<i64>,
     pub build_ms: Option<u64>,
     pub error: Option<String>,
+    /// Mappings the last build found nothing with (and why it has no items, when so).
+    pub warnings: Vec<Problem>,
 }
 
 /// The current snapshot and the number of the newest build requested: a slow, older build
@@ -60,6 +63,45 @@ struct Current {
 #[derive(Clone)]
 pub struct CatalogState {
     inner: Arc<RwLock<Current>>,
+}
+
+/// What is worth a look in a valid configuration, judged against the events received so far
+/// (call from a blocking thread): events never received, and mappings naming a property their
+/// event never carried, with the closest keys it does carry.
+pub fn configuration_warnings(store: &SqliteStore, config: &CatalogConfig) -> Result<Vec<Problem>> {
+    let observed = config
+        .events
+        .iter()
+        .map(|e| {
+            Ok(store.event(&e.name)?.map(|summary| ObservedKeys {
+                messages: summary.count,
+                keys: summary.properties.into_iter().map(|(k, _)| k).collect(),
+                at_limit: summary.properties_at_limit,
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut warnings: Vec<Problem> = config
+        .events
+        .iter()
+        .zip(&observed)
+        .enumerate()
+        .filter(|(_, (_, seen))| seen.is_none())
+        .map(|(i, (e, _))| {
+            Problem::new(
+                format!("events[{i}].name"),
+                format!(
+                    "no {:?} event has been received yet; it will count once it arrives",
+                    e.name
+                ),
+            )
+        })
+        .collect();
+    warnings.extend(
+        unseen_properties(config, &observed)
+            .into_iter()
+            .map(Problem::from),
+    );
+    Ok(warnings)
 }
 
 /// Builds the catalog from the store synchronously (call from a blocking thread).
@@ -88,6 +130,7 @@ impl CatalogState {
                     built_at: None,
                     build_ms: None,
                     error: None,
+                    warnings: Vec::new(),
                 },
             })),
         }
@@ -156,12 +199,18 @@ fn ready(catalog: Arc<ItemCatalog>, build_ms: u64) -> CatalogSnapshot {
         build_ms,
         "catalog built"
     );
+    let mut warnings: Vec<Problem> = Vec::new();
+    if catalog.items.is_empty() {
+        warnings.push(Problem::new("events", why_empty(&catalog)));
+    }
+    warnings.extend(empty_mappings(&catalog).into_iter().map(Problem::from));
     CatalogSnapshot {
         status: BuildStatus::Ready,
         catalog: Some(catalog),
         built_at: Some(now_ms()),
         build_ms: Some(build_ms),
         error: None,
+        warnings,
     }
 }
 
@@ -205,7 +254,8 @@ pub struct Upload {
     pub format: FileFormat,
 }
 
-/// What `set_catalog` accepted, with warnings about events not seen yet.
+/// What `set_catalog` accepted, with warnings about events not seen yet and mappings naming
+/// properties their event never carried.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogSaved {
     pub warnings: Vec<Problem>,
@@ -234,28 +284,11 @@ impl Engine {
         }
         let store = self.store.clone();
         let saved = config.clone();
-        let known = blocking(move || {
+        let warnings = blocking(move || {
             store.set_catalog_config(&saved)?;
-            let names: Vec<&str> = saved.events.iter().map(|e| e.name.as_str()).collect();
-            Ok(store.events_known(&names)?)
+            configuration_warnings(&store, &saved)
         })
         .await?;
-        let warnings = config
-            .events
-            .iter()
-            .zip(known)
-            .enumerate()
-            .filter(|(_, (_, known))| !known)
-            .map(|(i, (e, _))| {
-                Problem::new(
-                    format!("events[{i}].name"),
-                    format!(
-                        "no {:?} event has been received yet; it will count once it arrives",
-                        e.name
-                    ),
-                )
-            })
-            .collect();
         self.catalog.rebuild(self.store.clone());
         Ok(CatalogSaved { warnings })
     }

@@ -63,6 +63,9 @@ pub enum EngineError {
     CatalogFailed(String),
     #[error("no model has been trained yet: configure the catalog, then POST /api/v1/models/train")]
     NoModel,
+    /// Training found nothing to learn from; the message names each event and its mapping.
+    #[error("{0}")]
+    NoInteractions(String),
     /// A model is on its way (the saved one loading, or the first training): retrying helps.
     #[error("{0}")]
     ModelNotReady(&'static str),

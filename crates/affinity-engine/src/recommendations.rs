@@ -11,6 +11,8 @@ use affinity_store::Profiles;
 use serde_json::Value;
 
 use crate::Engine;
+
+const DAY_MS: i64 = 86_400_000;
 use crate::catalog::column_of;
 use crate::engine::blocking;
 use crate::error::{EngineError, Result};
@@ -53,6 +55,10 @@ pub struct SimilarItems {
     /// Nobody engaged with the item (in the window): items sharing its column values instead.
     pub fallback: bool,
     pub model_id: i64,
+    /// The window engagement was counted in (Unix ms): from `as_of - lookback_days` (None:
+    /// all history) to the model's `as_of`.
+    pub window_from: Option<i64>,
+    pub as_of: i64,
 }
 
 impl Engine {
@@ -156,6 +162,10 @@ impl Engine {
                     .collect(),
                 fallback,
                 model_id: model.record.id,
+                window_from: query
+                    .lookback_days
+                    .map(|d| catalog.as_of - i64::from(d) * DAY_MS),
+                as_of: catalog.as_of,
             })
         })
         .await

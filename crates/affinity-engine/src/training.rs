@@ -10,6 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use affinity_core::item_catalog::ItemCatalog;
+use affinity_core::mapping_check::why_empty;
+use affinity_core::timestamp::format_millis;
 use affinity_model::co_occurrence::CoOccurrence;
 use affinity_model::propensity::{PropensityContext, PropensityParams};
 use affinity_model::snapshot::{self, SnapshotError, SnapshotMeta};
@@ -208,6 +210,14 @@ struct RunData<'a> {
     seed: u64,
     holdout: &'a Option<Holdout>,
     holdout_skipped: &'a Option<String>,
+    /// The model's "now" beside the data's own end, and how it was chosen.
+    as_of: String,
+    data_end: String,
+    as_of_rule: String,
+    interactions_after_as_of: u64,
+    /// With the catalog's `lookback_days`: the oldest interaction time that counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lookback_from: Option<String>,
 }
 
 fn recorded<T: Serialize>(value: &T) -> Value {
@@ -238,6 +248,10 @@ pub fn run_training(
         if let Some((state, _)) = serve {
             state.replace(catalog.clone(), build_ms);
         }
+        if catalog.interactions.is_empty() {
+            // The model crate's own error cannot name the mapping; this one does.
+            return Err(EngineError::NoInteractions(why_empty(&catalog)));
+        }
         let model = train(&catalog, options, progress)?;
         Ok::<_, EngineError>((catalog, model, build_ms))
     })();
@@ -260,6 +274,14 @@ pub fn run_training(
                 seed: options.seed,
                 holdout: &model.holdout,
                 holdout_skipped: &model.holdout_skipped,
+                as_of: format_millis(catalog.time.as_of),
+                data_end: format_millis(catalog.time.data_end),
+                as_of_rule: catalog.time.rule(),
+                interactions_after_as_of: catalog.time.after_as_of,
+                lookback_from: catalog
+                    .config
+                    .lookback_days
+                    .map(|d| format_millis(catalog.as_of - i64::from(d) * 86_400_000)),
             });
             let contexts =
                 serve.map_or(DEFAULT_PROPENSITY_CONTEXTS, |(_, m)| m.propensity_contexts);

@@ -397,7 +397,8 @@ impl From<EngineError> for ApiError {
             | EngineError::Internal(_) => Self::internal(message),
             EngineError::NotConfigured
             | EngineError::CatalogBuilding
-            | EngineError::CatalogFailed(_) => Self::new(ErrorCode::CatalogNotReady, message),
+            | EngineError::CatalogFailed(_)
+            | EngineError::NoInteractions(_) => Self::new(ErrorCode::CatalogNotReady, message),
             EngineError::NoModel => Self::new(ErrorCode::ModelNotReady, message),
             EngineError::ModelNotReady(_) => {
                 let mut e = Self::new(ErrorCode::ModelNotReady, message);

@@ -116,6 +116,9 @@ pub struct DiscoveryTotals {
     pub refused_over_limits: u64,
     /// Key occurrences left out of discovery by [`DiscoveryLimits::property_keys_per_event`].
     pub property_keys_not_listed: u64,
+    /// Stored messages whose time lay more than `timestamp::FUTURE_TOLERANCE_MS` after their
+    /// receipt and was replaced by the receipt time.
+    pub future_timestamps_clamped: u64,
     pub limits: DiscoveryLimits,
 }
 

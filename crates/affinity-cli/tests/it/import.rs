@@ -62,13 +62,16 @@ fn bad_lines_are_reported_by_number_and_the_rest_imported() {
         "",
         r#"{"type":"purchase","userId":"u1"}"#,
         r#"{"type":"identify","userId":"u1","traits":{"plan":"pro"},"messageId":"g6"}"#,
+        // A wrong date years ahead: stored, dated at the import, counted.
+        r#"{"type":"track","userId":"u1","event":"Good","messageId":"g7","timestamp":"2031-01-01T00:00:00Z"}"#,
     ]
     .join("\n");
     std::fs::write(&file, text).expect("write");
     let (ok, s) = import(&dir.path().join("data"), &file);
     assert!(ok, "{s}");
-    assert_eq!(s["stored"], 2);
+    assert_eq!(s["stored"], 3);
     assert_eq!(s["rejected"], 3);
+    assert_eq!(s["future_timestamps_clamped"], 1);
     let reasons: Vec<(u64, &str)> = s["first_rejections"]
         .as_array()
         .expect("list")

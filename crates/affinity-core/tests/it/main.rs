@@ -206,5 +206,53 @@ fn a_write_key_in_the_body_is_not_kept_in_the_raw_text() {
     assert_eq!(
         Message::parse(twice, None, 1).expect("valid").raw,
         r#"{"type":"track","userId":"u","event":"E"}"#
+#[test]
+fn event_time_follows_segments_clock_skew_rule() {
+    let received = affinity_core::timestamp::parse_millis("2026-06-01T12:00:00Z").expect("valid");
+    let ts = |raw: &str, batch_sent_at: Option<i64>| {
+        let m = Message::parse_sent(raw, None, received, batch_sent_at).expect("valid");
+        (
+            affinity_core::timestamp::format_millis(m.timestamp),
+            m.timestamp_clamped,
+        )
+    };
+    // The device clock is 2 h fast: the event happened 30 s before sending.
+    let skewed = r#"{"type":"track","userId":"u","event":"E","timestamp":"2026-06-01T13:59:30Z","sentAt":"2026-06-01T14:00:00Z"}"#;
+    assert_eq!(ts(skewed, None), ("2026-06-01T11:59:30.000Z".into(), false));
+    // The batch's sentAt applies to messages without their own.
+    let in_batch =
+        r#"{"type":"track","userId":"u","event":"E","timestamp":"2026-06-01T13:59:30Z"}"#;
+    let batch_sent = affinity_core::timestamp::parse_millis("2026-06-01T14:00:00Z");
+    assert_eq!(
+        ts(in_batch, batch_sent),
+        ("2026-06-01T11:59:30.000Z".into(), false)
+    );
+    // Without sentAt a stated time is taken as it is, unless it lies in the future.
+    assert_eq!(
+        ts(in_batch, None),
+        ("2026-06-01T12:00:00.000Z".into(), true)
+    );
+    let past = r#"{"type":"track","userId":"u","event":"E","timestamp":"2025-12-31T08:00:00Z"}"#;
+    assert_eq!(ts(past, None), ("2025-12-31T08:00:00.000Z".into(), false));
+    // A message exported from Segment (it carries receivedAt) keeps its corrected timestamp.
+    let exported = r#"{"type":"track","userId":"u","event":"E","timestamp":"2025-12-31T08:00:00Z","sentAt":"2025-12-31T08:00:05Z","receivedAt":"2025-12-31T08:00:06Z"}"#;
+    assert_eq!(
+        ts(exported, None),
+        ("2025-12-31T08:00:00.000Z".into(), false)
+    );
+    let bad = r#"{"type":"track","userId":"u","event":"E","sentAt":"soon"}"#;
+    assert_eq!(
+        Message::parse(bad, None, received)
+            .expect_err("bad sentAt")
+            .code(),
+        "invalid_field"
+    );
+    let batch = parse_batch(r#"{"sentAt":"2026-06-01T14:00:00Z","batch":[]}"#).expect("valid");
+    assert_eq!(batch.sent_at, batch_sent);
+    assert_eq!(
+        parse_batch(r#"{"sentAt":"later","batch":[]}"#)
+            .expect_err("bad")
+            .code(),
+        "invalid_field"
     );
 }

@@ -29,12 +29,21 @@ pub struct CatalogBody {
     items: usize,
     users: usize,
     interactions: usize,
+    /// The models' "now": lookback windows, decay and audience horizons count back from it.
     as_of: Option<String>,
+    /// The newest interaction: `as_of` stays before it when only a handful of interactions
+    /// arrived after a long pause (`as_of_rule` says so).
+    data_end: Option<String>,
+    as_of_rule: Option<String>,
+    /// Interactions after `as_of`, left out of training until they join.
+    interactions_after_as_of: u64,
     built_at: Option<String>,
     build_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
-    /// Only on `PUT`: events named that were never received (allowed, but worth a look).
+    /// On `PUT`: events named that were never received, and mappings naming a property their
+    /// event never carried (with the closest keys it does carry). On `GET`, once built:
+    /// mappings that found nothing, and why the catalog has no items when it has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     warnings: Option<Vec<ProblemBody>>,
 }
@@ -59,10 +68,13 @@ fn describe(state: &AppState, config: Option<CatalogConfig>) -> CatalogBody {
         users: built.map_or(0, |c| c.users.len()),
         interactions: built.map_or(0, |c| c.interactions.len()),
         as_of: built.map(|c| format_millis(c.as_of)),
+        data_end: built.map(|c| format_millis(c.time.data_end)),
+        as_of_rule: built.map(|c| c.time.rule()),
+        interactions_after_as_of: built.map_or(0, |c| c.time.after_as_of),
         built_at: snap.built_at.map(format_millis),
         build_ms: snap.build_ms,
         error: snap.error,
-        warnings: None,
+        warnings: built.map(|_| snap.warnings.into_iter().map(ProblemBody::from).collect()),
     }
 }
 

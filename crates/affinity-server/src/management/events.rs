@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use serde::Serialize;
 use serde_json::Value;
 
-use affinity_core::timestamp::format_millis;
+use affinity_core::timestamp::{FUTURE_TOLERANCE_MS, format_millis};
 use affinity_engine::data::{DiscoveryTotals, EventSummary};
 
 use crate::auth::Admin;
@@ -26,6 +26,9 @@ pub struct EventList {
     /// Property key occurrences left out of discovery by the per-event bound (the messages
     /// themselves were stored whole).
     property_keys_not_listed: u64,
+    /// Stored messages whose time (after the `sentAt` correction) lay more than
+    /// `limits.future_tolerance_seconds` after their receipt: their time is the receipt.
+    future_timestamps_clamped: u64,
     limits: LimitsBody,
 }
 
@@ -33,6 +36,7 @@ pub struct EventList {
 struct LimitsBody {
     event_names: u64,
     property_keys_per_event: u64,
+    future_tolerance_seconds: i64,
 }
 
 #[derive(Serialize)]
@@ -100,6 +104,7 @@ pub async fn list(
         event_names,
         refused_over_limits,
         property_keys_not_listed,
+        future_timestamps_clamped,
         limits,
         ..
     } = totals;
@@ -109,9 +114,11 @@ pub async fn list(
         total_events: event_names,
         rejected_over_limits: refused_over_limits,
         property_keys_not_listed,
+        future_timestamps_clamped,
         limits: LimitsBody {
             event_names: limits.event_names,
             property_keys_per_event: limits.property_keys_per_event,
+            future_tolerance_seconds: FUTURE_TOLERANCE_MS / 1000,
         },
     }))
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use affinity_core::item_rules::ItemRule;
+use affinity_core::timestamp::format_millis;
 use affinity_engine::recommendations::{RecommendationQuery, SimilarItemsQuery};
 
 use crate::auth::Admin;
@@ -77,6 +78,15 @@ pub struct SimilarBody {
     similar: Vec<SimilarItem>,
     fallback: bool,
     model_id: i64,
+    /// The engagement counted: `from` (absent: all history) to the model's `as_of`.
+    window: WindowBody,
+}
+
+#[derive(Serialize)]
+struct WindowBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    to: String,
 }
 
 #[derive(Serialize)]
@@ -123,5 +133,9 @@ pub async fn similar(
             .collect(),
         fallback: found.fallback,
         model_id: found.model_id,
+        window: WindowBody {
+            from: found.window_from.map(format_millis),
+            to: format_millis(found.as_of),
+        },
     }))
 }

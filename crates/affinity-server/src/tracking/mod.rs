@@ -170,7 +170,7 @@ async fn batch(
     let mut indexes = Vec::with_capacity(total);
     let mut rejected = Vec::new();
     for (index, raw) in parsed.messages.iter().enumerate() {
-        match Message::parse(raw.get(), None, now) {
+        match Message::parse_sent(raw.get(), None, now, parsed.sent_at) {
             Ok(m) => {
                 accepted.push(m);
                 indexes.push(index);

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::SqliteStore;
-use super::writer::{PROPERTY_KEYS_NOT_LISTED, REFUSED_OVER_LIMITS};
+use super::writer::{FUTURE_TIMESTAMPS_CLAMPED, PROPERTY_KEYS_NOT_LISTED, REFUSED_OVER_LIMITS};
 use crate::{
     DiscoveryTotals, EventDiscovery, EventPage, EventSummary, PropertyValues, StoreError,
     ValuesQuery,
@@ -89,6 +89,7 @@ impl EventDiscovery for SqliteStore {
                 track_messages,
                 refused_over_limits: counter(REFUSED_OVER_LIMITS)?,
                 property_keys_not_listed: counter(PROPERTY_KEYS_NOT_LISTED)?,
+                future_timestamps_clamped: counter(FUTURE_TIMESTAMPS_CLAMPED)?,
                 limits,
             })
         })

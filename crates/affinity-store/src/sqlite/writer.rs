@@ -17,6 +17,8 @@ pub struct Writer {
 /// `meta` keys of the discovery counters: kept there so that the bounds need no new table.
 pub(crate) const REFUSED_OVER_LIMITS: &str = "discovery.refused_over_limits";
 pub(crate) const PROPERTY_KEYS_NOT_LISTED: &str = "discovery.property_keys_not_listed";
+/// Stored messages whose stated time lay in the future and was clamped to their receipt.
+pub(crate) const FUTURE_TIMESTAMPS_CLAMPED: &str = "events.future_timestamps_clamped";
 
 struct EventTally {
     count: u64,
@@ -60,6 +62,7 @@ struct Tally {
     new_names: u64,
     refused: u64,
     keys_not_listed: u64,
+    clamped: u64,
 }
 
 impl Writer {
@@ -206,6 +209,7 @@ impl Tally {
             new_names: 0,
             refused: 0,
             keys_not_listed: 0,
+            clamped: 0,
         }
     }
 
@@ -257,6 +261,7 @@ impl Tally {
         msg: &Message,
         profile: i64,
     ) -> Result<(), StoreError> {
+        self.clamped += u64::from(msg.timestamp_clamped);
         let seen = self.last_seen.entry(profile).or_insert(msg.timestamp);
         *seen = (*seen).max(msg.timestamp);
         if msg.kind != MessageType::Track {
@@ -335,6 +340,7 @@ impl Tally {
         for (key, n) in [
             (REFUSED_OVER_LIMITS, self.refused),
             (PROPERTY_KEYS_NOT_LISTED, self.keys_not_listed),
+            (FUTURE_TIMESTAMPS_CLAMPED, self.clamped),
         ] {
             if n > 0 {
                 stmt.execute(params![key, n])?;
