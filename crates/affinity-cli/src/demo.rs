@@ -143,7 +143,7 @@ pub fn run(server: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
             value: brand.clone(),
         },
         max_size: MaxSize::Percent { percent: 20.0 },
-        horizon_days: 30,
+        horizon_days: Some(30),
         control_percent: 10.0,
         destinations: Vec::new(),
     };

@@ -26,11 +26,17 @@ pub struct AudienceSpec {
     pub name: String,
     pub target: Target,
     pub max_size: MaxSize,
-    pub horizon_days: u32,
+    /// "Engages within the next `horizon_days`". `None` (not given): chosen from the store's
+    /// rhythm with the target when the audience is computed (the estimate says which and
+    /// why). Stored specs from before always hold a number.
+    #[serde(default)]
+    pub horizon_days: Option<u32>,
     pub control_percent: f64,
     pub destinations: Vec<String>,
 }
 
+/// The horizon when neither the request nor the data says one (too few repeat engagements
+/// with the target to measure its rhythm).
 pub const DEFAULT_HORIZON_DAYS: u32 = 30;
 const FIELDS: [&str; 6] = [
     "name",
@@ -46,6 +52,25 @@ pub type FieldProblem = (String, String);
 
 fn p(field: &str, message: impl Into<String>) -> FieldProblem {
     (field.to_string(), message.into())
+}
+
+/// Parses an optional `horizon_days`: absent or null → `None` (chosen from the data).
+pub fn parse_horizon(v: Option<&Value>, out: &mut Vec<FieldProblem>) -> Option<u32> {
+    match v {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(d @ 1..=365) => Some(d as u32),
+            _ => {
+                out.push(p(
+                    "horizon_days",
+                    format!(
+                        "must be a whole number of days from 1 to 365, or omitted to choose it from the data; got {v}"
+                    ),
+                ));
+                None
+            }
+        },
+    }
 }
 
 /// Parses a target object: `{"item_id"}` or `{"column","value"}`.
@@ -126,19 +151,7 @@ impl AudienceSpec {
                 }
             },
         };
-        let horizon_days = match obj.get("horizon_days") {
-            None => DEFAULT_HORIZON_DAYS,
-            Some(v) => match v.as_u64() {
-                Some(d @ 1..=365) => d as u32,
-                _ => {
-                    out.push(p(
-                        "horizon_days",
-                        format!("must be a whole number of days from 1 to 365; got {v}"),
-                    ));
-                    DEFAULT_HORIZON_DAYS
-                }
-            },
-        };
+        let horizon_days = parse_horizon(obj.get("horizon_days"), &mut out);
         let control_percent = match obj.get("control_percent") {
             None => 0.0,
             Some(v) => match v.as_f64() {
@@ -272,5 +285,33 @@ impl Target {
             Target::Item { item_id } => json!({"item_id": item_id}),
             Target::Column { column, value } => json!({"column": column, "value": value}),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_omitted_horizon_is_left_to_the_data_and_a_given_one_kept() {
+        let base =
+            json!({"name": "a", "target": {"item_id": "sku-1"}, "max_size": {"percent": 20}});
+        let spec = AudienceSpec::parse(&base).expect("valid");
+        assert_eq!(spec.horizon_days, None);
+        let mut given = base.clone();
+        given["horizon_days"] = json!(14);
+        assert_eq!(
+            AudienceSpec::parse(&given).expect("valid").horizon_days,
+            Some(14)
+        );
+        given["horizon_days"] = json!(0);
+        let problems = AudienceSpec::parse(&given).expect_err("0 days");
+        assert_eq!(problems[0].0, "horizon_days");
+        // Specs stored before the horizon could be left out still decode.
+        let stored = json!({"name": "a", "target": {"item_id": "sku-1"},
+            "max_size": {"percent": 20}, "horizon_days": 30, "control_percent": 0.0,
+            "destinations": []});
+        let spec: AudienceSpec = serde_json::from_value(stored).expect("stored spec");
+        assert_eq!(spec.horizon_days, Some(30));
     }
 }

@@ -16,6 +16,7 @@ use affinity_core::item_catalog::ItemCatalog;
 use affinity_core::timestamp::format_millis;
 use affinity_model::propensity::{
     AudienceOptions, AudienceScores, Contribution, CurvePoint, PropensityContext, PropensityModel,
+    choose_horizon,
 };
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{AudienceRecord, AudienceStore, CatalogStore, Member, StoreError};
@@ -80,7 +81,43 @@ pub struct BacktestWindow {
     /// RFC 3339, as shown (stored estimates have always kept them so).
     pub from: String,
     pub to: String,
+    /// The horizon used: the audience's own, or chosen from the data.
     pub horizon_days: u32,
+    /// `given` or `from_data`; None in estimates stored before horizons were chosen.
+    #[serde(default)]
+    pub horizon_source: Option<String>,
+    /// How a horizon chosen from the data was chosen.
+    #[serde(default)]
+    pub horizon_reason: Option<String>,
+}
+
+/// The horizon an audience is computed at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Horizon {
+    pub days: u32,
+    /// `given` or `from_data`.
+    pub source: &'static str,
+    pub reason: Option<String>,
+}
+
+/// The audience's own horizon, or one chosen from the store's rhythm with the target
+/// (`propensity::choose_horizon`: one pass over the target's interactions, no model fit).
+pub fn resolve_horizon(model: &ServingModel, items: &[u32], given: Option<u32>) -> Horizon {
+    match given {
+        Some(days) => Horizon {
+            days,
+            source: "given",
+            reason: None,
+        },
+        None => {
+            let choice = choose_horizon(&model.catalog, items);
+            Horizon {
+                days: choice.horizon_days,
+                source: "from_data",
+                reason: Some(choice.reason),
+            }
+        }
+    }
 }
 
 /// How good an audience is expected to be at its size, and what it was computed from. Stored
@@ -187,10 +224,11 @@ fn target_items(catalog: &ItemCatalog, target: &Target) -> Result<Vec<u32>> {
 fn score(
     model: &ServingModel,
     items: &[u32],
-    horizon_days: u32,
+    horizon_days: Option<u32>,
     seed: u64,
-) -> Result<(Arc<PropensityContext>, AudienceScores)> {
-    let context = model.propensity(horizon_days)?;
+) -> Result<(Arc<PropensityContext>, AudienceScores, Horizon)> {
+    let horizon = resolve_horizon(model, items, horizon_days);
+    let context = model.propensity(horizon.days)?;
     let scores = context.audience(
         items,
         &AudienceOptions {
@@ -198,7 +236,7 @@ fn score(
             ..AudienceOptions::default()
         },
     )?;
-    Ok((context, scores))
+    Ok((context, scores, horizon))
 }
 
 /// The curve's expectation at `fraction` of scored users, linearly between its points.
@@ -235,7 +273,7 @@ pub fn compute(
     items: &[u32],
     seed: u64,
 ) -> Result<Computed> {
-    let (context, scores) = score(model, items, spec.horizon_days, seed)?;
+    let (context, scores, horizon) = score(model, items, spec.horizon_days, seed)?;
     let scored = scores.ranked.len();
     let wanted = spec.wanted(scored);
     let floor = match &scores.model {
@@ -299,7 +337,9 @@ pub fn compute(
         backtest: BacktestWindow {
             from: format_millis(context.backtest_time()),
             to: format_millis(context.as_of()),
-            horizon_days: spec.horizon_days,
+            horizon_days: horizon.days,
+            horizon_source: Some(horizon.source.to_string()),
+            horizon_reason: horizon.reason,
         },
         scored_users: scored,
         target_items: items.len(),
@@ -436,7 +476,12 @@ fn explain(
         return Ok(Explanation::NotInCatalog);
     };
     let items = target_items(catalog, &spec.target)?;
-    let context = model.propensity(spec.horizon_days)?;
+    // The horizon the estimate's model was fitted at (features such as "recent" depend on it).
+    let horizon_days = match estimate {
+        Some(e) => e.backtest.horizon_days,
+        None => resolve_horizon(model, &items, spec.horizon_days).days,
+    };
+    let context = model.propensity(horizon_days)?;
     let contributions = match estimate.and_then(|e| e.model.as_ref()) {
         Some(m) => Some(m.contributions(&context.features(&items, user)?)?),
         None => None,
@@ -492,7 +537,9 @@ fn explain(
 #[derive(Debug, Clone)]
 pub struct Preview {
     pub target: Target,
+    /// The horizon used (given, or chosen from the data: then `horizon_reason` says how).
     pub horizon_days: u32,
+    pub horizon_reason: Option<String>,
     pub target_items: usize,
     pub scores: AudienceScores,
     pub at_20_percent: Option<Expectation>,
@@ -670,20 +717,26 @@ impl Engine {
         Ok((member, why.0, why.1))
     }
 
-    /// The whole size curve for `target` at `horizon_days`, computed by a preview worker (or
-    /// refused with [`EngineError::Busy`] when the preview queue is full).
-    pub async fn preview_audience(&self, target: Target, horizon_days: u32) -> Result<Preview> {
+    /// The whole size curve for `target` at `horizon_days` (chosen from the data if `None`),
+    /// computed by a preview worker (or refused with [`EngineError::Busy`] when the preview
+    /// queue is full).
+    pub async fn preview_audience(
+        &self,
+        target: Target,
+        horizon_days: Option<u32>,
+    ) -> Result<Preview> {
         let model = self.serving()?;
         let seed = self.config.seed;
         let ticket = self.previews.admit()?;
         ticket
             .run(None, move || {
                 let items = target_items(&model.catalog, &target)?;
-                let (_, scores) = score(&model, &items, horizon_days, seed)?;
+                let (_, scores, horizon) = score(&model, &items, horizon_days, seed)?;
                 Ok(Preview {
                     at_20_percent: expectation_at(&scores.curve, 0.2),
                     target,
-                    horizon_days,
+                    horizon_days: horizon.days,
+                    horizon_reason: horizon.reason,
                     target_items: items.len(),
                     scores,
                 })

@@ -4,7 +4,7 @@
 # lift@20% and AP of the learned ranking, the served one (after the best-of-heuristics
 # guard) and each heuristic. This is a benchmark, not a test.
 #
-# Usage: bench/audiences_repeat.sh [--users N] [--items N] [--events N] [--seed N]
+# Usage: bench/audiences_repeat.sh [--users N] [--items N] [--events N] [--seed N] [--internal-only]
 #        [--horizon-days N] [--products N] [--brands N]
 # Environment: THREADS (2).
 set -euo pipefail

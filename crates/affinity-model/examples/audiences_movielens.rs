@@ -16,7 +16,8 @@
 //! cutoff) is what `--internal-only` prints, and the only thing parameters were tuned on.
 //!
 //! Usage: `audiences_movielens --data DIR [--horizon-days N] [--factors F] [--alpha A]
-//! [--regularization R] [--iterations I] [--l2 L] [--internal-only]`. Without
+//! [--regularization R] [--iterations I] [--internal-only]` and the learner flags of
+//! `support/audience_flags.rs` (`--learner`, `--l2`, `--depth`, ...). Without
 //! `--horizon-days`, the horizon is the length of the predicted window (cutoff to the last
 //! event), rounded up to whole days: the question the protocol asks.
 
@@ -35,6 +36,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
+#[path = "support/audience_flags.rs"]
+mod audience_flags;
 #[path = "support/flags.rs"]
 mod flags;
 
@@ -99,10 +102,7 @@ fn main() -> AnyResult<()> {
     if let Some(v) = flags.get("iterations") {
         params.als.iterations = v.parse()?;
     }
-    let mut options = AudienceOptions::default();
-    if let Some(v) = flags.get("l2") {
-        options.l2 = v.parse()?;
-    }
+    let options = audience_flags::audience_options(&flags)?;
 
     println!(
         "data: {} ratings; cutoff {} (80% quantile); catalog: {} ratings, {n_users} users, {} movies; predicted window {window_days} days; threads {}",
@@ -113,7 +113,7 @@ fn main() -> AnyResult<()> {
         rayon::current_num_threads()
     );
     println!(
-        "model: horizon {} days (backtest {} → {}), ALS factors {} alpha {} regularization {} iterations {}, logistic l2 {}",
+        "model: horizon {} days (backtest {} → {}), ALS factors {} alpha {} regularization {} iterations {}, {}",
         params.horizon_days,
         affinity_core::timestamp::format_millis(
             catalog.as_of - i64::from(params.horizon_days) * 86_400_000
@@ -123,7 +123,7 @@ fn main() -> AnyResult<()> {
         params.als.alpha,
         params.als.regularization,
         params.als.iterations,
-        options.l2
+        audience_flags::describe(&options)
     );
 
     let started = Instant::now();

@@ -15,7 +15,9 @@
 //! its default options) and each heuristic, computed here from the catalog.
 //!
 //! Usage: `audiences_repeat [--users N] [--items N] [--events N] [--seed N]
-//! [--horizon-days N] [--products N] [--brands N]`.
+//! [--horizon-days N|auto] [--products N] [--brands N] [--internal-only]` and the learner flags
+//! of `support/audience_flags.rs`. `--internal-only` prints only the learned ranking's own
+//! backtest estimate (what tuning may look at) and reads no evaluation labels.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::error::Error;
@@ -25,12 +27,16 @@ use affinity_core::catalog::CatalogConfig;
 use affinity_core::item_catalog::{CatalogBuilder, ItemCatalog};
 use affinity_core::synthetic::{Generator, RepeatPurchases, SyntheticSpec};
 use affinity_core::timestamp::parse_millis;
-use affinity_model::propensity::{AudienceOptions, PropensityContext, PropensityParams};
+use affinity_model::propensity::{
+    AudienceOptions, PropensityContext, PropensityParams, choose_horizon,
+};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
+#[path = "support/audience_flags.rs"]
+mod audience_flags;
 #[path = "support/flags.rs"]
 mod flags;
 
@@ -38,6 +44,8 @@ type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const DAY_MS: i64 = 86_400_000;
 const TOP: f64 = 0.20;
+/// With `--horizon-days auto`: days of data kept after the cutoff to evaluate on.
+const AUTO_WINDOW_DAYS: u32 = 30;
 
 struct Order {
     profile: i64,
@@ -60,10 +68,20 @@ const FIRST_BASELINE: usize = 3;
 
 fn main() -> AnyResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = flags::parse(&args)?;
+    let flags = flags::parse_allowing_switches(&args)?;
+    let internal_only = flags.contains_key("internal-only");
+    let options = audience_flags::audience_options(&flags)?;
     let get =
         |k: &str, d: u64| -> AnyResult<u64> { Ok(flags.get(k).map_or(Ok(d), |v| v.parse())?) };
-    let horizon = get("horizon-days", 30)? as u32;
+    // `--horizon-days auto`: each audience's horizon is chosen from the catalog as the API
+    // does when `horizon_days` is not given (`choose_horizon`), capped at the 30 days of data
+    // after the cutoff, and each target is evaluated on its own window (cutoff, cutoff + h].
+    let auto_horizon = flags.get("horizon-days").is_some_and(|v| v == "auto");
+    let horizon = if auto_horizon {
+        AUTO_WINDOW_DAYS
+    } else {
+        get("horizon-days", 30)? as u32
+    };
     let spec = SyntheticSpec {
         users: get("users", 20_000)? as u32,
         items: get("items", 3_000)? as u32,
@@ -133,17 +151,9 @@ fn main() -> AnyResult<()> {
         rayon::current_num_threads()
     );
 
-    let params = PropensityParams {
-        horizon_days: horizon,
-        ..PropensityParams::default()
-    };
-    let started = Instant::now();
-    let context = PropensityContext::build(&catalog, &params)?;
-    println!("context build {:.1} s", started.elapsed().as_secs_f64());
-    let baselines = Baselines::new(&catalog, cutoff, horizon);
-
-    // The future: who ordered which item in the window.
-    let mut bought: Vec<(u32, u32)> = Vec::new();
+    println!("model: {}", audience_flags::describe(&options));
+    // The future: who ordered which item in the window, and when.
+    let mut bought: Vec<(u32, u32, i64)> = Vec::new();
     for o in orders.iter().filter(|o| o.timestamp >= cutoff) {
         let Some(u) = catalog.user_index(o.profile) else {
             continue;
@@ -153,7 +163,7 @@ fn main() -> AnyResult<()> {
                 .as_str()
                 .and_then(|id| catalog.item_index(id))
             {
-                bought.push((u, i));
+                bought.push((u, i, o.timestamp));
             }
         }
     }
@@ -192,22 +202,73 @@ fn main() -> AnyResult<()> {
     let mut sums: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
     let mut counted: BTreeMap<&str, usize> = BTreeMap::new();
     let mut served_by: BTreeMap<(&str, String), usize> = BTreeMap::new();
+    let mut horizons: BTreeMap<(&str, u32), usize> = BTreeMap::new();
     let mut seconds = 0f64;
-    for (kind, name, items) in &targets {
+    // The learned ranking's own cross-fitted backtest estimate (before the cutoff): what
+    // tuning may look at. kind → (lift@20%, AP, targets with backtest positives).
+    let mut internal: BTreeMap<&str, (f64, f64, usize)> = BTreeMap::new();
+    let target_horizon: Vec<u32> = targets
+        .iter()
+        .map(|(_, _, items)| {
+            if auto_horizon {
+                choose_horizon(&catalog, items)
+                    .horizon_days
+                    .min(AUTO_WINDOW_DAYS)
+            } else {
+                horizon
+            }
+        })
+        .collect();
+    // One context (and one set of baselines) per horizon used, as the engine caches them.
+    let mut contexts: BTreeMap<u32, (PropensityContext, Baselines)> = BTreeMap::new();
+    for &h in &target_horizon {
+        if contexts.contains_key(&h) {
+            continue;
+        }
+        let params = PropensityParams {
+            horizon_days: h,
+            ..PropensityParams::default()
+        };
+        let started = Instant::now();
+        let context = PropensityContext::build(&catalog, &params)?;
+        println!(
+            "context build ({h}-day horizon) {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        contexts.insert(h, (context, Baselines::new(&catalog, cutoff, h)));
+    }
+    for ((kind, name, items), &h) in targets.iter().zip(&target_horizon) {
+        *horizons.entry((kind, h)).or_default() += 1;
+        let (context, baselines) = &contexts[&h];
+        let until = cutoff + i64::from(h) * DAY_MS;
         let started = Instant::now();
         let learned = context.audience(
             items,
             &AudienceOptions {
                 best_of_heuristics: false,
-                ..AudienceOptions::default()
+                ..options.clone()
             },
         )?;
-        let served = context.audience(items, &AudienceOptions::default())?;
+        if learned.positives_in_backtest > 0 {
+            let e = internal.entry(kind).or_default();
+            e.0 += learned
+                .curve
+                .iter()
+                .find(|p| (p.fraction - TOP).abs() < 1e-9)
+                .map_or(0.0, |p| p.lift);
+            e.1 += learned.average_precision;
+            e.2 += 1;
+        }
+        if internal_only {
+            seconds += started.elapsed().as_secs_f64();
+            continue;
+        }
+        let served = context.audience(items, &options)?;
         seconds += started.elapsed().as_secs_f64();
         let in_target: HashSet<u32> = items.iter().copied().collect();
         let mut positive = vec![false; n_users];
-        for &(u, i) in &bought {
-            if in_target.contains(&i) {
+        for &(u, i, t) in &bought {
+            if t < until && in_target.contains(&i) {
                 positive[u as usize] = true;
             }
         }
@@ -235,6 +296,13 @@ fn main() -> AnyResult<()> {
         let _ = name;
     }
 
+    println!(
+        "\nthe learned ranking's own 2-fold backtest before the cutoff (no evaluation labels read): mean lift@20% / AP"
+    );
+    for (kind, (lift, ap, n)) in &internal {
+        let n = (*n).max(1) as f64;
+        println!("  {kind:<9} {:>5.2}  {:.3}", lift / n, ap / n);
+    }
     for (kind, row) in &sums {
         let n = counted[kind] as f64;
         println!("\n{kind} audiences ({n} targets with positives): mean lift@20% / AP");
@@ -263,6 +331,7 @@ fn main() -> AnyResult<()> {
         }
     }
     println!("\nserved rankings: {served_by:?}");
+    println!("horizons (kind, days): targets {horizons:?}");
     println!(
         "time: {} targets, {:.2} s of audiences (learned + served each)",
         targets.len(),

@@ -5,12 +5,10 @@ use rayon::prelude::*;
 
 use super::backtest::{self, Evaluation, Folds, Scored};
 use super::context::PropensityContext;
-use super::features::{FEATURE_NAMES, N_FEATURES, TargetView, col, engaged_between};
+use super::features::{N_FEATURES, TargetView, col, engaged_between};
 use super::guard::{self, CF_AFFINITY, HEURISTICS, Heuristic, LEARNED};
-use super::logistic::{Logistic, Sample};
-use super::{
-    AudienceOptions, AudienceScores, Contribution, FeatureWeight, PropensityModel, RankingChoice,
-};
+use super::learner::{self, Learned, row};
+use super::{AudienceOptions, AudienceScores, Contribution, RankingChoice};
 use crate::error::{ModelError, Result};
 
 /// Users per parallel scoring task.
@@ -79,28 +77,18 @@ impl PropensityContext {
             options.max_training_users,
             options.seed,
         );
-        let mut evaluations = Vec::with_capacity(2);
-        for held_out in 0..2 {
-            let train = &folds.members[1 - held_out];
-            let model = fit(&x_past, &labels, train, options.l2);
-            let scored = folds.members[held_out]
-                .iter()
-                .map(|&(user, weight)| Scored {
-                    user,
-                    score: model.predict(row(&x_past, user)),
-                    positive: labels[user as usize],
-                    weight,
-                })
-                .collect();
-            evaluations.extend(backtest::evaluate(scored));
-        }
-
-        let all: Vec<(u32, f64)> = {
-            let mut v: Vec<(u32, f64)> = folds.members.iter().flatten().copied().collect();
-            v.sort_unstable_by_key(|&(u, _)| u);
-            v
-        };
-        let model = fit(&x_past, &labels, &all, options.l2);
+        let Learned {
+            learner: model,
+            evaluations,
+            model: description,
+        } = learner::learn(
+            &x_past,
+            &labels,
+            &folds,
+            options.l2,
+            options.learner,
+            &options.boosting,
+        );
         let (served, ranking, served_evaluations) = self.guard(
             (LEARNED, evaluations),
             &x_past,
@@ -136,7 +124,7 @@ impl PropensityContext {
                 average_precision: backtest::mean_average_precision(&served_evaluations),
                 positives_in_backtest: positives.len(),
                 eligible_in_backtest: eligible,
-                model: Some(describe(&model, &all, &labels, options.l2)),
+                model: Some(description),
                 fallback_reason: None,
                 ranking,
             });
@@ -305,45 +293,5 @@ impl PropensityContext {
             fallback_reason: Some(reason),
             ranking,
         }
-    }
-}
-
-fn row(x: &[f32], user: u32) -> &[f32] {
-    let u = user as usize;
-    &x[u * N_FEATURES..(u + 1) * N_FEATURES]
-}
-
-fn fit(x: &[f32], labels: &[bool], members: &[(u32, f64)], l2: f64) -> Logistic {
-    let rows: Vec<u32> = members.iter().map(|m| m.0).collect();
-    let w: Vec<f64> = members.iter().map(|m| m.1).collect();
-    Logistic::fit(
-        &Sample {
-            x,
-            d: N_FEATURES,
-            rows: &rows,
-            y: labels,
-            w: &w,
-        },
-        l2,
-    )
-}
-
-fn describe(m: &Logistic, members: &[(u32, f64)], labels: &[bool], l2: f64) -> PropensityModel {
-    PropensityModel {
-        family: "logistic_regression".to_string(),
-        intercept: m.intercept,
-        features: FEATURE_NAMES
-            .iter()
-            .enumerate()
-            .map(|(k, name)| FeatureWeight {
-                name: (*name).to_string(),
-                coefficient: m.coef[k],
-                mean: m.mean[k],
-                std: m.std[k],
-            })
-            .collect(),
-        l2,
-        training_users: members.len(),
-        training_positives: members.iter().filter(|m| labels[m.0 as usize]).count(),
     }
 }

@@ -20,9 +20,12 @@
 
 mod audience;
 mod backtest;
+mod boosting;
 mod context;
 mod features;
 mod guard;
+mod horizon;
+mod learner;
 mod logistic;
 
 use serde::{Deserialize, Serialize};
@@ -31,8 +34,11 @@ use crate::als::AlsParams;
 use crate::error::{ModelError, Result};
 
 pub use backtest::FRACTIONS;
+pub use boosting::{BoostParams, Ensemble, Node, Tree};
 pub use context::PropensityContext;
 pub use features::FEATURE_NAMES;
+pub use horizon::{FALLBACK_HORIZON_DAYS, HORIZON_CANDIDATES, HorizonChoice, choose_horizon};
+pub use learner::LearnerChoice;
 
 /// Parameters of [`PropensityContext::build`]: fixed per training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,6 +105,10 @@ pub struct AudienceOptions {
     /// backtest. Off, the learned ranking always serves (the competitors are still measured
     /// and reported): for benchmarks that score the learner itself.
     pub best_of_heuristics: bool,
+    /// Which learners compete for the learned ranking (both by default).
+    pub learner: LearnerChoice,
+    /// The gradient-boosted trees' knobs.
+    pub boosting: BoostParams,
 }
 
 impl Default for AudienceOptions {
@@ -109,6 +119,8 @@ impl Default for AudienceOptions {
             min_positives: 10,
             max_training_users: 250_000,
             best_of_heuristics: true,
+            learner: LearnerChoice::Auto,
+            boosting: BoostParams::default(),
         }
     }
 }
@@ -130,7 +142,7 @@ impl AudienceOptions {
         if self.max_training_users < 100 {
             return bad("max_training_users", "must be at least 100");
         }
-        Ok(())
+        self.boosting.validate()
     }
 }
 
@@ -159,7 +171,10 @@ pub struct FeatureWeight {
     pub std: f64,
 }
 
-/// A fitted propensity model: logistic regression on standardized features.
+/// A fitted propensity model: `logistic_regression` on standardized features, or
+/// `gradient_boosted_trees` (then `trees` holds the ensemble, `intercept` is the log-odds
+/// every user starts from, each feature's `coefficient` is its share of the splits and `l2`
+/// the penalty on leaf values).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PropensityModel {
     pub family: String,
@@ -169,6 +184,12 @@ pub struct PropensityModel {
     /// Users the final fit saw (after any sampling of negatives) and positives among them.
     pub training_users: usize,
     pub training_positives: usize,
+    /// The trees of a `gradient_boosted_trees` model (absent in models stored before them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trees: Option<Ensemble>,
+    /// Why this learner: the cross-fitted figures of the learners that competed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_because: Option<String>,
 }
 
 /// One feature's part in one user's score.
@@ -193,6 +214,24 @@ impl PropensityModel {
                 expected: FEATURE_NAMES.len(),
                 got: raw.len(),
             });
+        }
+        if let Some(trees) = &self.trees {
+            // Path attribution: each split's change of the node value goes to its feature.
+            let parts = trees.contributions(raw, FEATURE_NAMES.len());
+            return Ok(self
+                .features
+                .iter()
+                .filter_map(|f| {
+                    let k = FEATURE_NAMES.iter().position(|n| *n == f.name)?;
+                    let x = f64::from(raw[k]);
+                    Some(Contribution {
+                        feature: f.name.clone(),
+                        value: x,
+                        standardized: (x - f.mean) / f.std,
+                        contribution: parts[k],
+                    })
+                })
+                .collect());
         }
         // By name, not position: a model stored before features were added still explains.
         self.features

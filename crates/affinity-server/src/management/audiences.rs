@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use affinity_core::audience::{AudienceSpec, DEFAULT_HORIZON_DAYS, MaxSize, Target, parse_target};
+use affinity_core::audience::{AudienceSpec, MaxSize, Target, parse_horizon, parse_target};
 use affinity_core::timestamp::format_millis;
 use affinity_engine::audiences::{
     Audience, AudienceEstimate, Expectation, Explanation, RankingChoice, SnapshotChanges,
@@ -33,7 +33,9 @@ pub struct AudienceBody {
     name: String,
     target: Target,
     max_size: MaxSize,
-    horizon_days: u32,
+    /// The audience's own horizon, or (when it left it to the data) the one its latest
+    /// estimate used; null while a data-chosen horizon is first being computed.
+    horizon_days: Option<u32>,
     control_percent: f64,
     destinations: Vec<String>,
     status: &'static str,
@@ -54,7 +56,10 @@ impl From<Audience> for AudienceBody {
             name: a.name,
             target: a.spec.target,
             max_size: a.spec.max_size,
-            horizon_days: a.spec.horizon_days,
+            horizon_days: a
+                .spec
+                .horizon_days
+                .or(a.estimate.as_ref().map(|e| e.backtest.horizon_days)),
             control_percent: a.spec.control_percent,
             destinations: a.spec.destinations,
             status: a.status.as_str(),
@@ -149,6 +154,11 @@ struct BacktestBody {
     from: String,
     to: String,
     horizon_days: u32,
+    /// `given` or `from_data` (absent in estimates stored before horizons were chosen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    horizon_source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    horizon_reason: Option<String>,
 }
 
 /// The audience's fitted ranking model.
@@ -160,6 +170,12 @@ struct ModelBody {
     l2: f64,
     training_users: usize,
     training_positives: usize,
+    /// Trees of a `gradient_boosted_trees` model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trees: Option<usize>,
+    /// The cross-fitted figures of the learners that competed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chosen_because: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -188,6 +204,8 @@ impl From<PropensityModel> for ModelBody {
             l2: m.l2,
             training_users: m.training_users,
             training_positives: m.training_positives,
+            trees: m.trees.map(|t| t.trees.len()),
+            chosen_because: m.chosen_because,
         }
     }
 }
@@ -205,6 +223,8 @@ impl From<AudienceEstimate> for EstimateBody {
                 from: e.backtest.from,
                 to: e.backtest.to,
                 horizon_days: e.backtest.horizon_days,
+                horizon_source: e.backtest.horizon_source,
+                horizon_reason: e.backtest.horizon_reason,
             },
             scored_users: e.scored_users,
             target_items: e.target_items,
@@ -469,6 +489,9 @@ const PREVIEW_FIELDS: [&str; 2] = ["target", "horizon_days"];
 pub struct PreviewBody {
     target: Target,
     horizon_days: u32,
+    /// How the horizon was chosen from the data, when the request did not give one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    horizon_reason: Option<String>,
     scored_users: usize,
     target_items: usize,
     base_rate: f64,
@@ -520,19 +543,7 @@ pub async fn preview(
         }
     }
     let target = parse_target(body.get("target"), &mut problems);
-    let horizon_days = match body.get("horizon_days") {
-        None => DEFAULT_HORIZON_DAYS,
-        Some(v) => match v.as_u64() {
-            Some(d @ 1..=365) => d as u32,
-            _ => {
-                problems.push((
-                    "horizon_days".into(),
-                    format!("must be a whole number of days from 1 to 365; got {v}"),
-                ));
-                DEFAULT_HORIZON_DAYS
-            }
-        },
-    };
+    let horizon_days = parse_horizon(body.get("horizon_days"), &mut problems);
     let Some(target) = target.filter(|_| problems.is_empty()) else {
         return Err(invalid(problems));
     };
@@ -540,6 +551,7 @@ pub async fn preview(
     Ok(Json(PreviewBody {
         target: preview.target,
         horizon_days: preview.horizon_days,
+        horizon_reason: preview.horizon_reason,
         scored_users: preview.scores.ranked.len(),
         target_items: preview.target_items,
         base_rate: preview.scores.base_rate,

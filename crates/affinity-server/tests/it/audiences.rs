@@ -131,6 +131,22 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
         estimate["lift"].as_f64().expect("lift") > 1.0,
         "a learned audience beats random: {estimate}"
     );
+    // No horizon_days in the request: chosen from the data, said so, and shown on the audience.
+    let backtest = &estimate["backtest"];
+    assert_eq!(backtest["horizon_source"], "from_data", "{backtest}");
+    assert!(
+        backtest["horizon_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("horizon_days was not given")),
+        "{backtest}"
+    );
+    let horizon = backtest["horizon_days"].as_u64().expect("horizon");
+    assert!([7, 14, 30, 60, 90].contains(&horizon), "{backtest}");
+    assert_eq!(
+        audience["horizon_days"].as_u64(),
+        Some(horizon),
+        "{audience}"
+    );
     // The best-of-heuristics guard: which ranking serves, why, and every competitor's
     // backtest figures, the served one's being the estimate's.
     let ranking = &estimate["ranking"];
