@@ -704,7 +704,12 @@ impl Engine {
         let profile = member.profile_id;
         // With the horizon's context held, an explanation takes milliseconds; without it, it
         // fits one (seconds to minutes), so it waits its turn with the previews.
-        let cached = model.has_propensity(audience.spec.horizon_days);
+        // The horizon the estimate was fitted at; without an estimate (not computed yet) the
+        // explanation resolves it itself and may need to fit.
+        let cached = audience
+            .estimate
+            .as_ref()
+            .is_some_and(|e| model.has_propensity(e.backtest.horizon_days));
         let job = move || {
             explain(&model, &audience.spec, audience.estimate.as_ref(), profile)
                 .map(|w| (w, model.record.id))

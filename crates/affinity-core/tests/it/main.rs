@@ -206,6 +206,9 @@ fn a_write_key_in_the_body_is_not_kept_in_the_raw_text() {
     assert_eq!(
         Message::parse(twice, None, 1).expect("valid").raw,
         r#"{"type":"track","userId":"u","event":"E"}"#
+    );
+}
+
 #[test]
 fn event_time_follows_segments_clock_skew_rule() {
     let received = affinity_core::timestamp::parse_millis("2026-06-01T12:00:00Z").expect("valid");
