@@ -26,7 +26,20 @@
 //!
 //! Which of the two, with which weight and half-life, is chosen by the training pipeline on
 //! a holdout of each user's latest engagements, re-engagements included (see
-//! [`crate::training`]).
+//! [`crate::training`]). Measured there (NDCG@10, known items allowed):
+//!
+//! - MovieLens 100K (80% of each user's ratings, `bench/recommendations_movielens.sh`, seed
+//!   0; no held-out rating is a re-engagement): EASE as it scores known items 0.029, known
+//!   items last 0.084, the best re-scoring 0.023. Served: last. With the endpoint's
+//!   defaults, no seen movie is in any top 10 on the five seeds, and the lists with
+//!   `exclude_interacted=true` are EASE's, as before (0.4458 mean NDCG@10, EASE 0.4446).
+//! - The synthetic repeat-purchase shop (`bench/recommendations_repeat.sh`, seed 0; 44% of
+//!   held-out items were re-buys): ALS as it scores them 0.370, re-scored (weight 64, no
+//!   decay) 0.451, last 0.049. Served: re-scored; on the held-out last orders through the
+//!   API it gives NDCG@10 0.432 against 0.421 for "most often bought, then popularity"
+//!   (three seeds). The weight is the largest tried: known items first by count, ALS
+//!   ordering ties and filling the list; decay lost there because staples run on steady
+//!   cycles and nobody stops buying them.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -13,7 +13,15 @@
 //! 4. Under the per-user time holdout, when the best candidates are statistically
 //!    indistinguishable (see [`TIE_SIGMAS`]), break the tie on a second, independent view
 //!    of the data: a seeded random per-user holdout, for the tied candidates only.
-//! 5. Refit the best on all data as of `as_of` and serve it, with popularity kept as the
+//! 5. Under the per-user time holdout, hold out each user's newest engagements a second
+//!    time, re-engagements included (the next-items holdout, [`NextHoldout`]), and score
+//!    every candidate there with known items *allowed*: what the endpoint serves by default.
+//!    The first holdout answers "what will they discover next" (lists without known items),
+//!    this one "what will they engage with next". On it, decide where the chosen model puts
+//!    each user's known items: as it scores them, after every new item, or re-scored by the
+//!    user's own decayed engagement count ([`Repeat`]). The chosen model itself is kept, so
+//!    lists without known items are exactly what step 2-4 chose.
+//! 6. Refit the best on all data as of `as_of` and serve it, with popularity kept as the
 //!    fallback for users the model has never seen.
 //!
 //! Deterministic for (catalog, options): candidates are fitted with seeds from the options,
@@ -688,7 +696,7 @@ fn next_split(
     }
     if test.is_empty() {
         return Err(format!(
-            "no user has the {USER_TIME_MIN_ITEMS} distinct items needed to hold some out"
+            "no user has the {USER_TIME_MIN_ITEMS} distinct items, engaged with at more than one time, needed to hold their newest out"
         ));
     }
     let reengaged_share = reengaged as f64 / test.len() as f64;
