@@ -58,6 +58,7 @@ done
 echo
 echo "MovieLens 100K, per-user random 80/20 split, NDCG@10 on the held-out 20% (seen items excluded)"
 $py $helper table "${rows[@]}"
-echo "product: the served default (as a customer would get it); EASE250 and pop: fitted on the same 80%"
+echo "product: the served default model (as a customer would get it), seen items excluded; EASE250 and pop: fitted on the same 80%"
+echo "default: the same model's NDCG@10 with the endpoint's defaults (seen items allowed); seen: share of seen movies in those lists"
 echo "machine: $(nproc) cores; load avg after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "rerun: bench/recommendations_movielens.sh \"$seeds\""

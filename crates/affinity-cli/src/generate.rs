@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use affinity_core::synthetic::{Generator, SyntheticSpec};
+use affinity_core::synthetic::{Generator, RepeatPurchases, SyntheticSpec};
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -27,6 +27,72 @@ pub struct GenerateArgs {
     /// Days the events span, ending at 2026-01-01.
     #[arg(long, default_value_t = 90)]
     days: u32,
+    /// Add repeat purchases: a share of shoppers re-buy a few staples, each on its own cycle
+    /// (single-product `Order Completed` orders on top of `--events`; the other messages are
+    /// unchanged). The `--repeat-*` flags tune them and imply `--repeat`.
+    #[arg(long)]
+    repeat: bool,
+    /// Share of users with staples (0–1).
+    #[arg(long, value_name = "SHARE")]
+    repeat_share: Option<f64>,
+    /// Staples per such user: 1 to this many.
+    #[arg(long, value_name = "N")]
+    repeat_max_staples: Option<u32>,
+    /// Shortest re-buy cycle, in days.
+    #[arg(long, value_name = "DAYS")]
+    repeat_min_cycle_days: Option<u32>,
+    /// Longest re-buy cycle, in days.
+    #[arg(long, value_name = "DAYS")]
+    repeat_max_cycle_days: Option<u32>,
+    /// Probability that a staple is of the shopper's preferred brand (0–1).
+    #[arg(long, value_name = "P")]
+    repeat_brand_loyalty: Option<f64>,
+    /// Probability that a due re-buy is skipped (0–1).
+    #[arg(long, value_name = "P")]
+    repeat_skip: Option<f64>,
+}
+
+impl GenerateArgs {
+    /// The repeat purchases asked for, if any; shares and probabilities must lie in 0–1.
+    fn repeat(&self) -> anyhow::Result<Option<RepeatPurchases>> {
+        let on = self.repeat
+            || self.repeat_share.is_some()
+            || self.repeat_max_staples.is_some()
+            || self.repeat_min_cycle_days.is_some()
+            || self.repeat_max_cycle_days.is_some()
+            || self.repeat_brand_loyalty.is_some()
+            || self.repeat_skip.is_some();
+        if !on {
+            return Ok(None);
+        }
+        for (flag, value) in [
+            ("--repeat-share", self.repeat_share),
+            ("--repeat-brand-loyalty", self.repeat_brand_loyalty),
+            ("--repeat-skip", self.repeat_skip),
+        ] {
+            if let Some(v) = value.filter(|v| !(0.0..=1.0).contains(v)) {
+                anyhow::bail!("{flag} must be between 0 and 1, got {v}");
+            }
+        }
+        let d = RepeatPurchases::default();
+        let r = RepeatPurchases {
+            share_of_users: self.repeat_share.unwrap_or(d.share_of_users),
+            max_staples: self.repeat_max_staples.unwrap_or(d.max_staples),
+            min_cycle_days: self.repeat_min_cycle_days.unwrap_or(d.min_cycle_days),
+            max_cycle_days: self.repeat_max_cycle_days.unwrap_or(d.max_cycle_days),
+            brand_loyalty: self.repeat_brand_loyalty.unwrap_or(d.brand_loyalty),
+            skip: self.repeat_skip.unwrap_or(d.skip),
+        };
+        if r.max_staples == 0 || r.min_cycle_days == 0 || r.min_cycle_days > r.max_cycle_days {
+            anyhow::bail!(
+                "repeat purchases need --repeat-max-staples ≥ 1 and 1 ≤ --repeat-min-cycle-days ≤ --repeat-max-cycle-days (got {}, {}, {})",
+                r.max_staples,
+                r.min_cycle_days,
+                r.max_cycle_days
+            );
+        }
+        Ok(Some(r))
+    }
 }
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
@@ -38,6 +104,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         events: args.events,
         seed: args.seed,
         days: args.days,
+        repeat: args.repeat()?,
         ..SyntheticSpec::default()
     };
     let out: Box<dyn Write> = if args.out.as_os_str() == "-" {

@@ -357,11 +357,17 @@ impl ItemCatalog {
     /// decay by age when configured, summed; interactions after `as_of` or beyond the lookback
     /// window are left out. Sorted by (user, item).
     pub fn weighted(&self, as_of: i64) -> Vec<(u32, u32, f32)> {
+        self.weighted_where(as_of, |_| true)
+    }
+
+    /// As [`ItemCatalog::weighted`], over the interactions whose index in `interactions`
+    /// passes `keep` (a holdout's training side).
+    pub fn weighted_where(&self, as_of: i64, keep: impl Fn(usize) -> bool) -> Vec<(u32, u32, f32)> {
         let lookback = self.config.lookback_days.map(|d| f64::from(d) * DAY_MS);
         let half_life = self.config.half_life_days.map(|d| d * DAY_MS);
         let mut sums: HashMap<(u32, u32), f64> = HashMap::new();
-        for x in &self.interactions {
-            if x.timestamp > as_of {
+        for (index, x) in self.interactions.iter().enumerate() {
+            if x.timestamp > as_of || !keep(index) {
                 continue;
             }
             let age = (as_of - x.timestamp) as f64;

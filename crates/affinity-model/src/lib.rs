@@ -5,6 +5,7 @@
 //! - [`EaseModel`]: EASE, a closed-form item-item linear model (dense; small catalogues).
 //! - [`ItemKnn`]: item-item cosine nearest neighbours (sparse; also serves "similar items").
 //! - [`Popularity`]: the non-personalized baseline.
+//! - [`repeat::Repeat`]: a user's own items re-scored by frequency and recency over a base model.
 //! - [`Recommender`]: the scoring interface both implement.
 //! - [`metrics`]: precision/recall/NDCG@k and coverage.
 //! - [`split`]: temporal and per-user random train/test splits.
@@ -28,6 +29,7 @@ mod popularity;
 pub mod propensity;
 pub mod recommend;
 mod recommender;
+pub mod repeat;
 pub mod snapshot;
 pub mod split;
 mod top_k;
@@ -41,4 +43,5 @@ pub use interactions::{Interactions, Row, Triplet};
 pub use item_knn::{ItemKnn, ItemKnnParams};
 pub use popularity::Popularity;
 pub use recommender::Recommender;
+pub use repeat::{KnownItems, Repeat};
 pub use trending::Trending;

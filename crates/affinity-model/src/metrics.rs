@@ -119,6 +119,23 @@ pub fn evaluate_per_user<R: Recommender + ?Sized>(
     })
 }
 
+/// As [`evaluate_per_user`] with the user's known items *allowed* in the lists: what the
+/// recommendations endpoint serves by default (`exclude_interacted=false`). Measured against
+/// held-out engagements that may include items the user had before (re-engagements), it
+/// answers "what will this person engage with next", where [`evaluate`] answers "what will
+/// they discover next".
+pub fn evaluate_next_per_user<R: Recommender + ?Sized>(
+    model: &R,
+    test: &Interactions,
+    k: usize,
+) -> Result<(RankingReport, Vec<f64>)> {
+    same_dims("model items", test.n_items(), model.n_items())?;
+    lists_per_user(test, k, |user| {
+        let recs = model.recommend(user, k, &[])?;
+        Ok(recs.into_iter().map(|(item, _)| item).collect())
+    })
+}
+
 /// Evaluates arbitrary recommendation lists: `lists(user)` returns the ranked
 /// ids for a user of `test`. Used to score another system's output (e.g. the
 /// Python baseline in the benchmark) with exactly the same definitions.

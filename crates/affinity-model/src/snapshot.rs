@@ -13,7 +13,9 @@
 //!                    | catalog fingerprint [32] | fit_ms u64 | chosen candidate (JSON string)
 //! recommender        tag u8, then per kind: popularity/trending: f32s; ALS: factors, users,
 //!                    items (u64 each), user f32s, item f32s; EASE: items u64, f32s, rows;
-//!                    item-kNN: items u64, rows ×3; blend: parts u32, (weight f32, recommender)…
+//!                    item-kNN: items u64, rows ×3; blend: parts u32, (weight f32, recommender)…;
+//!                    repeat: known items last (0) or re-scored (1) u8, weight f32, the
+//!                    users' known items with their personal scores (rows), base recommender
 //! arrays             length u64, then the elements; rows (sparse): ptr u64s, ids u32s, f32s
 //! ```
 //!
@@ -35,6 +37,7 @@ use affinity_core::item_catalog::ItemCatalog;
 use crate::blend::Blend;
 use crate::interactions::Csr;
 use crate::item_knn::ItemKnnRaw;
+use crate::repeat::Repeat;
 use crate::training::{Candidate, TrainedModel, matrix};
 use crate::{AlsModel, EaseModel, ItemKnn, Popularity, Recommender, Trending};
 
@@ -78,6 +81,7 @@ pub enum Fitted<'a> {
     Ease(&'a EaseModel),
     ItemKnn(&'a ItemKnn),
     Blend(&'a Blend),
+    Repeat(&'a Repeat),
 }
 
 /// What a model file says about the model besides its numbers.
@@ -256,6 +260,7 @@ pub fn restore(snapshot: Snapshot, catalog: &ItemCatalog) -> Result<TrainedModel
         chosen: meta.chosen.clone(),
         // The evidence (metrics, candidates, holdout) stays in the model record.
         metrics: None,
+        next_metrics: None,
         results: Vec::new(),
         holdout: None,
         runner_up: None,
@@ -280,6 +285,9 @@ const TAG_ALS: u8 = 3;
 const TAG_EASE: u8 = 4;
 const TAG_ITEM_KNN: u8 = 5;
 const TAG_BLEND: u8 = 6;
+/// Added after version 1 was released without a version bump: files of the kinds above read
+/// as before, and an older reader refuses this kind as an unknown one (then retrains).
+const TAG_REPEAT: u8 = 7;
 
 /// Blends nest other models; a file claiming deeper nesting is damaged (and recursion on it
 /// must stay bounded).
@@ -389,6 +397,13 @@ impl<W: Write> Encoder<'_, W> {
                     self.recommender(part.as_ref())?;
                 }
                 Ok(())
+            }
+            Fitted::Repeat(m) => {
+                let (base, known, weight) = m.raw();
+                self.bytes(&[TAG_REPEAT, u8::from(weight.is_some())])?;
+                self.bytes(&weight.unwrap_or(0.0).to_bits().to_le_bytes())?;
+                self.rows(known.raw())?;
+                self.recommender(base)
             }
         }
     }
@@ -540,6 +555,23 @@ impl<R: Read> Decoder<'_, R> {
                     parts.push((weight, Arc::from(self.recommender(depth + 1)?)));
                 }
                 Box::new(Blend::new(parts).map_err(|e| corrupt(e.to_string()))?)
+            }
+            TAG_REPEAT => {
+                let rescored = match self.u8()? {
+                    0 => false,
+                    1 => true,
+                    flag => return Err(corrupt(format!("re-engagement flag {flag}"))),
+                };
+                let mut w = [0u8; 4];
+                self.read(&mut w)?;
+                let weight = rescored.then_some(f32::from_bits(u32::from_le_bytes(w)));
+                let (ptr, ids, weights) = (self.usizes()?, self.u32s()?, self.f32s()?);
+                let base: Arc<dyn Recommender + Send> = Arc::from(self.recommender(depth + 1)?);
+                if ptr.is_empty() {
+                    return Err(corrupt("rows without offsets"));
+                }
+                let known = Csr::from_raw(ptr, ids, weights, base.n_items()).map_err(corrupt)?;
+                Box::new(Repeat::from_raw(base, known, weight).map_err(corrupt)?)
             }
             tag => return Err(corrupt(format!("unknown model kind {tag}"))),
         })

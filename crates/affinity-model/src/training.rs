@@ -13,7 +13,15 @@
 //! 4. Under the per-user time holdout, when the best candidates are statistically
 //!    indistinguishable (see [`TIE_SIGMAS`]), break the tie on a second, independent view
 //!    of the data: a seeded random per-user holdout, for the tied candidates only.
-//! 5. Refit the best on all data as of `as_of` and serve it, with popularity kept as the
+//! 5. Under the per-user time holdout, hold out each user's newest engagements a second
+//!    time, re-engagements included (the next-items holdout, [`NextHoldout`]), and score
+//!    every candidate there with known items *allowed*: what the endpoint serves by default.
+//!    The first holdout answers "what will they discover next" (lists without known items),
+//!    this one "what will they engage with next". On it, decide where the chosen model puts
+//!    each user's known items: as it scores them, after every new item, or re-scored by the
+//!    user's own decayed engagement count ([`Repeat`]). The chosen model itself is kept, so
+//!    lists without known items are exactly what step 2-4 chose.
+//! 6. Refit the best on all data as of `as_of` and serve it, with popularity kept as the
 //!    fallback for users the model has never seen.
 //!
 //! Deterministic for (catalog, options): candidates are fitted with seeds from the options,
@@ -28,12 +36,17 @@ use affinity_core::item_catalog::ItemCatalog;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::blend::Blend;
 use crate::error::{ModelError, Result};
-use crate::metrics::{RankingReport, evaluate, evaluate_per_user};
+use crate::metrics::{
+    RankingReport, evaluate, evaluate_next_per_user, evaluate_per_user, ndcg_at_k,
+};
+use crate::recommender::{top_k, top_k_excluding};
+use crate::repeat::{KnownItems, Repeat, known_scores, personal_rows, spread};
 use crate::split::TimedEvent;
 use crate::{
     AlsModel, AlsParams, EaseModel, EaseParams, Interactions, ItemKnn, ItemKnnParams, Popularity,
@@ -57,6 +70,13 @@ pub enum Candidate {
     Blend {
         parts: Vec<(f32, Candidate)>,
     },
+    /// The base candidate with the user's known items re-scored (see [`Repeat`]). Never
+    /// listed in the options: under user-time selection the pipeline puts the best new-item
+    /// model under it when the next-items holdout says known items belong elsewhere.
+    Repeat {
+        base: Box<Candidate>,
+        known_items: KnownItems,
+    },
 }
 
 impl Candidate {
@@ -68,6 +88,7 @@ impl Candidate {
             Self::ItemKnn(_) => "item_knn",
             Self::Ease(_) => "ease",
             Self::Blend { .. } => "blend",
+            Self::Repeat { .. } => "repeat",
         }
     }
 
@@ -82,6 +103,9 @@ impl Candidate {
                     .map(|(w, c)| format!("{} {w}", c.name()))
                     .collect();
                 format!("blend {}", parts.join(" + "))
+            }
+            Self::Repeat { base, known_items } => {
+                format!("repeat {}, {}", base.label(), known_items.label())
             }
             other => other.name().to_string(),
         }
@@ -98,6 +122,12 @@ impl Candidate {
                 })
                 .collect();
             return json!({ "parts": parts });
+        }
+        if let Self::Repeat { base, known_items } = self {
+            return json!({
+                "base": {"algorithm": base.name(), "params": base.params()},
+                "known_items": known_items,
+            });
         }
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Some(o) = v.as_object_mut() {
@@ -136,6 +166,13 @@ impl Candidate {
                     .map(|(w, c)| Ok((*w, Arc::from(c.fit(data, events, as_of)?))))
                     .collect::<Result<_>>()?,
             )?),
+            Self::Repeat { base, known_items } => Box::new(Repeat::fit(
+                Arc::from(base.fit(data, events, as_of)?),
+                data,
+                events,
+                as_of,
+                known_items,
+            )?),
         })
     }
 }
@@ -166,6 +203,10 @@ pub struct TrainingOptions {
     /// At most this many tied candidates (the best included) are refitted for the tie-break,
     /// bounding its cost.
     pub tie_max: usize,
+    /// Under user-time selection, also score every candidate on the next-items holdout and
+    /// decide there where the chosen model puts the user's known items (see [`Repeat`]).
+    /// Off: the chosen model serves as it scores (one fit per candidate fewer).
+    pub place_known_items: bool,
 }
 
 impl TrainingOptions {
@@ -206,6 +247,7 @@ impl TrainingOptions {
             blend_max_items: 20_000,
             tie_sigmas: TIE_SIGMAS,
             tie_max: 5,
+            place_known_items: true,
         }
     }
 }
@@ -220,6 +262,9 @@ pub struct CandidateResult {
     pub user_ndcg: Vec<f64>,
     /// Metrics on the tie-break holdout, for the candidates that were tied.
     pub tie_break: Option<RankingReport>,
+    /// Metrics on the next-items holdout (user-time selection): each user's latest
+    /// engagements, re-engagements included, with known items allowed in the lists.
+    pub next: Option<RankingReport>,
     pub fit_ms: u64,
     pub error: Option<String>,
 }
@@ -245,6 +290,41 @@ pub struct Holdout {
     /// Present when the best candidates were tied on this holdout and a second one decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tie_break: Option<TieBreak>,
+    /// User-time selection: the second holdout, of each user's latest engagements, on which
+    /// the lists the endpoint serves by default (known items allowed) are measured, and
+    /// where the chosen model's known items go was decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<NextHoldout>,
+}
+
+/// The next-items holdout: for each user with enough history, their newest engagements
+/// (the newest `holdout_fraction` of them, extended to every engagement at the same time, so
+/// an order's products stay together), whether or not they had the item before. The
+/// candidates are fitted on everything older and asked for lists with known items allowed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NextHoldout {
+    pub train_interactions: usize,
+    pub test_interactions: usize,
+    pub test_users: usize,
+    pub evaluated_users: usize,
+    /// Share of the held-out (user, item) pairs the user had engaged with before: how much
+    /// of "next" is coming back.
+    pub reengaged_share: f64,
+    /// Where the chosen model's known items could go, with NDCG@k of each on this holdout,
+    /// best first (`known_items` null: as the base model scores them).
+    pub known_items: Vec<KnownItemsOption>,
+    /// Why the options could not be compared (the base model then serves as it is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One way of placing known items, measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KnownItemsOption {
+    pub label: String,
+    pub known_items: Option<KnownItems>,
+    pub ndcg: f64,
+    pub chosen: bool,
 }
 
 /// A tie on the holdout, and how a second, random per-user holdout broke it.
@@ -310,7 +390,11 @@ pub enum Progress {
 pub struct TrainedModel {
     pub chosen: Candidate,
     /// Metrics of the chosen candidate on the holdout (None when evaluation was impossible).
+    /// For a [`Candidate::Repeat`], its base's: with known items excluded, its lists are the
+    /// base model's.
     pub metrics: Option<RankingReport>,
+    /// Metrics of the chosen candidate on the next-items holdout (known items allowed).
+    pub next_metrics: Option<RankingReport>,
     pub results: Vec<CandidateResult>,
     pub holdout: Option<Holdout>,
     /// The best candidate after the chosen one (also in `holdout`); None without a holdout
@@ -339,9 +423,12 @@ impl TrainedModel {
                         "params": r.candidate.params(),
                         "metrics": r.metrics,
                         "tie_break_metrics": r.tie_break,
+                        "next_items_metrics": r.next,
                         "fit_ms": r.fit_ms,
                         "error": r.error,
                         "chosen": r.candidate == self.chosen,
+                        "base_of_chosen": matches!(&self.chosen,
+                            Candidate::Repeat { base, .. } if **base == r.candidate),
                         "runner_up": self.runner_up.as_ref().is_some_and(|x| {
                             r.metrics.is_some()
                                 && x.algorithm == r.candidate.name()
@@ -552,6 +639,96 @@ fn user_time_split(
     })
 }
 
+/// The next-items holdout (see [`NextHoldout`]): per user with at least
+/// [`USER_TIME_MIN_ITEMS`] distinct items, the newest `holdout_fraction` of their
+/// engagements (at least one), and every other engagement at the same time as the oldest of
+/// them; a user is tested only if at least two distinct items stay on the training side.
+/// Unlike the user-time split, a held-out item may be one the user had before: coming back
+/// is exactly what this holdout is for. Returns the split and the share of held-out pairs
+/// that are re-engagements.
+fn next_split(
+    catalog: &ItemCatalog,
+    options: &TrainingOptions,
+) -> std::result::Result<(Split, f64), String> {
+    let interactions = &catalog.interactions;
+    let mut by_user: Vec<Vec<usize>> = vec![Vec::new(); catalog.users.len()];
+    // Interactions are sorted by time, so each user's list is too.
+    for (index, x) in interactions.iter().enumerate() {
+        if x.timestamp <= catalog.as_of {
+            by_user[x.user as usize].push(index);
+        }
+    }
+    let mut held = vec![false; interactions.len()];
+    let (mut test, mut reengaged) = (Vec::new(), 0usize);
+    for (user, events) in by_user.iter().enumerate() {
+        let distinct = |events: &[usize]| {
+            events
+                .iter()
+                .map(|&k| interactions[k].item)
+                .collect::<HashSet<_>>()
+        };
+        let n = events.len();
+        if n < USER_TIME_MIN_ITEMS || distinct(events).len() < USER_TIME_MIN_ITEMS {
+            continue;
+        }
+        let n_test = ((n as f64) * options.holdout_fraction)
+            .round()
+            .clamp(1.0, (n - 2) as f64) as usize;
+        let cut = interactions[events[n - n_test]].timestamp;
+        let first_held = events.partition_point(|&k| interactions[k].timestamp < cut);
+        let before = distinct(&events[..first_held]);
+        if before.len() < 2 {
+            continue;
+        }
+        let mut items: Vec<u32> = events[first_held..]
+            .iter()
+            .map(|&k| {
+                held[k] = true;
+                interactions[k].item
+            })
+            .collect();
+        items.sort_unstable();
+        items.dedup();
+        for item in items {
+            reengaged += usize::from(before.contains(&item));
+            test.push((user as u32, item, 1.0));
+        }
+    }
+    if test.is_empty() {
+        return Err(format!(
+            "no user has the {USER_TIME_MIN_ITEMS} distinct items, engaged with at more than one time, needed to hold their newest out"
+        ));
+    }
+    let reengaged_share = reengaged as f64 / test.len() as f64;
+    let (n_users, n_items) = (catalog.users.len(), catalog.items.len());
+    let train = catalog.weighted_where(catalog.as_of, |k| !held[k]);
+    let train = Interactions::from_triplets(n_users, n_items, &train).map_err(|e| e.to_string())?;
+    let (test, test_users) = sample_test(test, n_users, n_items, options)?;
+    let (mut train_events, mut held_events) = (Vec::new(), 0usize);
+    for (k, e) in timed(catalog).into_iter().enumerate() {
+        if e.3 > catalog.as_of {
+            continue;
+        }
+        if held[k] {
+            held_events += 1;
+        } else {
+            train_events.push(e);
+        }
+    }
+    Ok((
+        Split {
+            cutoff: catalog.as_of,
+            train,
+            test,
+            train_interactions: train_events.len(),
+            test_interactions: held_events,
+            train_events: Some(train_events),
+            test_users,
+        },
+        reengaged_share,
+    ))
+}
+
 /// Holds out a seeded random share of each user's distinct items (users with at least five),
 /// at `as_of`.
 fn random_split(
@@ -651,6 +828,7 @@ fn compare(
             metrics,
             user_ndcg,
             tie_break: None,
+            next: None,
             fit_ms,
             error,
         });
@@ -661,6 +839,7 @@ fn compare(
             metrics: None,
             user_ndcg: Vec::new(),
             tie_break: None,
+            next: None,
             fit_ms: 0,
             error: Some(format!(
                 "not tried: {} items exceed blend_max_items {} (two models per request would miss the latency aim)",
@@ -834,6 +1013,163 @@ fn break_tie(
     Some(record)
 }
 
+/// Scores every evaluated candidate on the next-items holdout `split` (fitted on its training
+/// side, lists with known items allowed). Returns the fitted model of `keep` (the chosen
+/// candidate), for placing its known items without fitting it again.
+fn compare_next(
+    results: &mut [CandidateResult],
+    split: &Split,
+    events: &[TimedEvent],
+    k: usize,
+    keep: &Candidate,
+    progress: &mut dyn FnMut(Progress),
+) -> Option<Box<dyn Recommender + Send>> {
+    let events = split.train_events.as_deref().unwrap_or(events);
+    let total = results.len();
+    let mut kept = None;
+    for (index, r) in results.iter_mut().enumerate() {
+        if r.metrics.is_none() {
+            continue;
+        }
+        progress(Progress::Evaluating {
+            candidate: r.candidate.name(),
+            index,
+            total,
+        });
+        let outcome = r
+            .candidate
+            .fit(&split.train, events, split.cutoff)
+            .and_then(|m| Ok((evaluate_next_per_user(m.as_ref(), &split.test, k)?.0, m)));
+        match outcome {
+            Ok((metrics, model)) => {
+                r.next = Some(metrics);
+                if r.candidate == *keep {
+                    kept = Some(model);
+                }
+            }
+            Err(e) => {
+                r.error
+                    .get_or_insert_with(|| format!("on the next-items holdout: {e}"));
+            }
+        }
+    }
+    kept
+}
+
+/// Re-engagement weights tried (in standard deviations of the user's base scores; see
+/// [`Repeat`]): from "a strongly predicted new item may come first" to "known items first,
+/// by frequency and recency" (64: on the synthetic repeat-purchase shop 16 was the best
+/// weight tried, at the end of the range, so the range goes on to where the heuristic "most
+/// often bought first" lies).
+const REBUY_WEIGHTS: [f32; 6] = [0.5, 1.0, 2.0, 4.0, 16.0, 64.0];
+
+/// Half-lives tried for the personal score, in days (None: no decay): a week for weekly
+/// shoppers, a month, a season, and plain counts.
+const REBUY_HALF_LIVES: [Option<f64>; 4] = [Some(7.0), Some(30.0), Some(120.0), None];
+
+/// How much better (relative NDCG on the next-items holdout) re-scoring known items by the
+/// user's own engagements must be than the simpler placements (as the base scores them, or
+/// last) to serve: it is chosen among 24 settings, and a best of many noisy figures is
+/// optimistic by a little.
+const REPEAT_MARGIN: f64 = 0.01;
+
+/// Measures every placement of known items (as the base model scores them, last, and
+/// re-scored at each of [`REBUY_WEIGHTS`] × [`REBUY_HALF_LIVES`]) for `model` (the chosen
+/// candidate fitted on the training side of `split`) on the next-items holdout, and marks the
+/// one to serve: the better of "as scored" and "last" (ties: as scored), unless a re-scoring
+/// beats it by [`REPEAT_MARGIN`]. Best first.
+///
+/// New items keep their base scores under every placement, so the top k of new items is
+/// found once per user and each placement only merges its re-scored known items into it.
+fn place_known_items(
+    model: &dyn Recommender,
+    split: &Split,
+    events: &[TimedEvent],
+    k: usize,
+) -> Result<Vec<KnownItemsOption>> {
+    let events = split.train_events.as_deref().unwrap_or(events);
+    let rows = REBUY_HALF_LIVES
+        .iter()
+        .map(|&h| personal_rows(&split.train, events, split.cutoff, h))
+        .collect::<Result<Vec<_>>>()?;
+    // (placement, its personal rows)
+    let mut placements: Vec<(Option<KnownItems>, usize)> =
+        vec![(None, 0), (Some(KnownItems::Last), 0)];
+    for (r, &half_life_days) in REBUY_HALF_LIVES.iter().enumerate() {
+        for &weight in &REBUY_WEIGHTS {
+            placements.push((
+                Some(KnownItems::Rebuy {
+                    weight,
+                    half_life_days,
+                }),
+                r,
+            ));
+        }
+    }
+    let test = &split.test;
+    let users: Vec<u32> = (0..test.n_users() as u32)
+        .filter(|&u| test.user_items(u).is_ok_and(|r| !r.is_empty()))
+        .collect();
+    let per_user: Vec<Vec<f64>> = users
+        .par_iter()
+        .map(|&u| -> Result<Vec<f64>> {
+            let scores = model.score_items(u)?;
+            let relevant = test.user_items(u)?.ids;
+            let known = split.train.user_items(u)?.ids;
+            let spread = spread(&scores, known);
+            let as_scored = top_k_excluding(&scores, k, &[]);
+            let new_top = top_k_excluding(&scores, k, known);
+            Ok(placements
+                .iter()
+                .map(|(placement, r)| {
+                    let list = match placement {
+                        None => as_scored.clone(),
+                        Some(p) => {
+                            let row = rows[*r].row(u as usize);
+                            let weight = match p {
+                                KnownItems::Last => None,
+                                KnownItems::Rebuy { weight, .. } => Some(*weight),
+                            };
+                            let known = known_scores(&scores, row.ids, row.weights, weight, spread);
+                            top_k(new_top.iter().copied().chain(known), k)
+                        }
+                    };
+                    let ids: Vec<u32> = list.into_iter().map(|x| x.0).collect();
+                    ndcg_at_k(&ids, relevant, k)
+                })
+                .collect())
+        })
+        .collect::<Result<_>>()?;
+    let n = per_user.len().max(1) as f64;
+    let mut options: Vec<KnownItemsOption> = placements
+        .iter()
+        .enumerate()
+        .map(|(j, (placement, _))| KnownItemsOption {
+            label: placement
+                .as_ref()
+                .map_or_else(|| "as the model scores them".to_string(), KnownItems::label),
+            known_items: placement.clone(),
+            ndcg: per_user.iter().map(|u| u[j]).sum::<f64>() / n,
+            chosen: false,
+        })
+        .collect();
+    // Ties go to the earlier (simpler) placement.
+    let best_of = |range: std::ops::Range<usize>| {
+        range.fold(None, |best: Option<usize>, j| match best {
+            Some(b) if options[b].ndcg >= options[j].ndcg => Some(b),
+            _ => Some(j),
+        })
+    };
+    let simple = best_of(0..2).unwrap_or(0);
+    let chosen = match best_of(2..options.len()) {
+        Some(r) if options[r].ndcg > options[simple].ndcg * (1.0 + REPEAT_MARGIN) => r,
+        _ => simple,
+    };
+    options[chosen].chosen = true;
+    options.sort_by(|a, b| b.ndcg.total_cmp(&a.ndcg).then(b.chosen.cmp(&a.chosen)));
+    Ok(options)
+}
+
 /// Runs the pipeline. Errors only when the catalog has no interactions at all or the chosen
 /// model cannot be fitted; a candidate that fails during evaluation is recorded and skipped.
 pub fn train(
@@ -884,6 +1220,7 @@ pub fn train(
                 evaluated_users: evaluated_users(&split.test),
                 runner_up: None,
                 tie_break: None,
+                next: None,
             };
             (results, Some(holdout), None)
         }
@@ -914,9 +1251,80 @@ pub fn train(
             tie_break_ndcg: r.tie_break.as_ref().map(|m| m.ndcg),
         })
     });
+    // Where known items go: decided on the next-items holdout, for the model chosen on new
+    // items, so that lists without known items stay exactly that model's.
+    let mut chosen = chosen;
+    // A chosen candidate that already places known items (listed by hand) is left as it is.
+    let next = if options.selection == ModelSelection::UserTime
+        && options.place_known_items
+        && holdout.is_some()
+        && !matches!(chosen, Candidate::Repeat { .. })
+    {
+        Some(match next_split(catalog, options) {
+            Ok((split, reengaged_share)) => {
+                let kept =
+                    compare_next(&mut results, &split, &events, options.k, &chosen, progress);
+                let mut record = NextHoldout {
+                    train_interactions: split.train_interactions,
+                    test_interactions: split.test_interactions,
+                    test_users: split.test_users,
+                    evaluated_users: evaluated_users(&split.test),
+                    reengaged_share,
+                    known_items: Vec::new(),
+                    error: None,
+                };
+                let placed = kept
+                    .ok_or_else(|| "the chosen model could not be fitted on it".to_string())
+                    .and_then(|model| {
+                        let options = place_known_items(model.as_ref(), &split, &events, options.k)
+                            .map_err(|e| e.to_string())?;
+                        Ok((options, model))
+                    });
+                match placed {
+                    Ok((placements, model)) => {
+                        let placement = placements
+                            .iter()
+                            .find(|o| o.chosen)
+                            .and_then(|o| o.known_items.clone());
+                        record.known_items = placements;
+                        if let Some(known_items) = placement {
+                            results.push(repeat_result(
+                                &chosen,
+                                known_items,
+                                model,
+                                &split,
+                                &events,
+                                metrics.clone(),
+                                options.k,
+                            ));
+                            chosen = results[results.len() - 1].candidate.clone();
+                        }
+                    }
+                    Err(reason) => record.error = Some(reason),
+                }
+                record
+            }
+            Err(reason) => NextHoldout {
+                train_interactions: 0,
+                test_interactions: 0,
+                test_users: 0,
+                evaluated_users: 0,
+                reengaged_share: 0.0,
+                known_items: Vec::new(),
+                error: Some(reason),
+            },
+        })
+    } else {
+        None
+    };
+    let next_metrics = results
+        .iter()
+        .find(|r| r.candidate == chosen)
+        .and_then(|r| r.next.clone());
     let holdout = holdout.map(|h| Holdout {
         runner_up: runner_up.clone(),
         tie_break,
+        next,
         ..h
     });
     progress(Progress::Fitting {
@@ -929,6 +1337,7 @@ pub fn train(
     Ok(TrainedModel {
         chosen,
         metrics,
+        next_metrics,
         results,
         holdout,
         runner_up,
@@ -939,6 +1348,47 @@ pub fn train(
         fallback,
         fit_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// The result row of the chosen candidate with its known items placed: new-item figures are
+/// the base's (with known items excluded its lists are the base's, by construction), the
+/// next-items figures are measured on the layer fitted over `base_model` (the base fitted on
+/// the training side of `split`).
+fn repeat_result(
+    base: &Candidate,
+    known_items: KnownItems,
+    base_model: Box<dyn Recommender + Send>,
+    split: &Split,
+    events: &[TimedEvent],
+    metrics: Option<RankingReport>,
+    k: usize,
+) -> CandidateResult {
+    let started = Instant::now();
+    let events = split.train_events.as_deref().unwrap_or(events);
+    let outcome = Repeat::fit(
+        Arc::from(base_model),
+        &split.train,
+        events,
+        split.cutoff,
+        &known_items,
+    )
+    .and_then(|m| evaluate_next_per_user(&m, &split.test, k));
+    let (next, error) = match outcome {
+        Ok((m, _)) => (Some(m), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    CandidateResult {
+        candidate: Candidate::Repeat {
+            base: Box::new(base.clone()),
+            known_items,
+        },
+        metrics,
+        user_ndcg: Vec::new(),
+        tie_break: None,
+        next,
+        fit_ms: started.elapsed().as_millis() as u64,
+        error,
+    }
 }
 
 /// An f32 as JSON in its shortest decimal form (0.1, not 0.10000000149011612).
@@ -1005,6 +1455,7 @@ fn try_blend(
         metrics,
         user_ndcg,
         tie_break: None,
+        next: None,
         fit_ms: started.elapsed().as_millis() as u64,
         error,
     })

@@ -9,6 +9,7 @@ mod metrics;
 mod models;
 mod neighbours;
 mod propensity;
+mod repeat;
 mod selection;
 mod snapshot;
 mod splits;

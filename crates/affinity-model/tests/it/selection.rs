@@ -108,8 +108,13 @@ fn user_time_chooses_trending_where_the_next_items_are_the_hot_ones() {
         "trending {trending} vs personal {personal}"
     );
     // Trending serves, alone or blended with the best other family (which can add the
-    // user's own co-occurrences on top of the trend).
-    let serves_trending = match &model.chosen {
+    // user's own co-occurrences on top of the trend), with the user's known items placed
+    // on top of it or not.
+    let chosen = match &model.chosen {
+        Candidate::Repeat { base, .. } => base.as_ref(),
+        other => other,
+    };
+    let serves_trending = match chosen {
         Candidate::Trending { .. } => true,
         Candidate::Blend { parts } => parts
             .iter()

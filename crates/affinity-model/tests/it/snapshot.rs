@@ -6,7 +6,7 @@ use std::io::Cursor;
 use affinity_core::item_catalog::ItemCatalog;
 use affinity_model::snapshot::{self, SnapshotError, SnapshotMeta};
 use affinity_model::training::{Candidate, TrainedModel, TrainingOptions, train};
-use affinity_model::{EaseParams, ItemKnnParams};
+use affinity_model::{EaseParams, ItemKnnParams, KnownItems};
 
 use crate::training::synthetic_catalog;
 
@@ -15,6 +15,7 @@ fn trained(catalog: &ItemCatalog, candidate: Candidate) -> TrainedModel {
     options.candidates = vec![candidate];
     options.blend_max_items = 0;
     options.tie_sigmas = 0.0;
+    options.place_known_items = false;
     train(catalog, &options, &mut |_| {}).unwrap()
 }
 
@@ -58,7 +59,20 @@ fn every_model_kind_round_trips_bit_for_bit() {
         knn.clone(),
         Candidate::Ease(EaseParams::default()),
         Candidate::Blend {
-            parts: vec![(0.6, als()), (0.4, knn)],
+            parts: vec![(0.6, als()), (0.4, knn.clone())],
+        },
+        Candidate::Repeat {
+            base: Box::new(knn.clone()),
+            known_items: KnownItems::Last,
+        },
+        Candidate::Repeat {
+            base: Box::new(Candidate::Blend {
+                parts: vec![(0.6, als()), (0.4, knn)],
+            }),
+            known_items: KnownItems::Rebuy {
+                weight: 4.0,
+                half_life_days: Some(30.0),
+            },
         },
     ];
     for kind in kinds {

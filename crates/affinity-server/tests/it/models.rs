@@ -86,8 +86,16 @@ async fn training_runs_in_the_background_and_records_its_evidence() {
     let model = finished(&app, &job["model_id"]).await;
     assert_eq!(model["status"], "ready", "{model}");
     assert!(
-        ["als", "popularity", "trending", "item_knn", "ease", "blend"]
-            .contains(&model["algorithm"].as_str().unwrap_or("")),
+        [
+            "als",
+            "popularity",
+            "trending",
+            "item_knn",
+            "ease",
+            "blend",
+            "repeat"
+        ]
+        .contains(&model["algorithm"].as_str().unwrap_or("")),
         "{model}"
     );
     assert!(
@@ -101,17 +109,43 @@ async fn training_runs_in_the_background_and_records_its_evidence() {
         );
     }
     let candidates = model["candidates"].as_array().expect("candidates");
-    // The 7 default candidates, then the blend of the best two families.
-    assert_eq!(candidates.len(), 8, "{candidates:?}");
+    // The 7 default candidates, then the blend of the best two families, then (when the
+    // next-items holdout placed the chosen model's known items) that model as served.
+    assert!(
+        candidates.len() == 8 || candidates.len() == 9,
+        "{candidates:?}"
+    );
     assert_eq!(candidates[7]["algorithm"], "blend");
     assert_eq!(
         candidates[7]["params"]["parts"].as_array().map(Vec::len),
         Some(2)
     );
+    if let Some(served) = candidates.get(8) {
+        assert_eq!(served["algorithm"], "repeat", "{served}");
+        assert_eq!(served["chosen"], true, "{served}");
+        let base = candidates
+            .iter()
+            .filter(|c| c["base_of_chosen"] == true)
+            .collect::<Vec<_>>();
+        assert_eq!(base.len(), 1, "{candidates:?}");
+        assert_eq!(served["params"]["base"]["params"], base[0]["params"]);
+        assert_eq!(
+            served["metrics"], base[0]["metrics"],
+            "new items: the base's lists"
+        );
+    }
     assert_eq!(candidates.iter().filter(|c| c["chosen"] == true).count(), 1);
     assert!(
-        candidates.iter().all(|c| c["metrics"]["ndcg"].is_number()),
+        candidates.iter().all(
+            |c| c["metrics"]["ndcg"].is_number() && c["next_items_metrics"]["ndcg"].is_number()
+        ),
         "{candidates:?}"
+    );
+    assert!(
+        model["data"]["holdout"]["next"]["known_items"]
+            .as_array()
+            .is_some_and(|o| o.len() == 26),
+        "the placements tried: {model}"
     );
     assert_eq!(model["data"]["seed"], 3);
     assert!(
