@@ -248,7 +248,7 @@ fn suggest(close: &[String]) -> String {
 }
 
 /// Candidates equal ignoring case, or sharing a case-insensitive prefix either way.
-fn close_matches<'a>(candidates: impl Iterator<Item = &'a str>, wanted: &str) -> Vec<String> {
+pub fn close_matches<'a>(candidates: impl Iterator<Item = &'a str>, wanted: &str) -> Vec<String> {
     let w = wanted.to_lowercase();
     let mut exact = Vec::new();
     let mut prefix = Vec::new();

@@ -80,6 +80,10 @@ pub enum EngineError {
         kind: Invalid,
         problems: Vec<Problem>,
     },
+    #[error(
+        "a trait named {0:?} already exists: change it with PUT /api/v1/traits/{0} (fields you leave out are kept), or DELETE it first"
+    )]
+    TraitExists(String),
     #[error("the audience is still computing; refresh it once it is live")]
     AudienceComputing,
     /// Work on the blocking pool panicked or was cancelled: a bug, not the caller's fault.

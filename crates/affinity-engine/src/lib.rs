@@ -27,6 +27,7 @@ mod engine;
 pub mod error;
 pub use affinity_store::StoreError;
 pub mod events;
+pub mod filters;
 pub mod profiles;
 pub mod recommendations;
 pub mod schedule;

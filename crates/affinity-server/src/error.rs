@@ -56,6 +56,8 @@ pub enum ErrorCode {
     CatalogNotReady,
     ModelNotReady,
     AudienceComputing,
+    /// A definition by that name exists: update it with PUT.
+    TraitExists,
     // Ours.
     StoreUnavailable,
     Internal,
@@ -88,6 +90,7 @@ impl ErrorCode {
             Self::CatalogNotReady => "catalog_not_ready",
             Self::ModelNotReady => "model_not_ready",
             Self::AudienceComputing => "audience_computing",
+            Self::TraitExists => "trait_exists",
             Self::StoreUnavailable => "store_unavailable",
             Self::RequestTimeout => "request_timeout",
             Self::RateLimited => "rate_limited",
@@ -118,9 +121,10 @@ impl ErrorCode {
             | Self::InvalidCatalogFile
             | Self::InvalidTrait
             | Self::InvalidAudience => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::CatalogNotReady | Self::ModelNotReady | Self::AudienceComputing => {
-                StatusCode::CONFLICT
-            }
+            Self::CatalogNotReady
+            | Self::ModelNotReady
+            | Self::AudienceComputing
+            | Self::TraitExists => StatusCode::CONFLICT,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -353,6 +357,7 @@ impl From<EngineError> for ApiError {
                 Self::problems(code, problems)
             }
             EngineError::AudienceComputing => Self::new(ErrorCode::AudienceComputing, message),
+            EngineError::TraitExists(_) => Self::new(ErrorCode::TraitExists, message),
         }
     }
 }

@@ -106,6 +106,22 @@ pub trait TraitStore {
         definition: &Value,
         created_at: i64,
     ) -> Result<(), StoreError>;
+    /// Stores a new definition; `false` (and nothing written) when `name` already exists.
+    fn insert_trait_definition(
+        &self,
+        name: &str,
+        definition: &Value,
+        created_at: i64,
+    ) -> Result<bool, StoreError>;
+    /// Replaces an existing definition (clearing its last computation's record); `false`
+    /// when there is none by that name.
+    fn update_trait_definition(&self, name: &str, definition: &Value) -> Result<bool, StoreError>;
+    /// Deletes a definition and the values it wrote onto profiles; `false` when there is none.
+    fn delete_trait_definition(&self, name: &str) -> Result<bool, StoreError>;
+    /// Deletes the values of trait `name` if it is no longer defined (a computation that was
+    /// writing while the trait was deleted); returns how many were deleted.
+    fn drop_undefined_computed_traits(&self, name: &str) -> Result<usize, StoreError>;
+    fn trait_definition(&self, name: &str) -> Result<Option<TraitDefinitionRecord>, StoreError>;
     fn trait_definitions(&self) -> Result<Vec<TraitDefinitionRecord>, StoreError>;
     /// Writes values of trait `name` stamped `updated_at`, overwriting each profile's
     /// previous value in place (in bounded transactions). A recomputation calls this once per

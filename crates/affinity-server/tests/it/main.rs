@@ -11,4 +11,5 @@ mod recommendations;
 mod segment_python;
 mod support;
 mod tracking_auth;
+mod traits;
 mod validation;
