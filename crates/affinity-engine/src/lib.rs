@@ -47,8 +47,9 @@ pub mod data {
         Contribution, CurvePoint, FeatureWeight, PropensityModel,
     };
     pub use affinity_store::{
-        AudienceRecord, DiscoveryLimits, DiscoveryTotals, EventPage, EventSummary, Member,
-        ModelRecord, ModelStatus, Outcome, Profile, PropertyValues, Refusal, RefusedMerge,
-        StoredEvent, Trait, TraitDefinitionRecord,
+        AudienceMembership, AudienceRecord, DiscoveryLimits, DiscoveryTotals, EventPage,
+        EventSummary, Member, ModelRecord, ModelStatus, Outcome, Profile, ProfileActivity,
+        ProfileEventsQuery, ProfileIdentifier, PropertyValues, Refusal, RefusedMerge, StoredEvent,
+        Trait, TraitDefinitionRecord,
     };
 }

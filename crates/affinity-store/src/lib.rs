@@ -55,6 +55,19 @@ pub trait Profiles {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<RefusedMerge>, StoreError>;
+    /// The live audiences the profile (or a profile merged into it) is a member of, each
+    /// audience's newest live snapshot only.
+    fn profile_audiences(&self, profile_id: i64) -> Result<Vec<AudienceMembership>, StoreError>;
+    /// First and last message times and the last message of the profile.
+    fn profile_activity(&self, profile_id: i64) -> Result<ProfileActivity, StoreError>;
+    /// The profile's identifiers with when a message first carried each.
+    fn profile_identifiers(&self, profile_id: i64) -> Result<Vec<ProfileIdentifier>, StoreError>;
+    /// A page of the profile's events (merged profiles' included), filtered and ordered.
+    fn profile_events_page(
+        &self,
+        profile_id: i64,
+        query: &ProfileEventsQuery,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
 }
 
 /// Small named settings kept with the data (generated credentials, for one).

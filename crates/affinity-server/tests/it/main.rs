@@ -7,6 +7,7 @@ mod hardening;
 mod identity;
 mod ingest;
 mod models;
+mod profile_api;
 mod recommendations;
 mod segment_python;
 mod support;
