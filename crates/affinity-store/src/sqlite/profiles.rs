@@ -135,18 +135,23 @@ impl Profiles for SqliteStore {
 
     fn profile_audiences(&self, profile_id: i64) -> Result<Vec<AudienceMembership>, StoreError> {
         self.read(|c| {
-            // Members are stored with the profile's label (a userId, else an anonymousId): the
-            // (audience_id, user_id) index finds them through the profile's identifiers, which
-            // after a merge include those of the merged profiles. A snapshot is current until
-            // a newer snapshot of the same audience is live.
+            // Members are stored with the profile's label (a userId, else an anonymousId): for
+            // each live audience, the (audience_id, user_id) index finds them by the profile's
+            // identifiers, which after a merge include those of the merged profiles. CROSS
+            // JOIN and INDEXED BY fix that plan: left to itself, SQLite scanned each audience's
+            // members by primary key (37–46 ms a profile at 20 audiences of 4k members,
+            // `examples/profile_api_queries`). A snapshot is current until a newer snapshot of
+            // the same audience is live.
             let mut stmt = c.prepare(
                 "SELECT a.id, a.name, COALESCE(a.computed_at, a.created_at), MAX(m.control)
                  FROM audiences a
-                 JOIN audience_members m ON m.audience_id = a.id
+                 CROSS JOIN identities i
+                 CROSS JOIN audience_members m INDEXED BY audience_members_user
                  WHERE a.status = 'live'
                    AND NOT EXISTS (SELECT 1 FROM audiences b
                                    WHERE b.previous_id = a.id AND b.status = 'live')
-                   AND m.user_id IN (SELECT value FROM identities WHERE profile_id = ?1)
+                   AND i.profile_id = ?1
+                   AND m.audience_id = a.id AND m.user_id = i.value
                    AND m.profile_id IN (SELECT id FROM profiles WHERE id = ?1 OR merged_into = ?1)
                  GROUP BY a.id ORDER BY a.id",
             )?;
