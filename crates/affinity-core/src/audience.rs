@@ -261,7 +261,7 @@ fn suggest(close: &[String]) -> String {
 }
 
 /// Candidates equal ignoring case, or sharing a case-insensitive prefix either way.
-fn close_matches<'a>(candidates: impl Iterator<Item = &'a str>, wanted: &str) -> Vec<String> {
+pub fn close_matches<'a>(candidates: impl Iterator<Item = &'a str>, wanted: &str) -> Vec<String> {
     let w = wanted.to_lowercase();
     let mut exact = Vec::new();
     let mut prefix = Vec::new();
@@ -313,5 +313,37 @@ mod tests {
             "destinations": []});
         let spec: AudienceSpec = serde_json::from_value(stored).expect("stored spec");
         assert_eq!(spec.horizon_days, Some(30));
+    }
+}
+
+/// The key Segment Engage gives an audience, used on profiles and in destination messages:
+/// the snake_case of its name (`Likely Acme buyers` → `likely_acme_buyers`).
+pub fn audience_key(name: &str) -> String {
+    let mut key = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_alphanumeric() {
+            key.extend(c.to_lowercase());
+        } else if !key.is_empty() && !key.ends_with('_') {
+            key.push('_');
+        }
+    }
+    while key.ends_with('_') {
+        key.pop();
+    }
+    key
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::audience_key;
+
+    #[test]
+    fn audience_keys_are_the_snake_case_of_the_name() {
+        assert_eq!(audience_key("Likely Acme buyers"), "likely_acme_buyers");
+        assert_eq!(
+            audience_key("  Brand 001 fans!! (EU) "),
+            "brand_001_fans_eu"
+        );
+        assert_eq!(audience_key("Déjà vu"), "déjà_vu");
     }
 }

@@ -83,6 +83,10 @@ pub enum EngineError {
         kind: Invalid,
         problems: Vec<Problem>,
     },
+    #[error(
+        "a trait named {0:?} already exists: change it with PUT /api/v1/traits/{0} (fields you leave out are kept), or DELETE it first"
+    )]
+    TraitExists(String),
     #[error("the audience is still queued or computing; refresh it once it is live")]
     AudienceComputing,
     /// A bounded queue of background work is full: retrying after `retry_after` helps.

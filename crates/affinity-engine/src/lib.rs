@@ -30,6 +30,7 @@ mod engine;
 pub mod error;
 pub use affinity_store::StoreError;
 pub mod events;
+pub mod filters;
 mod lru;
 pub mod profiles;
 pub mod recommendations;
@@ -51,8 +52,9 @@ pub mod data {
         Contribution, CurvePoint, FeatureWeight, PropensityModel,
     };
     pub use affinity_store::{
-        AudienceRecord, CredentialKind, CredentialRecord, DiscoveryLimits, DiscoveryTotals,
-        EventPage, EventSummary, Member, ModelRecord, ModelStatus, Outcome, Profile,
-        PropertyValues, Refusal, RefusedMerge, StoredEvent, Trait, TraitDefinitionRecord,
+        AudienceMembership, AudienceRecord, CredentialKind, CredentialRecord, DiscoveryLimits,
+        DiscoveryTotals, EventPage, EventSummary, Member, ModelRecord, ModelStatus, Outcome,
+        Profile, ProfileActivity, ProfileEventsQuery, ProfileIdentifier, PropertyValues, Refusal,
+        RefusedMerge, StoredEvent, Trait, TraitDefinitionRecord,
     };
 }

@@ -1,11 +1,26 @@
-//! People and what is known of them: identifiers, identify traits, computed traits, events.
+//! People and what is known of them: identifiers, identify traits, computed traits, audience
+//! memberships, events.
 
 use affinity_core::IdKind;
-use affinity_store::{Profile, Profiles, RefusedMerge, StoredEvent, Trait, TraitStore};
+use affinity_store::{
+    AudienceMembership, Profile, ProfileActivity, ProfileEventsQuery, ProfileIdentifier, Profiles,
+    RefusedMerge, StoredEvent, Trait, TraitStore,
+};
 
 use crate::Engine;
 use crate::engine::blocking;
 use crate::error::{EngineError, Result};
+
+/// What the Profile API's traits show of a profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileTraits {
+    /// With its identify traits.
+    pub profile: Profile,
+    /// Traits Affinity computed onto it.
+    pub computed: Vec<Trait>,
+    /// Live audiences it is a member of (control-group members included).
+    pub audiences: Vec<AudienceMembership>,
+}
 
 impl Engine {
     /// The profile known by `id` of `kind`, or not found (with Segment's own wording).
@@ -31,17 +46,63 @@ impl Engine {
         blocking(move || Ok(store.refused_merges(before, limit)?)).await
     }
 
-    /// The profile with the traits Affinity computed for it.
-    pub async fn profile_with_computed_traits(
-        &self,
-        kind: IdKind,
-        id: String,
-    ) -> Result<(Profile, Vec<Trait>)> {
+    /// The profile with the traits Affinity computed for it and its audiences.
+    pub async fn profile_traits(&self, kind: IdKind, id: String) -> Result<ProfileTraits> {
         let store = self.store.clone();
         blocking(move || {
             let profile = store.profile(kind, &id)?.ok_or_else(not_found)?;
             let computed = store.computed_traits(profile.id)?;
-            Ok((profile, computed))
+            let audiences = store.profile_audiences(profile.id)?;
+            Ok(ProfileTraits {
+                profile,
+                computed,
+                audiences,
+            })
+        })
+        .await
+    }
+
+    /// The profile with its identifiers and when each was first seen.
+    pub async fn profile_identifiers(
+        &self,
+        kind: IdKind,
+        id: String,
+    ) -> Result<(Profile, Vec<ProfileIdentifier>)> {
+        let store = self.store.clone();
+        blocking(move || {
+            let profile = store.profile(kind, &id)?.ok_or_else(not_found)?;
+            let ids = store.profile_identifiers(profile.id)?;
+            Ok((profile, ids))
+        })
+        .await
+    }
+
+    /// The profile with when its messages started and ended.
+    pub async fn profile_metadata(
+        &self,
+        kind: IdKind,
+        id: String,
+    ) -> Result<(Profile, ProfileActivity)> {
+        let store = self.store.clone();
+        blocking(move || {
+            let profile = store.profile(kind, &id)?.ok_or_else(not_found)?;
+            let activity = store.profile_activity(profile.id)?;
+            Ok((profile, activity))
+        })
+        .await
+    }
+
+    /// A page of the profile's events, filtered and ordered as `query` says.
+    pub async fn profile_events_page(
+        &self,
+        kind: IdKind,
+        id: String,
+        query: ProfileEventsQuery,
+    ) -> Result<Vec<StoredEvent>> {
+        let store = self.store.clone();
+        blocking(move || {
+            let profile = store.profile(kind, &id)?.ok_or_else(not_found)?;
+            Ok(store.profile_events_page(profile.id, &query)?)
         })
         .await
     }

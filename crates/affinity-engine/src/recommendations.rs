@@ -4,6 +4,7 @@
 
 use affinity_core::IdKind;
 use affinity_core::catalog::value_matches;
+use affinity_core::item_catalog::ItemCatalog;
 use affinity_core::item_rules::{ItemFilter, ItemRule};
 use affinity_model::co_occurrence::SimilarQuery;
 use affinity_model::recommend::{RecommendRequest, recommend};
@@ -16,6 +17,7 @@ const DAY_MS: i64 = 86_400_000;
 use crate::catalog::column_of;
 use crate::engine::blocking;
 use crate::error::{EngineError, Result};
+use crate::filters::{self, FilterWarning};
 use crate::training::ServingModel;
 
 /// What to recommend to a user.
@@ -36,6 +38,8 @@ pub struct Recommendations {
     pub values: Vec<(Value, f32)>,
     /// Why the answer is the popular fallback, when it is.
     pub fallback_reason: Option<&'static str>,
+    /// Filter values no item holds (the usual cause of an empty or unfiltered answer).
+    pub warnings: Vec<FilterWarning>,
     pub model_id: i64,
 }
 
@@ -49,11 +53,34 @@ pub struct SimilarItemsQuery {
     pub filter: Option<(String, String)>,
 }
 
+/// How similar items' scores read: both are in [0, 1], higher is closer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimilarScore {
+    /// Recency-weighted co-engagement divided by the best match's: the best is 1.0, 0.5
+    /// means half as much shared (recent) engagement as the best.
+    RelativeCoEngagement,
+    /// The share of the item's column values the other item holds too.
+    SharedColumnValues,
+}
+
+impl SimilarScore {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RelativeCoEngagement => "relative_co_engagement",
+            Self::SharedColumnValues => "shared_column_values",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimilarItems {
     pub similar: Vec<(String, f32)>,
-    /// Nobody engaged with the item (in the window): items sharing its column values instead.
-    pub fallback: bool,
+    /// Why the answer is the shared-values fallback, when it is: nobody engaged with the
+    /// item (in the window), so items sharing its column values answer instead.
+    pub fallback_reason: Option<String>,
+    pub score: SimilarScore,
+    /// A `value` no item holds.
+    pub warnings: Vec<FilterWarning>,
     pub model_id: i64,
     /// The window engagement was counted in (Unix ms): from `as_of - lookback_days` (None:
     /// all history) to the model's `as_of`.
@@ -72,6 +99,7 @@ impl Engine {
         let column = column_of(&model.catalog, &query.column)?;
         let store = self.store.clone();
         blocking(move || {
+            let warnings = check_filters(&model.catalog, &query.require, &query.exclude)?;
             let profile = store.profile(IdKind::UserId, &user_id)?;
             let filter = ItemFilter::new(&model.catalog, &query.require, &query.exclude)
                 .map_err(EngineError::InvalidParameter)?;
@@ -103,6 +131,7 @@ impl Engine {
             Ok(Recommendations {
                 values: recs.values,
                 fallback_reason,
+                warnings,
                 model_id: model.record.id,
             })
         })
@@ -126,13 +155,19 @@ impl Engine {
             Some((c, v)) => Some((
                 column_of(catalog, c)?.ok_or_else(|| {
                     EngineError::InvalidParameter(
-                        "filter on a catalog column, not item_id".to_string(),
+                        "`column` must be a catalog column, not item_id".to_string(),
                     )
                 })?,
                 v.clone(),
             )),
             None => None,
         };
+        let warnings: Vec<FilterWarning> = query
+            .filter
+            .as_ref()
+            .and_then(|(c, v)| filters::unknown_value(catalog, "value", c, v))
+            .into_iter()
+            .collect();
         blocking(move || {
             let catalog = &model.catalog;
             let allow = |j: u32| {
@@ -142,7 +177,7 @@ impl Engine {
                         .is_some_and(|x| value_matches(x, v))
                 })
             };
-            let (list, fallback) = if model
+            let (list, fallback_reason, score) = if model
                 .co_occurrence
                 .has_interactions(item, query.lookback_days)
             {
@@ -151,16 +186,38 @@ impl Engine {
                     lookback_days: query.lookback_days,
                     half_life_days: query.half_life_days,
                 };
-                (model.co_occurrence.similar(item, &q, &allow), false)
+                let list = relative_to_best(model.co_occurrence.similar(item, &q, &allow));
+                (list, None, SimilarScore::RelativeCoEngagement)
             } else {
-                (shared_values(&model, item, query.k, &allow), true)
+                let list = shared_values(&model, item, query.k, &allow);
+                let nobody = match query.lookback_days {
+                    Some(d) => format!(
+                        "nobody engaged with {item_id:?} in the {d} days before the model's data ends"
+                    ),
+                    None => format!("nobody engaged with {item_id:?} yet"),
+                };
+                let instead = if list.is_empty() {
+                    "and no other item shares any of its column values, so there is nothing to show"
+                        .to_string()
+                } else {
+                    "showing the items sharing most of its column values (brand, category, …), \
+                     the more popular first"
+                        .to_string()
+                };
+                (
+                    list,
+                    Some(format!("{nobody}: {instead}")),
+                    SimilarScore::SharedColumnValues,
+                )
             };
             Ok(SimilarItems {
                 similar: list
                     .into_iter()
                     .map(|(j, s)| (catalog.items[j as usize].clone(), s))
                     .collect(),
-                fallback,
+                fallback_reason,
+                score,
+                warnings,
                 model_id: model.record.id,
                 window_from: query
                     .lookback_days
@@ -170,6 +227,72 @@ impl Engine {
         })
         .await
     }
+}
+
+/// Co-engagement scores divided by the best one. The raw figures are recency-weighted sums
+/// whose size depends on how old the data is (`1e-8` for a catalog whose interactions are
+/// a few years before the model's "now"), which tells a reader nothing; the ratio to the best
+/// keeps the order and reads the same on any data.
+fn relative_to_best(list: Vec<(u32, f32)>) -> Vec<(u32, f32)> {
+    let best = list.first().map_or(0.0, |&(_, s)| s);
+    // A NaN or zero best (no shared engagement at all) leaves the list as it is.
+    if best.is_nan() || best <= 0.0 {
+        return list;
+    }
+    list.into_iter()
+        .map(|(j, s)| (j, (s / best).clamp(0.0, 1.0)))
+        .collect()
+}
+
+/// Checks recommendations' filters: unknown columns and impossible ranges are refused,
+/// naming the parameter; values no item holds are returned as warnings.
+fn check_filters(
+    catalog: &ItemCatalog,
+    require: &[(String, String)],
+    exclude: &[ItemRule],
+) -> Result<Vec<FilterWarning>> {
+    let columns = &catalog.column_names;
+    let mut warnings = Vec::new();
+    for (column, value) in require {
+        if catalog.column(column).is_none() {
+            return Err(EngineError::InvalidParameter(format!(
+                "`filter`: unknown column {column:?}; columns: {}",
+                columns.join(", ")
+            )));
+        }
+        warnings.extend(filters::unknown_value(catalog, "filter", column, value));
+    }
+    for rule in exclude {
+        if let Some(p) = rule
+            .problem(columns)
+            .or_else(|| filters::range_problem(catalog, rule))
+        {
+            return Err(EngineError::InvalidParameter(format!("`exclude`: {p}")));
+        }
+        for value in &rule.values {
+            warnings.extend(filters::unknown_value(
+                catalog,
+                "exclude",
+                &rule.column,
+                value,
+            ));
+        }
+    }
+    // In a query string each bound is its own rule (`price:below:5,price:above:50`): checked
+    // together, as one trait rule's `below` and `above` are.
+    for rule in exclude {
+        let same = || exclude.iter().filter(|r| r.column == rule.column);
+        let combined = ItemRule {
+            column: rule.column.clone(),
+            values: Vec::new(),
+            below: same().filter_map(|r| r.below).reduce(f64::max),
+            above: same().filter_map(|r| r.above).reduce(f64::min),
+        };
+        if let Some(p) = filters::range_problem(catalog, &combined) {
+            return Err(EngineError::InvalidParameter(format!("`exclude`: {p}")));
+        }
+    }
+    Ok(warnings)
 }
 
 /// For an item nobody engaged with (yet): the items sharing most of its column values, the

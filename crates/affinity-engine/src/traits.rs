@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use affinity_core::item_rules::{ItemFilter, TraitDefinition};
+use affinity_core::item_rules::{ItemFilter, ItemRule, TraitDefinition};
 use affinity_model::recommend::{RecommendRequest, recommend_many};
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{CatalogStore, StoreError, TraitDefinitionRecord, TraitStore};
@@ -19,7 +19,8 @@ use affinity_store::{CatalogStore, StoreError, TraitDefinitionRecord, TraitStore
 use crate::Engine;
 use crate::clock::now_ms;
 use crate::engine::blocking;
-use crate::error::{EngineError, Invalid, Result};
+use crate::error::{EngineError, Invalid, Problem, Result};
+use crate::filters;
 use crate::sync::lock;
 use crate::training::ServingModel;
 
@@ -37,6 +38,18 @@ pub fn compute(
     definition: &TraitDefinition,
     done: &AtomicUsize,
 ) -> Result<usize> {
+    Ok(compute_unless(store, model, definition, done, &|| false)?.unwrap_or(0))
+}
+
+/// [`compute`], stopping before the next write once `cancelled` says so (the trait was
+/// deleted or redefined meanwhile): `None` when it stopped.
+fn compute_unless(
+    store: &SqliteStore,
+    model: &ServingModel,
+    definition: &TraitDefinition,
+    done: &AtomicUsize,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Option<usize>> {
     let catalog = &model.catalog;
     let column = if definition.column == affinity_core::catalog::ITEM_ID {
         None
@@ -82,7 +95,13 @@ pub fn compute(
             })
             .collect::<Result<_, affinity_model::ModelError>>()?;
         let values: Vec<(i64, Value)> = batches.into_iter().flatten().collect();
+        if cancelled() {
+            return Ok(None);
+        }
         store.put_computed_traits(&definition.name, &values, updated_at)?;
+    }
+    if cancelled() {
+        return Ok(None);
     }
     store.finish_computed_traits(
         &definition.name,
@@ -90,7 +109,7 @@ pub fn compute(
         n_users as usize,
         model.record.id,
     )?;
-    Ok(n_users as usize)
+    Ok(Some(n_users as usize))
 }
 
 /// Where one trait's computation stands.
@@ -125,6 +144,12 @@ impl TraitJobs {
             .is_some_and(|p| Arc::ptr_eq(p, progress))
     }
 
+    /// Drops `name`'s queued or running computation: a queued one is skipped, a running one
+    /// stops before its next write.
+    pub fn cancel(&self, name: &str) {
+        lock(&self.active).remove(name);
+    }
+
     /// Queues `definitions` and computes them one after the other on a blocking thread.
     pub fn spawn(
         &self,
@@ -156,13 +181,28 @@ impl TraitJobs {
                     .store(model.catalog.users.len(), Ordering::Relaxed);
                 progress.started_at.store(now_ms(), Ordering::Relaxed);
                 let started = std::time::Instant::now();
-                match compute(&store, &model, &definition, &progress.done) {
-                    Ok(n) => tracing::info!(
+                let cancelled = || !jobs.is_current(&definition.name, &progress);
+                match compute_unless(&store, &model, &definition, &progress.done, &cancelled) {
+                    Ok(Some(n)) => tracing::info!(
                         name = definition.name,
                         profiles = n,
                         ms = started.elapsed().as_millis() as u64,
                         "trait computed"
                     ),
+                    Ok(None) => {
+                        // A delete may have landed while a chunk was being written: that
+                        // chunk's values must not outlive the trait.
+                        match store.drop_undefined_computed_traits(&definition.name) {
+                            Ok(n) => tracing::info!(
+                                name = definition.name,
+                                dropped = n,
+                                "trait computation stopped: deleted or redefined meanwhile"
+                            ),
+                            Err(e) => {
+                                tracing::error!(name = definition.name, error = %e, "cannot drop a deleted trait's values")
+                            }
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(name = definition.name, error = %e, "trait computation failed")
                     }
@@ -244,22 +284,100 @@ pub struct TraitView {
     pub progress: Option<TraitProgress>,
 }
 
+/// A change to a trait: the fields given replace the stored ones, the others are kept (an
+/// update never drops a part of the definition it does not mention).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraitUpdate {
+    pub column: Option<String>,
+    pub k: Option<usize>,
+    pub exclude_interacted: Option<bool>,
+    /// `Some(vec![])` removes every exclusion rule.
+    pub exclude: Option<Vec<ItemRule>>,
+}
+
+impl TraitUpdate {
+    /// The definition after this update.
+    pub fn apply(self, mut definition: TraitDefinition) -> TraitDefinition {
+        if let Some(column) = self.column {
+            definition.column = column;
+        }
+        if let Some(k) = self.k {
+            definition.k = k;
+        }
+        if let Some(x) = self.exclude_interacted {
+            definition.exclude_interacted = x;
+        }
+        if let Some(exclude) = self.exclude {
+            definition.exclude = exclude;
+        }
+        definition
+    }
+}
+
+fn no_trait(name: &str, known: &[String]) -> EngineError {
+    EngineError::NotFound(if known.is_empty() {
+        format!("no trait named {name:?}: none is defined yet (POST /api/v1/traits)")
+    } else {
+        format!("no trait named {name:?}; traits: {}", known.join(", "))
+    })
+}
+
+fn decode(record: &TraitDefinitionRecord) -> Result<TraitDefinition> {
+    serde_json::from_value(record.definition.clone()).map_err(|e| {
+        EngineError::Store(StoreError::Corrupt(format!(
+            "trait_definitions row {:?}: {e}",
+            record.name
+        )))
+    })
+}
+
 impl Engine {
-    /// Validates, stores, and queues a computation at once when a model serves.
-    pub async fn define_trait(&self, definition: TraitDefinition) -> Result<TraitStatus> {
+    /// Every problem of `definition` against the catalog: its name and `k`, its column, and
+    /// its exclusion rules (the same rules recommendations' `exclude` is checked with).
+    async fn trait_problems(&self, definition: &TraitDefinition) -> Result<Vec<Problem>> {
         let store = self.store.clone();
         let config = blocking(move || Ok(store.catalog_config()?)).await?;
         let config = config.ok_or(EngineError::NotConfigured)?;
         // Columns a trait may use: the configured ones and those uploads added.
         let mut columns: Vec<String> = config.columns.iter().map(|c| c.name.clone()).collect();
-        if let Some(c) = self.catalog.snapshot().catalog {
+        let catalog = self.catalog.snapshot().catalog;
+        if let Some(c) = &catalog {
             for name in &c.column_names {
                 if !columns.contains(name) {
                     columns.push(name.clone());
                 }
             }
         }
-        let problems = definition.problems(&columns);
+        let mut problems: Vec<Problem> = definition
+            .problems(&columns)
+            .into_iter()
+            .map(Problem::from)
+            .collect();
+        if let Some(c) = &catalog {
+            for (i, rule) in definition.exclude.iter().enumerate() {
+                if let Some(p) = filters::range_problem(c, rule) {
+                    problems.push(Problem::new(format!("exclude[{i}]"), p));
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    fn queue_trait(&self, definition: TraitDefinition) -> TraitStatus {
+        match self.models.current() {
+            Some(model) => {
+                self.traits
+                    .spawn(self.store.clone(), model, vec![definition]);
+                TraitStatus::Queued
+            }
+            None => TraitStatus::WaitingForModel,
+        }
+    }
+
+    /// Validates, stores, and queues a computation at once when a model serves. A name
+    /// already defined is refused (`TraitExists`): changing a trait is an update.
+    pub async fn define_trait(&self, definition: TraitDefinition) -> Result<TraitStatus> {
+        let problems = self.trait_problems(&definition).await?;
         if !problems.is_empty() {
             return Err(EngineError::invalid(Invalid::Trait, problems));
         }
@@ -267,15 +385,90 @@ impl Engine {
         let saved =
             serde_json::to_value(&definition).map_err(|e| EngineError::Task(e.to_string()))?;
         let name = definition.name.clone();
-        blocking(move || Ok(store.save_trait_definition(&name, &saved, now_ms())?)).await?;
-        Ok(match self.models.current() {
-            Some(model) => {
-                self.traits
-                    .spawn(self.store.clone(), model, vec![definition]);
-                TraitStatus::Queued
+        let created =
+            blocking(move || Ok(store.insert_trait_definition(&name, &saved, now_ms())?)).await?;
+        if !created {
+            return Err(EngineError::TraitExists(definition.name));
+        }
+        Ok(self.queue_trait(definition))
+    }
+
+    /// Changes the fields `update` gives, keeps the others, validates the result as a new
+    /// definition and recomputes it. Returns the definition now stored.
+    pub async fn update_trait(
+        &self,
+        name: String,
+        update: TraitUpdate,
+    ) -> Result<(TraitDefinition, TraitStatus)> {
+        let current = self.trait_view(name.clone()).await?;
+        let definition = update.apply(current.definition);
+        let problems = self.trait_problems(&definition).await?;
+        if !problems.is_empty() {
+            return Err(EngineError::invalid(Invalid::Trait, problems));
+        }
+        let store = self.store.clone();
+        let saved =
+            serde_json::to_value(&definition).map_err(|e| EngineError::Task(e.to_string()))?;
+        let updated = blocking(move || Ok(store.update_trait_definition(&name, &saved)?)).await?;
+        if !updated {
+            // Deleted between the read and the write.
+            return Err(no_trait(&definition.name, &[]));
+        }
+        Ok((definition.clone(), self.queue_trait(definition)))
+    }
+
+    /// Deletes a trait and its values on every profile; a computation in progress stops.
+    pub async fn delete_trait(&self, name: String) -> Result<()> {
+        self.traits.cancel(&name);
+        let store = self.store.clone();
+        let n = name.clone();
+        let deleted = blocking(move || Ok(store.delete_trait_definition(&n)?)).await?;
+        if deleted {
+            Ok(())
+        } else {
+            let known = self.trait_names().await?;
+            Err(no_trait(&name, &known))
+        }
+    }
+
+    async fn trait_names(&self) -> Result<Vec<String>> {
+        let store = self.store.clone();
+        let records = blocking(move || Ok(store.trait_definitions()?)).await?;
+        Ok(records.into_iter().map(|r| r.name).collect())
+    }
+
+    /// One trait with its status; an unreadable definition is an error naming its row.
+    pub async fn trait_view(&self, name: String) -> Result<TraitView> {
+        let store = self.store.clone();
+        let n = name.clone();
+        let record = blocking(move || Ok(store.trait_definition(&n)?)).await?;
+        match record {
+            Some(record) => {
+                let definition = decode(&record)?;
+                Ok(self.view(definition, record))
             }
-            None => TraitStatus::WaitingForModel,
-        })
+            None => Err(no_trait(&name, &self.trait_names().await?)),
+        }
+    }
+
+    fn view(&self, definition: TraitDefinition, record: TraitDefinitionRecord) -> TraitView {
+        let progress = self.traits.progress(&record.name).map(|p| TraitProgress {
+            profiles_done: p.done.load(Ordering::Relaxed),
+            profiles_total: p.total.load(Ordering::Relaxed),
+            started_at: p.started_at.load(Ordering::Relaxed),
+        });
+        let status = match (&progress, record.computed_at) {
+            (Some(p), _) if p.profiles_total > 0 => TraitStatus::Computing,
+            (Some(_), _) => TraitStatus::Queued,
+            (None, Some(_)) => TraitStatus::Computed,
+            (None, None) => TraitStatus::Pending,
+        };
+        TraitView {
+            definition,
+            record,
+            status,
+            progress: progress.filter(|p| p.profiles_total > 0),
+        }
     }
 
     /// Every defined trait with its status. An unreadable definition is left out and logged,
@@ -285,32 +478,12 @@ impl Engine {
         let records = blocking(move || Ok(store.trait_definitions()?)).await?;
         Ok(records
             .into_iter()
-            .filter_map(|record| {
-                let definition: TraitDefinition =
-                    match serde_json::from_value(record.definition.clone()) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            tracing::error!(name = record.name, error = %e, "unreadable trait definition left out of the list");
-                            return None;
-                        }
-                    };
-                let progress = self.traits.progress(&record.name).map(|p| TraitProgress {
-                    profiles_done: p.done.load(Ordering::Relaxed),
-                    profiles_total: p.total.load(Ordering::Relaxed),
-                    started_at: p.started_at.load(Ordering::Relaxed),
-                });
-                let status = match (&progress, record.computed_at) {
-                    (Some(p), _) if p.profiles_total > 0 => TraitStatus::Computing,
-                    (Some(_), _) => TraitStatus::Queued,
-                    (None, Some(_)) => TraitStatus::Computed,
-                    (None, None) => TraitStatus::Pending,
-                };
-                Some(TraitView {
-                    definition,
-                    record,
-                    status,
-                    progress: progress.filter(|p| p.profiles_total > 0),
-                })
+            .filter_map(|record| match decode(&record) {
+                Ok(definition) => Some(self.view(definition, record)),
+                Err(e) => {
+                    tracing::error!(name = record.name, error = %e, "unreadable trait definition left out of the list");
+                    None
+                }
             })
             .collect())
     }

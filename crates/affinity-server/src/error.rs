@@ -69,6 +69,8 @@ pub enum ErrorCode {
     CatalogNotReady,
     ModelNotReady,
     AudienceComputing,
+    /// A definition by that name exists: update it with PUT.
+    TraitExists,
     // Ours.
     StoreUnavailable,
     Internal,
@@ -106,6 +108,7 @@ impl ErrorCode {
             Self::CatalogNotReady => "catalog_not_ready",
             Self::ModelNotReady => "model_not_ready",
             Self::AudienceComputing => "audience_computing",
+            Self::TraitExists => "trait_exists",
             Self::StoreUnavailable => "store_unavailable",
             Self::RequestTimeout => "request_timeout",
             Self::RateLimited => "rate_limited",
@@ -142,9 +145,10 @@ impl ErrorCode {
             | Self::InvalidCatalogFile
             | Self::InvalidTrait
             | Self::InvalidAudience => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::CatalogNotReady | Self::ModelNotReady | Self::AudienceComputing => {
-                StatusCode::CONFLICT
-            }
+            Self::CatalogNotReady
+            | Self::ModelNotReady
+            | Self::AudienceComputing
+            | Self::TraitExists => StatusCode::CONFLICT,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited | Self::QueueFull => StatusCode::TOO_MANY_REQUESTS,
@@ -424,6 +428,7 @@ impl From<EngineError> for ApiError {
                 e.retry_after = Some(retry_after);
                 e
             }
+            EngineError::TraitExists(_) => Self::new(ErrorCode::TraitExists, message),
         }
     }
 }

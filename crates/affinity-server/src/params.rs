@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 
+use affinity_core::item_rules::ItemRule;
+
 use crate::ApiError;
 
 pub struct Params(pub HashMap<String, String>);
@@ -62,20 +64,87 @@ impl Params {
         }
     }
 
-    /// `col:value,col:value` pairs, e.g. `filter=brand:Acme,category:Shoes`.
+    /// `col:value,col:value` pairs, e.g. `filter=brand:Acme,category:Shoes`: items must hold
+    /// each value exactly. A range (`price:below:5`) is refused with where ranges go.
     pub fn pairs(&self, name: &str) -> Result<Vec<(String, String)>, ApiError> {
         let Some(text) = self.get(name) else {
             return Ok(Vec::new());
         };
         text.split(',')
             .map(|p| {
-                p.split_once(':')
+                let (column, value) = p
+                    .split_once(':')
                     .map(|(c, v)| (c.trim().to_string(), v.to_string()))
                     .filter(|(c, v)| !c.is_empty() && !v.is_empty())
                     .ok_or_else(|| {
                         ApiError::invalid_parameter(format!("`{name}` must be column:value pairs separated by commas, e.g. brand:Acme; got {p:?}"))
-                    })
+                    })?;
+                if let Some((bound, _)) = range(&value) {
+                    return Err(ApiError::invalid_parameter(format!(
+                        "`{name}` keeps items holding an exact value (column:value); {p:?} is a range: \
+                         to keep only {column} values {}, use exclude={column}:{}:N",
+                        if bound == "below" { "below N" } else { "above N" },
+                        if bound == "below" { "above" } else { "below" },
+                    )));
+                }
+                Ok((column, value))
             })
             .collect()
+    }
+
+    /// Exclusion rules, comma-separated: `column:value` (items holding the value),
+    /// `column:below:N` or `column:above:N` (items whose number is below or above N), the
+    /// forms of a trait's `exclude` rules (`in`, `below`, `above`).
+    pub fn exclusions(&self, name: &str) -> Result<Vec<ItemRule>, ApiError> {
+        let Some(text) = self.get(name) else {
+            return Ok(Vec::new());
+        };
+        let forms = "column:value (exclude items with that value), column:below:N or column:above:N (exclude items whose number is below or above N)";
+        text.split(',')
+            .map(|p| {
+                let (column, rest) = p
+                    .split_once(':')
+                    .map(|(c, v)| (c.trim().to_string(), v))
+                    .filter(|(c, v)| !c.is_empty() && !v.is_empty())
+                    .ok_or_else(|| {
+                        ApiError::invalid_parameter(format!(
+                            "`{name}` takes comma-separated rules: {forms}; got {p:?}"
+                        ))
+                    })?;
+                let mut rule = ItemRule {
+                    column,
+                    values: Vec::new(),
+                    below: None,
+                    above: None,
+                };
+                match range(rest) {
+                    Some((bound, number)) => {
+                        let n = number.trim().parse::<f64>().ok().filter(|n| n.is_finite()).ok_or_else(|| {
+                            ApiError::invalid_parameter(format!(
+                                "`{name}`: {bound} needs a number, e.g. {}:{bound}:5; got {p:?}. Accepted: {forms}",
+                                rule.column
+                            ))
+                        })?;
+                        if bound == "below" {
+                            rule.below = Some(n);
+                        } else {
+                            rule.above = Some(n);
+                        }
+                    }
+                    None => rule.values.push(rest.to_string()),
+                }
+                Ok(rule)
+            })
+            .collect()
+    }
+}
+
+/// `below:N` or `above:N` split into the bound and the text of N.
+fn range(text: &str) -> Option<(&'static str, &str)> {
+    let (bound, number) = text.split_once(':')?;
+    match bound {
+        "below" => Some(("below", number)),
+        "above" => Some(("above", number)),
+        _ => None,
     }
 }

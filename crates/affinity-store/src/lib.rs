@@ -55,6 +55,19 @@ pub trait Profiles {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<RefusedMerge>, StoreError>;
+    /// The live audiences the profile (or a profile merged into it) is a member of, each
+    /// audience's newest live snapshot only.
+    fn profile_audiences(&self, profile_id: i64) -> Result<Vec<AudienceMembership>, StoreError>;
+    /// First and last message times and the last message of the profile.
+    fn profile_activity(&self, profile_id: i64) -> Result<ProfileActivity, StoreError>;
+    /// The profile's identifiers with when a message first carried each.
+    fn profile_identifiers(&self, profile_id: i64) -> Result<Vec<ProfileIdentifier>, StoreError>;
+    /// A page of the profile's events (merged profiles' included), filtered and ordered.
+    fn profile_events_page(
+        &self,
+        profile_id: i64,
+        query: &ProfileEventsQuery,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
 }
 
 /// Small named settings kept with the data (generated credentials, for one).
@@ -124,6 +137,22 @@ pub trait TraitStore {
         definition: &Value,
         created_at: i64,
     ) -> Result<(), StoreError>;
+    /// Stores a new definition; `false` (and nothing written) when `name` already exists.
+    fn insert_trait_definition(
+        &self,
+        name: &str,
+        definition: &Value,
+        created_at: i64,
+    ) -> Result<bool, StoreError>;
+    /// Replaces an existing definition (clearing its last computation's record); `false`
+    /// when there is none by that name.
+    fn update_trait_definition(&self, name: &str, definition: &Value) -> Result<bool, StoreError>;
+    /// Deletes a definition and the values it wrote onto profiles; `false` when there is none.
+    fn delete_trait_definition(&self, name: &str) -> Result<bool, StoreError>;
+    /// Deletes the values of trait `name` if it is no longer defined (a computation that was
+    /// writing while the trait was deleted); returns how many were deleted.
+    fn drop_undefined_computed_traits(&self, name: &str) -> Result<usize, StoreError>;
+    fn trait_definition(&self, name: &str) -> Result<Option<TraitDefinitionRecord>, StoreError>;
     fn trait_definitions(&self) -> Result<Vec<TraitDefinitionRecord>, StoreError>;
     /// Writes values of trait `name` stamped `updated_at`, overwriting each profile's
     /// previous value in place (in bounded transactions). A recomputation calls this once per

@@ -300,3 +300,51 @@ pub struct Member {
     /// Held out as the control group: not to be targeted.
     pub control: bool,
 }
+
+/// A live audience a profile is a member of (its newest live snapshot).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudienceMembership {
+    pub audience_id: i64,
+    pub name: String,
+    pub computed_at: i64,
+    /// In the audience's control group: a member, held out of destinations.
+    pub control: bool,
+}
+
+/// What the events of a profile say about it: when its messages started and ended.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProfileActivity {
+    /// Event time of the oldest and newest messages (`None` without any).
+    pub first_message_at: Option<i64>,
+    pub last_message_at: Option<i64>,
+    /// The message received last.
+    pub last_message_id: Option<String>,
+    pub last_received_at: Option<i64>,
+}
+
+/// One identifier of a profile with when a message first carried it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileIdentifier {
+    pub kind: IdKind,
+    pub value: String,
+    /// Receive time of the first message carrying it (`None`: no stored message does, e.g.
+    /// an alias's `previousId` never seen on an event).
+    pub first_seen: Option<i64>,
+}
+
+/// A page of a profile's events, Segment's Profile API `/events`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProfileEventsQuery {
+    /// Only these event names (track events), when not empty.
+    pub include: Vec<String>,
+    /// Not these event names.
+    pub exclude: Vec<String>,
+    /// Event time bounds, inclusive start, exclusive end (Unix ms).
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    /// Oldest first instead of newest first.
+    pub ascending: bool,
+    /// Continue after this `(timestamp, seq)` in the chosen order.
+    pub after: Option<(i64, i64)>,
+    pub limit: usize,
+}

@@ -46,6 +46,10 @@ pub fn routes() -> Router<AppState> {
         .route("/audiences/{id}/members/{user_id}", get(audiences::member))
         .route("/traits", get(traits::list).post(traits::create))
         .route(
+            "/traits/{name}",
+            get(traits::get).put(traits::update).delete(traits::delete),
+        )
+        .route(
             "/users/{user_id}/recommendations",
             get(recommendations::for_user),
         )

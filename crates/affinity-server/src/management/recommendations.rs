@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use serde::Serialize;
 use serde_json::Value;
 
-use affinity_core::item_rules::ItemRule;
 use affinity_core::timestamp::format_millis;
+use affinity_engine::filters::FilterWarning;
 use affinity_engine::recommendations::{RecommendationQuery, SimilarItemsQuery};
 
 use crate::auth::Admin;
@@ -21,7 +21,32 @@ pub struct RecommendationsBody {
     fallback: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     fallback_reason: Option<&'static str>,
+    /// Filter values no item holds, with close values (absent when there are none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<WarningBody>,
     model_id: i64,
+}
+
+/// A filter value no item holds: the list is empty (or unfiltered) because of it.
+#[derive(Serialize)]
+struct WarningBody {
+    parameter: String,
+    column: String,
+    value: String,
+    message: String,
+    suggestions: Vec<String>,
+}
+
+impl From<FilterWarning> for WarningBody {
+    fn from(w: FilterWarning) -> Self {
+        Self {
+            parameter: w.parameter,
+            column: w.column,
+            value: w.value,
+            message: w.message,
+            suggestions: w.suggestions,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -42,16 +67,7 @@ pub async fn for_user(
         exclude_interacted: params.boolean("exclude_interacted", false)?,
         column: params.get("column").unwrap_or("item_id").to_string(),
         require: params.pairs("filter")?,
-        exclude: params
-            .pairs("exclude")?
-            .into_iter()
-            .map(|(column, value)| ItemRule {
-                column,
-                values: vec![value],
-                below: None,
-                above: None,
-            })
-            .collect(),
+        exclude: params.exclusions("exclude")?,
     };
     let column = query.column.clone();
     let recs = state
@@ -68,6 +84,7 @@ pub async fn for_user(
             .collect(),
         fallback: recs.fallback_reason.is_some(),
         fallback_reason: recs.fallback_reason,
+        warnings: recs.warnings.into_iter().map(WarningBody::from).collect(),
         model_id: recs.model_id,
     }))
 }
@@ -76,7 +93,14 @@ pub async fn for_user(
 pub struct SimilarBody {
     item_id: String,
     similar: Vec<SimilarItem>,
+    /// What `score` measures: `relative_co_engagement` (the best match is 1.0) or, for the
+    /// fallback, `shared_column_values` (the share of the item's values held too).
+    score_kind: &'static str,
     fallback: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_reason: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<WarningBody>,
     model_id: i64,
     /// The engagement counted: `from` (absent: all history) to the model's `as_of`.
     window: WindowBody,
@@ -131,7 +155,10 @@ pub async fn similar(
             .into_iter()
             .map(|(item_id, score)| SimilarItem { item_id, score })
             .collect(),
-        fallback: found.fallback,
+        score_kind: found.score.as_str(),
+        fallback: found.fallback_reason.is_some(),
+        fallback_reason: found.fallback_reason,
+        warnings: found.warnings.into_iter().map(WarningBody::from).collect(),
         model_id: found.model_id,
         window: WindowBody {
             from: found.window_from.map(format_millis),

@@ -1,18 +1,19 @@
-//! `/api/v1/traits`: define personalized-items traits and see where they stand.
+//! `/api/v1/traits`: define personalized-items traits, see where they stand, change and
+//! delete them by name.
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use affinity_core::item_rules::TraitDefinition;
+use affinity_core::item_rules::{ItemRule, TraitDefinition};
 use affinity_core::timestamp::format_millis;
-use affinity_engine::traits::{TraitProgress, TraitView};
+use affinity_engine::traits::{TraitProgress, TraitUpdate, TraitView};
 
 use super::json_body;
 use crate::auth::Admin;
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, ErrorCode};
 
 /// A trait: its definition as it was sent, and where its computation stands.
 #[derive(Serialize)]
@@ -75,7 +76,8 @@ pub struct TraitList {
     traits: Vec<TraitBody>,
 }
 
-/// `POST /api/v1/traits`: validates, stores, and computes at once when a model serves.
+/// `POST /api/v1/traits`: validates, stores, and computes at once when a model serves. A
+/// name already defined is `409 trait_exists` (a definition is never replaced silently).
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
@@ -98,4 +100,69 @@ pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<TraitL
     Ok(Json(TraitList {
         traits: traits.into_iter().map(TraitBody::from).collect(),
     }))
+}
+
+/// `GET /api/v1/traits/{name}`.
+pub async fn get(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<TraitBody>, ApiError> {
+    Ok(Json(state.engine.trait_view(name).await?.into()))
+}
+
+/// The body of `PUT /api/v1/traits/{name}`: the fields to change. Absent fields keep their
+/// stored value, so an update that does not mention `exclude` keeps every exclusion rule;
+/// `"exclude": []` removes them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraitChange {
+    /// Optional; when given it must be the name in the path (a trait cannot be renamed).
+    name: Option<String>,
+    column: Option<String>,
+    k: Option<usize>,
+    exclude_interacted: Option<bool>,
+    exclude: Option<Vec<ItemRule>>,
+}
+
+/// `PUT /api/v1/traits/{name}`: changes the fields sent, keeps the others, recomputes.
+pub async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Json<TraitCreated>, ApiError> {
+    let change: TraitChange = json_body::parse(body).await?;
+    if let Some(other) = change.name.as_deref()
+        && other != name
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTrait,
+            format!(
+                "`name` is {other:?} but the path names {name:?}: a trait cannot be renamed; \
+                 create {other:?} with POST /api/v1/traits and DELETE {name:?}"
+            ),
+        ));
+    }
+    let update = TraitUpdate {
+        column: change.column,
+        k: change.k,
+        exclude_interacted: change.exclude_interacted,
+        exclude: change.exclude,
+    };
+    let (definition, status) = state.engine.update_trait(name, update).await?;
+    Ok(Json(TraitCreated {
+        definition,
+        status: status.as_str(),
+    }))
+}
+
+/// `DELETE /api/v1/traits/{name}`: the definition and its values on every profile.
+pub async fn delete(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.delete_trait(name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

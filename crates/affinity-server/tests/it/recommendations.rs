@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::catalog::{put_catalog, ready_catalog};
 use crate::models::{finished, send_synthetic, synthetic_catalog, train};
 use crate::support::{ADMIN, TestApp, assert_error, poll_until, problem_fields};
+use crate::traits::trained_shop;
 
 const PROFILE_TOKEN: &str = "prf_test";
 
@@ -447,4 +448,200 @@ async fn traits_are_written_onto_profiles_and_read_like_segment() {
         .send(get("user_id:u0/traits?limit=201", PROFILE_TOKEN))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+/// The price of each item of a list (items without one are left out).
+async fn prices(app: &TestApp, items: &[String]) -> Vec<f64> {
+    let mut out = Vec::new();
+    for item in items {
+        let (_, d) = app
+            .admin_get(&format!("/api/v1/catalog/items/{item}"))
+            .await;
+        out.extend(d["columns"]["price"].as_f64());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_are_checked_like_traits_and_unknown_values_get_a_hint() {
+    let app = trained_shop().await;
+    let recs = "/api/v1/users/u0/recommendations";
+
+    // A numeric range is applied, not ignored.
+    let (s, cheap_out) = app
+        .admin_get(&format!("{recs}?k=30&exclude=price:below:250"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{cheap_out}");
+    let items = values(&cheap_out, "recommendations", "value");
+    assert_eq!(items.len(), 30, "{cheap_out}");
+    let p = prices(&app, &items).await;
+    assert_eq!(p.len(), 30);
+    assert!(
+        p.iter().all(|&p| p >= 250.0),
+        "items under 250 came back: {p:?}"
+    );
+    let (_, all) = app.admin_get(&format!("{recs}?k=30")).await;
+    let p = prices(&app, &values(&all, "recommendations", "value")).await;
+    assert!(
+        p.iter().any(|&p| p < 250.0),
+        "the filter must have had something to remove: {p:?}"
+    );
+    let (_, both) = app
+        .admin_get(&format!(
+            "{recs}?k=10&exclude=price:below:100,price:above:300,brand:Brand%20001"
+        ))
+        .await;
+    for item in values(&both, "recommendations", "value") {
+        let (_, d) = app
+            .admin_get(&format!("/api/v1/catalog/items/{item}"))
+            .await;
+        let price = d["columns"]["price"].as_f64().expect("price");
+        assert!(
+            (100.0..=300.0).contains(&price) && d["columns"]["brand"] != "Brand 001",
+            "{d}"
+        );
+    }
+
+    // Malformed or impossible filters: a 400 naming the parameter and the accepted forms.
+    let bad = [
+        ("exclude=price:below:abc", "below needs a number"),
+        ("exclude=price:below:", "below needs a number"),
+        ("exclude=price", "column:below:N or column:above:N"),
+        ("exclude=brand:below:5", "no item has a number in \"brand\""),
+        (
+            "exclude=price:below:500,price:above:100",
+            "exclude every item",
+        ),
+        ("exclude=colour:red", "unknown column \"colour\""),
+        ("filter=price:below:5", "exclude=price:above:N"),
+        ("filter=colour:red", "unknown column \"colour\""),
+    ];
+    for (query, mentions) in bad {
+        let (s, b) = app.admin_get(&format!("{recs}?{query}")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {b}");
+        assert_error(s, &b, StatusCode::BAD_REQUEST, mentions);
+        let parameter = query.split('=').next().expect("name");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(&format!("`{parameter}`")),
+            "{query}: {b}"
+        );
+    }
+
+    // A value no item holds: the empty answer says why, with the value that was meant.
+    let (s, b) = app
+        .admin_get(&format!("{recs}?filter=brand:brand%20001"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["recommendations"], json!([]));
+    let w = &b["warnings"][0];
+    assert_eq!(
+        (&w["parameter"], &w["column"], &w["value"]),
+        (&json!("filter"), &json!("brand"), &json!("brand 001")),
+        "{b}"
+    );
+    assert_eq!(w["suggestions"][0], "Brand 001", "{b}");
+    assert!(
+        w["message"]
+            .as_str()
+            .expect("m")
+            .contains("did you mean \"Brand 001\""),
+        "{b}"
+    );
+    let (_, b) = app
+        .admin_get(&format!("{recs}?exclude=brand:Brand%20001x"))
+        .await;
+    assert_eq!(b["warnings"][0]["parameter"], "exclude", "{b}");
+    let (_, b) = app
+        .admin_get(&format!("{recs}?filter=brand:Brand%20001"))
+        .await;
+    assert!(
+        b.get("warnings").is_none(),
+        "no warning for a value items hold: {b}"
+    );
+    assert!(!values(&b, "recommendations", "value").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similar_item_scores_read_from_zero_to_one_and_the_fallback_says_why() {
+    let app = trained_shop().await;
+    let (_, top) = app
+        .admin_get("/api/v1/catalog/columns/item_id/values?limit=1")
+        .await;
+    let item = top["values"][0]["value"]
+        .as_str()
+        .expect("item")
+        .to_string();
+    for window in ["", "&lookback_days=3", "&half_life_days=1"] {
+        let (s, sim) = app
+            .admin_get(&format!("/api/v1/items/{item}/similar?k=10{window}"))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{sim}");
+        assert_eq!(
+            (&sim["fallback"], &sim["score_kind"]),
+            (&json!(false), &json!("relative_co_engagement")),
+            "{sim}"
+        );
+        assert!(sim.get("fallback_reason").is_none(), "{sim}");
+        let sc = scores(&sim, "similar");
+        assert!(sc.len() >= 2, "{sim}");
+        if window.is_empty() {
+            assert_eq!(sc.len(), 10, "{sim}");
+        }
+        assert_eq!(sc[0], 1.0, "the best match reads 1.0: {sc:?}");
+        assert!(sc.windows(2).all(|w| w[0] >= w[1]), "{sc:?}");
+        assert!(
+            sc.iter().all(|&s| s > 0.01 && s <= 1.0),
+            "readable, in (0, 1]: {sc:?}"
+        );
+        assert!(
+            sc[sc.len() - 1] < 1.0,
+            "the scale separates matches: {sc:?}"
+        );
+    }
+
+    // Nobody engaged with a new item: the fallback answers and says so, scores in [0, 1].
+    let (_, detail) = app
+        .admin_get(&format!("/api/v1/catalog/items/{item}"))
+        .await;
+    let brand = detail["columns"]["brand"]
+        .as_str()
+        .expect("brand")
+        .to_string();
+    let csv = format!("item_id,brand,category\nsku-new,{brand},Category 03\n");
+    let (s, _) = app.upload_catalog(csv, Some("text/csv")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, job) = train(&app, json!({})).await;
+    finished(&app, &job["model_id"]).await;
+    let (s, cold) = app.admin_get("/api/v1/items/sku-new/similar?k=5").await;
+    assert_eq!(s, StatusCode::OK, "{cold}");
+    assert_eq!(
+        (&cold["fallback"], &cold["score_kind"]),
+        (&json!(true), &json!("shared_column_values")),
+        "{cold}"
+    );
+    let reason = cold["fallback_reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reason: {cold}"));
+    assert!(
+        reason.contains("nobody engaged with \"sku-new\" yet") && reason.contains("column values"),
+        "{reason}"
+    );
+    let sc = scores(&cold, "similar");
+    assert!(
+        !sc.is_empty() && sc.iter().all(|&s| s > 0.0 && s <= 1.0),
+        "{sc:?}"
+    );
+    // An item with engagement, but none in the window, falls back with the window named.
+    let (_, narrow) = app
+        .admin_get(&format!(
+            "/api/v1/items/{item}/similar?k=5&lookback_days=1&column=brand&value=brand%20001"
+        ))
+        .await;
+    assert_eq!(
+        narrow["warnings"][0]["suggestions"][0], "Brand 001",
+        "{narrow}"
+    );
 }

@@ -35,36 +35,56 @@ impl TraitStore for SqliteStore {
         Ok(())
     }
 
+    fn insert_trait_definition(
+        &self,
+        name: &str,
+        definition: &Value,
+        created_at: i64,
+    ) -> Result<bool, StoreError> {
+        let conn = self.write_conn()?;
+        // One statement, so two concurrent creations of one name cannot both succeed.
+        let n = conn.execute(
+            "INSERT INTO trait_definitions (name, definition, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO NOTHING",
+            params![name, DEFINITION.encode(definition)?, created_at],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn update_trait_definition(&self, name: &str, definition: &Value) -> Result<bool, StoreError> {
+        let conn = self.write_conn()?;
+        let n = conn.execute(
+            "UPDATE trait_definitions SET definition = ?2, computed_at = NULL, profiles = 0,
+                 model_id = NULL WHERE name = ?1",
+            params![name, DEFINITION.encode(definition)?],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn delete_trait_definition(&self, name: &str) -> Result<bool, StoreError> {
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        let n = tx.execute("DELETE FROM trait_definitions WHERE name = ?1", [name])?;
+        tx.execute("DELETE FROM computed_traits WHERE name = ?1", [name])?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn drop_undefined_computed_traits(&self, name: &str) -> Result<usize, StoreError> {
+        let conn = self.write_conn()?;
+        Ok(conn.execute(
+            "DELETE FROM computed_traits WHERE name = ?1
+             AND NOT EXISTS (SELECT 1 FROM trait_definitions WHERE name = ?1)",
+            [name],
+        )?)
+    }
+
+    fn trait_definition(&self, name: &str) -> Result<Option<TraitDefinitionRecord>, StoreError> {
+        Ok(self.definitions(Some(name))?.into_iter().next())
+    }
+
     fn trait_definitions(&self) -> Result<Vec<TraitDefinitionRecord>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare(
-                "SELECT name, definition, created_at, computed_at, profiles, model_id
-                 FROM trait_definitions ORDER BY name",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?;
-            rows.map(|row| {
-                let (name, text, created_at, computed_at, profiles, model_id) = row?;
-                let definition = DEFINITION.decode(format_args!("{name:?}"), &text)?;
-                Ok(TraitDefinitionRecord {
-                    name,
-                    definition,
-                    created_at,
-                    computed_at,
-                    profiles,
-                    model_id,
-                })
-            })
-            .collect()
-        })
+        self.definitions(None)
     }
 
     fn put_computed_traits(
@@ -122,6 +142,41 @@ impl TraitStore for SqliteStore {
                 let (name, text, updated_at) = row?;
                 let value = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("computed trait {name}: {e}")))?;
                 Ok(Trait { name, value, updated_at })
+            })
+            .collect()
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Every definition, or the one named `only`, by name.
+    fn definitions(&self, only: Option<&str>) -> Result<Vec<TraitDefinitionRecord>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT name, definition, created_at, computed_at, profiles, model_id
+                 FROM trait_definitions WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
+            )?;
+            let rows = stmt.query_map([only], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (name, text, created_at, computed_at, profiles, model_id) = row?;
+                let definition = DEFINITION.decode(format_args!("{name:?}"), &text)?;
+                Ok(TraitDefinitionRecord {
+                    name,
+                    definition,
+                    created_at,
+                    computed_at,
+                    profiles,
+                    model_id,
+                })
             })
             .collect()
         })
