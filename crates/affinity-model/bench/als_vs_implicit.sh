@@ -151,6 +151,10 @@ if [[ "$WITH_IMPLICIT" == 1 ]]; then
 fi
 echo "CPU seconds, all threads (less sensitive to other load than wall time):"
 echo "  ours: ${OURS_CPU[*]}  (median $(printf '%s\n' "${OURS_CPU[@]}" | median))"
+if [[ "$VS_NATIVE" == 1 ]]; then
+  echo "  ours, native build: ${NATIVE_CPU[*]}  (median $(printf '%s\n' "${NATIVE_CPU[@]}" | median))"
+  echo "  ratio portable/native (CPU medians): $(awk -v a="$(printf '%s\n' "${OURS_CPU[@]}" | median)" -v b="$(printf '%s\n' "${NATIVE_CPU[@]}" | median)" 'BEGIN {printf "%.3f", a/b}')"
+fi
 if [[ "$WITH_IMPLICIT" == 1 ]]; then
   echo "  implicit: ${IMPL_CPU[*]}  (median $(printf '%s\n' "${IMPL_CPU[@]}" | median))"
 fi
