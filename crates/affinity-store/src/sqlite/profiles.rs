@@ -84,19 +84,7 @@ impl Profiles for SqliteStore {
                  WHERE profile_id IN (SELECT id FROM profiles WHERE id = ?1 OR merged_into = ?1)
                  ORDER BY timestamp DESC, seq DESC LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![profile_id, limit as i64], |r| {
-                Ok(StoredEvent {
-                    seq: r.get(0)?,
-                    message_id: r.get(1)?,
-                    kind: r.get(2)?,
-                    event: r.get(3)?,
-                    user_id: r.get(4)?,
-                    anonymous_id: r.get(5)?,
-                    timestamp: r.get(6)?,
-                    received_at: r.get(7)?,
-                    raw: r.get(8)?,
-                })
-            })?;
+            let rows = stmt.query_map(params![profile_id, limit as i64], stored_event)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
@@ -302,20 +290,24 @@ impl Profiles for SqliteStore {
                 args.len()
             ));
             let mut stmt = c.prepare(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-                Ok(StoredEvent {
-                    seq: r.get(0)?,
-                    message_id: r.get(1)?,
-                    kind: r.get(2)?,
-                    event: r.get(3)?,
-                    user_id: r.get(4)?,
-                    anonymous_id: r.get(5)?,
-                    timestamp: r.get(6)?,
-                    received_at: r.get(7)?,
-                    raw: r.get(8)?,
-                })
-            })?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), stored_event)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
+}
+
+/// A row of `seq, message_id, type, event, user_id, anonymous_id, timestamp, received_at, raw`
+/// (the column order every event page selects).
+fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: r.get(0)?,
+        message_id: r.get(1)?,
+        kind: r.get(2)?,
+        event: r.get(3)?,
+        user_id: r.get(4)?,
+        anonymous_id: r.get(5)?,
+        timestamp: r.get(6)?,
+        received_at: r.get(7)?,
+        raw: r.get(8)?,
+    })
 }
