@@ -192,3 +192,46 @@ fn the_build_is_portable() {
         .collect();
     assert!(flags.is_empty(), "{} sets {flags:?}", config.display());
 }
+
+/// The README's main command, `cargo run --release -- demo`, needs exactly one binary among the
+/// workspace's default members (a second one, such as the fuzz driver, makes `cargo run` ask
+/// which).
+#[test]
+fn cargo_run_has_one_binary_to_run() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo metadata runs");
+    let metadata: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata is JSON");
+    let defaults: BTreeSet<&str> = metadata["workspace_default_members"]
+        .as_array()
+        .expect("workspace_default_members")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let binaries: Vec<String> = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter(|p| p["id"].as_str().is_some_and(|id| defaults.contains(id)))
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
+        .filter_map(|t| t["name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        binaries,
+        ["affinity"],
+        "binaries `cargo run` can choose from"
+    );
+}
