@@ -20,8 +20,8 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Each workspace crate's normal (non-dev, non-build) dependencies, by name.
-fn dependencies() -> Graph {
+/// `cargo metadata` of the workspace (its own packages only).
+fn metadata() -> Value {
     let out = Command::new(env!("CARGO"))
         .args([
             "metadata",
@@ -38,7 +38,12 @@ fn dependencies() -> Graph {
         "cargo metadata failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let metadata: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata is JSON");
+    serde_json::from_slice(&out.stdout).expect("cargo metadata is JSON")
+}
+
+/// Each workspace crate's normal (non-dev, non-build) dependencies, by name.
+fn dependencies() -> Graph {
+    let metadata = metadata();
     let mut graph = Graph::new();
     for package in metadata["packages"].as_array().expect("packages") {
         let name = package["name"].as_str().expect("name").to_string();
@@ -198,18 +203,7 @@ fn the_build_is_portable() {
 /// which).
 #[test]
 fn cargo_run_has_one_binary_to_run() {
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .current_dir(workspace_root())
-        .output()
-        .expect("cargo metadata runs");
-    let metadata: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata is JSON");
+    let metadata = metadata();
     let defaults: BTreeSet<&str> = metadata["workspace_default_members"]
         .as_array()
         .expect("workspace_default_members")
