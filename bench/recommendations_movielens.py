@@ -10,7 +10,6 @@
 NDCG@10 as the product's own metrics define it (crates/affinity-model/src/metrics.rs): binary
 relevance, IDCG over min(10, |held out|) hits, every test user counts (an empty list is 0).
 """
-import math
 import json
 import sys
 import urllib.parse
@@ -22,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from ml100k_to_segment import rated, rows  # noqa: E402
 
-K = 10
+from ranking_metrics import K, ndcg  # noqa: E402  (same folder)
 EASE_LAMBDA = 250.0
 TEST_SHARE = 0.2
 
@@ -56,20 +55,6 @@ def split(data, seed, out):
     print(f"seed {seed}: {len(train)} train ratings, {sum(map(len, test.values()))} held out "
           f"of {len(test)} users", file=sys.stderr)
 
-
-def ndcg(recommended, relevant):
-    relevant = set(relevant)
-    ideal = min(K, len(relevant))
-    if ideal == 0:
-        return 0.0
-    seen, dcg = set(), 0.0
-    for pos, x in enumerate(recommended[:K]):
-        if x in seen:
-            continue
-        seen.add(x)
-        if x in relevant:
-            dcg += 1.0 / math.log2(pos + 2)
-    return dcg / sum(1.0 / math.log2(p + 2) for p in range(ideal))
 
 
 def get(url, token):

@@ -19,13 +19,12 @@ held-out order, IDCG over min(10, |order|) hits, every test user counts.
 """
 import base64
 import json
-import math
 import sys
 import urllib.parse
 import urllib.request
 from collections import Counter
 
-K = 10
+from ranking_metrics import K, ndcg, recall  # noqa: E402  (same folder)
 BATCH = 200  # messages per /v1/batch request, well under its 500 KB limit
 
 
@@ -86,24 +85,6 @@ def send(out, url, write_key):
     print(f"sent {sent} messages to {url}/v1/batch", file=sys.stderr)
 
 
-def ndcg(recommended, relevant):
-    relevant = set(relevant)
-    ideal = min(K, len(relevant))
-    if ideal == 0:
-        return 0.0
-    seen, dcg = set(), 0.0
-    for pos, x in enumerate(recommended[:K]):
-        if x in seen:
-            continue
-        seen.add(x)
-        if x in relevant:
-            dcg += 1.0 / math.log2(pos + 2)
-    return dcg / sum(1.0 / math.log2(p + 2) for p in range(ideal))
-
-
-def recall(recommended, relevant):
-    relevant = set(relevant)
-    return len(relevant & set(recommended[:K])) / len(relevant) if relevant else 0.0
 
 
 def score(out, url, token):
