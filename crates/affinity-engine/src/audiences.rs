@@ -381,6 +381,8 @@ fn finish_snapshot(
         &to_stored("the estimate", &computed.estimate)?,
         changes.as_ref(),
         now_ms(),
+        // Destinations are not wired to audiences yet (issue 11): no messages.
+        &[],
     )?;
     Ok(computed)
 }

@@ -82,7 +82,7 @@ fn main() -> Result<(), StoreError> {
                 control: i % 10 == 0,
             })
             .collect();
-        store.finish_audience(id, 1, &members, &json!({}), None, 1)?;
+        store.finish_audience(id, 1, &members, &json!({}), None, 1, &[])?;
     }
     let built_s = started.elapsed().as_secs_f64();
 

@@ -187,7 +187,9 @@ pub trait AudienceStore {
     ) -> Result<i64, StoreError>;
     /// Marks a queued audience computing; false when it is not queued (deleted meanwhile).
     fn start_audience(&self, id: i64) -> Result<bool, StoreError>;
-    /// Stores the members and marks the audience live, in one transaction.
+    /// Stores the members and marks the audience live, in one transaction, with the messages
+    /// destinations are to receive about this snapshot (the outbox): both or neither.
+    #[allow(clippy::too_many_arguments)]
     fn finish_audience(
         &self,
         id: i64,
@@ -196,6 +198,7 @@ pub trait AudienceStore {
         estimate: &Value,
         changes: Option<&Value>,
         computed_at: i64,
+        outbox: &[OutboxMessage],
     ) -> Result<(), StoreError>;
     fn fail_audience(&self, id: i64, error: &str) -> Result<(), StoreError>;
     fn audience(&self, id: i64) -> Result<Option<AudienceRecord>, StoreError>;

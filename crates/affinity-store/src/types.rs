@@ -348,3 +348,15 @@ pub struct ProfileEventsQuery {
     pub after: Option<(i64, i64)>,
     pub limit: usize,
 }
+
+/// One message for a destination, queued in the outbox in the same transaction as the change
+/// that caused it. `message_id` is fixed by (destination, computation, snapshot, user, kind),
+/// so queueing it again (a resend after a crash) keeps the one row and the same body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub destination_id: i64,
+    pub message_id: String,
+    /// The JSON body exactly as it will be sent.
+    pub body: String,
+    pub created_at: i64,
+}

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::SqliteStore;
 use super::stored_json::Document;
-use crate::{AudienceRecord, AudienceStore, Member, StoreError};
+use crate::{AudienceRecord, AudienceStore, Member, OutboxMessage, StoreError};
 
 /// The audience's definition, as the API received it.
 pub(super) const SPEC: Document = Document {
@@ -92,9 +92,11 @@ impl AudienceStore for SqliteStore {
         estimate: &Value,
         changes: Option<&Value>,
         computed_at: i64,
+        outbox: &[OutboxMessage],
     ) -> Result<(), StoreError> {
         let mut conn = self.write_conn()?;
         let tx = conn.transaction()?;
+        super::outbox::enqueue(&tx, outbox)?;
         {
             let mut stmt = tx.prepare(
                 "INSERT INTO audience_members (audience_id, rank, profile_id, user_id, score, control)

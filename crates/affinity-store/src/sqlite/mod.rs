@@ -8,6 +8,7 @@ mod discovery;
 mod identity;
 mod meta;
 mod models;
+mod outbox;
 mod profiles;
 mod schema;
 mod stored_json;

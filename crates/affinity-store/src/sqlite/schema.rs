@@ -8,7 +8,7 @@ use super::stored_json::Document;
 use super::{audiences, computed_traits};
 use crate::{CredentialKind, StoreError};
 
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -181,6 +181,35 @@ CREATE TABLE credentials (
 CREATE INDEX credentials_kind ON credentials (kind);
 ";
 
+/// Destinations (activation) and the durable outbox of messages for them. An outbox row is
+/// written in the same transaction as the snapshot (or trait change) that caused it, so a
+/// crash can never record a change whose messages are lost; `message_id` is fixed by what the
+/// message says, so writing the same message twice keeps one row.
+const V8: &str = "
+CREATE TABLE destinations (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    kind       TEXT    NOT NULL,
+    config     TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    destination_id  INTEGER NOT NULL,
+    message_id      TEXT    NOT NULL,
+    body            TEXT    NOT NULL,
+    status          TEXT    NOT NULL DEFAULT 'pending',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    UNIQUE (destination_id, message_id)
+);
+CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+";
+
 /// Version 7: write keys sent in message bodies are removed from stored events, and the plain secrets of `meta` (`write_keys`, comma-separated, `admin_token`,
 /// `profile_token`) become hashed rows of `credentials` and are deleted from `meta`, in the
 /// same transaction as the schema bump. Their creation time was never recorded: they are
@@ -332,6 +361,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if found < 7 {
         tx.execute_batch(V7)?;
         hash_plain_credentials(&tx)?;
+    }
+    if found < 8 {
+        tx.execute_batch(V8)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

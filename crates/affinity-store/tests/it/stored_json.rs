@@ -45,6 +45,7 @@ fn live_audience(store: &SqliteStore, spec: &Value) -> i64 {
             &json!({"expected": 1.5}),
             Some(&json!({"joined": ["u1"]})),
             20,
+            &[],
         )
         .expect("finish");
     id
@@ -66,7 +67,7 @@ fn documents_round_trip_in_a_versioned_envelope() {
         .create_audience("first", &json!({"size": 1}), None, "computing", 30)
         .expect("create");
     store
-        .finish_audience(first, 3, &[member(1)], &json!(null), None, 40)
+        .finish_audience(first, 3, &[member(1)], &json!(null), None, 40, &[])
         .expect("finish");
     let definition = json!({"name": "top", "k": 3, "exclude": []});
     store
@@ -257,7 +258,7 @@ fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
             [],
         )
         .expect("v4 row");
-        conn.execute_batch("DROP TABLE refused_merges; DROP TABLE credentials")
+        conn.execute_batch("DROP TABLE refused_merges; DROP TABLE credentials; DROP TABLE outbox; DROP TABLE destinations")
             .expect("as v4");
         conn.pragma_update(None, "user_version", 4)
             .expect("user_version");
@@ -268,7 +269,7 @@ fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
     let version: i64 = raw(&store)
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
 
     let record = store.audience(id).expect("read").expect("exists");
     assert_eq!(record.spec, json!({"version": 1, "size": 2}));

@@ -1,0 +1,29 @@
+//! The durable outbox: messages for destinations, written in the transaction of the change
+//! that caused them and delivered by the engine's worker.
+
+use rusqlite::{Transaction, params};
+
+use crate::{OutboxMessage, StoreError};
+
+/// Queues `messages` as pending, due at once. A message already queued (same destination
+/// and `message_id`) is left as it is: its body is the same by construction, and its
+/// delivery state must not be reset.
+pub(super) fn enqueue(tx: &Transaction<'_>, messages: &[OutboxMessage]) -> Result<(), StoreError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO outbox (destination_id, message_id, body, status, next_attempt_at,
+            created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+    )?;
+    for m in messages {
+        stmt.execute(params![
+            m.destination_id,
+            m.message_id,
+            m.body,
+            m.created_at
+        ])?;
+    }
+    Ok(())
+}
