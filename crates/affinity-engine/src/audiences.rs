@@ -1354,6 +1354,34 @@ mod tests {
     }
 
     #[test]
+    fn destinations_see_treatment_members_only() {
+        let mut before = members(&["ann", "ben", "cid", "dan"]);
+        before[1].control = true; // ben: control, never sent
+        let mut after = members(&["ben", "cid", "eve", "fay", "dan"]);
+        after[0].control = false; // ben moves into treatment: enters
+        after[1].control = true; // cid moves into control: exits
+        after[3].control = true; // fay: a new control member, never sent
+        let diff = treatment_diff(&before, &after);
+        let ids = |ms: &[Member]| -> Vec<String> { ms.iter().map(|m| m.user_id.clone()).collect() };
+        assert_eq!(ids(&diff.entered), ["ben", "eve"]);
+        assert_eq!(ids(&diff.exited), ["ann", "cid"]);
+        // A first snapshot: every treatment member enters.
+        let first = treatment_diff(&[], &after);
+        assert_eq!(ids(&first.entered), ["ben", "eve", "dan"]);
+        assert!(first.exited.is_empty());
+    }
+
+    #[test]
+    fn a_ranking_finds_each_user_s_rank_and_score() {
+        let ranking = encode_ranking([(42, 0.9f32), (7, 0.5), (-3, 0.25)].into_iter());
+        assert_eq!(ranking.len(), 3 * RANKED_BYTES);
+        assert_eq!(find_in_ranking(&ranking, 7), (Some((2, 0.5)), 3));
+        assert_eq!(find_in_ranking(&ranking, -3), (Some((3, 0.25)), 3));
+        assert_eq!(find_in_ranking(&ranking, 8), (None, 3));
+        assert_eq!(find_in_ranking(&[], 8), (None, 0));
+    }
+
+    #[test]
     fn estimates_stored_before_the_guard_still_decode_and_new_ones_keep_it() {
         let old = serde_json::json!({
             "expected_precision": 0.1, "expected_recall": 0.4, "lift": 2.0,
