@@ -146,6 +146,7 @@ pub fn run(server: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
         horizon_days: Some(30),
         control_percent: 10.0,
         destinations: Vec::new(),
+        refresh: Default::default(),
     };
     let t = Instant::now();
     let (id, computed) = audiences::create_now(&store, &serving, &spec, args.seed)?;

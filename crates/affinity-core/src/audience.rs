@@ -33,18 +33,48 @@ pub struct AudienceSpec {
     pub horizon_days: Option<u32>,
     pub control_percent: f64,
     pub destinations: Vec<String>,
+    /// When the next snapshot is made without a request. Specs stored before audiences
+    /// refreshed themselves read as `manual`.
+    #[serde(default)]
+    pub refresh: Refresh,
+}
+
+/// When an audience makes its next snapshot by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refresh {
+    /// Only on `POST …/refresh`.
+    #[default]
+    Manual,
+    /// After each model a training run publishes.
+    AfterTraining,
+    /// When the newest snapshot is a day old (checked by the schedule).
+    Daily,
+}
+
+impl Refresh {
+    pub const ALL: [Refresh; 3] = [Refresh::Manual, Refresh::AfterTraining, Refresh::Daily];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refresh::Manual => "manual",
+            Refresh::AfterTraining => "after_training",
+            Refresh::Daily => "daily",
+        }
+    }
 }
 
 /// The horizon when neither the request nor the data says one (too few repeat engagements
 /// with the target to measure its rhythm).
 pub const DEFAULT_HORIZON_DAYS: u32 = 30;
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "name",
     "target",
     "max_size",
     "horizon_days",
     "control_percent",
     "destinations",
+    "refresh",
 ];
 
 /// One problem with a request, located by field.
@@ -173,6 +203,25 @@ impl AudienceSpec {
                 Vec::new()
             }
         };
+        let refresh = match obj.get("refresh") {
+            None | Some(Value::Null) => Refresh::default(),
+            Some(v) => match Refresh::ALL
+                .into_iter()
+                .find(|r| v.as_str() == Some(r.as_str()))
+            {
+                Some(r) => r,
+                None => {
+                    out.push(p(
+                        "refresh",
+                        format!(
+                            "must be one of {}; got {v}",
+                            Refresh::ALL.map(|r| format!("{:?}", r.as_str())).join(", ")
+                        ),
+                    ));
+                    Refresh::default()
+                }
+            },
+        };
         match (out.is_empty(), target, max_size) {
             (true, Some(target), Some(max_size)) => Ok(AudienceSpec {
                 name,
@@ -181,6 +230,7 @@ impl AudienceSpec {
                 horizon_days,
                 control_percent,
                 destinations,
+                refresh,
             }),
             _ => Err(out),
         }
@@ -313,6 +363,26 @@ mod tests {
             "destinations": []});
         let spec: AudienceSpec = serde_json::from_value(stored).expect("stored spec");
         assert_eq!(spec.horizon_days, Some(30));
+        assert_eq!(spec.refresh, Refresh::Manual, "older specs refresh by hand");
+    }
+
+    #[test]
+    fn refresh_is_one_of_three_settings() {
+        let mut body =
+            json!({"name": "a", "target": {"item_id": "sku-1"}, "refresh": "after_training"});
+        assert_eq!(
+            AudienceSpec::parse(&body).expect("valid").refresh,
+            Refresh::AfterTraining
+        );
+        body["refresh"] = json!("hourly");
+        let problems = AudienceSpec::parse(&body).expect_err("unknown setting");
+        assert_eq!(problems[0].0, "refresh");
+        assert!(
+            problems[0]
+                .1
+                .contains(r#""manual", "after_training", "daily""#),
+            "{problems:?}"
+        );
     }
 }
 

@@ -1,6 +1,9 @@
 //! Audiences: the learned propensity ranking for a target, cut to the wanted size, a seeded
-//! control group and the backtested estimate at that size; snapshots with who entered and
-//! exited; explanations; previews of the whole size curve.
+//! control group and the backtested estimate at that size. An audience keeps its id; each
+//! computation is its next numbered snapshot, with who entered and exited, each member's
+//! explanation from that snapshot's model and where every scored user ranked (so a
+//! non-member learns why they are out). Refreshes on request, after training or daily;
+//! previews of the whole size curve.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -11,7 +14,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use affinity_core::audience::{AudienceSpec, Target, resolve_target};
+use affinity_core::IdKind;
+use affinity_core::audience::{AudienceSpec, Refresh, Target, resolve_target};
 use affinity_core::item_catalog::ItemCatalog;
 use affinity_core::timestamp::format_millis;
 use affinity_model::propensity::{
@@ -19,13 +23,16 @@ use affinity_model::propensity::{
     choose_horizon,
 };
 use affinity_store::sqlite::SqliteStore;
-use affinity_store::{AudienceRecord, AudienceStore, CatalogStore, Member, StoreError};
+use affinity_store::{
+    AudienceRecord, AudienceStore, CatalogStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member,
+    OutboxMessage, Profiles, SnapshotRecord, StoreError,
+};
 
 /// The guard's decision as stored in an estimate (plain data from the model crate).
 pub use affinity_model::propensity::{Competitor, RankingChoice};
 
 use crate::Engine;
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::engine::blocking;
 use crate::error::{EngineError, Invalid, Result};
 use crate::training::ServingModel;
@@ -149,10 +156,14 @@ pub struct AudienceEstimate {
     pub ranking: Option<RankingChoice>,
 }
 
-/// Who entered and who exited between a snapshot and the one before.
+/// Who entered and who exited between a snapshot and the live one before it (all members,
+/// control group included: it is who the audience holds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotChanges {
-    pub previous_id: i64,
+    /// The snapshot compared with. None only in changes stored before snapshots were
+    /// numbered whose previous row was gone at the v9 migration.
+    #[serde(default)]
+    pub previous_snapshot: Option<i64>,
     pub entered: usize,
     pub exited: usize,
     pub stayed: usize,
@@ -161,21 +172,44 @@ pub struct SnapshotChanges {
     pub exited_users: Vec<String>,
 }
 
-/// One audience snapshot as stored, with its parts typed.
+/// One numbered computation of an audience, with its parts typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// 1 for the first.
+    pub number: i64,
+    pub status: AudienceStatus,
+    pub model_id: Option<i64>,
+    pub size: i64,
+    pub created_at: i64,
+    pub computed_at: Option<i64>,
+    pub estimate: Option<AudienceEstimate>,
+    pub changes: Option<SnapshotChanges>,
+    pub error: Option<String>,
+    /// False once its member list was dropped (only the newest [`KEPT_MEMBER_LISTS`] live
+    /// snapshots keep theirs; estimate and changes are kept).
+    pub members_kept: bool,
+}
+
+/// An audience: its definition, its newest snapshot and the newest live one (whose members
+/// are the audience's while a refresh computes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Audience {
     pub id: i64,
     pub name: String,
     pub spec: AudienceSpec,
-    pub status: AudienceStatus,
-    pub size: i64,
-    pub model_id: Option<i64>,
     pub created_at: i64,
-    pub computed_at: Option<i64>,
-    pub estimate: Option<AudienceEstimate>,
-    pub error: Option<String>,
-    pub previous_id: Option<i64>,
-    pub changes: Option<SnapshotChanges>,
+    pub latest: Snapshot,
+    pub live: Option<Snapshot>,
+}
+
+impl Audience {
+    /// The newest snapshot is queued or computing.
+    pub fn in_progress(&self) -> bool {
+        matches!(
+            self.latest.status,
+            AudienceStatus::Queued | AudienceStatus::Computing
+        )
+    }
 }
 
 fn stored<T: serde::de::DeserializeOwned>(id: i64, what: &str, v: &Value) -> Result<Option<T>> {
@@ -191,6 +225,29 @@ fn to_stored<T: Serialize>(what: &str, v: &T) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| EngineError::Internal(format!("cannot encode {what}: {e}")))
 }
 
+impl Snapshot {
+    fn decode(audience: i64, r: SnapshotRecord) -> Result<Self> {
+        let what = |w: &str| format!("{w} of snapshot {}", r.snapshot);
+        Ok(Self {
+            status: AudienceStatus::parse(&r.status).ok_or_else(|| {
+                EngineError::from(StoreError::Corrupt(format!(
+                    "audience {audience}: snapshot {} status {:?}",
+                    r.snapshot, r.status
+                )))
+            })?,
+            estimate: stored(audience, &what("estimate"), &r.estimate)?,
+            changes: stored(audience, &what("changes"), &r.changes)?,
+            number: r.snapshot,
+            model_id: r.model_id,
+            size: r.size,
+            created_at: r.created_at,
+            computed_at: r.computed_at,
+            error: r.error,
+            members_kept: r.members_kept,
+        })
+    }
+}
+
 impl TryFrom<AudienceRecord> for Audience {
     type Error = EngineError;
 
@@ -199,18 +256,11 @@ impl TryFrom<AudienceRecord> for Audience {
         Ok(Self {
             spec: stored(r.id, "definition", &r.spec)?
                 .ok_or_else(|| corrupt(format!("audience {}: no definition", r.id)))?,
-            status: AudienceStatus::parse(&r.status)
-                .ok_or_else(|| corrupt(format!("audience {}: status {:?}", r.id, r.status)))?,
-            estimate: stored(r.id, "estimate", &r.estimate)?,
-            changes: stored(r.id, "changes", &r.changes)?,
+            latest: Snapshot::decode(r.id, r.latest)?,
+            live: r.live.map(|l| Snapshot::decode(r.id, l)).transpose()?,
             id: r.id,
             name: r.name,
-            size: r.size,
-            model_id: r.model_id,
             created_at: r.created_at,
-            computed_at: r.computed_at,
-            error: r.error,
-            previous_id: r.previous_id,
         })
     }
 }
@@ -262,6 +312,12 @@ pub fn expectation_at(curve: &[CurvePoint], fraction: f64) -> Option<Expectation
 
 pub struct Computed {
     pub members: Vec<Member>,
+    /// Each member's user index in the model's catalog, by position in `members`.
+    pub users: Vec<u32>,
+    /// Every scored user in rank order ([`encode_ranking`]).
+    pub ranking: Vec<u8>,
+    /// The horizon's context the members were scored with (for their explanations).
+    pub context: Arc<PropensityContext>,
     pub estimate: AudienceEstimate,
 }
 
@@ -296,23 +352,28 @@ pub fn compute(
         )
     });
     let labels = store.profile_labels()?;
-    let mut members: Vec<Member> = selected
+    let (users, mut members): (Vec<u32>, Vec<Member>) = selected
         .iter()
         .filter_map(|&(u, s)| {
             let profile = model.catalog.users[u as usize];
             labels
                 .get(&profile)
-                .map(|label| (profile, label.clone(), s))
+                .map(|label| (u, profile, label.clone(), s))
         })
         .enumerate()
-        .map(|(i, (profile_id, user_id, score))| Member {
-            rank: i as i64 + 1,
-            profile_id,
-            user_id,
-            score: f64::from(score),
-            control: false,
+        .map(|(i, (u, profile_id, user_id, score))| {
+            (
+                u,
+                Member {
+                    rank: i as i64 + 1,
+                    profile_id,
+                    user_id,
+                    score: f64::from(score),
+                    control: false,
+                },
+            )
         })
-        .collect();
+        .unzip();
     // The control group: a seeded random share of the selected users, so lift can be measured
     // after a campaign; the same audience and seed always hold out the same people.
     let n_control = ((spec.control_percent / 100.0) * members.len() as f64).round() as usize;
@@ -349,40 +410,265 @@ pub fn compute(
         size_reason,
         ranking: Some(scores.ranking),
     };
-    Ok(Computed { members, estimate })
+    let ranking = encode_ranking(
+        scores
+            .ranked
+            .iter()
+            .map(|&(u, s)| (model.catalog.users[u as usize], s)),
+    );
+    Ok(Computed {
+        members,
+        users,
+        ranking,
+        context,
+        estimate,
+    })
 }
 
-/// Computes snapshot `id` (stored as computing) and stores its members, estimate and, for a
-/// refresh of `previous`, who entered and exited, marking it live.
+/// Bytes per scored user in a snapshot's ranking: the profile id (i64) and the score (f32),
+/// little-endian, best first. 12 MB for a million scored users, kept with the member list.
+const RANKED_BYTES: usize = 12;
+
+pub fn encode_ranking(ranked: impl Iterator<Item = (i64, f32)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (profile, score) in ranked {
+        out.extend_from_slice(&profile.to_le_bytes());
+        out.extend_from_slice(&score.to_le_bytes());
+    }
+    out
+}
+
+/// Where `profile` ranked in an encoded ranking: its 1-based rank and score, with the
+/// number of users ranked. A linear scan (a few ms for a million users): read once per
+/// explanation request.
+pub fn find_in_ranking(ranking: &[u8], profile: i64) -> (Option<(usize, f32)>, usize) {
+    let total = ranking.len() / RANKED_BYTES;
+    let found = ranking
+        .chunks_exact(RANKED_BYTES)
+        .position(|c| c[..8] == profile.to_le_bytes())
+        .map(|i| {
+            let c = &ranking[i * RANKED_BYTES..(i + 1) * RANKED_BYTES];
+            let score = f32::from_le_bytes([c[8], c[9], c[10], c[11]]);
+            (i + 1, score)
+        });
+    (found, total)
+}
+
+/// Who entered and who exited the part of the audience destinations see: treatment members
+/// only (control-group members are never sent). A user moved between treatment and control
+/// exits or enters it accordingly.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SnapshotDiff {
+    pub entered: Vec<Member>,
+    pub exited: Vec<Member>,
+}
+
+/// The treatment diff from `before` (the previous live snapshot's members, empty for a first
+/// snapshot: everyone enters) to `after`.
+pub fn treatment_diff(before: &[Member], after: &[Member]) -> SnapshotDiff {
+    let treated = |ms: &[Member]| -> HashSet<String> {
+        ms.iter()
+            .filter(|m| !m.control)
+            .map(|m| m.user_id.clone())
+            .collect()
+    };
+    let (old, new) = (treated(before), treated(after));
+    SnapshotDiff {
+        entered: after
+            .iter()
+            .filter(|m| !m.control && !old.contains(&m.user_id))
+            .cloned()
+            .collect(),
+        exited: before
+            .iter()
+            .filter(|m| !m.control && !new.contains(&m.user_id))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// The messages destinations are to receive about snapshot `snapshot` of `audience`, written
+/// in the transaction that makes the snapshot live. Empty for now: destinations (issue 11)
+/// fill it from `diff` (an `identify` and `Audience Entered`/`Audience Exited` per user and
+/// destination), and the snapshot commit already carries whatever it returns.
+pub fn destination_messages(
+    audience: &Audience,
+    snapshot: i64,
+    diff: &SnapshotDiff,
+) -> Vec<OutboxMessage> {
+    let _ = (audience, snapshot, diff);
+    Vec::new()
+}
+
+/// A member's explanation as stored with the snapshot, computed with its model (so a later
+/// model does not change it). Short keys: one is stored per member (about 300–600 bytes of
+/// JSON with ten target events and five similar items).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredWhy {
+    /// Raw features (input of the estimate's model); empty when no learned model ranked.
+    f: Vec<f32>,
+    /// Newest engagements with the target: (item, event, time), newest first, up to 10.
+    t: Vec<(String, String, i64)>,
+    /// Own items closest to the target: (item, cosine), up to 5.
+    s: Vec<(String, f32)>,
+}
+
+/// Up to this many of a member's newest engagements with the target are kept.
+const TARGET_EVENTS: usize = 10;
+/// Up to this many of a member's own items closest to the target are kept.
+const SIMILAR_ENGAGED: usize = 5;
+
+/// Each member's explanation with the snapshot's model: features (one pass over the target
+/// for all members), their engagements with the target and their own items closest to it.
+fn explanations(
+    model: &ServingModel,
+    context: &PropensityContext,
+    items: &[u32],
+    learned: bool,
+    users: &[u32],
+) -> Result<Vec<String>> {
+    use rayon::prelude::*;
+    let catalog = &model.catalog;
+    let features = if learned {
+        context.feature_rows(items, users)?
+    } else {
+        vec![Vec::new(); users.len()]
+    };
+    // Each member's interactions, oldest first, in one pass over the catalog.
+    let slot: HashMap<u32, usize> = users.iter().enumerate().map(|(i, &u)| (u, i)).collect();
+    let mut own: Vec<Vec<usize>> = vec![Vec::new(); users.len()];
+    for (i, x) in catalog.interactions.iter().enumerate() {
+        if let Some(&k) = slot.get(&x.user) {
+            own[k].push(i);
+        }
+    }
+    let target: HashSet<u32> = items.iter().copied().collect();
+    let als = context.now_model();
+    let centre = target_centre(als, items);
+    users
+        .par_iter()
+        .zip(features)
+        .zip(&own)
+        .map(|((_, f), own)| {
+            let interactions = own.iter().map(|&i| &catalog.interactions[i]);
+            let why = StoredWhy {
+                f,
+                t: target_events(catalog, interactions.clone(), &target)
+                    .into_iter()
+                    .map(|e| (e.item_id, e.event, e.timestamp))
+                    .collect(),
+                s: similar_engaged(catalog, als, &centre, interactions, &target),
+            };
+            serde_json::to_string(&why)
+                .map_err(|e| EngineError::Internal(format!("cannot encode an explanation: {e}")))
+        })
+        .collect()
+}
+
+fn target_centre(als: &affinity_model::AlsModel, items: &[u32]) -> Vec<f32> {
+    let mut centre = vec![0f32; als.factors()];
+    for &i in items {
+        if let Ok(v) = als.item_vector(i) {
+            centre.iter_mut().zip(v).for_each(|(c, x)| *c += x);
+        }
+    }
+    centre
+}
+
+/// The newest engagements with the target among `interactions` (oldest first).
+fn target_events<'a>(
+    catalog: &ItemCatalog,
+    interactions: impl DoubleEndedIterator<Item = &'a affinity_core::item_catalog::Interaction>,
+    target: &HashSet<u32>,
+) -> Vec<TargetEvent> {
+    interactions
+        .rev()
+        .filter(|x| target.contains(&x.item))
+        .take(TARGET_EVENTS)
+        .map(|x| TargetEvent {
+            item_id: catalog.items[x.item as usize].clone(),
+            event: catalog.config.events[x.event as usize].name.clone(),
+            timestamp: x.timestamp,
+        })
+        .collect()
+}
+
+/// The user's own items (not the target's) closest to the target by the collaborative
+/// model's item vectors, with the cosine similarity.
+fn similar_engaged<'a>(
+    catalog: &ItemCatalog,
+    als: &affinity_model::AlsModel,
+    centre: &[f32],
+    interactions: impl Iterator<Item = &'a affinity_core::item_catalog::Interaction>,
+    target: &HashSet<u32>,
+) -> Vec<(String, f32)> {
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    let mut own: HashMap<u32, f32> = HashMap::new();
+    for x in interactions.filter(|x| !target.contains(&x.item)) {
+        if let Ok(v) = als.item_vector(x.item) {
+            let cos =
+                v.iter().zip(centre).map(|(a, b)| a * b).sum::<f32>() / (norm(v) * norm(centre));
+            own.insert(x.item, cos);
+        }
+    }
+    let mut similar: Vec<(u32, f32)> = own.into_iter().collect();
+    similar.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    similar
+        .into_iter()
+        .take(SIMILAR_ENGAGED)
+        .map(|(i, s)| (catalog.items[i as usize].clone(), s))
+        .collect()
+}
+
+/// Computes snapshot `number` of `audience` (stored as computing) and stores, in one
+/// transaction, its members with their explanations, the ranking of every scored user, the
+/// estimate, who entered and exited since the live snapshot before, and the destinations'
+/// messages about that change.
 fn finish_snapshot(
     store: &SqliteStore,
     model: &ServingModel,
-    spec: &AudienceSpec,
     items: &[u32],
     seed: u64,
+    clock: &Clock,
     id: i64,
-    previous: Option<i64>,
+    number: i64,
 ) -> Result<Computed> {
-    let computed = compute(store, model, spec, items, seed)?;
-    let changes = match previous {
-        Some(p) => {
-            let before = store.audience_members(p, 0, usize::MAX)?;
-            Some(to_stored(
-                "changes",
-                &changes(&before, &computed.members, p),
-            )?)
-        }
-        None => None,
+    let audience: Audience = store
+        .audience(id)?
+        .ok_or_else(|| EngineError::NotFound(format!("no audience {id}")))?
+        .try_into()?;
+    let computed = compute(store, model, &audience.spec, items, seed)?;
+    // The live snapshot before this one: what destinations hold now.
+    let previous = audience.live.as_ref().filter(|l| l.number < number);
+    let before = match previous {
+        Some(p) => store.audience_members(id, p.number, 0, usize::MAX)?,
+        None => Vec::new(),
     };
+    let changes = previous
+        .map(|p| to_stored("changes", &changes(&before, &computed.members, p.number)))
+        .transpose()?;
+    let diff = treatment_diff(&before, &computed.members);
+    let outbox = destination_messages(&audience, number, &diff);
+    let why = explanations(
+        model,
+        &computed.context,
+        items,
+        computed.estimate.model.is_some(),
+        &computed.users,
+    )?;
     store.finish_audience(
         id,
-        model.record.id,
-        &computed.members,
-        &to_stored("the estimate", &computed.estimate)?,
-        changes.as_ref(),
-        now_ms(),
-        // Destinations are not wired to audiences yet (issue 11): no messages.
-        &[],
+        number,
+        &FinishedSnapshot {
+            model_id: model.record.id,
+            members: &computed.members,
+            explanations: &why,
+            ranking: &computed.ranking,
+            estimate: &to_stored("the estimate", &computed.estimate)?,
+            changes: changes.as_ref(),
+            computed_at: clock.now_ms(),
+        },
+        &outbox,
     )?;
     Ok(computed)
 }
@@ -396,24 +682,24 @@ pub fn create_now(
     seed: u64,
 ) -> Result<(i64, Computed)> {
     let items = target_items(&model.catalog, &spec.target)?;
+    let clock = Clock::default();
     let id = store.create_audience(
         &spec.name,
         &to_stored("the audience definition", spec)?,
-        None,
         AudienceStatus::Computing.as_str(),
-        now_ms(),
+        clock.now_ms(),
     )?;
-    match finish_snapshot(store, model, spec, &items, seed, id, None) {
+    match finish_snapshot(store, model, &items, seed, &clock, id, 1) {
         Ok(computed) => Ok((id, computed)),
         Err(e) => {
-            store.fail_audience(id, &e.to_string())?;
+            store.fail_audience(id, 1, &e.to_string())?;
             Err(e)
         }
     }
 }
 
-/// Who entered and who left between two snapshots.
-pub fn changes(before: &[Member], after: &[Member], previous_id: i64) -> SnapshotChanges {
+/// Who entered and who left between two snapshots (`previous` the number of the first).
+pub fn changes(before: &[Member], after: &[Member], previous: i64) -> SnapshotChanges {
     let old: HashSet<&str> = before.iter().map(|m| m.user_id.as_str()).collect();
     let new: HashSet<&str> = after.iter().map(|m| m.user_id.as_str()).collect();
     let entered: Vec<&str> = after
@@ -433,7 +719,7 @@ pub fn changes(before: &[Member], after: &[Member], previous_id: i64) -> Snapsho
             .collect()
     };
     SnapshotChanges {
-        previous_id,
+        previous_snapshot: Some(previous),
         entered: entered.len(),
         exited: exited.len(),
         stayed: after.len() - entered.len(),
@@ -455,6 +741,9 @@ pub struct TargetEvent {
 pub enum Explanation {
     /// The person is no longer in the serving model's catalog (merged, or data removed).
     NotInCatalog,
+    /// Not stored with the snapshot (computed before v9 stored explanations) and its model
+    /// no longer serves: nothing honest to show.
+    NotRecorded { snapshot_model: Option<i64> },
     Explained {
         /// Each feature's contribution to the log-odds; None for a fallback audience.
         contributions: Option<Vec<Contribution>>,
@@ -465,8 +754,33 @@ pub enum Explanation {
     },
 }
 
-/// Explains `profile_id`'s score with the audience's own fitted model (from its estimate) and
-/// the serving model's features.
+impl Explanation {
+    fn from_stored(text: &str, estimate: Option<&AudienceEstimate>) -> Result<Self> {
+        let why: StoredWhy = serde_json::from_str(text)
+            .map_err(|e| StoreError::Corrupt(format!("unreadable member explanation: {e}")))?;
+        let contributions = match estimate.and_then(|e| e.model.as_ref()) {
+            Some(m) if !why.f.is_empty() => Some(m.contributions(&why.f)?),
+            _ => None,
+        };
+        Ok(Self::Explained {
+            contributions,
+            target_events: why
+                .t
+                .into_iter()
+                .map(|(item_id, event, timestamp)| TargetEvent {
+                    item_id,
+                    event,
+                    timestamp,
+                })
+                .collect(),
+            similar_items_engaged: why.s,
+        })
+    }
+}
+
+/// Explains `profile_id`'s score live with the serving model (which must be the snapshot's),
+/// the audience's own fitted model (from its estimate) and that model's features: for
+/// members of snapshots stored without explanations.
 fn explain(
     model: &ServingModel,
     spec: &AudienceSpec,
@@ -489,50 +803,79 @@ fn explain(
         None => None,
     };
     let target: HashSet<u32> = items.iter().copied().collect();
-    let mut target_events: Vec<TargetEvent> = catalog
+    let own: Vec<&affinity_core::item_catalog::Interaction> = catalog
         .interactions
         .iter()
-        .filter(|x| x.user == user && target.contains(&x.item))
-        .map(|x| TargetEvent {
-            item_id: catalog.items[x.item as usize].clone(),
-            event: catalog.config.events[x.event as usize].name.clone(),
-            timestamp: x.timestamp,
-        })
+        .filter(|x| x.user == user)
         .collect();
-    target_events.reverse();
-    target_events.truncate(10);
-    // The user's own items closest to the target, by the collaborative model's item vectors.
     let als = context.now_model();
-    let mut centre = vec![0f32; als.factors()];
-    for &i in &items {
-        if let Ok(v) = als.item_vector(i) {
-            centre.iter_mut().zip(v).for_each(|(c, x)| *c += x);
-        }
-    }
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    let mut own: HashMap<u32, f32> = HashMap::new();
-    for x in catalog
-        .interactions
-        .iter()
-        .filter(|x| x.user == user && !target.contains(&x.item))
-    {
-        if let Ok(v) = als.item_vector(x.item) {
-            let cos =
-                v.iter().zip(&centre).map(|(a, b)| a * b).sum::<f32>() / (norm(v) * norm(&centre));
-            own.insert(x.item, cos);
-        }
-    }
-    let mut similar: Vec<(u32, f32)> = own.into_iter().collect();
-    similar.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let centre = target_centre(als, &items);
     Ok(Explanation::Explained {
         contributions,
-        target_events,
-        similar_items_engaged: similar
-            .into_iter()
-            .take(5)
-            .map(|(i, s)| (catalog.items[i as usize].clone(), s))
-            .collect(),
+        target_events: target_events(catalog, own.iter().copied(), &target),
+        similar_items_engaged: similar_engaged(catalog, als, &centre, own.into_iter(), &target),
     })
+}
+
+/// Why a user who is not in a snapshot's treatment group is out of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutReason {
+    /// Scored, but ranked after the last member (the maximum size, or the floor of
+    /// meaningful propensity, cut before them).
+    BelowCutoff,
+    /// Not among the scored users: no activity in the snapshot's model (new since, or only
+    /// non-interaction events).
+    NotScored,
+    /// The snapshot's ranking was dropped with its member list (retention).
+    RankingNotKept,
+}
+
+impl OutReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BelowCutoff => "below_cutoff",
+            Self::NotScored => "not_scored",
+            Self::RankingNotKept => "ranking_not_kept",
+        }
+    }
+}
+
+/// The audience's last member in a snapshot: who is out ranks after them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cutoff {
+    pub rank: i64,
+    pub score: f64,
+}
+
+/// Where a user stands in a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Standing {
+    /// In the snapshot (`member.control` says whether in its control group, held out of
+    /// destinations), explained with the snapshot's model.
+    Member { member: Member, why: Explanation },
+    Out {
+        user_id: String,
+        reason: OutReason,
+        /// Their rank among the scored users and their score, when scored.
+        rank: Option<usize>,
+        score: Option<f32>,
+        scored_users: usize,
+        cutoff: Option<Cutoff>,
+        /// Each feature's contribution under the snapshot's model, when that model still
+        /// serves and a learned model ranked.
+        contributions: Option<Vec<Contribution>>,
+        /// Said plainly when the snapshot's model no longer serves.
+        model_note: Option<String>,
+    },
+}
+
+/// A user's standing in one snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberAnswer {
+    pub snapshot: i64,
+    /// The model the snapshot (and so the explanation) was computed with.
+    pub model_id: Option<i64>,
+    pub standing: Standing,
 }
 
 /// The whole size curve of a target, for choosing a size before creating an audience.
@@ -547,6 +890,17 @@ pub struct Preview {
     pub at_20_percent: Option<Expectation>,
 }
 
+/// What set off a refresh without a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefreshTrigger {
+    /// A training run published model `0`.
+    Trained(i64),
+    /// The schedule's periodic look: `daily` audiences a day old.
+    Schedule,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
 impl Engine {
     /// Stores a new audience as `computing` (or `queued` behind others) and computes its
     /// first snapshot in the background. A target the catalog lacks is refused at once, with
@@ -555,19 +909,16 @@ impl Engine {
         self.start_snapshot(spec, None).await
     }
 
-    /// A new snapshot of audience `id`'s definition, recording who entered and exited.
+    /// The next snapshot of audience `id` (same id), recording who entered and exited.
     pub async fn refresh_audience(&self, id: i64) -> Result<Audience> {
         let audience = self.audience(id).await?;
-        if matches!(
-            audience.status,
-            AudienceStatus::Queued | AudienceStatus::Computing
-        ) {
+        if audience.in_progress() {
             return Err(EngineError::AudienceComputing);
         }
         self.start_snapshot(audience.spec, Some(audience.id)).await
     }
 
-    async fn start_snapshot(&self, spec: AudienceSpec, previous: Option<i64>) -> Result<Audience> {
+    async fn start_snapshot(&self, spec: AudienceSpec, existing: Option<i64>) -> Result<Audience> {
         let model = self.serving()?;
         // Resolved once, here, so a misspelt brand is refused before anything is stored.
         let items = target_items(&model.catalog, &spec.target)?;
@@ -582,25 +933,86 @@ impl Engine {
         let store = self.store.clone();
         let spec_json = to_stored("the audience definition", &spec)?;
         let name = spec.name.clone();
-        let id = blocking(move || {
-            Ok(store.create_audience(&name, &spec_json, previous, status.as_str(), now_ms())?)
+        let now = self.config.clock.now_ms();
+        let (id, number) = blocking(move || match existing {
+            None => Ok((
+                store.create_audience(&name, &spec_json, status.as_str(), now)?,
+                1,
+            )),
+            Some(id) => store
+                .next_snapshot(id, status.as_str(), now)?
+                .map(|n| (id, n))
+                .ok_or(EngineError::AudienceComputing),
         })
         .await?;
-        let (store, seed) = (self.store.clone(), self.config.seed);
+        let (store, seed, clock) = (
+            self.store.clone(),
+            self.config.seed,
+            self.config.clock.clone(),
+        );
         tokio::spawn(ticket.run(worker, move || {
             // Deleted while it waited: nothing to compute.
-            if status == AudienceStatus::Queued && !store.start_audience(id)? {
+            if status == AudienceStatus::Queued && !store.start_snapshot(id, number)? {
                 return Ok(());
             }
-            if let Err(e) = finish_snapshot(&store, &model, &spec, &items, seed, id, previous) {
-                tracing::warn!(audience = id, error = %e, "audience failed");
-                if let Err(e) = store.fail_audience(id, &e.to_string()) {
+            if let Err(e) = finish_snapshot(&store, &model, &items, seed, &clock, id, number) {
+                tracing::warn!(audience = id, snapshot = number, error = %e, "audience snapshot failed");
+                if let Err(e) = store.fail_audience(id, number, &e.to_string()) {
                     tracing::error!(audience = id, error = %e, "cannot record the failure");
                 }
             }
             Ok(())
         }));
         self.audience(id).await
+    }
+
+    /// Refreshes the audiences `trigger` makes due; each failure is logged (one audience's
+    /// full queue or error must not keep the others from refreshing).
+    async fn refresh_due(&self, trigger: RefreshTrigger) {
+        let audiences = match self.audiences().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read audiences to refresh");
+                return;
+            }
+        };
+        let now = self.config.clock.now_ms();
+        for a in audiences.iter().filter(|a| !a.in_progress()) {
+            let due = match (trigger, a.spec.refresh) {
+                // Not again for a model its live snapshot already used.
+                (RefreshTrigger::Trained(model), Refresh::AfterTraining) => {
+                    a.live.as_ref().and_then(|l| l.model_id) != Some(model)
+                }
+                // A day after the newest snapshot started (a failed one is retried a day on).
+                (RefreshTrigger::Schedule, Refresh::Daily) => now - a.latest.created_at >= DAY_MS,
+                _ => false,
+            };
+            if !due {
+                continue;
+            }
+            match self.refresh_audience(a.id).await {
+                Ok(r) => tracing::info!(
+                    audience = a.id,
+                    snapshot = r.latest.number,
+                    refresh = a.spec.refresh.as_str(),
+                    "audience refreshing"
+                ),
+                Err(e) => {
+                    tracing::warn!(audience = a.id, error = %e, "cannot refresh the audience")
+                }
+            }
+        }
+    }
+
+    /// After a training run published `model_id`: a new snapshot of every `after_training`
+    /// audience.
+    pub(crate) async fn refresh_after_training(&self, model_id: i64) {
+        self.refresh_due(RefreshTrigger::Trained(model_id)).await;
+    }
+
+    /// The schedule's look for `daily` audiences whose newest snapshot is a day old.
+    pub(crate) async fn refresh_daily(&self) {
+        self.refresh_due(RefreshTrigger::Schedule).await;
     }
 
     pub async fn audience(&self, id: i64) -> Result<Audience> {
@@ -627,15 +1039,18 @@ impl Engine {
             .collect())
     }
 
-    /// The id of an existing audience, without decoding its definition (its members stay
-    /// readable even if the rest of its record is not).
-    async fn existing(&self, id: i64) -> Result<i64> {
+    /// Every snapshot of audience `id`, newest first.
+    pub async fn audience_snapshots(&self, id: i64) -> Result<Vec<Snapshot>> {
         let store = self.store.clone();
         blocking(move || {
+            if store.audience(id)?.is_none() {
+                return Err(EngineError::NotFound(format!("no audience {id}")));
+            }
             store
-                .audience(id)?
-                .map(|r| r.id)
-                .ok_or_else(|| EngineError::NotFound(format!("no audience {id}")))
+                .audience_snapshots(id)?
+                .into_iter()
+                .map(|r| Snapshot::decode(id, r))
+                .collect()
         })
         .await
     }
@@ -650,24 +1065,70 @@ impl Engine {
         }
     }
 
-    /// Members ranked after `after_rank` (0 for the first page), best first.
+    /// The snapshot whose members are read: `snapshot`, or the audience's live one (None
+    /// when no snapshot is live yet). An unknown, unfinished or pruned snapshot is a 404
+    /// that says which.
+    async fn members_snapshot(&self, id: i64, snapshot: Option<i64>) -> Result<Option<Snapshot>> {
+        let store = self.store.clone();
+        blocking(move || {
+            let record = store
+                .audience(id)?
+                .ok_or_else(|| EngineError::NotFound(format!("no audience {id}")))?;
+            let Some(n) = snapshot else {
+                return record.live.map(|l| Snapshot::decode(id, l)).transpose();
+            };
+            let newest = record.latest.snapshot;
+            let s = store.audience_snapshot(id, n)?.ok_or_else(|| {
+                EngineError::NotFound(format!(
+                    "audience {id} has no snapshot {n}: its snapshots are numbered 1 to {newest}"
+                ))
+            })?;
+            let s = Snapshot::decode(id, s)?;
+            if s.status != AudienceStatus::Live {
+                return Err(EngineError::NotFound(format!(
+                    "snapshot {n} of audience {id} is {}: it has no members",
+                    s.status.as_str()
+                )));
+            }
+            if !s.members_kept {
+                return Err(EngineError::NotFound(format!(
+                    "the members of snapshot {n} of audience {id} are no longer kept (only the newest {KEPT_MEMBER_LISTS} live snapshots keep theirs); its size and changes remain at /api/v1/audiences/{id}/snapshots"
+                )));
+            }
+            Ok(Some(s))
+        })
+        .await
+    }
+
+    /// Members of `snapshot` (the live one if None) ranked after `after_rank` (0 for the
+    /// first page), best first, with the snapshot read (None: nothing live yet, no members).
     pub async fn audience_members(
         &self,
         id: i64,
+        snapshot: Option<i64>,
         after_rank: i64,
         limit: usize,
-    ) -> Result<Vec<Member>> {
-        let id = self.existing(id).await?;
+    ) -> Result<(Option<i64>, Vec<Member>)> {
+        let Some(s) = self.members_snapshot(id, snapshot).await? else {
+            return Ok((None, Vec::new()));
+        };
         let store = self.store.clone();
-        blocking(move || Ok(store.audience_members(id, after_rank, limit)?)).await
+        let n = s.number;
+        let members =
+            blocking(move || Ok(store.audience_members(id, n, after_rank, limit)?)).await?;
+        Ok((Some(n), members))
     }
 
-    /// Every member as CSV (`user_id,score,rank,control`), best first.
-    pub async fn audience_members_csv(&self, id: i64) -> Result<Vec<u8>> {
-        let id = self.existing(id).await?;
+    /// Every member of `snapshot` (the live one if None) as CSV
+    /// (`user_id,score,rank,control`), best first.
+    pub async fn audience_members_csv(&self, id: i64, snapshot: Option<i64>) -> Result<Vec<u8>> {
+        let number = self.members_snapshot(id, snapshot).await?.map(|s| s.number);
         let store = self.store.clone();
         blocking(move || {
-            let all = store.audience_members(id, 0, usize::MAX)?;
+            let all = match number {
+                Some(n) => store.audience_members(id, n, 0, usize::MAX)?,
+                None => Vec::new(),
+            };
             let mut out = csv::Writer::from_writer(Vec::new());
             let failed = |e: csv::Error| EngineError::Internal(format!("cannot write CSV: {e}"));
             out.write_record(["user_id", "score", "rank", "control"])
@@ -687,41 +1148,144 @@ impl Engine {
         .await
     }
 
-    /// One member and why they scored as they did, explained with the serving model; returns
-    /// the id of the model used.
+    /// Where `user_id` stands in `snapshot` (the live one if None): a member (treatment or
+    /// control) with the explanation stored with the snapshot, or out, with their rank among
+    /// the scored users, the cutoff and why. 404 only for a user the store does not know.
     pub async fn audience_member(
         &self,
         id: i64,
+        snapshot: Option<i64>,
         user_id: String,
-    ) -> Result<(Member, Explanation, i64)> {
+    ) -> Result<MemberAnswer> {
         let audience = self.audience(id).await?;
+        let s = self.members_snapshot(id, snapshot).await?.ok_or_else(|| {
+            EngineError::NotFound(format!(
+                "audience {id} has no live snapshot yet: no one is a member"
+            ))
+        })?;
         let store = self.store.clone();
-        let uid = user_id.clone();
-        let member = blocking(move || Ok(store.audience_member(audience.id, &uid)?))
-            .await?
-            .ok_or_else(|| {
-                EngineError::NotFound(format!("{user_id:?} is not a member of audience {id}"))
-            })?;
-        let model = self.serving()?;
-        let profile = member.profile_id;
-        // With the horizon's context held, an explanation takes milliseconds; without it, it
-        // fits one (seconds to minutes), so it waits its turn with the previews.
-        // The horizon the estimate was fitted at; without an estimate (not computed yet) the
-        // explanation resolves it itself and may need to fit.
-        let cached = audience
-            .estimate
+        let (uid, n) = (user_id.clone(), s.number);
+        let (found, profile, ranking, last) = blocking(move || {
+            let found = store.audience_member(id, n, &uid)?;
+            let profile = match &found {
+                Some((m, _)) => Some(m.profile_id),
+                None => match store.profile(IdKind::UserId, &uid)? {
+                    Some(p) => Some(p.id),
+                    None => store.profile(IdKind::AnonymousId, &uid)?.map(|p| p.id),
+                },
+            };
+            let (ranking, last) = if found.is_none() && profile.is_some() {
+                let last = match store.audience_snapshot(id, n)? {
+                    Some(r) if r.size > 0 => store.audience_members(id, n, r.size - 1, 1)?.pop(),
+                    _ => None,
+                };
+                (store.snapshot_ranking(id, n)?, last)
+            } else {
+                (None, None)
+            };
+            Ok((found, profile, ranking, last))
+        })
+        .await?;
+        let Some(profile) = profile else {
+            return Err(EngineError::NotFound(format!(
+                "no user {user_id:?} in the store (neither a userId nor an anonymousId)"
+            )));
+        };
+        let serving = self.serving().ok();
+        let same_model = serving
+            .as_ref()
+            .is_some_and(|m| Some(m.record.id) == s.model_id);
+        let standing = match found {
+            Some((member, Some(text))) => Standing::Member {
+                why: Explanation::from_stored(&text, s.estimate.as_ref())?,
+                member,
+            },
+            Some((member, None)) => {
+                let why = match serving.filter(|_| same_model) {
+                    Some(model) => {
+                        self.explain_live(model, audience.spec.clone(), s.estimate.clone(), profile)
+                            .await?
+                    }
+                    None => Explanation::NotRecorded {
+                        snapshot_model: s.model_id,
+                    },
+                };
+                Standing::Member { member, why }
+            }
+            None => {
+                let (place, scored_users) = match &ranking {
+                    Some(r) => find_in_ranking(r, profile),
+                    None => (None, 0),
+                };
+                let reason = match (&ranking, place) {
+                    (None, _) => OutReason::RankingNotKept,
+                    (Some(_), Some(_)) => OutReason::BelowCutoff,
+                    (Some(_), None) => OutReason::NotScored,
+                };
+                // Reasons by feature need the snapshot's model (and its context, fitted
+                // again if evicted); None when a heuristic ranked.
+                let (contributions, model_note) = match serving {
+                    Some(model) if same_model && place.is_some() => {
+                        match self
+                            .explain_live(model, audience.spec.clone(), s.estimate.clone(), profile)
+                            .await?
+                        {
+                            Explanation::Explained { contributions, .. } => (contributions, None),
+                            _ => (None, None),
+                        }
+                    }
+                    Some(model) if !same_model && place.is_some() => (
+                        None,
+                        Some(format!(
+                            "snapshot {} was computed with model {}, which no longer serves (model {} does): its reasons by feature cannot be recomputed; rank and score are the snapshot's",
+                            s.number,
+                            s.model_id.map_or("?".into(), |m| m.to_string()),
+                            model.record.id
+                        )),
+                    ),
+                    _ => (None, None),
+                };
+                Standing::Out {
+                    user_id,
+                    reason,
+                    rank: place.map(|p| p.0),
+                    score: place.map(|p| p.1),
+                    scored_users,
+                    cutoff: last.map(|m| Cutoff {
+                        rank: m.rank,
+                        score: m.score,
+                    }),
+                    contributions,
+                    model_note,
+                }
+            }
+        };
+        Ok(MemberAnswer {
+            snapshot: s.number,
+            model_id: s.model_id,
+            standing,
+        })
+    }
+
+    /// Explains `profile` live with `model` (the snapshot's own). With the horizon's context
+    /// held, that takes milliseconds; without it, it fits one (seconds to minutes), so it
+    /// waits its turn with the previews.
+    async fn explain_live(
+        &self,
+        model: Arc<ServingModel>,
+        spec: AudienceSpec,
+        estimate: Option<AudienceEstimate>,
+        profile: i64,
+    ) -> Result<Explanation> {
+        let cached = estimate
             .as_ref()
             .is_some_and(|e| model.has_propensity(e.backtest.horizon_days));
-        let job = move || {
-            explain(&model, &audience.spec, audience.estimate.as_ref(), profile)
-                .map(|w| (w, model.record.id))
-        };
-        let why = if cached {
-            blocking(job).await?
+        let job = move || explain(&model, &spec, estimate.as_ref(), profile);
+        if cached {
+            blocking(job).await
         } else {
-            self.previews.admit()?.run(None, job).await?
-        };
-        Ok((member, why.0, why.1))
+            self.previews.admit()?.run(None, job).await
+        }
     }
 
     /// The whole size curve for `target` at `horizon_days` (chosen from the data if `None`),
@@ -777,7 +1341,7 @@ mod tests {
         assert_eq!(
             c,
             SnapshotChanges {
-                previous_id: 7,
+                previous_snapshot: Some(7),
                 entered: 3,
                 exited: 2,
                 stayed: 2,
@@ -787,6 +1351,34 @@ mod tests {
         );
         let same = changes(&after, &after, 8);
         assert_eq!((same.entered, same.exited, same.stayed), (0, 0, 5));
+    }
+
+    #[test]
+    fn destinations_see_treatment_members_only() {
+        let mut before = members(&["ann", "ben", "cid", "dan"]);
+        before[1].control = true; // ben: control, never sent
+        let mut after = members(&["ben", "cid", "eve", "fay", "dan"]);
+        after[0].control = false; // ben moves into treatment: enters
+        after[1].control = true; // cid moves into control: exits
+        after[3].control = true; // fay: a new control member, never sent
+        let diff = treatment_diff(&before, &after);
+        let ids = |ms: &[Member]| -> Vec<String> { ms.iter().map(|m| m.user_id.clone()).collect() };
+        assert_eq!(ids(&diff.entered), ["ben", "eve"]);
+        assert_eq!(ids(&diff.exited), ["ann", "cid"]);
+        // A first snapshot: every treatment member enters.
+        let first = treatment_diff(&[], &after);
+        assert_eq!(ids(&first.entered), ["ben", "eve", "dan"]);
+        assert!(first.exited.is_empty());
+    }
+
+    #[test]
+    fn a_ranking_finds_each_user_s_rank_and_score() {
+        let ranking = encode_ranking([(42, 0.9f32), (7, 0.5), (-3, 0.25)].into_iter());
+        assert_eq!(ranking.len(), 3 * RANKED_BYTES);
+        assert_eq!(find_in_ranking(&ranking, 7), (Some((2, 0.5)), 3));
+        assert_eq!(find_in_ranking(&ranking, -3), (Some((3, 0.25)), 3));
+        assert_eq!(find_in_ranking(&ranking, 8), (None, 3));
+        assert_eq!(find_in_ranking(&[], 8), (None, 0));
     }
 
     #[test]

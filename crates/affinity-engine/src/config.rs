@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::clock::Clock;
+
 /// The engine's settings, after the binary has layered defaults, `affinity.toml`,
 /// `AFFINITY_*` variables and flags.
 #[derive(Debug, Clone)]
@@ -18,6 +20,10 @@ pub struct EngineConfig {
     pub seed: u64,
     /// Bounds on background work (audiences, previews, propensity contexts).
     pub work: WorkLimits,
+    /// How often the schedule looks for `daily` audiences whose newest snapshot is a day old.
+    pub audience_refresh_check: Duration,
+    /// The clock that decides when a `daily` audience is due and stamps snapshots.
+    pub clock: Clock,
 }
 
 impl Default for EngineConfig {
@@ -30,6 +36,8 @@ impl Default for EngineConfig {
             retrain_interval: Duration::from_secs(3600),
             seed: 42,
             work: WorkLimits::default(),
+            audience_refresh_check: Duration::from_secs(60),
+            clock: Clock::default(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The background work of a serving process: at start, work left unfinished by a previous
 //! process is marked failed and the last ready model is loaded from its saved file; then, with
 //! a catalog configured, a model is trained at once unless the loaded one was trained on every
-//! event the store holds, and again every `retrain_interval` when new events arrived.
+//! event the store holds, and again every `retrain_interval` when new events arrived. Beside
+//! it, every `audience_refresh_check`, `daily` audiences whose newest snapshot is a day old
+//! get their next one.
 
 use affinity_store::{AudienceStore, CatalogStore, EventDiscovery, ModelRegistry};
 
@@ -31,6 +33,13 @@ impl Engine {
         // No separate catalog build here: with a catalog configured, the loop below starts a
         // training run at once, and the run publishes the catalog it builds before fitting
         // (two concurrent builds of a large store would each take twice as long).
+        let engine = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(engine.config.audience_refresh_check).await;
+                engine.refresh_daily().await;
+            }
+        });
         let engine = self.clone();
         self.begin_loading().await;
         tokio::spawn(async move {

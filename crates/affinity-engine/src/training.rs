@@ -514,15 +514,22 @@ impl Engine {
     }
 
     /// Starts the run recorded as `record` in the background; once its model serves, every
-    /// defined trait is recomputed with it.
+    /// defined trait is recomputed with it and every `after_training` audience gets its next
+    /// snapshot.
     pub(crate) fn start_training(&self, record: ModelRecord, options: TrainingOptions) {
-        let (traits, store) = (self.traits.clone(), self.store.clone());
+        let (traits, store, engine) = (self.traits.clone(), self.store.clone(), self.clone());
         self.models.spawn_run(
             self.store.clone(),
             self.catalog.clone(),
             record,
             options,
-            move |model| traits.spawn_all(store, model),
+            move |model| {
+                let id = model.record.id;
+                traits.spawn_all(store, model);
+                // On the blocking thread the run ends on, which is inside the runtime.
+                tokio::runtime::Handle::current()
+                    .spawn(async move { engine.refresh_after_training(id).await });
+            },
         );
     }
 

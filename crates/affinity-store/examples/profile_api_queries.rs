@@ -16,7 +16,8 @@ use affinity_core::Message;
 use affinity_core::synthetic::{Generator, SyntheticSpec};
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
-    AudienceStore, CatalogStore, EventLog, Member, ProfileEventsQuery, Profiles, StoreError,
+    AudienceStore, CatalogStore, EventLog, FinishedSnapshot, Member, ProfileEventsQuery, Profiles,
+    StoreError,
 };
 use serde_json::json;
 
@@ -66,8 +67,7 @@ fn main() -> Result<(), StoreError> {
     let mut labels: Vec<(i64, String)> = store.profile_labels()?.into_iter().collect();
     labels.sort();
     for a in 0..audiences as usize {
-        let id =
-            store.create_audience(&format!("Audience {a}"), &json!({}), None, "computing", 0)?;
+        let id = store.create_audience(&format!("Audience {a}"), &json!({}), "computing", 0)?;
         // Every 5th profile from a different offset: 20% each, overlapping across audiences.
         let members: Vec<Member> = labels
             .iter()
@@ -82,7 +82,16 @@ fn main() -> Result<(), StoreError> {
                 control: i % 10 == 0,
             })
             .collect();
-        store.finish_audience(id, 1, &members, &json!({}), None, 1, &[])?;
+        let finished = FinishedSnapshot {
+            model_id: 1,
+            members: &members,
+            explanations: &[],
+            ranking: &[],
+            estimate: &json!({}),
+            changes: None,
+            computed_at: 1,
+        };
+        store.finish_audience(id, 1, &finished, &[])?;
     }
     let built_s = started.elapsed().as_secs_f64();
 

@@ -175,44 +175,72 @@ pub trait TraitStore {
     fn computed_traits(&self, profile_id: i64) -> Result<Vec<Trait>, StoreError>;
 }
 
-/// Audience snapshots: definition, status, estimate, ranked members.
+/// Live snapshots whose member lists (and rankings) are kept per audience; older ones keep
+/// their estimate and changes only. Ten covers a daily audience's last week and a half, and
+/// bounds a large audience's footprint to ten copies of its members.
+pub const KEPT_MEMBER_LISTS: i64 = 10;
+
+/// Audiences: definitions and their numbered snapshots (status, estimate, changes, ranked
+/// members).
 pub trait AudienceStore {
+    /// A new audience with snapshot 1 in `status` (queued or computing).
     fn create_audience(
         &self,
         name: &str,
         spec: &Value,
-        previous_id: Option<i64>,
         status: &str,
         created_at: i64,
     ) -> Result<i64, StoreError>;
-    /// Marks a queued audience computing; false when it is not queued (deleted meanwhile).
-    fn start_audience(&self, id: i64) -> Result<bool, StoreError>;
-    /// Stores the members and marks the audience live, in one transaction, with the messages
-    /// destinations are to receive about this snapshot (the outbox): both or neither.
-    #[allow(clippy::too_many_arguments)]
+    /// Numbers audience `id`'s next snapshot and stores it in `status`. None when there is
+    /// no such audience or its newest snapshot is still queued or computing.
+    fn next_snapshot(
+        &self,
+        id: i64,
+        status: &str,
+        created_at: i64,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Marks a queued snapshot computing; false when it is not queued (deleted meanwhile).
+    fn start_snapshot(&self, id: i64, snapshot: i64) -> Result<bool, StoreError>;
+    /// Stores the snapshot's members and marks it live (the audience's live snapshot), in
+    /// one transaction with the messages destinations are to receive about it (the outbox):
+    /// both or neither. Member lists beyond [`KEPT_MEMBER_LISTS`] are dropped in it.
     fn finish_audience(
         &self,
         id: i64,
-        model_id: i64,
-        members: &[Member],
-        estimate: &Value,
-        changes: Option<&Value>,
-        computed_at: i64,
+        snapshot: i64,
+        finished: &FinishedSnapshot<'_>,
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError>;
-    fn fail_audience(&self, id: i64, error: &str) -> Result<(), StoreError>;
+    fn fail_audience(&self, id: i64, snapshot: i64, error: &str) -> Result<(), StoreError>;
     fn audience(&self, id: i64) -> Result<Option<AudienceRecord>, StoreError>;
     /// Newest first.
     fn audiences(&self) -> Result<Vec<AudienceRecord>, StoreError>;
+    /// Every snapshot of an audience, newest first.
+    fn audience_snapshots(&self, id: i64) -> Result<Vec<SnapshotRecord>, StoreError>;
+    fn audience_snapshot(
+        &self,
+        id: i64,
+        snapshot: i64,
+    ) -> Result<Option<SnapshotRecord>, StoreError>;
     /// Members ranked after `after_rank` (0 for the first page), best first.
     fn audience_members(
         &self,
         id: i64,
+        snapshot: i64,
         after_rank: i64,
         limit: usize,
     ) -> Result<Vec<Member>, StoreError>;
-    fn audience_member(&self, id: i64, user_id: &str) -> Result<Option<Member>, StoreError>;
+    /// A member of a snapshot with the explanation stored for them (None for snapshots made
+    /// before explanations were stored).
+    fn audience_member(
+        &self,
+        id: i64,
+        snapshot: i64,
+        user_id: &str,
+    ) -> Result<Option<(Member, Option<String>)>, StoreError>;
+    /// The snapshot's ranking of every scored user, None when not kept.
+    fn snapshot_ranking(&self, id: i64, snapshot: i64) -> Result<Option<Vec<u8>>, StoreError>;
     fn delete_audience(&self, id: i64) -> Result<bool, StoreError>;
-    /// Marks audiences left queued or computing by a stopped process as failed.
+    /// Marks snapshots left queued or computing by a stopped process as failed.
     fn fail_unfinished_audiences(&self, reason: &str) -> Result<usize, StoreError>;
 }

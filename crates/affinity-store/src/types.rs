@@ -274,20 +274,49 @@ pub struct TraitDefinitionRecord {
     pub model_id: Option<i64>,
 }
 
+/// An audience: its definition, its newest snapshot and its newest live one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudienceRecord {
     pub id: i64,
     pub name: String,
     pub spec: Value,
+    pub created_at: i64,
+    /// The newest snapshot, whatever its status.
+    pub latest: SnapshotRecord,
+    /// The newest live snapshot (the audience's members); None before the first is live.
+    pub live: Option<SnapshotRecord>,
+}
+
+/// One numbered computation of an audience.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotRecord {
+    /// 1 for the first.
+    pub snapshot: i64,
     pub status: String,
-    pub size: i64,
     pub model_id: Option<i64>,
+    pub size: i64,
     pub created_at: i64,
     pub computed_at: Option<i64>,
     pub estimate: Value,
-    pub error: Option<String>,
-    pub previous_id: Option<i64>,
     pub changes: Value,
+    pub error: Option<String>,
+    /// False once its member list and ranking were dropped ([`crate::KEPT_MEMBER_LISTS`]).
+    pub members_kept: bool,
+}
+
+/// What a computed snapshot stores, in the transaction that makes it live.
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedSnapshot<'a> {
+    pub model_id: i64,
+    pub members: &'a [Member],
+    /// Each member's explanation as computed with the snapshot's model (the engine's
+    /// encoding), by position in `members`; a member beyond its end stores none.
+    pub explanations: &'a [String],
+    /// Every scored user in rank order (the engine's encoding): where a non-member ranks.
+    pub ranking: &'a [u8],
+    pub estimate: &'a Value,
+    pub changes: Option<&'a Value>,
+    pub computed_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -195,6 +195,21 @@ impl PropensityContext {
         Ok(TargetView::new(self, &self.now, &target, Some(user)).row(user))
     }
 
+    /// The features of many users at once, as [`Self::features`] gives them one by one: the
+    /// target's statistics are gathered once (one user at a time would scan the target's
+    /// interactions and allocate full-length arrays per user).
+    pub fn feature_rows(&self, target_items: &[u32], users: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let target = self.checked_target(target_items)?;
+        if let Some(&user) = users.iter().find(|&&u| u as usize >= self.n_users) {
+            return Err(ModelError::UserOutOfRange {
+                user,
+                n_users: self.n_users,
+            });
+        }
+        let view = TargetView::new(self, &self.now, &target, None);
+        Ok(users.iter().map(|&u| view.row(u)).collect())
+    }
+
     /// Why a user scored as they did: each feature's contribution to the log-odds under the
     /// audience's model. `None` for a fallback audience (no model to explain).
     pub fn explain(

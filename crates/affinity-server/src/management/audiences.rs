@@ -1,5 +1,6 @@
-//! `/api/v1/audiences`: create (computed in the background), read, members, explanations,
-//! preview, refresh (a new snapshot with who entered and exited), delete.
+//! `/api/v1/audiences`: create (computed in the background), read, members (of the live or an
+//! older snapshot), explanations and where a non-member stands, preview, refresh (the next
+//! snapshot of the same audience, with who entered and exited), snapshots, delete.
 
 use axum::Json;
 use axum::body::Body;
@@ -8,10 +9,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use affinity_core::audience::{AudienceSpec, MaxSize, Target, parse_horizon, parse_target};
+use affinity_core::audience::{
+    AudienceSpec, MaxSize, Refresh, Target, parse_horizon, parse_target,
+};
 use affinity_core::timestamp::format_millis;
 use affinity_engine::audiences::{
-    Audience, AudienceEstimate, Expectation, Explanation, RankingChoice, SnapshotChanges,
+    Audience, AudienceEstimate, Expectation, Explanation, MemberAnswer, RankingChoice, Snapshot,
+    SnapshotChanges, Standing,
 };
 use affinity_engine::data::{Contribution, CurvePoint, Member, PropensityModel};
 use affinity_engine::error::Invalid;
@@ -26,7 +30,9 @@ fn invalid(problems: Vec<(String, String)>) -> ApiError {
     EngineError::invalid(Invalid::Audience, problems.into_iter().map(Problem::from)).into()
 }
 
-/// An audience snapshot: its definition, status, size and estimate.
+/// An audience: its definition, its newest snapshot's number and status, and what its live
+/// snapshot holds (size, model, estimate, changes). While a refresh computes, the members
+/// and figures are still the live snapshot's.
 #[derive(Serialize)]
 pub struct AudienceBody {
     id: i64,
@@ -38,19 +44,27 @@ pub struct AudienceBody {
     horizon_days: Option<u32>,
     control_percent: f64,
     destinations: Vec<String>,
+    refresh: Refresh,
+    /// The newest snapshot's status.
     status: &'static str,
+    /// The newest snapshot's number (1 for the first).
+    snapshot: i64,
+    /// The snapshot whose members the audience holds; null before the first is live.
+    live_snapshot: Option<i64>,
     size: i64,
     model_id: Option<i64>,
     created_at: String,
     computed_at: Option<String>,
     estimate: Option<EstimateBody>,
+    /// Why the newest snapshot failed.
     error: Option<String>,
-    previous_id: Option<i64>,
     changes: Option<ChangesBody>,
 }
 
 impl From<Audience> for AudienceBody {
     fn from(a: Audience) -> Self {
+        let live = a.live;
+        let estimate = live.as_ref().and_then(|l| l.estimate.clone());
         Self {
             id: a.id,
             name: a.name,
@@ -59,20 +73,89 @@ impl From<Audience> for AudienceBody {
             horizon_days: a
                 .spec
                 .horizon_days
-                .or(a.estimate.as_ref().map(|e| e.backtest.horizon_days)),
+                .or(estimate.as_ref().map(|e| e.backtest.horizon_days)),
             control_percent: a.spec.control_percent,
             destinations: a.spec.destinations,
-            status: a.status.as_str(),
-            size: a.size,
-            model_id: a.model_id,
+            refresh: a.spec.refresh,
+            status: a.latest.status.as_str(),
+            snapshot: a.latest.number,
+            live_snapshot: live.as_ref().map(|l| l.number),
+            size: live.as_ref().map_or(0, |l| l.size),
+            model_id: live.as_ref().and_then(|l| l.model_id),
             created_at: format_millis(a.created_at),
-            computed_at: a.computed_at.map(format_millis),
-            estimate: a.estimate.map(EstimateBody::from),
-            error: a.error,
-            previous_id: a.previous_id,
-            changes: a.changes.map(ChangesBody::from),
+            computed_at: live.as_ref().and_then(|l| l.computed_at).map(format_millis),
+            estimate: estimate.map(EstimateBody::from),
+            error: a.latest.error,
+            changes: live.and_then(|l| l.changes).map(ChangesBody::from),
         }
     }
+}
+
+/// One snapshot in `GET …/snapshots`.
+#[derive(Serialize)]
+pub struct SnapshotBody {
+    snapshot: i64,
+    status: &'static str,
+    model_id: Option<i64>,
+    size: i64,
+    created_at: String,
+    computed_at: Option<String>,
+    error: Option<String>,
+    /// Whether `members?snapshot=N` can still read its members.
+    members_kept: bool,
+    /// Against the live snapshot before it; null for a first snapshot.
+    changes: Option<ChangesBody>,
+}
+
+impl From<Snapshot> for SnapshotBody {
+    fn from(s: Snapshot) -> Self {
+        Self {
+            snapshot: s.number,
+            status: s.status.as_str(),
+            model_id: s.model_id,
+            size: s.size,
+            created_at: format_millis(s.created_at),
+            computed_at: s.computed_at.map(format_millis),
+            error: s.error,
+            members_kept: s.members_kept,
+            changes: s.changes.map(ChangesBody::from),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct SnapshotList {
+    audience_id: i64,
+    /// Newest first.
+    snapshots: Vec<SnapshotBody>,
+}
+
+/// `GET /api/v1/audiences/{id}/snapshots`.
+pub async fn snapshots(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SnapshotList>, ApiError> {
+    let id = audience_id(&id)?;
+    let snapshots = state.engine.audience_snapshots(id).await?;
+    Ok(Json(SnapshotList {
+        audience_id: id,
+        snapshots: snapshots.into_iter().map(SnapshotBody::from).collect(),
+    }))
+}
+
+/// `?snapshot=N`: a snapshot number, or None for the live one.
+fn snapshot_param(params: &Params) -> Result<Option<i64>, ApiError> {
+    params
+        .get("snapshot")
+        .map(|s| {
+            s.parse::<i64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                ApiError::invalid_parameter(format!(
+                    "`snapshot` must be a snapshot number (1 or more), got {s:?}"
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// Expected precision, recall and lift at a size.
@@ -239,7 +322,7 @@ impl From<AudienceEstimate> for EstimateBody {
 
 #[derive(Serialize)]
 struct ChangesBody {
-    previous_id: i64,
+    previous_snapshot: Option<i64>,
     entered: usize,
     exited: usize,
     stayed: usize,
@@ -250,7 +333,7 @@ struct ChangesBody {
 impl From<SnapshotChanges> for ChangesBody {
     fn from(c: SnapshotChanges) -> Self {
         Self {
-            previous_id: c.previous_id,
+            previous_snapshot: c.previous_snapshot,
             entered: c.entered,
             exited: c.exited,
             stayed: c.stayed,
@@ -277,7 +360,7 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(audience.into())))
 }
 
-/// `POST /api/v1/audiences/{id}/refresh` → 202: a new snapshot of the same definition.
+/// `POST /api/v1/audiences/{id}/refresh` → 202: the next snapshot of the same audience.
 pub async fn refresh(
     _: Admin,
     State(state): State<AppState>,
@@ -317,7 +400,7 @@ pub async fn delete(
 }
 
 #[derive(Serialize)]
-struct MemberBody {
+pub struct MemberBody {
     user_id: String,
     score: f64,
     rank: i64,
@@ -337,11 +420,14 @@ impl From<Member> for MemberBody {
 
 #[derive(Serialize)]
 pub struct MembersPage {
+    /// The snapshot read; null while none is live.
+    snapshot: Option<i64>,
     members: Vec<MemberBody>,
     next_cursor: Option<String>,
 }
 
-/// `GET /api/v1/audiences/{id}/members?limit=&cursor=`: best first; `next_cursor` pages on.
+/// `GET /api/v1/audiences/{id}/members?limit=&cursor=&snapshot=`: best first; `next_cursor`
+/// pages on; the live snapshot unless `snapshot` names another.
 pub async fn members(
     _: Admin,
     State(state): State<AppState>,
@@ -357,41 +443,141 @@ pub async fn members(
             ))
         })?,
     };
-    let mut page = state
+    let snapshot = snapshot_param(&params)?;
+    let (snapshot, mut page) = state
         .engine
-        .audience_members(audience_id(&id)?, after, limit + 1)
+        .audience_members(audience_id(&id)?, snapshot, after, limit + 1)
         .await?;
     let next_cursor = (page.len() > limit).then(|| page[limit - 1].rank.to_string());
     page.truncate(limit);
     Ok(Json(MembersPage {
+        snapshot,
         members: page.into_iter().map(MemberBody::from).collect(),
         next_cursor,
     }))
 }
 
-/// `GET /api/v1/audiences/{id}/members.csv`.
+/// `GET /api/v1/audiences/{id}/members.csv?snapshot=`.
 pub async fn members_csv(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let bytes = state.engine.audience_members_csv(audience_id(&id)?).await?;
+    let snapshot = snapshot_param(&params)?;
+    let bytes = state
+        .engine
+        .audience_members_csv(audience_id(&id)?, snapshot)
+        .await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], bytes).into_response())
 }
 
+/// Where a user stands in a snapshot: `standing` is `member`, `control` (a member held out
+/// of destinations), `below_cutoff`, `not_scored` or `ranking_not_kept`.
 #[derive(Serialize)]
-pub struct MemberExplained {
-    #[serde(flatten)]
-    member: MemberBody,
-    why: WhyBody,
-    explained_with_model: i64,
+#[serde(untagged)]
+pub enum MemberExplained {
+    Member {
+        #[serde(flatten)]
+        member: MemberBody,
+        standing: &'static str,
+        snapshot: i64,
+        why: WhyBody,
+        /// The snapshot's model: explanations are those of the snapshot that made the member.
+        explained_with_model: Option<i64>,
+    },
+    Out {
+        user_id: String,
+        standing: &'static str,
+        snapshot: i64,
+        /// Rank among the snapshot's scored users; null when not scored.
+        rank: Option<usize>,
+        score: Option<f32>,
+        scored_users: usize,
+        /// The last member's rank and score: the audience stopped there.
+        cutoff: Option<CutoffBody>,
+        reason: String,
+        contributions: Option<Vec<ContributionBody>>,
+        model_id: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        model_note: Option<String>,
+    },
+}
+
+#[derive(Serialize)]
+pub struct CutoffBody {
+    rank: i64,
+    score: f64,
+}
+
+impl From<MemberAnswer> for MemberExplained {
+    fn from(a: MemberAnswer) -> Self {
+        match a.standing {
+            Standing::Member { member, why } => Self::Member {
+                standing: if member.control { "control" } else { "member" },
+                member: member.into(),
+                snapshot: a.snapshot,
+                why: why.into(),
+                explained_with_model: a.model_id,
+            },
+            Standing::Out {
+                user_id,
+                reason,
+                rank,
+                score,
+                scored_users,
+                cutoff,
+                contributions,
+                model_note,
+            } => {
+                let text = match (reason, &cutoff, rank) {
+                    (affinity_engine::audiences::OutReason::BelowCutoff, Some(c), Some(r)) => {
+                        format!(
+                            "ranked {r} of {scored_users} scored users; the audience stops at rank {} (score {:.6}): the maximum size, or the floor of meaningful propensity, cut before them",
+                            c.rank, c.score
+                        )
+                    }
+                    (affinity_engine::audiences::OutReason::BelowCutoff, _, _) => {
+                        "scored, but the audience took no one from the scored users".to_string()
+                    }
+                    (affinity_engine::audiences::OutReason::NotScored, _, _) => format!(
+                        "not among the {scored_users} users the snapshot's model scored: no interactions in that model's data (new since, or only events that are not interactions)"
+                    ),
+                    (affinity_engine::audiences::OutReason::RankingNotKept, _, _) => format!(
+                        "not a member of snapshot {}; where they ranked was not kept for this snapshot (computed before rankings were stored, or older than the kept member lists)",
+                        a.snapshot
+                    ),
+                };
+                Self::Out {
+                    user_id,
+                    standing: reason.as_str(),
+                    snapshot: a.snapshot,
+                    rank,
+                    score,
+                    scored_users,
+                    cutoff: cutoff.map(|c| CutoffBody {
+                        rank: c.rank,
+                        score: c.score,
+                    }),
+                    reason: text,
+                    contributions: contributions
+                        .map(|c| c.into_iter().map(ContributionBody::from).collect()),
+                    model_id: a.model_id,
+                    model_note,
+                }
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]
 #[serde(untagged)]
-enum WhyBody {
+pub enum WhyBody {
     NotInCatalog {
         note: &'static str,
+    },
+    NotRecorded {
+        note: String,
     },
     Explained {
         contributions: Option<Vec<ContributionBody>>,
@@ -401,7 +587,7 @@ enum WhyBody {
 }
 
 #[derive(Serialize)]
-struct ContributionBody {
+pub struct ContributionBody {
     feature: String,
     value: f64,
     standardized: f64,
@@ -420,14 +606,14 @@ impl From<Contribution> for ContributionBody {
 }
 
 #[derive(Serialize)]
-struct TargetEventBody {
+pub struct TargetEventBody {
     item_id: String,
     event: String,
     timestamp: String,
 }
 
 #[derive(Serialize)]
-struct SimilarEngagedBody {
+pub struct SimilarEngagedBody {
     item_id: String,
     similarity_to_target: f32,
 }
@@ -437,6 +623,12 @@ impl From<Explanation> for WhyBody {
         match e {
             Explanation::NotInCatalog => Self::NotInCatalog {
                 note: "this person is not in the serving model's catalog any more",
+            },
+            Explanation::NotRecorded { snapshot_model } => Self::NotRecorded {
+                note: format!(
+                    "this snapshot was computed before explanations were stored with snapshots, and its model ({}) no longer serves: explaining it with another model would be wrong",
+                    snapshot_model.map_or("unknown".into(), |m| m.to_string())
+                ),
             },
             Explanation::Explained {
                 contributions,
@@ -465,21 +657,20 @@ impl From<Explanation> for WhyBody {
     }
 }
 
-/// `GET /api/v1/audiences/{id}/members/{user_id}`: one member and why.
+/// `GET /api/v1/audiences/{id}/members/{user_id}?snapshot=`: a member and why (as the
+/// snapshot's model explained them), or where a non-member ranks and why they are out.
 pub async fn member(
     _: Admin,
     State(state): State<AppState>,
     Path((id, user_id)): Path<(String, String)>,
+    params: Params,
 ) -> Result<Json<MemberExplained>, ApiError> {
-    let (member, why, model_id) = state
+    let snapshot = snapshot_param(&params)?;
+    let answer = state
         .engine
-        .audience_member(audience_id(&id)?, user_id)
+        .audience_member(audience_id(&id)?, snapshot, user_id)
         .await?;
-    Ok(Json(MemberExplained {
-        member: member.into(),
-        why: why.into(),
-        explained_with_model: model_id,
-    }))
+    Ok(Json(answer.into()))
 }
 
 /// The fields a preview takes.

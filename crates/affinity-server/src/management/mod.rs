@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
             get(audiences::get).delete(audiences::delete),
         )
         .route("/audiences/{id}/refresh", post(audiences::refresh))
+        .route("/audiences/{id}/snapshots", get(audiences::snapshots))
         .route("/audiences/{id}/members", get(audiences::members))
         .route("/audiences/{id}/members.csv", get(audiences::members_csv))
         .route("/audiences/{id}/members/{user_id}", get(audiences::member))

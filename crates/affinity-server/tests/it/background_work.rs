@@ -146,8 +146,10 @@ async fn floods_of_audiences_and_previews_are_queued_within_bounds_or_refused() 
     assert_eq!(held.len(), 2, "{held:?}");
     assert!(evictions as usize >= accepted.len() - 2, "{evictions}");
 
-    // Explaining a member of an audience whose context was evicted fits it again, through
-    // the preview queue (a fit is as heavy as a preview), and answers.
+    // A member's explanation was stored with the snapshot: reading it fits nothing. Where a
+    // scored non-member stands, with their reasons by feature, needs the audience's context:
+    // evicted, it is fitted again through the preview queue (a fit is as heavy as a
+    // preview), and answers.
     let evicted = accepted
         .iter()
         .find(|a| {
@@ -157,13 +159,34 @@ async fn floods_of_audiences_and_previews_are_queued_within_bounds_or_refused() 
         .expect("three horizons fitted, two kept");
     let id = &evicted["id"];
     let (_, page) = app
-        .admin_get(&format!("/api/v1/audiences/{id}/members?limit=1"))
+        .admin_get(&format!("/api/v1/audiences/{id}/members?limit=10000"))
         .await;
-    let user = page["members"][0]["user_id"].as_str().expect("a member");
+    let members: Vec<&str> = page["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["user_id"].as_str())
+        .collect();
     let (s, why) = app
-        .admin_get(&format!("/api/v1/audiences/{id}/members/{user}"))
+        .admin_get(&format!("/api/v1/audiences/{id}/members/{}", members[0]))
         .await;
     assert_eq!(s, StatusCode::OK, "{why}");
+    assert_eq!(app.engine.preview_work().completed, 0, "nothing fitted");
+    let mut standing = None;
+    for user in (0..400)
+        .map(|u| format!("u{u}"))
+        .filter(|u| !members.contains(&u.as_str()))
+    {
+        let (s, b) = app
+            .admin_get(&format!("/api/v1/audiences/{id}/members/{user}"))
+            .await;
+        if s == StatusCode::OK && b["standing"] == "below_cutoff" {
+            standing = Some(b);
+            break;
+        }
+    }
+    let standing = standing.expect("a scored non-member");
+    assert!(standing["rank"].is_u64(), "{standing}");
     assert_eq!(
         app.engine.preview_work().completed,
         1,

@@ -9,6 +9,7 @@ mod event_time;
 mod hardening;
 mod identity;
 mod ingest;
+mod living_audiences;
 mod model_now;
 mod models;
 mod profile_api;

@@ -1,11 +1,15 @@
-//! Audience snapshots and their members.
+//! Audiences and their numbered snapshots: an audience keeps its id, each computation is the
+//! next snapshot, with its own members, ranking of every scored user, estimate and changes.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::Value;
 
 use super::SqliteStore;
 use super::stored_json::Document;
-use crate::{AudienceRecord, AudienceStore, Member, OutboxMessage, StoreError};
+use crate::{
+    AudienceRecord, AudienceStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member, OutboxMessage,
+    SnapshotRecord, StoreError,
+};
 
 /// The audience's definition, as the API received it.
 pub(super) const SPEC: Document = Document {
@@ -16,38 +20,89 @@ pub(super) const SPEC: Document = Document {
 };
 /// The expected outcome computed with the members; `NULL` until computed.
 pub(super) const ESTIMATE: Document = Document {
-    table: "audiences",
+    table: "audience_snapshots",
     column: "estimate",
     key: "estimate",
     version: 1,
 };
-/// The difference from the previous snapshot; `NULL` for a first snapshot.
+/// The difference from the previous live snapshot; `NULL` for a first snapshot.
 pub(super) const CHANGES: Document = Document {
-    table: "audiences",
+    table: "audience_snapshots",
     column: "changes",
     key: "changes",
     version: 1,
 };
+/// Where estimates and changes lived up to v8 (one `audiences` row per snapshot): the v5
+/// migration envelops them there, before the v9 migration moves them.
+pub(super) const V4_ESTIMATE: Document = Document {
+    table: "audiences",
+    ..ESTIMATE
+};
+pub(super) const V4_CHANGES: Document = Document {
+    table: "audiences",
+    ..CHANGES
+};
+
+const SNAPSHOT_COLUMNS: &str = "snapshot, status, model_id, size, created_at, computed_at, estimate, changes, error, members_kept";
+
+/// A snapshot row read from [`SNAPSHOT_COLUMNS`] starting at column `at`; `row` names it in
+/// errors (`<audience>/<snapshot>`).
+fn snapshot_at(r: &Row<'_>, at: usize, audience: i64) -> Result<SnapshotRecord, StoreError> {
+    let snapshot: i64 = r.get(at)?;
+    let row = format!("{audience}/{snapshot}");
+    Ok(SnapshotRecord {
+        snapshot,
+        status: r.get(at + 1)?,
+        model_id: r.get(at + 2)?,
+        size: r.get(at + 3)?,
+        created_at: r.get(at + 4)?,
+        computed_at: r.get(at + 5)?,
+        estimate: ESTIMATE.decode_nullable(&row, r.get::<_, Option<String>>(at + 6)?.as_deref())?,
+        changes: CHANGES.decode_nullable(&row, r.get::<_, Option<String>>(at + 7)?.as_deref())?,
+        error: r.get(at + 8)?,
+        members_kept: r.get::<_, i64>(at + 9)? != 0,
+    })
+}
+
+/// Columns of an audience with its newest snapshot (`l`) and newest live one (`v`, all NULL
+/// before the first is live).
+fn audience_query(filter: &str) -> String {
+    let cols = |t: &str| {
+        SNAPSHOT_COLUMNS
+            .split(", ")
+            .map(|c| format!("{t}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "SELECT a.id, a.name, a.spec, a.created_at, {}, {}
+         FROM audiences a
+         JOIN audience_snapshots l ON l.audience_id = a.id AND l.snapshot = a.snapshot
+         LEFT JOIN audience_snapshots v ON v.audience_id = a.id AND v.snapshot = a.live_snapshot
+         {filter}",
+        cols("l"),
+        cols("v")
+    )
+}
+
+const LATEST_AT: usize = 4;
+const LIVE_AT: usize = LATEST_AT + 10;
 
 fn record(r: &Row<'_>) -> Result<AudienceRecord, StoreError> {
     let id: i64 = r.get(0)?;
+    let live = match r.get::<_, Option<i64>>(LIVE_AT)? {
+        Some(_) => Some(snapshot_at(r, LIVE_AT, id)?),
+        None => None,
+    };
     Ok(AudienceRecord {
         id,
         name: r.get(1)?,
         spec: SPEC.decode(id, &r.get::<_, String>(2)?)?,
-        status: r.get(3)?,
-        size: r.get(4)?,
-        model_id: r.get(5)?,
-        created_at: r.get(6)?,
-        computed_at: r.get(7)?,
-        estimate: ESTIMATE.decode_nullable(id, r.get::<_, Option<String>>(8)?.as_deref())?,
-        error: r.get(9)?,
-        previous_id: r.get(10)?,
-        changes: CHANGES.decode_nullable(id, r.get::<_, Option<String>>(11)?.as_deref())?,
+        created_at: r.get(3)?,
+        latest: snapshot_at(r, LATEST_AT, id)?,
+        live,
     })
 }
-
-const COLUMNS: &str = "id, name, spec, status, size, model_id, created_at, computed_at, estimate, error, previous_id, changes";
 
 fn member(r: &Row<'_>) -> rusqlite::Result<Member> {
     Ok(Member {
@@ -59,39 +114,111 @@ fn member(r: &Row<'_>) -> rusqlite::Result<Member> {
     })
 }
 
+/// Drops the member lists and rankings of `id`'s live snapshots older than the newest
+/// [`KEPT_MEMBER_LISTS`]; their estimates and changes stay.
+fn prune(tx: &Transaction<'_>, id: i64) -> Result<(), StoreError> {
+    let old: Vec<i64> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT snapshot FROM audience_snapshots
+             WHERE audience_id = ?1 AND status = 'live' AND members_kept = 1
+             ORDER BY snapshot DESC LIMIT -1 OFFSET ?2",
+        )?;
+        let rows = stmt.query_map(params![id, KEPT_MEMBER_LISTS], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for snapshot in old {
+        tx.execute(
+            "DELETE FROM audience_members WHERE audience_id = ?1 AND snapshot = ?2",
+            params![id, snapshot],
+        )?;
+        tx.execute(
+            "UPDATE audience_snapshots SET members_kept = 0, ranking = NULL
+             WHERE audience_id = ?1 AND snapshot = ?2",
+            params![id, snapshot],
+        )?;
+    }
+    Ok(())
+}
+
+fn insert_snapshot(
+    conn: &Connection,
+    id: i64,
+    snapshot: i64,
+    status: &str,
+    created_at: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO audience_snapshots (audience_id, snapshot, status, created_at)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![id, snapshot, status, created_at],
+    )?;
+    Ok(())
+}
+
 impl AudienceStore for SqliteStore {
     fn create_audience(
         &self,
         name: &str,
         spec: &Value,
-        previous_id: Option<i64>,
         status: &str,
         created_at: i64,
     ) -> Result<i64, StoreError> {
-        let conn = self.write_conn()?;
-        conn.execute(
-            "INSERT INTO audiences (name, spec, status, created_at, previous_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![name, SPEC.encode(spec)?, status, created_at, previous_id],
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO audiences (name, spec, created_at, snapshot) VALUES (?1, ?2, ?3, 1)",
+            params![name, SPEC.encode(spec)?, created_at],
         )?;
-        Ok(conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        insert_snapshot(&tx, id, 1, status, created_at)?;
+        tx.commit()?;
+        Ok(id)
     }
 
-    fn start_audience(&self, id: i64) -> Result<bool, StoreError> {
+    fn next_snapshot(
+        &self,
+        id: i64,
+        status: &str,
+        created_at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        // One snapshot in progress at a time: the next is numbered only once the newest is
+        // live or failed.
+        let next: Option<i64> = tx
+            .query_row(
+                "UPDATE audiences SET snapshot = snapshot + 1
+                 WHERE id = ?1 AND NOT EXISTS (
+                     SELECT 1 FROM audience_snapshots s
+                     WHERE s.audience_id = audiences.id AND s.snapshot = audiences.snapshot
+                       AND s.status IN ('queued', 'computing'))
+                 RETURNING snapshot",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(next) = next else {
+            return Ok(None);
+        };
+        insert_snapshot(&tx, id, next, status, created_at)?;
+        tx.commit()?;
+        Ok(Some(next))
+    }
+
+    fn start_snapshot(&self, id: i64, snapshot: i64) -> Result<bool, StoreError> {
         let conn = self.write_conn()?;
         Ok(conn.execute(
-            "UPDATE audiences SET status = 'computing' WHERE id = ?1 AND status = 'queued'",
-            [id],
+            "UPDATE audience_snapshots SET status = 'computing'
+             WHERE audience_id = ?1 AND snapshot = ?2 AND status = 'queued'",
+            params![id, snapshot],
         )? > 0)
     }
 
     fn finish_audience(
         &self,
         id: i64,
-        model_id: i64,
-        members: &[Member],
-        estimate: &Value,
-        changes: Option<&Value>,
-        computed_at: i64,
+        snapshot: i64,
+        finished: &FinishedSnapshot<'_>,
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError> {
         let mut conn = self.write_conn()?;
@@ -99,61 +226,69 @@ impl AudienceStore for SqliteStore {
         super::outbox::enqueue(&tx, outbox)?;
         {
             let mut stmt = tx.prepare(
-                "INSERT INTO audience_members (audience_id, rank, profile_id, user_id, score, control)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO audience_members (audience_id, snapshot, rank, profile_id, user_id, score, control, why)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            for m in members {
+            for (i, m) in finished.members.iter().enumerate() {
+                let why = finished.explanations.get(i);
                 stmt.execute(params![
                     id,
+                    snapshot,
                     m.rank,
                     m.profile_id,
                     m.user_id,
                     m.score,
-                    i64::from(m.control)
+                    i64::from(m.control),
+                    why
                 ])?;
             }
         }
         tx.execute(
-            "UPDATE audiences SET status = 'live', size = ?2, model_id = ?3, estimate = ?4, changes = ?5,
-                computed_at = ?6 WHERE id = ?1",
+            "UPDATE audience_snapshots SET status = 'live', size = ?3, model_id = ?4, estimate = ?5,
+                changes = ?6, computed_at = ?7, ranking = ?8, error = NULL
+             WHERE audience_id = ?1 AND snapshot = ?2",
             params![
                 id,
-                members.len() as i64,
-                model_id,
-                ESTIMATE.encode(estimate)?,
-                changes.map(|c| CHANGES.encode(c)).transpose()?,
-                computed_at
+                snapshot,
+                finished.members.len() as i64,
+                finished.model_id,
+                ESTIMATE.encode(finished.estimate)?,
+                finished.changes.map(|c| CHANGES.encode(c)).transpose()?,
+                finished.computed_at,
+                finished.ranking
             ],
         )?;
+        tx.execute(
+            "UPDATE audiences SET live_snapshot = ?2
+             WHERE id = ?1 AND (live_snapshot IS NULL OR live_snapshot < ?2)",
+            params![id, snapshot],
+        )?;
+        prune(&tx, id)?;
         tx.commit()?;
         Ok(())
     }
 
-    fn fail_audience(&self, id: i64, error: &str) -> Result<(), StoreError> {
+    fn fail_audience(&self, id: i64, snapshot: i64, error: &str) -> Result<(), StoreError> {
         let conn = self.write_conn()?;
         conn.execute(
-            "UPDATE audiences SET status = 'failed', error = ?2 WHERE id = ?1",
-            params![id, error],
+            "UPDATE audience_snapshots SET status = 'failed', error = ?3
+             WHERE audience_id = ?1 AND snapshot = ?2",
+            params![id, snapshot, error],
         )?;
         Ok(())
     }
 
     fn audience(&self, id: i64) -> Result<Option<AudienceRecord>, StoreError> {
         self.read(|c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM audiences WHERE id = ?1"),
-                [id],
-                |r| Ok(record(r)),
-            )
-            .optional()?
-            .transpose()
+            c.query_row(&audience_query("WHERE a.id = ?1"), [id], |r| Ok(record(r)))
+                .optional()?
+                .transpose()
         })
     }
 
     fn audiences(&self) -> Result<Vec<AudienceRecord>, StoreError> {
         self.read(|c| {
-            let mut stmt =
-                c.prepare(&format!("SELECT {COLUMNS} FROM audiences ORDER BY id DESC"))?;
+            let mut stmt = c.prepare(&audience_query("ORDER BY a.id DESC"))?;
             let mut rows = stmt.query([])?;
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
@@ -163,31 +298,83 @@ impl AudienceStore for SqliteStore {
         })
     }
 
+    fn audience_snapshots(&self, id: i64) -> Result<Vec<SnapshotRecord>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {SNAPSHOT_COLUMNS} FROM audience_snapshots WHERE audience_id = ?1
+                 ORDER BY snapshot DESC"
+            ))?;
+            let mut rows = stmt.query([id])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(snapshot_at(r, 0, id)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn audience_snapshot(
+        &self,
+        id: i64,
+        snapshot: i64,
+    ) -> Result<Option<SnapshotRecord>, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT {SNAPSHOT_COLUMNS} FROM audience_snapshots
+                     WHERE audience_id = ?1 AND snapshot = ?2"
+                ),
+                params![id, snapshot],
+                |r| Ok(snapshot_at(r, 0, id)),
+            )
+            .optional()?
+            .transpose()
+        })
+    }
+
     fn audience_members(
         &self,
         id: i64,
+        snapshot: i64,
         after_rank: i64,
         limit: usize,
     ) -> Result<Vec<Member>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT rank, profile_id, user_id, score, control FROM audience_members
-                 WHERE audience_id = ?1 AND rank > ?2 ORDER BY rank LIMIT ?3",
+                 WHERE audience_id = ?1 AND snapshot = ?2 AND rank > ?3 ORDER BY rank LIMIT ?4",
             )?;
-            let rows = stmt.query_map(params![id, after_rank, limit as i64], member)?;
+            let rows = stmt.query_map(params![id, snapshot, after_rank, limit as i64], member)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 
-    fn audience_member(&self, id: i64, user_id: &str) -> Result<Option<Member>, StoreError> {
+    fn audience_member(
+        &self,
+        id: i64,
+        snapshot: i64,
+        user_id: &str,
+    ) -> Result<Option<(Member, Option<String>)>, StoreError> {
         self.read(|c| {
             Ok(c.query_row(
-                "SELECT rank, profile_id, user_id, score, control FROM audience_members
-                 WHERE audience_id = ?1 AND user_id = ?2",
-                params![id, user_id],
-                member,
+                "SELECT rank, profile_id, user_id, score, control, why FROM audience_members
+                 WHERE audience_id = ?1 AND snapshot = ?2 AND user_id = ?3",
+                params![id, snapshot, user_id],
+                |r| Ok((member(r)?, r.get(5)?)),
             )
             .optional()?)
+        })
+    }
+
+    fn snapshot_ranking(&self, id: i64, snapshot: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT ranking FROM audience_snapshots WHERE audience_id = ?1 AND snapshot = ?2",
+                params![id, snapshot],
+                |r| r.get::<_, Option<Vec<u8>>>(0),
+            )
+            .optional()?
+            .flatten())
         })
     }
 
@@ -195,6 +382,10 @@ impl AudienceStore for SqliteStore {
         let mut conn = self.write_conn()?;
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM audience_members WHERE audience_id = ?1", [id])?;
+        tx.execute(
+            "DELETE FROM audience_snapshots WHERE audience_id = ?1",
+            [id],
+        )?;
         let n = tx.execute("DELETE FROM audiences WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(n > 0)
@@ -203,7 +394,8 @@ impl AudienceStore for SqliteStore {
     fn fail_unfinished_audiences(&self, reason: &str) -> Result<usize, StoreError> {
         let conn = self.write_conn()?;
         Ok(conn.execute(
-            "UPDATE audiences SET status = 'failed', error = ?1 WHERE status IN ('queued', 'computing')",
+            "UPDATE audience_snapshots SET status = 'failed', error = ?1
+             WHERE status IN ('queued', 'computing')",
             [reason],
         )?)
     }

@@ -124,22 +124,23 @@ impl Profiles for SqliteStore {
     fn profile_audiences(&self, profile_id: i64) -> Result<Vec<AudienceMembership>, StoreError> {
         self.read(|c| {
             // Members are stored with the profile's label (a userId, else an anonymousId): for
-            // each live audience, the (audience_id, user_id) index finds them by the profile's
-            // identifiers, which after a merge include those of the merged profiles. CROSS
-            // JOIN and INDEXED BY fix that plan: left to itself, SQLite scanned each audience's
-            // members by primary key (37–46 ms a profile at 20 audiences of 4k members,
-            // `examples/profile_api_queries`). A snapshot is current until a newer snapshot of
-            // the same audience is live.
+            // each audience's live snapshot, the (audience_id, snapshot, user_id) index finds
+            // them by the profile's identifiers, which after a merge include those of the
+            // merged profiles. CROSS JOIN and INDEXED BY fix that plan: left to itself, SQLite
+            // scanned each audience's members by primary key (37–46 ms a profile at 20
+            // audiences of 4k members, `examples/profile_api_queries`). An audience's members
+            // are those of its newest live snapshot (a refresh in progress changes nothing).
             let mut stmt = c.prepare(
-                "SELECT a.id, a.name, COALESCE(a.computed_at, a.created_at), MAX(m.control)
+                "SELECT a.id, a.name, COALESCE(s.computed_at, s.created_at), MAX(m.control)
                  FROM audiences a
+                 CROSS JOIN audience_snapshots s
                  CROSS JOIN identities i
                  CROSS JOIN audience_members m INDEXED BY audience_members_user
-                 WHERE a.status = 'live'
-                   AND NOT EXISTS (SELECT 1 FROM audiences b
-                                   WHERE b.previous_id = a.id AND b.status = 'live')
+                 WHERE a.live_snapshot IS NOT NULL
+                   AND s.audience_id = a.id AND s.snapshot = a.live_snapshot
                    AND i.profile_id = ?1
-                   AND m.audience_id = a.id AND m.user_id = i.value
+                   AND m.audience_id = a.id AND m.snapshot = a.live_snapshot
+                   AND m.user_id = i.value
                    AND m.profile_id IN (SELECT id FROM profiles WHERE id = ?1 OR merged_into = ?1)
                  GROUP BY a.id ORDER BY a.id",
             )?;

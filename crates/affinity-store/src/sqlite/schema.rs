@@ -8,7 +8,7 @@ use super::stored_json::Document;
 use super::{audiences, computed_traits};
 use crate::{CredentialKind, StoreError};
 
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -210,6 +210,202 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
 ";
 
+/// Audiences that keep their id: up to v8 each snapshot was an `audiences` row linked to the
+/// one before by `previous_id`; from v9 an audience is one row and its computations are
+/// numbered `audience_snapshots`, members keyed by (audience, snapshot, rank). `ranking` holds
+/// every scored user in rank order (where a non-member stands) and `why` each member's
+/// explanation as computed with the snapshot's model, both written by the engine.
+const V9: &str = "
+DROP INDEX audience_members_user;
+ALTER TABLE audiences RENAME TO audiences_v8;
+ALTER TABLE audience_members RENAME TO audience_members_v8;
+
+-- `snapshot`: the newest snapshot's number; `live_snapshot`: the newest live one (whose
+-- members are the audience's), NULL before the first is live.
+CREATE TABLE audiences (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT    NOT NULL,
+    spec          TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    snapshot      INTEGER NOT NULL,
+    live_snapshot INTEGER
+);
+-- `members_kept` = 0 once the member list and ranking were dropped (only the newest
+-- KEPT_MEMBER_LISTS live snapshots keep theirs); estimate and changes are kept forever.
+CREATE TABLE audience_snapshots (
+    audience_id  INTEGER NOT NULL,
+    snapshot     INTEGER NOT NULL,
+    status       TEXT    NOT NULL,
+    model_id     INTEGER,
+    size         INTEGER NOT NULL DEFAULT 0,
+    created_at   INTEGER NOT NULL,
+    computed_at  INTEGER,
+    estimate     TEXT,
+    changes      TEXT,
+    error        TEXT,
+    ranking      BLOB,
+    members_kept INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (audience_id, snapshot)
+);
+CREATE TABLE audience_members (
+    audience_id INTEGER NOT NULL,
+    snapshot    INTEGER NOT NULL,
+    rank        INTEGER NOT NULL,
+    profile_id  INTEGER NOT NULL,
+    user_id     TEXT    NOT NULL,
+    score       REAL    NOT NULL,
+    control     INTEGER NOT NULL,
+    why         TEXT,
+    PRIMARY KEY (audience_id, snapshot, rank)
+) WITHOUT ROWID;
+CREATE INDEX audience_members_user ON audience_members (audience_id, snapshot, user_id);
+";
+
+/// One v8 `audiences` row (a snapshot), its documents as stored (already enveloped by v5).
+struct V8Row {
+    id: i64,
+    name: String,
+    spec: String,
+    status: String,
+    size: i64,
+    model_id: Option<i64>,
+    created_at: i64,
+    computed_at: Option<i64>,
+    estimate: Option<String>,
+    error: Option<String>,
+    previous_id: Option<i64>,
+    changes: Option<String>,
+}
+
+/// Version 9: each chain of v8 snapshots (rows linked by `previous_id`) becomes one audience
+/// with snapshots numbered in id order, members moved, nothing dropped. The chain keeps the
+/// id of its first row: the id its creator was given, and the one every refresh started
+/// from; the ids later refreshes returned answer 404 from then on. A row whose previous row
+/// was deleted starts a chain of its own. The changes document's `previous_id` becomes
+/// `previous_snapshot` (the number, in the same chain).
+fn number_snapshots(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    use std::collections::{BTreeMap, HashMap};
+    let rows: Vec<V8Row> = {
+        let mut stmt = tx.prepare(
+            "SELECT id, name, spec, status, size, model_id, created_at, computed_at, estimate,
+                    error, previous_id, changes
+             FROM audiences_v8 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(V8Row {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                spec: r.get(2)?,
+                status: r.get(3)?,
+                size: r.get(4)?,
+                model_id: r.get(5)?,
+                created_at: r.get(6)?,
+                computed_at: r.get(7)?,
+                estimate: r.get(8)?,
+                error: r.get(9)?,
+                previous_id: r.get(10)?,
+                changes: r.get(11)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let previous: HashMap<i64, Option<i64>> = rows.iter().map(|r| (r.id, r.previous_id)).collect();
+    let root = |mut id: i64| {
+        // previous_id always pointed to an older row; the bound only guards a damaged store.
+        for _ in 0..rows.len() {
+            match previous.get(&id).copied().flatten() {
+                Some(p) if p < id && previous.contains_key(&p) => id = p,
+                _ => break,
+            }
+        }
+        id
+    };
+    let mut chains: BTreeMap<i64, Vec<&V8Row>> = BTreeMap::new();
+    for r in &rows {
+        chains.entry(root(r.id)).or_default().push(r);
+    }
+    for (id, chain) in chains {
+        let number: HashMap<i64, i64> = chain
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id, i as i64 + 1))
+            .collect();
+        let first = chain[0];
+        let live = chain
+            .iter()
+            .filter(|r| r.status == "live")
+            .map(|r| number[&r.id])
+            .max();
+        tx.execute(
+            "INSERT INTO audiences (id, name, spec, created_at, snapshot, live_snapshot)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                first.name,
+                first.spec,
+                first.created_at,
+                chain.len() as i64,
+                live
+            ],
+        )?;
+        for r in &chain {
+            let n = number[&r.id];
+            let changes = r
+                .changes
+                .as_deref()
+                .map(|text| renumber_changes(text, &number));
+            tx.execute(
+                "INSERT INTO audience_snapshots (audience_id, snapshot, status, model_id, size,
+                    created_at, computed_at, estimate, changes, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    id,
+                    n,
+                    r.status,
+                    r.model_id,
+                    r.size,
+                    r.created_at,
+                    r.computed_at,
+                    r.estimate,
+                    changes,
+                    r.error
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO audience_members (audience_id, snapshot, rank, profile_id, user_id,
+                    score, control)
+                 SELECT ?1, ?2, rank, profile_id, user_id, score, control
+                 FROM audience_members_v8 WHERE audience_id = ?3",
+                params![id, n, r.id],
+            )?;
+        }
+    }
+    tx.execute_batch("DROP TABLE audiences_v8; DROP TABLE audience_members_v8;")?;
+    Ok(())
+}
+
+/// A v8 changes document with `previous_id` replaced by the previous snapshot's number.
+/// Text that is not an enveloped object is kept as it is (reading it reports it).
+fn renumber_changes(text: &str, number: &std::collections::HashMap<i64, i64>) -> String {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(text) else {
+        return text.to_string();
+    };
+    let Some(changes) = doc
+        .get_mut(audiences::CHANGES.key)
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return text.to_string();
+    };
+    if let Some(previous) = changes
+        .remove("previous_id")
+        .and_then(|p| p.as_i64())
+        .and_then(|p| number.get(&p))
+    {
+        changes.insert("previous_snapshot".into(), (*previous).into());
+    }
+    doc.to_string()
+}
+
 /// Version 7: write keys sent in message bodies are removed from stored events, and the plain secrets of `meta` (`write_keys`, comma-separated, `admin_token`,
 /// `profile_token`) become hashed rows of `credentials` and are deleted from `meta`, in the
 /// same transaction as the schema bump. Their creation time was never recorded: they are
@@ -278,8 +474,8 @@ fn version_documents(tx: &Transaction<'_>) -> Result<(), StoreError> {
     const WRAPPED_AS: u64 = 1;
     let documents = [
         ("id", &audiences::SPEC),
-        ("id", &audiences::ESTIMATE),
-        ("id", &audiences::CHANGES),
+        ("id", &audiences::V4_ESTIMATE),
+        ("id", &audiences::V4_CHANGES),
         ("name", &computed_traits::DEFINITION),
     ];
     for (key, doc) in documents {
@@ -364,6 +560,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if found < 8 {
         tx.execute_batch(V8)?;
+    }
+    if found < 9 {
+        tx.execute_batch(V9)?;
+        number_snapshots(&tx)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

@@ -157,6 +157,7 @@ fn a_v5_store_gains_the_refused_merges_table() {
     {
         let store = SqliteStore::open(dir.path()).expect("open");
         let conn = Connection::open(store.path()).expect("raw");
+        crate::audience_snapshots::audiences_as_v8(&conn);
         conn.execute_batch(
             "DROP TABLE refused_merges; DROP TABLE credentials; DROP TABLE outbox; DROP TABLE destinations; PRAGMA user_version = 5;",
         )

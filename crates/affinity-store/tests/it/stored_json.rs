@@ -4,7 +4,9 @@
 //! migrated on open.
 
 use affinity_store::sqlite::SqliteStore;
-use affinity_store::{AudienceStore, Member, StoreError, TraitStore};
+use affinity_store::{AudienceStore, FinishedSnapshot, Member, StoreError, TraitStore};
+
+use crate::audience_snapshots::audiences_as_v8;
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
@@ -32,23 +34,50 @@ fn member(rank: i64) -> Member {
     }
 }
 
+fn finished<'a>(
+    members: &'a [Member],
+    estimate: &'a Value,
+    changes: Option<&'a Value>,
+    computed_at: i64,
+) -> FinishedSnapshot<'a> {
+    FinishedSnapshot {
+        model_id: 3,
+        members,
+        explanations: &[],
+        ranking: &[],
+        estimate,
+        changes,
+        computed_at,
+    }
+}
+
 /// A live audience with a spec, an estimate and changes; returns its id.
 fn live_audience(store: &SqliteStore, spec: &Value) -> i64 {
     let id = store
-        .create_audience("buyers", spec, None, "computing", 10)
+        .create_audience("buyers", spec, "computing", 10)
         .expect("create");
+    let members = [member(1), member(2)];
+    let (estimate, changes) = (json!({"expected": 1.5}), json!({"joined": ["u1"]}));
     store
         .finish_audience(
             id,
-            3,
-            &[member(1), member(2)],
-            &json!({"expected": 1.5}),
-            Some(&json!({"joined": ["u1"]})),
-            20,
+            1,
+            &finished(&members, &estimate, Some(&changes), 20),
             &[],
         )
         .expect("finish");
     id
+}
+
+/// The estimate and changes of an audience's live snapshot.
+fn live_documents(store: &SqliteStore, id: i64) -> (Value, Value) {
+    let live = store
+        .audience(id)
+        .expect("read")
+        .expect("exists")
+        .live
+        .expect("live");
+    (live.estimate, live.changes)
 }
 
 fn column(store: &SqliteStore, sql: &str, row: impl rusqlite::ToSql) -> String {
@@ -64,10 +93,15 @@ fn documents_round_trip_in_a_versioned_envelope() {
     let id = live_audience(&store, &spec);
     // A first snapshot has no changes.
     let first = store
-        .create_audience("first", &json!({"size": 1}), None, "computing", 30)
+        .create_audience("first", &json!({"size": 1}), "computing", 30)
         .expect("create");
     store
-        .finish_audience(first, 3, &[member(1)], &json!(null), None, 40, &[])
+        .finish_audience(
+            first,
+            1,
+            &finished(&[member(1)], &json!(null), None, 40),
+            &[],
+        )
         .expect("finish");
     let definition = json!({"name": "top", "k": 3, "exclude": []});
     store
@@ -76,13 +110,11 @@ fn documents_round_trip_in_a_versioned_envelope() {
 
     let record = store.audience(id).expect("read").expect("exists");
     assert_eq!(record.spec, spec);
-    assert_eq!(record.estimate, json!({"expected": 1.5}));
-    assert_eq!(record.changes, json!({"joined": ["u1"]}));
-    let record = store.audience(first).expect("read").expect("exists");
     assert_eq!(
-        (record.estimate, record.changes),
-        (Value::Null, Value::Null)
+        live_documents(&store, id),
+        (json!({"expected": 1.5}), json!({"joined": ["u1"]}))
     );
+    assert_eq!(live_documents(&store, first), (Value::Null, Value::Null));
     assert_eq!(store.audiences().expect("list").len(), 2);
     assert_eq!(
         store.trait_definitions().expect("list")[0].definition,
@@ -113,7 +145,7 @@ fn a_corrupt_row_is_reported_with_its_table_and_row() {
     let bad = live_audience(&store, &json!({"size": 3}));
     raw(&store)
         .execute(
-            "UPDATE audiences SET estimate = '{\"version\": 1, \"estim' WHERE id = ?1",
+            "UPDATE audience_snapshots SET estimate = '{\"version\": 1, \"estim' WHERE audience_id = ?1",
             [bad],
         )
         .expect("damage");
@@ -128,15 +160,15 @@ fn a_corrupt_row_is_reported_with_its_table_and_row() {
             row,
             problem,
         } => {
-            assert_eq!((*table, *column), ("audiences", "estimate"));
-            assert_eq!(row, &bad.to_string());
+            assert_eq!((*table, *column), ("audience_snapshots", "estimate"));
+            assert_eq!(row, &format!("{bad}/1"));
             assert!(problem.contains("not JSON"), "{problem}");
         }
         other => panic!("expected CorruptDocument, got {other:?}"),
     }
     assert!(
         err.to_string()
-            .contains(&format!("audiences.estimate of row {bad}")),
+            .contains(&format!("audience_snapshots.estimate of row {bad}/1")),
         "{err}"
     );
     // The list reports it too rather than showing a record with a null estimate…
@@ -220,39 +252,36 @@ fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A store as v4 left it: the same tables (v5 adds none; v6's refused_merges dropped),
     // documents stored bare.
-    let (id, first, broken) = {
+    let (id, first, broken) = (1, 2, 3);
+    {
         let store = SqliteStore::open(dir.path()).expect("open");
-        let id = live_audience(&store, &json!({}));
-        let first = live_audience(&store, &json!({}));
-        let broken = live_audience(&store, &json!({}));
         store
             .save_trait_definition("top", &json!({}), 1)
             .expect("define");
         let conn = raw(&store);
+        audiences_as_v8(&conn);
         // A spec that has a "version" of its own: why v4 rows are rewritten instead of being
         // told apart from enveloped ones by looking at them.
-        conn.execute(
-            "UPDATE audiences SET spec = ?2, estimate = ?3, changes = ?4 WHERE id = ?1",
-            params![
+        let rows = [
+            (
                 id,
                 r#"{"version": 1, "size": 2}"#,
-                r#"{"expected": 1.5}"#,
-                r#"{"joined": ["u1"]}"#
-            ],
-        )
-        .expect("v4 row");
-        conn.execute(
-            "UPDATE audiences SET spec = '{\"size\": 1}', estimate = 'null', changes = NULL
-             WHERE id = ?1",
-            [first],
-        )
-        .expect("v4 row");
-        // v4 read this row's spec as null without a word.
-        conn.execute(
-            "UPDATE audiences SET spec = 'not json' WHERE id = ?1",
-            [broken],
-        )
-        .expect("v4 row");
+                Some(r#"{"expected": 1.5}"#),
+                Some(r#"{"joined": ["u1"]}"#),
+            ),
+            (first, r#"{"size": 1}"#, Some("null"), None),
+            // v4 read this row's spec as null without a word.
+            (broken, "not json", Some("null"), None),
+        ];
+        for (row, spec, estimate, changes) in rows {
+            conn.execute(
+                "INSERT INTO audiences (id, name, spec, status, size, model_id, created_at,
+                    computed_at, estimate, changes)
+                 VALUES (?1, 'buyers', ?2, 'live', 1, 3, 10, 20, ?3, ?4)",
+                params![row, spec, estimate, changes],
+            )
+            .expect("v4 row");
+        }
         conn.execute(
             "UPDATE trait_definitions SET definition = '{\"name\": \"top\", \"k\": 3}'",
             [],
@@ -262,24 +291,23 @@ fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
             .expect("as v4");
         conn.pragma_update(None, "user_version", 4)
             .expect("user_version");
-        (id, first, broken)
-    };
+    }
 
     let store = SqliteStore::open(dir.path()).expect("reopen migrates");
     let version: i64 = raw(&store)
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
 
     let record = store.audience(id).expect("read").expect("exists");
     assert_eq!(record.spec, json!({"version": 1, "size": 2}));
-    assert_eq!(record.estimate, json!({"expected": 1.5}));
-    assert_eq!(record.changes, json!({"joined": ["u1"]}));
-    let record = store.audience(first).expect("read").expect("exists");
     assert_eq!(
-        (record.spec, record.estimate, record.changes),
-        (json!({"size": 1}), Value::Null, Value::Null)
+        live_documents(&store, id),
+        (json!({"expected": 1.5}), json!({"joined": ["u1"]}))
     );
+    let record = store.audience(first).expect("read").expect("exists");
+    assert_eq!(record.spec, json!({"size": 1}));
+    assert_eq!(live_documents(&store, first), (Value::Null, Value::Null));
     assert_eq!(
         store.trait_definitions().expect("list")[0].definition,
         json!({"name": "top", "k": 3})

@@ -1,0 +1,320 @@
+//! Audiences keep their id across numbered snapshots: member lists per snapshot, retention of
+//! the newest ones, and the v9 migration of v4–v8 stores (one `audiences` row per snapshot,
+//! linked by `previous_id`) into one audience per chain.
+
+use rusqlite::{Connection, params};
+use serde_json::{Value, json};
+
+use affinity_store::sqlite::SqliteStore;
+use affinity_store::{AudienceStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member};
+
+/// The audience tables as v4 created them and v5–v8 kept them, replacing v9's: for tests that
+/// build an older store by hand from a fresh one.
+pub fn audiences_as_v8(conn: &Connection) {
+    conn.execute_batch(
+        "DROP TABLE audience_members; DROP TABLE audience_snapshots; DROP TABLE audiences;
+         CREATE TABLE audiences (
+             id          INTEGER PRIMARY KEY,
+             name        TEXT    NOT NULL,
+             spec        TEXT    NOT NULL,
+             status      TEXT    NOT NULL,
+             size        INTEGER NOT NULL DEFAULT 0,
+             model_id    INTEGER,
+             created_at  INTEGER NOT NULL,
+             computed_at INTEGER,
+             estimate    TEXT,
+             error       TEXT,
+             previous_id INTEGER,
+             changes     TEXT
+         );
+         CREATE TABLE audience_members (
+             audience_id INTEGER NOT NULL,
+             rank        INTEGER NOT NULL,
+             profile_id  INTEGER NOT NULL,
+             user_id     TEXT    NOT NULL,
+             score       REAL    NOT NULL,
+             control     INTEGER NOT NULL,
+             PRIMARY KEY (audience_id, rank)
+         ) WITHOUT ROWID;
+         CREATE INDEX audience_members_user ON audience_members (audience_id, user_id);",
+    )
+    .expect("v8 audience tables");
+}
+
+fn member(rank: i64, user: &str) -> Member {
+    Member {
+        rank,
+        profile_id: rank,
+        user_id: user.to_string(),
+        score: 1.0 / rank as f64,
+        control: false,
+    }
+}
+
+fn finish(store: &SqliteStore, id: i64, snapshot: i64, members: &[Member]) {
+    let why: Vec<String> = members
+        .iter()
+        .map(|m| format!("why {}", m.user_id))
+        .collect();
+    store
+        .finish_audience(
+            id,
+            snapshot,
+            &FinishedSnapshot {
+                model_id: snapshot,
+                members,
+                explanations: &why,
+                ranking: &[1, 2, 3],
+                estimate: &json!({"snapshot": snapshot}),
+                changes: (snapshot > 1).then_some(&json!({"previous_snapshot": snapshot - 1})),
+                computed_at: snapshot * 10,
+            },
+            &[],
+        )
+        .expect("finish");
+}
+
+#[test]
+fn snapshots_are_numbered_under_one_id_and_old_member_lists_are_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let id = store
+        .create_audience("buyers", &json!({"n": 1}), "computing", 1)
+        .expect("create");
+    assert_eq!(
+        store.next_snapshot(id, "computing", 2).expect("next"),
+        None,
+        "one snapshot in progress at a time"
+    );
+    finish(&store, id, 1, &[member(1, "ann"), member(2, "ben")]);
+    let next = store.next_snapshot(id, "queued", 3).expect("next");
+    assert_eq!(next, Some(2));
+    // While snapshot 2 waits, the audience's members are still snapshot 1's.
+    let a = store.audience(id).expect("read").expect("exists");
+    assert_eq!((a.latest.snapshot, a.latest.status.as_str()), (2, "queued"));
+    assert_eq!(a.live.as_ref().map(|l| l.snapshot), Some(1));
+    assert!(store.start_snapshot(id, 2).expect("start"));
+    finish(&store, id, 2, &[member(1, "ben"), member(2, "cid")]);
+    let a = store.audience(id).expect("read").expect("exists");
+    assert_eq!(a.live.as_ref().map(|l| l.snapshot), Some(2));
+    assert_eq!(
+        a.live.expect("live").changes,
+        json!({"previous_snapshot": 1})
+    );
+    let users = |n: i64| -> Vec<String> {
+        store
+            .audience_members(id, n, 0, 100)
+            .expect("members")
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect()
+    };
+    assert_eq!(users(1), ["ann", "ben"]);
+    assert_eq!(users(2), ["ben", "cid"]);
+    let (m, why) = store
+        .audience_member(id, 1, "ann")
+        .expect("read")
+        .expect("a member of snapshot 1");
+    assert_eq!((m.rank, why.as_deref()), (1, Some("why ann")));
+    assert_eq!(store.audience_member(id, 2, "ann").expect("read"), None);
+
+    // Beyond KEPT_MEMBER_LISTS live snapshots, the oldest lists go; their records stay.
+    for n in 3..=KEPT_MEMBER_LISTS + 1 {
+        assert_eq!(
+            store.next_snapshot(id, "computing", n).expect("next"),
+            Some(n)
+        );
+        finish(&store, id, n, &[member(1, "dan")]);
+    }
+    let snapshots = store.audience_snapshots(id).expect("snapshots");
+    assert_eq!(snapshots.len() as i64, KEPT_MEMBER_LISTS + 1);
+    assert_eq!(snapshots[0].snapshot, KEPT_MEMBER_LISTS + 1, "newest first");
+    let first = snapshots.last().expect("snapshot 1");
+    assert!(!first.members_kept);
+    assert_eq!(first.size, 2, "the record keeps its size");
+    assert!(users(1).is_empty());
+    assert_eq!(store.snapshot_ranking(id, 1).expect("read"), None);
+    assert!(
+        snapshots[..snapshots.len() - 1]
+            .iter()
+            .all(|s| s.members_kept)
+    );
+    assert_eq!(users(2), ["ben", "cid"]);
+    assert_eq!(
+        store.snapshot_ranking(id, 2).expect("read"),
+        Some(vec![1, 2, 3])
+    );
+
+    assert!(store.delete_audience(id).expect("delete"));
+    assert!(store.audience_snapshots(id).expect("snapshots").is_empty());
+    assert!(users(2).is_empty());
+}
+
+/// One v8 row: `(id, previous_id, status, members)`.
+type V8Row<'a> = (i64, Option<i64>, &'a str, &'a [&'a str]);
+
+#[test]
+fn a_v8_store_s_chains_become_audiences_with_numbered_snapshots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = json!({"name": "buyers", "target": {"item_id": "sku-1"}});
+    let envelope = |key: &str, v: &Value| json!({"version": 1, key: v}).to_string();
+    {
+        let store = SqliteStore::open(dir.path()).expect("open");
+        let conn = Connection::open(store.path()).expect("raw");
+        audiences_as_v8(&conn);
+        // Chain 1 → 3 → 4 (refreshed twice, 2 is another audience), 5 alone and failed, 7
+        // refreshed from 6, which was deleted: 7 starts a chain of its own.
+        let rows: [V8Row; 5] = [
+            (1, None, "live", &["ann", "ben"]),
+            (2, None, "live", &["zed"]),
+            (3, Some(1), "live", &["ben", "cid"]),
+            (4, Some(3), "live", &["cid", "dan", "eve"]),
+            (7, Some(6), "live", &["fay"]),
+        ];
+        for (id, previous, status, members) in rows {
+            let changes = previous.map(|p| {
+                envelope(
+                    "changes",
+                    &json!({"previous_id": p, "entered": 1, "exited": 1, "stayed": 1,
+                            "entered_users": [], "exited_users": []}),
+                )
+            });
+            conn.execute(
+                "INSERT INTO audiences (id, name, spec, status, size, model_id, created_at,
+                    computed_at, estimate, previous_id, changes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    id,
+                    format!("audience {id}"),
+                    envelope("spec", &spec),
+                    status,
+                    members.len() as i64,
+                    id * 100,
+                    id * 1000,
+                    id * 1000 + 1,
+                    envelope("estimate", &json!({"row": id})),
+                    previous,
+                    changes
+                ],
+            )
+            .expect("v8 row");
+            for (i, user) in members.iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO audience_members (audience_id, rank, profile_id, user_id, score, control)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![id, i as i64 + 1, i as i64 + 1, user, 0.5, i64::from(i == 1)],
+                )
+                .expect("v8 member");
+            }
+        }
+        conn.execute(
+            "INSERT INTO audiences (id, name, spec, status, created_at, error)
+             VALUES (5, 'audience 5', ?1, 'failed', 5000, 'no model')",
+            [envelope("spec", &spec)],
+        )
+        .expect("v8 failed row");
+        conn.pragma_update(None, "user_version", 8)
+            .expect("user_version");
+    }
+
+    let store = SqliteStore::open(dir.path()).expect("reopen migrates");
+    let conn = Connection::open(store.path()).expect("raw");
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 9);
+    let ids: Vec<i64> = store
+        .audiences()
+        .expect("list")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(
+        ids,
+        [7, 5, 2, 1],
+        "one audience per chain, keeping its first id"
+    );
+    for gone in [3, 4] {
+        assert!(store.audience(gone).expect("read").is_none());
+    }
+
+    let a = store.audience(1).expect("read").expect("chain 1");
+    assert_eq!((a.name.as_str(), a.created_at), ("audience 1", 1000));
+    assert_eq!(a.spec, spec);
+    assert_eq!(a.latest.snapshot, 3);
+    let live = a.live.expect("live");
+    assert_eq!((live.snapshot, live.model_id, live.size), (3, Some(400), 3));
+    assert_eq!(live.estimate, json!({"row": 4}));
+    let snapshots = store.audience_snapshots(1).expect("snapshots");
+    let numbers: Vec<(i64, Option<i64>, i64)> = snapshots
+        .iter()
+        .map(|s| (s.snapshot, s.model_id, s.created_at))
+        .collect();
+    assert_eq!(
+        numbers,
+        [
+            (3, Some(400), 4000),
+            (2, Some(300), 3000),
+            (1, Some(100), 1000)
+        ]
+    );
+    // Changes name the previous snapshot by number now.
+    assert_eq!(snapshots[0].changes["previous_snapshot"], 2);
+    assert_eq!(snapshots[1].changes["previous_snapshot"], 1);
+    assert!(snapshots[1].changes.get("previous_id").is_none());
+    assert_eq!(snapshots[2].changes, Value::Null);
+    // Every member list moved, controls included, with no explanation recorded.
+    let users = |id: i64, n: i64| -> Vec<(String, bool)> {
+        store
+            .audience_members(id, n, 0, 100)
+            .expect("members")
+            .into_iter()
+            .map(|m| (m.user_id, m.control))
+            .collect()
+    };
+    let list = |xs: &[&str]| -> Vec<(String, bool)> {
+        xs.iter()
+            .enumerate()
+            .map(|(i, u)| (u.to_string(), i == 1))
+            .collect()
+    };
+    assert_eq!(users(1, 1), list(&["ann", "ben"]));
+    assert_eq!(users(1, 2), list(&["ben", "cid"]));
+    assert_eq!(users(1, 3), list(&["cid", "dan", "eve"]));
+    assert_eq!(users(2, 1), list(&["zed"]));
+    assert_eq!(users(7, 1), list(&["fay"]));
+    assert_eq!(
+        store
+            .audience_member(1, 1, "ann")
+            .expect("read")
+            .map(|m| m.1),
+        Some(None)
+    );
+    let moved: i64 = conn
+        .query_row("SELECT COUNT(*) FROM audience_members", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(moved, 2 + 1 + 2 + 3 + 1, "nothing lost");
+    // A chain whose first row was deleted starts at the row that remained.
+    let seven = store.audience(7).expect("read").expect("chain 7");
+    assert_eq!(seven.latest.snapshot, 1);
+    assert_eq!(
+        store.audience_snapshots(7).expect("snapshots")[0].changes["previous_snapshot"],
+        Value::Null,
+        "its previous row is gone"
+    );
+    let failed = store.audience(5).expect("read").expect("failed audience");
+    assert_eq!(
+        (
+            failed.latest.status.as_str(),
+            failed.latest.error.as_deref(),
+            failed.live
+        ),
+        ("failed", Some("no model"), None)
+    );
+
+    // The migrated store works on: the next snapshot of chain 1 is number 4.
+    assert_eq!(
+        store.next_snapshot(1, "computing", 9).expect("next"),
+        Some(4)
+    );
+}
