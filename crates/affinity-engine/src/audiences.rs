@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use affinity_core::audience::{AudienceSpec, Target, resolve_target};
+use affinity_core::audience::{AudienceSpec, Target};
 use affinity_core::item_catalog::ItemCatalog;
 use affinity_core::timestamp::format_millis;
 use affinity_model::propensity::{
@@ -25,6 +25,7 @@ use affinity_store::{AudienceRecord, AudienceStore, CatalogStore, Member, StoreE
 pub use affinity_model::propensity::{Competitor, RankingChoice};
 
 use crate::Engine;
+use crate::audience_target::{self, BasisKind, RankingBasis, ResolvedTarget};
 use crate::clock::now_ms;
 use crate::engine::blocking;
 use crate::error::{EngineError, Invalid, Result};
@@ -147,6 +148,10 @@ pub struct AudienceEstimate {
     /// before the guard existed.
     #[serde(default)]
     pub ranking: Option<RankingChoice>,
+    /// What users were ranked by: the target's own interactions, or (for a target nobody
+    /// engaged with yet) the items sharing its columns. None in estimates stored before.
+    #[serde(default)]
+    pub basis: Option<RankingBasis>,
 }
 
 /// Who entered and who exited between a snapshot and the one before.
@@ -215,9 +220,9 @@ impl TryFrom<AudienceRecord> for Audience {
     }
 }
 
-/// The target's items in the catalog, or a 422-style problem naming close values.
-fn target_items(catalog: &ItemCatalog, target: &Target) -> Result<Vec<u32>> {
-    resolve_target(catalog, target).map_err(|p| EngineError::invalid(Invalid::Audience, [p]))
+/// The target resolved against the serving model's catalog alone (no newer build to consult).
+fn target_items(catalog: &ItemCatalog, target: &Target) -> Result<ResolvedTarget> {
+    audience_target::resolve(catalog, catalog, target)
 }
 
 /// Scores the target's items over the serving model's catalog.
@@ -270,9 +275,13 @@ pub fn compute(
     store: &SqliteStore,
     model: &ServingModel,
     spec: &AudienceSpec,
-    items: &[u32],
+    target: &ResolvedTarget,
     seed: u64,
 ) -> Result<Computed> {
+    if target.basis.basis == BasisKind::Nothing {
+        return Ok(nothing_to_rank(model, spec, target));
+    }
+    let items = &target.items;
     let (context, scores, horizon) = score(model, items, spec.horizon_days, seed)?;
     let scored = scores.ranked.len();
     let wanted = spec.wanted(scored);
@@ -280,14 +289,22 @@ pub fn compute(
         Some(_) => (scores.base_rate * MEANINGFUL_SHARE_OF_BASE_RATE) as f32,
         None => f32::NEG_INFINITY,
     };
+    // A score of 0 or less is no evidence at all (a collaborative affinity of nothing): such
+    // users are never added to fill the size.
     let selected: Vec<(u32, f32)> = scores
         .ranked
         .iter()
         .take(wanted)
         .copied()
-        .take_while(|&(_, s)| s >= floor)
+        .take_while(|&(_, s)| s >= floor && s > 0.0)
         .collect();
     let size_reason = (selected.len() < wanted).then(|| {
+        if scores.model.is_none() {
+            return format!(
+                "only {} of the {wanted} users asked for have a positive score; the rest show no affinity for the target at all",
+                selected.len()
+            );
+        }
         format!(
             "only {} of the {wanted} users asked for have a meaningful propensity (at least {:.0}% of the base rate of {:.4}); the rest would add almost no engaged users",
             selected.len(),
@@ -342,14 +359,49 @@ pub fn compute(
             horizon_reason: horizon.reason,
         },
         scored_users: scored,
-        target_items: items.len(),
+        target_items: target.target_items,
         control_size: n_control,
         model: scores.model,
         fallback_reason: scores.fallback_reason,
         size_reason,
         ranking: Some(scores.ranking),
+        basis: Some(target.basis.clone()),
     };
     Ok(Computed { members, estimate })
+}
+
+/// An audience whose target gives nothing to rank by: empty, live, with the reason (never
+/// everyone at a score of 0).
+fn nothing_to_rank(model: &ServingModel, spec: &AudienceSpec, target: &ResolvedTarget) -> Computed {
+    let horizon = resolve_horizon(model, &[], spec.horizon_days);
+    let as_of = model.catalog.as_of;
+    let reason = target.basis.reason.clone();
+    Computed {
+        members: Vec::new(),
+        estimate: AudienceEstimate {
+            at_size: None,
+            expected_engaged: None,
+            base_rate: 0.0,
+            average_precision: 0.0,
+            positives_in_backtest: 0,
+            eligible_in_backtest: 0,
+            backtest: BacktestWindow {
+                from: format_millis(as_of - i64::from(horizon.days) * 86_400_000),
+                to: format_millis(as_of),
+                horizon_days: horizon.days,
+                horizon_source: Some(horizon.source.to_string()),
+                horizon_reason: horizon.reason,
+            },
+            scored_users: 0,
+            target_items: target.target_items,
+            control_size: 0,
+            model: None,
+            fallback_reason: reason.clone(),
+            size_reason: reason,
+            ranking: None,
+            basis: Some(target.basis.clone()),
+        },
+    }
 }
 
 /// Computes snapshot `id` (stored as computing) and stores its members, estimate and, for a
@@ -358,12 +410,12 @@ fn finish_snapshot(
     store: &SqliteStore,
     model: &ServingModel,
     spec: &AudienceSpec,
-    items: &[u32],
+    target: &ResolvedTarget,
     seed: u64,
     id: i64,
     previous: Option<i64>,
 ) -> Result<Computed> {
-    let computed = compute(store, model, spec, items, seed)?;
+    let computed = compute(store, model, spec, target, seed)?;
     let changes = match previous {
         Some(p) => {
             let before = store.audience_members(p, 0, usize::MAX)?;
@@ -395,7 +447,7 @@ pub fn create_now(
     spec: &AudienceSpec,
     seed: u64,
 ) -> Result<(i64, Computed)> {
-    let items = target_items(&model.catalog, &spec.target)?;
+    let target = target_items(&model.catalog, &spec.target)?;
     let id = store.create_audience(
         &spec.name,
         &to_stored("the audience definition", spec)?,
@@ -403,7 +455,7 @@ pub fn create_now(
         AudienceStatus::Computing.as_str(),
         now_ms(),
     )?;
-    match finish_snapshot(store, model, spec, &items, seed, id, None) {
+    match finish_snapshot(store, model, spec, &target, seed, id, None) {
         Ok(computed) => Ok((id, computed)),
         Err(e) => {
             store.fail_audience(id, &e.to_string())?;
@@ -470,6 +522,7 @@ pub enum Explanation {
 fn explain(
     model: &ServingModel,
     spec: &AudienceSpec,
+    target: &ResolvedTarget,
     estimate: Option<&AudienceEstimate>,
     profile_id: i64,
 ) -> Result<Explanation> {
@@ -477,7 +530,7 @@ fn explain(
     let Some(user) = catalog.user_index(profile_id) else {
         return Ok(Explanation::NotInCatalog);
     };
-    let items = target_items(catalog, &spec.target)?;
+    let items = target.items.clone();
     // The horizon the estimate's model was fitted at (features such as "recent" depend on it).
     let horizon_days = match estimate {
         Some(e) => e.backtest.horizon_days,
@@ -545,12 +598,22 @@ pub struct Preview {
     pub target_items: usize,
     pub scores: AudienceScores,
     pub at_20_percent: Option<Expectation>,
+    /// What users were ranked by (the target's interactions, or items sharing its columns).
+    pub basis: RankingBasis,
+}
+
+fn field_of(target: &Target) -> &'static str {
+    match target {
+        Target::Item { .. } => "target.item_id",
+        Target::Column { .. } => "target.value",
+    }
 }
 
 impl Engine {
     /// Stores a new audience as `computing` (or `queued` behind others) and computes its
-    /// first snapshot in the background. A target the catalog lacks is refused at once, with
-    /// close values; so is an audience beyond the queue ([`EngineError::Busy`]).
+    /// first snapshot in the background. A column the catalog lacks is refused at once; a
+    /// value or item nobody holds yet is accepted (see [`Engine::check_audience_target`]); an
+    /// audience beyond the queue is refused ([`EngineError::Busy`]).
     pub async fn create_audience(&self, spec: AudienceSpec) -> Result<Audience> {
         self.start_snapshot(spec, None).await
     }
@@ -569,8 +632,8 @@ impl Engine {
 
     async fn start_snapshot(&self, spec: AudienceSpec, previous: Option<i64>) -> Result<Audience> {
         let model = self.serving()?;
-        // Resolved once, here, so a misspelt brand is refused before anything is stored.
-        let items = target_items(&model.catalog, &spec.target)?;
+        // Resolved once, here, so an unknown column is refused before anything is stored.
+        let target = self.resolve_target(&model, spec.target.clone()).await?;
         // A place in the bounded queue before anything is stored: a refused audience leaves no
         // row, an accepted one is sure to be computed.
         let ticket = self.snapshots.admit()?;
@@ -592,7 +655,7 @@ impl Engine {
             if status == AudienceStatus::Queued && !store.start_audience(id)? {
                 return Ok(());
             }
-            if let Err(e) = finish_snapshot(&store, &model, &spec, &items, seed, id, previous) {
+            if let Err(e) = finish_snapshot(&store, &model, &spec, &target, seed, id, previous) {
                 tracing::warn!(audience = id, error = %e, "audience failed");
                 if let Err(e) = store.fail_audience(id, &e.to_string()) {
                     tracing::error!(audience = id, error = %e, "cannot record the failure");
@@ -712,9 +775,18 @@ impl Engine {
             .estimate
             .as_ref()
             .is_some_and(|e| model.has_propensity(e.backtest.horizon_days));
+        let newest = self.catalog.snapshot().catalog;
         let job = move || {
-            explain(&model, &audience.spec, audience.estimate.as_ref(), profile)
-                .map(|w| (w, model.record.id))
+            let newest = newest.as_deref().unwrap_or(&model.catalog);
+            let target = audience_target::resolve(&model.catalog, newest, &audience.spec.target)?;
+            explain(
+                &model,
+                &audience.spec,
+                &target,
+                audience.estimate.as_ref(),
+                profile,
+            )
+            .map(|w| (w, model.record.id))
         };
         let why = if cached {
             blocking(job).await?
@@ -735,17 +807,30 @@ impl Engine {
         let model = self.serving()?;
         let seed = self.config.seed;
         let ticket = self.previews.admit()?;
+        let newest = self.catalog.snapshot().catalog;
         ticket
             .run(None, move || {
-                let items = target_items(&model.catalog, &target)?;
-                let (_, scores, horizon) = score(&model, &items, horizon_days, seed)?;
+                let newest = newest.as_deref().unwrap_or(&model.catalog);
+                let resolved = audience_target::resolve(&model.catalog, newest, &target)?;
+                if resolved.basis.basis == BasisKind::Nothing {
+                    let reason = resolved.basis.reason.unwrap_or_default();
+                    return Err(EngineError::invalid(
+                        Invalid::Audience,
+                        [(
+                            field_of(&target).to_string(),
+                            format!("nothing to preview: {reason}"),
+                        )],
+                    ));
+                }
+                let (_, scores, horizon) = score(&model, &resolved.items, horizon_days, seed)?;
                 Ok(Preview {
                     at_20_percent: expectation_at(&scores.curve, 0.2),
                     target,
                     horizon_days: horizon.days,
                     horizon_reason: horizon.reason,
-                    target_items: items.len(),
+                    target_items: resolved.target_items,
                     scores,
+                    basis: resolved.basis,
                 })
             })
             .await

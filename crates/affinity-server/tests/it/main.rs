@@ -11,6 +11,7 @@ mod identity;
 mod ingest;
 mod model_now;
 mod models;
+mod new_items;
 mod profile_api;
 mod recommendations;
 mod segment_python;
