@@ -28,7 +28,7 @@ use crate::Engine;
 use crate::audience_target::{self, BasisKind, RankingBasis, ResolvedTarget};
 use crate::clock::now_ms;
 use crate::engine::blocking;
-use crate::error::{EngineError, Invalid, Result};
+use crate::error::{EngineError, Result};
 use crate::training::ServingModel;
 
 /// Users below this share of the base rate have no meaningful propensity: an audience stops
@@ -602,10 +602,37 @@ pub struct Preview {
     pub basis: RankingBasis,
 }
 
-fn field_of(target: &Target) -> &'static str {
-    match target {
-        Target::Item { .. } => "target.item_id",
-        Target::Column { .. } => "target.value",
+/// The preview of a target that gives nothing to rank by: no curve, and the reason.
+fn empty_preview(
+    model: &ServingModel,
+    target: Target,
+    horizon_days: Option<u32>,
+    resolved: ResolvedTarget,
+) -> Preview {
+    let horizon = resolve_horizon(model, &[], horizon_days);
+    let reason = resolved.basis.reason.clone().unwrap_or_default();
+    Preview {
+        target,
+        horizon_days: horizon.days,
+        horizon_reason: horizon.reason,
+        target_items: resolved.target_items,
+        scores: AudienceScores {
+            ranked: Vec::new(),
+            curve: Vec::new(),
+            base_rate: 0.0,
+            average_precision: 0.0,
+            positives_in_backtest: 0,
+            eligible_in_backtest: 0,
+            model: None,
+            fallback_reason: Some(reason.clone()),
+            ranking: RankingChoice {
+                served: BasisKind::Nothing.as_str().to_string(),
+                reason,
+                competitors: Vec::new(),
+            },
+        },
+        at_20_percent: None,
+        basis: resolved.basis,
     }
 }
 
@@ -813,14 +840,7 @@ impl Engine {
                 let newest = newest.as_deref().unwrap_or(&model.catalog);
                 let resolved = audience_target::resolve(&model.catalog, newest, &target)?;
                 if resolved.basis.basis == BasisKind::Nothing {
-                    let reason = resolved.basis.reason.unwrap_or_default();
-                    return Err(EngineError::invalid(
-                        Invalid::Audience,
-                        [(
-                            field_of(&target).to_string(),
-                            format!("nothing to preview: {reason}"),
-                        )],
-                    ));
+                    return Ok(empty_preview(&model, target, horizon_days, resolved));
                 }
                 let (_, scores, horizon) = score(&model, &resolved.items, horizon_days, seed)?;
                 Ok(Preview {

@@ -202,6 +202,15 @@ async fn an_uploaded_new_item_is_targetable_at_once_and_ranked_by_its_columns() 
         "{reason}"
     );
     assert_eq!(estimate["target_items"], 1, "{estimate}");
+    // Its preview ranks the same way.
+    let (s, preview) = post(
+        &app,
+        "/api/v1/audiences/preview",
+        json!({"target": {"item_id": "nb-new"}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{preview}");
+    assert_eq!(preview["basis"]["basis"], "columns", "{preview}");
 
     let (_, page) = app
         .admin_get(&format!(
@@ -303,6 +312,20 @@ async fn an_unseen_value_is_accepted_with_suggestions_and_an_empty_audience_says
             .as_str()
             .is_some_and(|r| r.contains("no item has brand = \"northwind\" yet")),
         "{estimate}"
+    );
+
+    // Its preview has no curve, and says why.
+    let (s, preview) = post(
+        &app,
+        "/api/v1/audiences/preview",
+        json!({"target": {"column": "brand", "value": "northwind"}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{preview}");
+    assert_eq!(
+        (&preview["basis"]["basis"], &preview["curve"]),
+        (&json!("none"), &json!([])),
+        "{preview}"
     );
 
     // A new item whose columns no engaged item shares: also empty, saying so.
