@@ -248,51 +248,69 @@ impl AudienceSpec {
     }
 }
 
-/// The target's items in the catalog, or a message with close values a user may have meant.
+/// A target no item of the catalog holds yet: allowed (a marketer may name a product or a
+/// value before it ships), with close values the user may have meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnseenTarget {
+    /// `target.item_id` or `target.value`.
+    pub field: String,
+    pub message: String,
+    /// Existing values (or item ids) equal ignoring case or sharing a prefix.
+    pub suggestions: Vec<String>,
+}
+
+/// The target's items in the catalog (empty when none holds it yet: see [`unseen_target`]).
+/// The only impossible target is a column the catalog does not have.
 pub fn resolve_target(catalog: &ItemCatalog, target: &Target) -> Result<Vec<u32>, FieldProblem> {
     match target {
-        Target::Item { item_id } => match catalog.item_index(item_id) {
-            Some(i) => Ok(vec![i]),
-            None => {
-                let close = close_matches(catalog.items.iter().map(String::as_str), item_id);
-                Err(p(
-                    "target.item_id",
-                    format!("no item {item_id:?} in the catalog{}", suggest(&close)),
-                ))
-            }
-        },
-        Target::Column { column, value } => {
-            let Some(c) = catalog.column(column) else {
-                return Err(p(
-                    "target.column",
-                    format!(
-                        "no column {column:?}; columns: item_id, {}",
-                        catalog.column_names.join(", ")
-                    ),
-                ));
-            };
-            let items = catalog.items_matching(c, value);
-            if !items.is_empty() {
-                return Ok(items);
-            }
-            let values = catalog.column_values(c, None, usize::MAX);
-            let texts: Vec<String> = values
-                .iter()
-                .map(|v| match &v.value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
-            let close = close_matches(texts.iter().map(String::as_str), value);
-            Err(p(
-                "target.value",
+        Target::Item { item_id } => Ok(catalog.item_index(item_id).into_iter().collect()),
+        Target::Column { column, value } => match catalog.column(column) {
+            Some(c) => Ok(catalog.items_matching(c, value)),
+            None => Err(p(
+                "target.column",
                 format!(
-                    "no item has {column} = {value:?} (values match exactly and case-sensitively){}",
+                    "no column {column:?}; columns: item_id, {}",
+                    catalog.column_names.join(", ")
+                ),
+            )),
+        },
+    }
+}
+
+/// The warning for a target no item holds, with close values; `None` when an item holds it
+/// (or the column is unknown, which [`resolve_target`] refuses).
+pub fn unseen_target(catalog: &ItemCatalog, target: &Target) -> Option<UnseenTarget> {
+    if !resolve_target(catalog, target).ok()?.is_empty() {
+        return None;
+    }
+    let later = "the audience is accepted and stays empty until an item with it is uploaded \
+                 (POST /api/v1/catalog/items) or engaged with; refresh it then";
+    Some(match target {
+        Target::Item { item_id } => {
+            let close = close_matches(catalog.items.iter().map(String::as_str), item_id);
+            UnseenTarget {
+                field: "target.item_id".into(),
+                message: format!(
+                    "no item {item_id:?} in the catalog yet{}; {later}",
                     suggest(&close)
                 ),
-            ))
+                suggestions: close,
+            }
         }
-    }
+        Target::Column { column, value } => {
+            let c = catalog.column(column)?;
+            let index = catalog.column_index(c);
+            let close = close_matches(index.texts.iter().map(String::as_str), value);
+            UnseenTarget {
+                field: "target.value".into(),
+                message: format!(
+                    "no item has {column} = {value:?} yet (values match exactly and case-sensitively){}; {later}",
+                    suggest(&close)
+                ),
+                suggestions: close,
+            }
+        }
+    })
 }
 
 fn suggest(close: &[String]) -> String {

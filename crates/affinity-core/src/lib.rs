@@ -9,6 +9,7 @@ pub mod as_of;
 pub mod audience;
 pub mod batch;
 pub mod catalog;
+pub mod column_similarity;
 pub mod edit_distance;
 pub mod error;
 pub mod item_catalog;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use affinity_core::IdKind;
-use affinity_core::audience::{AudienceSpec, Refresh, Target, resolve_target};
+use affinity_core::audience::{AudienceSpec, Refresh, Target};
 use affinity_core::item_catalog::ItemCatalog;
 use affinity_core::timestamp::format_millis;
 use affinity_model::propensity::{
@@ -32,9 +32,10 @@ use affinity_store::{
 pub use affinity_model::propensity::{Competitor, RankingChoice};
 
 use crate::Engine;
+use crate::audience_target::{self, BasisKind, RankingBasis, ResolvedTarget};
 use crate::clock::Clock;
 use crate::engine::blocking;
-use crate::error::{EngineError, Invalid, Result};
+use crate::error::{EngineError, Result};
 use crate::training::ServingModel;
 
 /// Users below this share of the base rate have no meaningful propensity: an audience stops
@@ -154,6 +155,10 @@ pub struct AudienceEstimate {
     /// before the guard existed.
     #[serde(default)]
     pub ranking: Option<RankingChoice>,
+    /// What users were ranked by: the target's own interactions, or (for a target nobody
+    /// engaged with yet) the items sharing its columns. None in estimates stored before.
+    #[serde(default)]
+    pub basis: Option<RankingBasis>,
 }
 
 /// Who entered and who exited between a snapshot and the live one before it (all members,
@@ -265,9 +270,9 @@ impl TryFrom<AudienceRecord> for Audience {
     }
 }
 
-/// The target's items in the catalog, or a 422-style problem naming close values.
-fn target_items(catalog: &ItemCatalog, target: &Target) -> Result<Vec<u32>> {
-    resolve_target(catalog, target).map_err(|p| EngineError::invalid(Invalid::Audience, [p]))
+/// The target resolved against the serving model's catalog alone (no newer build to consult).
+fn target_items(catalog: &ItemCatalog, target: &Target) -> Result<ResolvedTarget> {
+    audience_target::resolve(catalog, catalog, target)
 }
 
 /// Scores the target's items over the serving model's catalog.
@@ -316,8 +321,9 @@ pub struct Computed {
     pub users: Vec<u32>,
     /// Every scored user in rank order ([`encode_ranking`]).
     pub ranking: Vec<u8>,
-    /// The horizon's context the members were scored with (for their explanations).
-    pub context: Arc<PropensityContext>,
+    /// The horizon's context the members were scored with (for their explanations); None
+    /// when the target gave nothing to rank by (no members).
+    pub context: Option<Arc<PropensityContext>>,
     pub estimate: AudienceEstimate,
 }
 
@@ -326,9 +332,13 @@ pub fn compute(
     store: &SqliteStore,
     model: &ServingModel,
     spec: &AudienceSpec,
-    items: &[u32],
+    target: &ResolvedTarget,
     seed: u64,
 ) -> Result<Computed> {
+    if target.basis.basis == BasisKind::Nothing {
+        return Ok(nothing_to_rank(model, spec, target));
+    }
+    let items = &target.items;
     let (context, scores, horizon) = score(model, items, spec.horizon_days, seed)?;
     let scored = scores.ranked.len();
     let wanted = spec.wanted(scored);
@@ -336,14 +346,22 @@ pub fn compute(
         Some(_) => (scores.base_rate * MEANINGFUL_SHARE_OF_BASE_RATE) as f32,
         None => f32::NEG_INFINITY,
     };
+    // A score of 0 or less is no evidence at all (a collaborative affinity of nothing): such
+    // users are never added to fill the size.
     let selected: Vec<(u32, f32)> = scores
         .ranked
         .iter()
         .take(wanted)
         .copied()
-        .take_while(|&(_, s)| s >= floor)
+        .take_while(|&(_, s)| s >= floor && s > 0.0)
         .collect();
     let size_reason = (selected.len() < wanted).then(|| {
+        if scores.model.is_none() {
+            return format!(
+                "only {} of the {wanted} users asked for have a positive score; the rest show no affinity for the target at all",
+                selected.len()
+            );
+        }
         format!(
             "only {} of the {wanted} users asked for have a meaningful propensity (at least {:.0}% of the base rate of {:.4}); the rest would add almost no engaged users",
             selected.len(),
@@ -403,12 +421,13 @@ pub fn compute(
             horizon_reason: horizon.reason,
         },
         scored_users: scored,
-        target_items: items.len(),
+        target_items: target.target_items,
         control_size: n_control,
         model: scores.model,
         fallback_reason: scores.fallback_reason,
         size_reason,
         ranking: Some(scores.ranking),
+        basis: Some(target.basis.clone()),
     };
     let ranking = encode_ranking(
         scores
@@ -420,7 +439,7 @@ pub fn compute(
         members,
         users,
         ranking,
-        context,
+        context: Some(context),
         estimate,
     })
 }
@@ -620,6 +639,43 @@ fn similar_engaged<'a>(
         .collect()
 }
 
+/// An audience whose target gives nothing to rank by: empty, live, with the reason (never
+/// everyone at a score of 0).
+fn nothing_to_rank(model: &ServingModel, spec: &AudienceSpec, target: &ResolvedTarget) -> Computed {
+    let horizon = resolve_horizon(model, &[], spec.horizon_days);
+    let as_of = model.catalog.as_of;
+    let reason = target.basis.reason.clone();
+    Computed {
+        members: Vec::new(),
+        users: Vec::new(),
+        ranking: Vec::new(),
+        context: None,
+        estimate: AudienceEstimate {
+            at_size: None,
+            expected_engaged: None,
+            base_rate: 0.0,
+            average_precision: 0.0,
+            positives_in_backtest: 0,
+            eligible_in_backtest: 0,
+            backtest: BacktestWindow {
+                from: format_millis(as_of - i64::from(horizon.days) * 86_400_000),
+                to: format_millis(as_of),
+                horizon_days: horizon.days,
+                horizon_source: Some(horizon.source.to_string()),
+                horizon_reason: horizon.reason,
+            },
+            scored_users: 0,
+            target_items: target.target_items,
+            control_size: 0,
+            model: None,
+            fallback_reason: reason.clone(),
+            size_reason: reason,
+            ranking: None,
+            basis: Some(target.basis.clone()),
+        },
+    }
+}
+
 /// Computes snapshot `number` of `audience` (stored as computing) and stores, in one
 /// transaction, its members with their explanations, the ranking of every scored user, the
 /// estimate, who entered and exited since the live snapshot before, and the destinations'
@@ -627,7 +683,7 @@ fn similar_engaged<'a>(
 fn finish_snapshot(
     store: &SqliteStore,
     model: &ServingModel,
-    items: &[u32],
+    target: &ResolvedTarget,
     seed: u64,
     clock: &Clock,
     id: i64,
@@ -637,7 +693,7 @@ fn finish_snapshot(
         .audience(id)?
         .ok_or_else(|| EngineError::NotFound(format!("no audience {id}")))?
         .try_into()?;
-    let computed = compute(store, model, &audience.spec, items, seed)?;
+    let computed = compute(store, model, &audience.spec, target, seed)?;
     // The live snapshot before this one: what destinations hold now.
     let previous = audience.live.as_ref().filter(|l| l.number < number);
     let before = match previous {
@@ -649,13 +705,17 @@ fn finish_snapshot(
         .transpose()?;
     let diff = treatment_diff(&before, &computed.members);
     let outbox = destination_messages(&audience, number, &diff);
-    let why = explanations(
-        model,
-        &computed.context,
-        items,
-        computed.estimate.model.is_some(),
-        &computed.users,
-    )?;
+    let why = match &computed.context {
+        Some(context) => explanations(
+            model,
+            context,
+            &target.items,
+            computed.estimate.model.is_some(),
+            &computed.users,
+        )?,
+        // Nothing to rank by: no members to explain.
+        None => Vec::new(),
+    };
     store.finish_audience(
         id,
         number,
@@ -681,7 +741,7 @@ pub fn create_now(
     spec: &AudienceSpec,
     seed: u64,
 ) -> Result<(i64, Computed)> {
-    let items = target_items(&model.catalog, &spec.target)?;
+    let target = target_items(&model.catalog, &spec.target)?;
     let clock = Clock::default();
     let id = store.create_audience(
         &spec.name,
@@ -689,7 +749,7 @@ pub fn create_now(
         AudienceStatus::Computing.as_str(),
         clock.now_ms(),
     )?;
-    match finish_snapshot(store, model, &items, seed, &clock, id, 1) {
+    match finish_snapshot(store, model, &target, seed, &clock, id, 1) {
         Ok(computed) => Ok((id, computed)),
         Err(e) => {
             store.fail_audience(id, 1, &e.to_string())?;
@@ -784,6 +844,7 @@ impl Explanation {
 fn explain(
     model: &ServingModel,
     spec: &AudienceSpec,
+    target: &ResolvedTarget,
     estimate: Option<&AudienceEstimate>,
     profile_id: i64,
 ) -> Result<Explanation> {
@@ -791,7 +852,7 @@ fn explain(
     let Some(user) = catalog.user_index(profile_id) else {
         return Ok(Explanation::NotInCatalog);
     };
-    let items = target_items(catalog, &spec.target)?;
+    let items = target.items.clone();
     // The horizon the estimate's model was fitted at (features such as "recent" depend on it).
     let horizon_days = match estimate {
         Some(e) => e.backtest.horizon_days,
@@ -888,6 +949,42 @@ pub struct Preview {
     pub target_items: usize,
     pub scores: AudienceScores,
     pub at_20_percent: Option<Expectation>,
+    /// What users were ranked by (the target's interactions, or items sharing its columns).
+    pub basis: RankingBasis,
+}
+
+/// The preview of a target that gives nothing to rank by: no curve, and the reason.
+fn empty_preview(
+    model: &ServingModel,
+    target: Target,
+    horizon_days: Option<u32>,
+    resolved: ResolvedTarget,
+) -> Preview {
+    let horizon = resolve_horizon(model, &[], horizon_days);
+    let reason = resolved.basis.reason.clone().unwrap_or_default();
+    Preview {
+        target,
+        horizon_days: horizon.days,
+        horizon_reason: horizon.reason,
+        target_items: resolved.target_items,
+        scores: AudienceScores {
+            ranked: Vec::new(),
+            curve: Vec::new(),
+            base_rate: 0.0,
+            average_precision: 0.0,
+            positives_in_backtest: 0,
+            eligible_in_backtest: 0,
+            model: None,
+            fallback_reason: Some(reason.clone()),
+            ranking: RankingChoice {
+                served: BasisKind::Nothing.as_str().to_string(),
+                reason,
+                competitors: Vec::new(),
+            },
+        },
+        at_20_percent: None,
+        basis: resolved.basis,
+    }
 }
 
 /// What set off a refresh without a request.
@@ -903,8 +1000,9 @@ const DAY_MS: i64 = 86_400_000;
 
 impl Engine {
     /// Stores a new audience as `computing` (or `queued` behind others) and computes its
-    /// first snapshot in the background. A target the catalog lacks is refused at once, with
-    /// close values; so is an audience beyond the queue ([`EngineError::Busy`]).
+    /// first snapshot in the background. A column the catalog lacks is refused at once; a
+    /// value or item nobody holds yet is accepted (see [`Engine::check_audience_target`]); an
+    /// audience beyond the queue is refused ([`EngineError::Busy`]).
     pub async fn create_audience(&self, spec: AudienceSpec) -> Result<Audience> {
         self.start_snapshot(spec, None).await
     }
@@ -920,8 +1018,8 @@ impl Engine {
 
     async fn start_snapshot(&self, spec: AudienceSpec, existing: Option<i64>) -> Result<Audience> {
         let model = self.serving()?;
-        // Resolved once, here, so a misspelt brand is refused before anything is stored.
-        let items = target_items(&model.catalog, &spec.target)?;
+        // Resolved once, here, so an unknown column is refused before anything is stored.
+        let target = self.resolve_target(&model, spec.target.clone()).await?;
         // A place in the bounded queue before anything is stored: a refused audience leaves no
         // row, an accepted one is sure to be computed.
         let ticket = self.snapshots.admit()?;
@@ -955,7 +1053,7 @@ impl Engine {
             if status == AudienceStatus::Queued && !store.start_snapshot(id, number)? {
                 return Ok(());
             }
-            if let Err(e) = finish_snapshot(&store, &model, &items, seed, &clock, id, number) {
+            if let Err(e) = finish_snapshot(&store, &model, &target, seed, &clock, id, number) {
                 tracing::warn!(audience = id, snapshot = number, error = %e, "audience snapshot failed");
                 if let Err(e) = store.fail_audience(id, number, &e.to_string()) {
                     tracing::error!(audience = id, error = %e, "cannot record the failure");
@@ -1280,7 +1378,12 @@ impl Engine {
         let cached = estimate
             .as_ref()
             .is_some_and(|e| model.has_propensity(e.backtest.horizon_days));
-        let job = move || explain(&model, &spec, estimate.as_ref(), profile);
+        let newest = self.catalog.snapshot().catalog;
+        let job = move || {
+            let newest = newest.as_deref().unwrap_or(&model.catalog);
+            let target = audience_target::resolve(&model.catalog, newest, &spec.target)?;
+            explain(&model, &spec, &target, estimate.as_ref(), profile)
+        };
         if cached {
             blocking(job).await
         } else {
@@ -1299,17 +1402,23 @@ impl Engine {
         let model = self.serving()?;
         let seed = self.config.seed;
         let ticket = self.previews.admit()?;
+        let newest = self.catalog.snapshot().catalog;
         ticket
             .run(None, move || {
-                let items = target_items(&model.catalog, &target)?;
-                let (_, scores, horizon) = score(&model, &items, horizon_days, seed)?;
+                let newest = newest.as_deref().unwrap_or(&model.catalog);
+                let resolved = audience_target::resolve(&model.catalog, newest, &target)?;
+                if resolved.basis.basis == BasisKind::Nothing {
+                    return Ok(empty_preview(&model, target, horizon_days, resolved));
+                }
+                let (_, scores, horizon) = score(&model, &resolved.items, horizon_days, seed)?;
                 Ok(Preview {
                     at_20_percent: expectation_at(&scores.curve, 0.2),
                     target,
                     horizon_days: horizon.days,
                     horizon_reason: horizon.reason,
-                    target_items: items.len(),
+                    target_items: resolved.target_items,
                     scores,
+                    basis: resolved.basis,
                 })
             })
             .await

@@ -50,6 +50,56 @@ pub struct CatalogSnapshot {
     pub error: Option<String>,
     /// Mappings the last build found nothing with (and why it has no items, when so).
     pub warnings: Vec<Problem>,
+    /// Every column of the built catalog, mapped or only uploaded, with counts.
+    pub columns: Vec<ColumnSummary>,
+}
+
+/// Where a column of the built catalog comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnSource {
+    /// Mapped in the configuration (and perhaps also uploaded).
+    Mapped,
+    /// Only in uploaded catalog files.
+    Uploaded,
+}
+
+impl ColumnSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mapped => "mapped",
+            Self::Uploaded => "uploaded",
+        }
+    }
+}
+
+/// A column of the built catalog: how many items hold a value, how many distinct values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSummary {
+    pub name: String,
+    pub source: ColumnSource,
+    pub items: usize,
+    pub values: usize,
+}
+
+fn column_summaries(catalog: &ItemCatalog) -> Vec<ColumnSummary> {
+    catalog
+        .column_names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let index = catalog.column_index(c);
+            ColumnSummary {
+                name: name.clone(),
+                source: if catalog.config.columns.iter().any(|m| &m.name == name) {
+                    ColumnSource::Mapped
+                } else {
+                    ColumnSource::Uploaded
+                },
+                items: index.of_item.iter().filter(|v| !v.is_empty()).count(),
+                values: index.values.len(),
+            }
+        })
+        .collect()
 }
 
 /// The current snapshot and the number of the newest build requested: a slow, older build
@@ -131,6 +181,7 @@ impl CatalogState {
                     build_ms: None,
                     error: None,
                     warnings: Vec::new(),
+                    columns: Vec::new(),
                 },
             })),
         }
@@ -151,19 +202,47 @@ impl CatalogState {
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let result = build_now(&store);
+            let result = build_now(&store).map(|c| c.map(Arc::new));
             state.publish(generation, result, started.elapsed().as_millis() as u64);
         });
     }
 
+    /// Builds on the calling (blocking) thread and publishes the result unless a newer build
+    /// was requested meanwhile; returns the catalog built. An upload waits for this, so its
+    /// items and columns are targetable as soon as it is answered.
+    pub fn rebuild_now(&self, store: &SqliteStore) -> Result<Option<Arc<ItemCatalog>>> {
+        let generation = {
+            let mut g = write(&self.inner);
+            g.generation += 1;
+            g.snapshot.status = BuildStatus::Building;
+            g.generation
+        };
+        let started = Instant::now();
+        let result = build_now(store).map(|c| c.map(Arc::new));
+        let built = result.as_ref().ok().cloned().flatten();
+        let failed = result.as_ref().err().map(ToString::to_string);
+        self.publish(generation, result, started.elapsed().as_millis() as u64);
+        match failed {
+            Some(e) => Err(EngineError::CatalogFailed(e)),
+            None => Ok(built),
+        }
+    }
+
     /// Records a finished build unless a newer one was requested meanwhile.
-    fn publish(&self, generation: u64, result: Result<Option<ItemCatalog>, StoreError>, ms: u64) {
+    fn publish(
+        &self,
+        generation: u64,
+        result: Result<Option<Arc<ItemCatalog>>, StoreError>,
+        ms: u64,
+    ) {
+        // Summarized before the lock is taken: readers never wait for the column counts.
+        let result = result.map(|c| c.map(|c| ready(c, ms)));
         let mut g = write(&self.inner);
         if g.generation != generation {
             return;
         }
         match result {
-            Ok(Some(catalog)) => g.snapshot = ready(Arc::new(catalog), ms),
+            Ok(Some(snapshot)) => g.snapshot = snapshot,
             Ok(None) => g.snapshot.status = BuildStatus::NotConfigured,
             Err(e) => {
                 tracing::error!(error = %e, "catalog build failed");
@@ -175,9 +254,10 @@ impl CatalogState {
 
     /// Publishes a catalog built elsewhere (by a training run) as the current one.
     pub fn replace(&self, catalog: Arc<ItemCatalog>, build_ms: u64) {
+        let snapshot = ready(catalog, build_ms);
         let mut g = write(&self.inner);
         g.generation += 1;
-        g.snapshot = ready(catalog, build_ms);
+        g.snapshot = snapshot;
     }
 
     /// The built catalog, or why there is none yet.
@@ -206,6 +286,7 @@ fn ready(catalog: Arc<ItemCatalog>, build_ms: u64) -> CatalogSnapshot {
     warnings.extend(empty_mappings(&catalog).into_iter().map(Problem::from));
     CatalogSnapshot {
         status: BuildStatus::Ready,
+        columns: column_summaries(&catalog),
         catalog: Some(catalog),
         built_at: Some(now_ms()),
         build_ms: Some(build_ms),
@@ -252,6 +333,13 @@ pub struct ItemDetail {
 pub struct Upload {
     pub items: usize,
     pub format: FileFormat,
+    /// Rows for items the catalog did not have before.
+    pub new_items: usize,
+    /// Columns the catalog did not have before, in the file's order.
+    pub new_columns: Vec<String>,
+    /// The catalog was rebuilt with the rows before the answer (else a build failed or is
+    /// not configured: the rows are stored and join at the next build).
+    pub built: bool,
 }
 
 /// What `set_catalog` accepted, with warnings about events not seen yet and mappings naming
@@ -325,17 +413,42 @@ impl Engine {
         blocking(move || item_detail(&catalog, item_id)).await
     }
 
-    /// Parses a catalog file (all rows or none), stores its rows and starts a rebuild.
+    /// Parses a catalog file (all rows or none), stores its rows and rebuilds the catalog
+    /// before answering: the new items and columns can be targeted and read at once, with
+    /// no retraining.
     pub async fn upload_items(&self, bytes: Vec<u8>, hint: Option<FileFormat>) -> Result<Upload> {
         let store = self.store.clone();
-        let upload = blocking(move || {
+        let state = self.catalog.clone();
+        let before = self.catalog.snapshot().catalog;
+        blocking(move || {
             let CatalogFile { rows, format } = catalog_file::parse(bytes, hint)?;
+            let known_item = |id: &str| before.as_ref().is_some_and(|c| c.item_index(id).is_some());
+            let known_column =
+                |name: &str| before.as_ref().is_some_and(|c| c.column(name).is_some());
+            let new_items = rows.iter().filter(|(id, _)| !known_item(id)).count();
+            let mut new_columns: Vec<String> = Vec::new();
+            for name in rows.iter().flat_map(|(_, columns)| columns.keys()) {
+                if !known_column(name) && !new_columns.contains(name) {
+                    new_columns.push(name.clone());
+                }
+            }
             let items = store.upload_items(&rows, now_ms())?;
-            Ok(Upload { items, format })
+            let built = match state.rebuild_now(&store) {
+                Ok(built) => built.is_some(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "catalog build after an upload failed");
+                    false
+                }
+            };
+            Ok(Upload {
+                items,
+                format,
+                new_items,
+                new_columns,
+                built,
+            })
         })
-        .await?;
-        self.catalog.rebuild(self.store.clone());
-        Ok(upload)
+        .await
     }
 }
 

@@ -8,6 +8,8 @@
 //!   uploads and catalog queries.
 //! - [`training`]: training runs and the serving model (with its propensity contexts).
 //! - [`traits`]: trait computations, queued after every published model, one at a time.
+//! - [`audience_target`]: what an audience ranks users by: its target's interactions, or for
+//!   a new item or value the items sharing its columns.
 //! - [`audiences`]: audience snapshots (ranked, sized, control group, estimate), changes
 //!   between snapshots, explanations, previews.
 //! - [`recommendations`]: live answers: a user's recommendations, an item's similar items.
@@ -20,6 +22,7 @@
 //! Synchronous entry points (`training::run_training`, `catalog::build_now`) serve the CLI,
 //! which has no async runtime to protect.
 
+pub mod audience_target;
 pub mod audiences;
 pub mod catalog;
 pub mod catalog_file;

@@ -371,6 +371,22 @@ impl Rejected {
     }
 }
 
+/// A multipart body (a catalog upload) that cannot be read: too large, or not well formed.
+impl From<axum::extract::multipart::MultipartError> for ApiError {
+    fn from(e: axum::extract::multipart::MultipartError) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::new(ErrorCode::BodyTooLarge, e.body_text());
+        }
+        Self::new(
+            ErrorCode::InvalidCatalogFile,
+            format!(
+                "the multipart/form-data body cannot be read ({}); send the file as curl -F file=@items.csv does",
+                e.body_text()
+            ),
+        )
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -9,10 +9,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use affinity_core::audience::UnseenTarget;
 use affinity_core::audience::{
     AudienceSpec, MaxSize, Refresh, Target, parse_horizon, parse_target,
 };
 use affinity_core::timestamp::format_millis;
+use affinity_engine::audience_target::RankingBasis;
 use affinity_engine::audiences::{
     Audience, AudienceEstimate, Expectation, Explanation, MemberAnswer, RankingChoice, Snapshot,
     SnapshotChanges, Standing,
@@ -59,6 +61,71 @@ pub struct AudienceBody {
     /// Why the newest snapshot failed.
     error: Option<String>,
     changes: Option<ChangesBody>,
+    /// On creation: a value or item no item holds yet (accepted), with close values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<TargetWarningBody>,
+}
+
+/// A target no item holds yet: accepted, with the values the user may have meant.
+#[derive(Serialize)]
+struct TargetWarningBody {
+    field: String,
+    message: String,
+    suggestions: Vec<String>,
+}
+
+impl From<UnseenTarget> for TargetWarningBody {
+    fn from(w: UnseenTarget) -> Self {
+        Self {
+            field: w.field,
+            message: w.message,
+            suggestions: w.suggestions,
+        }
+    }
+}
+
+/// What an audience's users were ranked by.
+#[derive(Serialize)]
+struct BasisBody {
+    /// `interactions` (the target's own), `columns` (items sharing its column values, for a
+    /// target nobody engaged with yet) or `none` (nothing to rank by: the audience is empty).
+    basis: &'static str,
+    reason: Option<String>,
+    /// Basis `columns`: the values shared, and how many of the similar items hold each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    shared: Vec<SharedBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    similar_items: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct SharedBody {
+    column: String,
+    value: String,
+    /// `exact`, or `band` (a number within 25%, as prices are compared).
+    matched: &'static str,
+    items: usize,
+}
+
+impl From<RankingBasis> for BasisBody {
+    fn from(b: RankingBasis) -> Self {
+        let columns = b.basis == affinity_engine::audience_target::BasisKind::Columns;
+        Self {
+            basis: b.basis.as_str(),
+            reason: b.reason,
+            shared: b
+                .shared
+                .into_iter()
+                .map(|s| SharedBody {
+                    column: s.column,
+                    value: s.value,
+                    matched: if s.banded { "band" } else { "exact" },
+                    items: s.items,
+                })
+                .collect(),
+            similar_items: columns.then_some(b.similar_items),
+        }
+    }
 }
 
 impl From<Audience> for AudienceBody {
@@ -87,6 +154,7 @@ impl From<Audience> for AudienceBody {
             estimate: estimate.map(EstimateBody::from),
             error: a.latest.error,
             changes: live.and_then(|l| l.changes).map(ChangesBody::from),
+            warnings: Vec::new(),
         }
     }
 }
@@ -196,12 +264,16 @@ struct EstimateBody {
     /// Which ranking serves and why, with every competitor's backtest figures; null for
     /// audiences computed before the best-of-heuristics guard.
     ranking: Option<RankingBody>,
+    /// What users were ranked by; null for audiences computed before it was recorded (they
+    /// were all ranked by the target's interactions).
+    basis: Option<BasisBody>,
 }
 
 /// The best-of-heuristics guard's decision.
 #[derive(Serialize)]
 struct RankingBody {
-    /// `learned`, `cf_affinity` or `heuristic:<name>`.
+    /// `learned`, `cf_affinity` or `heuristic:<name>` (`none` in the preview of a target
+    /// nothing can rank).
     served: String,
     reason: String,
     competitors: Vec<CompetitorBody>,
@@ -316,6 +388,7 @@ impl From<AudienceEstimate> for EstimateBody {
             fallback_reason: e.fallback_reason,
             size_reason: e.size_reason,
             ranking: e.ranking.map(RankingBody::from),
+            basis: e.basis.map(BasisBody::from),
         }
     }
 }
@@ -356,8 +429,13 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<AudienceBody>), ApiError> {
     let body: serde_json::Value = json_body::parse(body).await?;
     let spec = AudienceSpec::parse(&body).map_err(invalid)?;
-    let audience = state.engine.create_audience(spec).await?;
-    Ok((StatusCode::ACCEPTED, Json(audience.into())))
+    let warning = state
+        .engine
+        .check_audience_target(spec.target.clone())
+        .await?;
+    let mut audience = AudienceBody::from(state.engine.create_audience(spec).await?);
+    audience.warnings = warning.into_iter().map(TargetWarningBody::from).collect();
+    Ok((StatusCode::ACCEPTED, Json(audience)))
 }
 
 /// `POST /api/v1/audiences/{id}/refresh` → 202: the next snapshot of the same audience.
@@ -692,6 +770,8 @@ pub struct PreviewBody {
     fallback_reason: Option<String>,
     /// Which ranking the curve is of (the one an audience would serve) and why.
     ranking: RankingBody,
+    /// What users were ranked by (the target's interactions, or items sharing its columns).
+    basis: BasisBody,
 }
 
 #[derive(Serialize)]
@@ -756,5 +836,6 @@ pub async fn preview(
         at_20_percent: preview.at_20_percent.map(ExpectationBody::from),
         fallback_reason: preview.scores.fallback_reason,
         ranking: RankingBody::from(preview.scores.ranking),
+        basis: BasisBody::from(preview.basis),
     }))
 }

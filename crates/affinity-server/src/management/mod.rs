@@ -13,6 +13,7 @@ mod traits;
 mod profiles;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use crate::AppState;
@@ -29,7 +30,11 @@ pub fn routes() -> Router<AppState> {
             "/catalog/columns/{column}/values",
             get(catalog::column_values),
         )
-        .route("/catalog/items", post(catalog::upload))
+        .route(
+            "/catalog/items",
+            // The multipart reader's own limit (2 MB unless set) raised to the upload's.
+            post(catalog::upload).layer(DefaultBodyLimit::max(catalog::MAX_UPLOAD)),
+        )
         .route("/catalog/items/{item_id}", get(catalog::item))
         .route("/models", get(models::list))
         .route("/models/train", post(models::train))

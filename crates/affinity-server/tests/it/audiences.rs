@@ -80,25 +80,42 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
             "destinations"
         ]
     );
+    // A value no item holds yet is accepted (a marketer may name it before it ships), with a
+    // warning naming close values; the audience is empty and says why. An unknown column is
+    // still refused.
     let (s, b) = post(
         &app,
         "/api/v1/audiences",
         json!({"name": "typo", "target": {"column": "brand", "value": "brand 001"}}),
     )
     .await;
-    assert_error(
-        s,
-        &b,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "did you mean \"Brand 001\"",
-    );
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["warnings"][0]["field"], "target.value", "{b}");
+    assert_eq!(b["warnings"][0]["suggestions"][0], "Brand 001", "{b}");
+    let typo = live(&app, &b["id"]).await;
+    assert_eq!(typo["size"], 0, "{typo}");
+    assert_eq!(typo["estimate"]["basis"]["basis"], "none", "{typo}");
     let (s, b) = post(
         &app,
         "/api/v1/audiences",
         json!({"name": "x", "target": {"item_id": "sku-99999"}}),
     )
     .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["warnings"][0]["field"], "target.item_id", "{b}");
+    assert_eq!(live(&app, &b["id"]).await["size"], 0);
+    let (s, b) = post(
+        &app,
+        "/api/v1/audiences",
+        json!({"name": "x", "target": {"column": "colour", "value": "red"}}),
+    )
+    .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no column \"colour\"",
+    );
 
     let (s, created) = post(&app, "/api/v1/audiences", brand_audience.clone()).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{created}");

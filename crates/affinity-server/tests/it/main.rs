@@ -12,6 +12,7 @@ mod ingest;
 mod living_audiences;
 mod model_now;
 mod models;
+mod new_items;
 mod profile_api;
 mod recommendations;
 mod segment_python;
