@@ -165,14 +165,8 @@ impl AudienceSpec {
                 }
             },
         };
-        let destinations = match obj.get("destinations") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) if a.is_empty() => Vec::new(),
-            Some(_) => {
-                out.push(p("destinations", "destinations are not available in this version yet; omit the field and export members as CSV"));
-                Vec::new()
-            }
-        };
+        let destinations =
+            crate::destination::parse_destination_ids(obj.get("destinations"), &mut out);
         match (out.is_empty(), target, max_size) {
             (true, Some(target), Some(max_size)) => Ok(AudienceSpec {
                 name,

@@ -374,6 +374,15 @@ fn finish_snapshot(
         }
         None => None,
     };
+    // The messages for the audience's destinations, queued in the snapshot's transaction.
+    let outbox = crate::destinations::snapshot_messages(
+        store,
+        id,
+        previous,
+        spec,
+        &computed.members,
+        now_ms(),
+    )?;
     store.finish_audience(
         id,
         model.record.id,
@@ -381,8 +390,7 @@ fn finish_snapshot(
         &to_stored("the estimate", &computed.estimate)?,
         changes.as_ref(),
         now_ms(),
-        // Destinations are not wired to audiences yet (issue 11): no messages.
-        &[],
+        &outbox,
     )?;
     Ok(computed)
 }

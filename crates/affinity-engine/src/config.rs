@@ -18,6 +18,8 @@ pub struct EngineConfig {
     pub seed: u64,
     /// Bounds on background work (audiences, previews, propensity contexts).
     pub work: WorkLimits,
+    /// How messages reach destinations (retries, deadline, export directory).
+    pub delivery: DeliverySettings,
 }
 
 impl Default for EngineConfig {
@@ -30,6 +32,7 @@ impl Default for EngineConfig {
             retrain_interval: Duration::from_secs(3600),
             seed: 42,
             work: WorkLimits::default(),
+            delivery: DeliverySettings::default(),
         }
     }
 }
@@ -63,5 +66,42 @@ impl Default for WorkLimits {
             preview_queue: 4,
             propensity_contexts: 4,
         }
+    }
+}
+
+/// How the outbox worker delivers messages to destinations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySettings {
+    /// `file` destinations write under this directory. None: `<data_dir>/exports`.
+    pub export_dir: Option<PathBuf>,
+    /// A message still failing this long after it was queued fails for good (Segment's
+    /// destinations retry for about 4 hours).
+    pub deadline: Duration,
+    /// The first retry's delay; each further one doubles, up to `max_backoff`, jittered.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// One request's whole time, connection included.
+    pub request_timeout: Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            export_dir: None,
+            deadline: Duration::from_secs(4 * 3600),
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Where `file` destinations write.
+    pub fn export_dir(&self) -> PathBuf {
+        self.delivery
+            .export_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("exports"))
     }
 }

@@ -3,6 +3,7 @@
 mod audiences;
 mod background_work;
 mod catalog;
+mod destinations;
 mod discovery;
 mod error_bodies;
 mod event_time;
@@ -12,6 +13,7 @@ mod ingest;
 mod model_now;
 mod models;
 mod profile_api;
+mod receiver;
 mod recommendations;
 mod segment_python;
 mod setup_mistakes;
