@@ -421,8 +421,8 @@ async fn run_destination(
         rate: config.max_per_second(),
         next: tokio::time::Instant::now(),
     };
-    // Consecutive rounds with a retryable failure: the whole destination waits that
-    // backoff, so a receiver that is down is not sent every pending message in turn.
+    // Consecutive waves that failed entirely: the whole destination waits that backoff, so
+    // a receiver that is down is not sent every pending message in turn.
     let mut failing: i64 = 0;
     let settings = delivery.settings.clone();
     'rounds: loop {
@@ -474,11 +474,17 @@ async fn run_destination(
             let attempts = tasks.join_all().await;
             let now = now_ms();
             let mut outcomes = Vec::new();
-            let mut wait = None;
+            // Each failed row waits its own backoff (or the receiver's `Retry-After`); only
+            // a wave that failed entirely pauses the destination (the receiver is down or
+            // refusing everything), so that sporadic failures do not slow the others.
+            let mut wait = Some(Duration::ZERO);
             for (i, attempt) in &attempts {
-                if let Attempt::Retry { after, .. } = attempt {
-                    let w = after.unwrap_or_else(|| backoff(&settings, failing + 1));
-                    wait = Some(wait.map_or(w, |x: Duration| x.max(w)));
+                match attempt {
+                    Attempt::Retry { after, .. } => {
+                        let w = after.unwrap_or_else(|| backoff(&settings, failing + 1));
+                        wait = wait.map(|x| x.max(w));
+                    }
+                    _ => wait = None,
                 }
                 for row in wave[*i] {
                     outcomes.push(outcome(&settings, row, attempt, now));
