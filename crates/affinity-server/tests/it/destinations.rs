@@ -87,6 +87,13 @@ fn profile_key(label: &str) -> String {
     }
 }
 
+/// An export file's text. Read once its messages are recorded delivered: nothing writes it
+/// meanwhile, and the blocking read is the test's, not a request's.
+#[allow(clippy::disallowed_methods)]
+fn read_export(path: std::path::PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Every message the receiver accepted (batches unpacked), with its request.
 fn messages(receiver: &Receiver) -> Vec<Value> {
     receiver
@@ -523,7 +530,7 @@ async fn a_segment_destination_forwards_members_into_another_affinity_as_profile
     }
 
     let exports = app.dir.path().join("exports");
-    let lines = std::fs::read_to_string(exports.join("audiences/fans.jsonl")).expect("jsonl");
+    let lines = read_export(exports.join("audiences/fans.jsonl"));
     let bodies: Vec<Value> = lines
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
@@ -534,7 +541,7 @@ async fn a_segment_destination_forwards_members_into_another_affinity_as_profile
         m
     });
     assert!(per_user.values().all(|&n| n == 2));
-    let csv_text = std::fs::read_to_string(exports.join("fans.csv")).expect("csv");
+    let csv_text = read_export(exports.join("fans.csv"));
     let mut rows = csv_text.lines();
     assert_eq!(
         rows.next(),
