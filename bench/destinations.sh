@@ -10,6 +10,7 @@
 #   BATCH=1 bench/destinations.sh 20000     # one message per request (Segment's webhook)
 #   PROFILE=dev bench/destinations.sh 5000  # the debug build (no release build needed)
 #   USERS=… EVENTS=… ITEMS=… to size the store (default: 2×MEMBERS users, 10 events each)
+#   BIN=target/debug/affinity …             # a binary already built
 # Data goes to bench/data (git-ignored).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,9 +18,13 @@ cd "$root"
 members=${1:-100000}
 batch=${BATCH:-100}
 profile=${PROFILE:-release}
-cargo build -q --profile "$profile" -p affinity-cli
 dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
-bin=target/$dir/affinity
+if [[ -n ${BIN:-} ]]; then
+  bin=$BIN # an affinity binary already built (no cargo run)
+else
+  cargo build -q --profile "$profile" -p affinity-cli
+  bin=target/$dir/affinity
+fi
 
 n_users=${USERS:-$((members * 2))}
 n_events=${EVENTS:-$((n_users * 10))}
@@ -149,4 +154,5 @@ print(f"  server RSS: {rss_before} MB before, {rss_live} MB at the snapshot, "
 print(f"  baseline: members.csv of the same audience ({len(csv) // 1024} KB) in {csv_s:.2f} s")
 EOF
 echo "store: $n_events events, $n_users users, $n_items items ($profile build)"
+echo "binary: $bin"
 echo "rerun: PROFILE=$profile BATCH=$batch USERS=$n_users EVENTS=$n_events ITEMS=$n_items bench/destinations.sh $members"

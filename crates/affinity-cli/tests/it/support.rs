@@ -25,6 +25,14 @@ pub struct Server {
     pub banner: Vec<String>,
 }
 
+/// A test that fails midway must not leave its server running (over a deleted data dir).
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Server {
     /// Starts `affinity serve` on port 0 with the given data dir; keys from the environment
     /// unless `generate_keys`.
