@@ -31,6 +31,9 @@ struct FileConfig {
     preview_workers: Option<u64>,
     preview_queue: Option<u64>,
     propensity_contexts: Option<u64>,
+    export_dir: Option<PathBuf>,
+    delivery_deadline: Option<String>,
+    delivery_backoff: Option<String>,
 }
 
 /// Flags that override the other layers.
@@ -80,6 +83,9 @@ pub fn load(
         preview_workers: number(&env, "AFFINITY_PREVIEW_WORKERS")?,
         preview_queue: number(&env, "AFFINITY_PREVIEW_QUEUE")?,
         propensity_contexts: number(&env, "AFFINITY_PROPENSITY_CONTEXTS")?,
+        export_dir: env("AFFINITY_EXPORT_DIR").map(PathBuf::from),
+        delivery_deadline: env("AFFINITY_DELIVERY_DEADLINE"),
+        delivery_backoff: env("AFFINITY_DELIVERY_BACKOFF"),
     };
     apply(&mut config, from_env, "the environment (AFFINITY_*)")?;
     let from_flags = FileConfig {
@@ -212,6 +218,24 @@ fn apply(config: &mut ServerConfig, layer: FileConfig, origin: &str) -> anyhow::
                 "retrain interval {interval:?} from {origin} is not a duration such as 1h or 30m"
             )
         })?;
+    }
+    if let Some(dir) = layer.export_dir {
+        config.engine.delivery.export_dir = Some(dir);
+    }
+    let duration = |what: &str, text: &str| {
+        humantime::parse_duration(text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| {
+                format!("{what} {text:?} from {origin} is not a duration such as 4h or 500ms")
+            })
+    };
+    if let Some(text) = layer.delivery_deadline {
+        config.engine.delivery.deadline = duration("delivery deadline", &text)?;
+    }
+    if let Some(text) = layer.delivery_backoff {
+        // The first retry's delay; later ones double from it.
+        config.engine.delivery.initial_backoff = duration("delivery backoff", &text)?;
     }
     Ok(())
 }

@@ -195,14 +195,8 @@ impl AudienceSpec {
                 }
             },
         };
-        let destinations = match obj.get("destinations") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) if a.is_empty() => Vec::new(),
-            Some(_) => {
-                out.push(p("destinations", "destinations are not available in this version yet; omit the field and export members as CSV"));
-                Vec::new()
-            }
-        };
+        let destinations =
+            crate::destination::parse_destination_ids(obj.get("destinations"), &mut out);
         let refresh = match obj.get("refresh") {
             None | Some(Value::Null) => Refresh::default(),
             Some(v) => match Refresh::ALL

@@ -25,7 +25,7 @@ use affinity_model::propensity::{
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
     AudienceRecord, AudienceStore, CatalogStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member,
-    OutboxMessage, Profiles, SnapshotRecord, StoreError,
+    Profiles, SnapshotRecord, StoreError,
 };
 
 /// The guard's decision as stored in an estimate (plain data from the model crate).
@@ -506,19 +506,6 @@ pub fn treatment_diff(before: &[Member], after: &[Member]) -> SnapshotDiff {
     }
 }
 
-/// The messages destinations are to receive about snapshot `snapshot` of `audience`, written
-/// in the transaction that makes the snapshot live. Empty for now: destinations (issue 11)
-/// fill it from `diff` (an `identify` and `Audience Entered`/`Audience Exited` per user and
-/// destination), and the snapshot commit already carries whatever it returns.
-pub fn destination_messages(
-    audience: &Audience,
-    snapshot: i64,
-    diff: &SnapshotDiff,
-) -> Vec<OutboxMessage> {
-    let _ = (audience, snapshot, diff);
-    Vec::new()
-}
-
 /// A member's explanation as stored with the snapshot, computed with its model (so a later
 /// model does not change it). Short keys: one is stored per member (about 300–600 bytes of
 /// JSON with ten target events and five similar items).
@@ -704,7 +691,6 @@ fn finish_snapshot(
         .map(|p| to_stored("changes", &changes(&before, &computed.members, p.number)))
         .transpose()?;
     let diff = treatment_diff(&before, &computed.members);
-    let outbox = destination_messages(&audience, number, &diff);
     let why = match &computed.context {
         Some(context) => explanations(
             model,
@@ -716,6 +702,10 @@ fn finish_snapshot(
         // Nothing to rank by: no members to explain.
         None => Vec::new(),
     };
+    // The messages for the audience's destinations (who entered and exited the treatment
+    // group), queued in the snapshot's transaction.
+    let outbox =
+        crate::destinations::snapshot_messages(store, &audience, number, &diff, clock.now_ms())?;
     store.finish_audience(
         id,
         number,

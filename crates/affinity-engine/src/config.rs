@@ -24,6 +24,8 @@ pub struct EngineConfig {
     pub audience_refresh_check: Duration,
     /// The clock that decides when a `daily` audience is due and stamps snapshots.
     pub clock: Clock,
+    /// How messages reach destinations (retries, deadline, export directory).
+    pub delivery: DeliverySettings,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +40,7 @@ impl Default for EngineConfig {
             work: WorkLimits::default(),
             audience_refresh_check: Duration::from_secs(60),
             clock: Clock::default(),
+            delivery: DeliverySettings::default(),
         }
     }
 }
@@ -71,5 +74,42 @@ impl Default for WorkLimits {
             preview_queue: 4,
             propensity_contexts: 4,
         }
+    }
+}
+
+/// How the outbox worker delivers messages to destinations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySettings {
+    /// `file` destinations write under this directory. None: `<data_dir>/exports`.
+    pub export_dir: Option<PathBuf>,
+    /// A message still failing this long after it was queued fails for good (Segment's
+    /// destinations retry for about 4 hours).
+    pub deadline: Duration,
+    /// The first retry's delay; each further one doubles, up to `max_backoff`, jittered.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// One request's whole time, connection included.
+    pub request_timeout: Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            export_dir: None,
+            deadline: Duration::from_secs(4 * 3600),
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Where `file` destinations write.
+    pub fn export_dir(&self) -> PathBuf {
+        self.delivery
+            .export_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("exports"))
     }
 }

@@ -12,6 +12,7 @@ use affinity_store::{CatalogStore, Outcome, StoreError};
 use crate::EngineConfig;
 use crate::catalog::CatalogState;
 use crate::credentials::{Credentials, GeneratedCredential};
+use crate::delivery::Delivery;
 use crate::error::{EngineError, Result};
 use crate::training::ModelState;
 use crate::traits::TraitJobs;
@@ -29,6 +30,8 @@ pub struct Engine {
     /// Audience snapshots (creations, refreshes) and previews, each bounded.
     pub(crate) snapshots: WorkQueue,
     pub(crate) previews: WorkQueue,
+    /// The outbox worker's handle (destinations).
+    pub(crate) delivery: Arc<Delivery>,
     committer: Arc<GroupCommitter>,
 }
 
@@ -40,6 +43,7 @@ impl Engine {
         let (credentials, generated) = Credentials::resolve(&store, config)?;
         let committer = GroupCommitter::start(store.writer()?)?;
         let catalog = CatalogState::new(store.catalog_config()?.is_some());
+        let delivery = Delivery::new(config.delivery.clone(), config.export_dir())?;
         Ok((
             Self {
                 store,
@@ -58,6 +62,7 @@ impl Engine {
                     config.work.preview_workers,
                     config.work.preview_queue,
                 ),
+                delivery: Arc::new(delivery),
                 committer: Arc::new(committer),
             },
             generated,

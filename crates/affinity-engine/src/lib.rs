@@ -15,6 +15,9 @@
 //! - [`recommendations`]: live answers: a user's recommendations, an item's similar items.
 //! - [`credentials`]: write keys and tokens, configured or generated and kept in the store as
 //!   hashes; rotation.
+//! - [`destinations`]: webhooks, Segment-compatible APIs and export files that receive
+//!   audience and trait messages (Segment Engage's), through a durable outbox that a
+//!   delivery worker (`delivery`) drains with retries.
 //! - [`schedule`]: the retrain loop.
 //! - [`work_queue`]: bounded queues of background work (audience snapshots, previews) that
 //!   refuse work beyond their bound instead of accepting what they cannot do soon.
@@ -29,6 +32,8 @@ pub mod catalog_file;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+mod delivery;
+pub mod destinations;
 mod engine;
 pub mod error;
 pub use affinity_store::StoreError;
@@ -43,7 +48,7 @@ pub mod training;
 pub mod traits;
 pub mod work_queue;
 
-pub use config::{EngineConfig, WorkLimits};
+pub use config::{DeliverySettings, EngineConfig, WorkLimits};
 pub use credentials::{Credentials, GeneratedCredential, NewCredential};
 pub use engine::Engine;
 pub use error::{EngineError, Problem};
@@ -55,9 +60,10 @@ pub mod data {
         Contribution, CurvePoint, FeatureWeight, PropensityModel,
     };
     pub use affinity_store::{
-        AudienceMembership, AudienceRecord, CredentialKind, CredentialRecord, DiscoveryLimits,
-        DiscoveryTotals, EventPage, EventSummary, Member, ModelRecord, ModelStatus, Outcome,
-        Profile, ProfileActivity, ProfileEventsQuery, ProfileIdentifier, PropertyValues, Refusal,
-        RefusedMerge, StoredEvent, Trait, TraitDefinitionRecord,
+        AudienceMembership, AudienceRecord, CredentialKind, CredentialRecord, DeliveryCounts,
+        DeliveryRecord, DiscoveryLimits, DiscoveryTotals, EventPage, EventSummary, Member,
+        ModelRecord, ModelStatus, Outcome, Profile, ProfileActivity, ProfileEventsQuery,
+        ProfileIdentifier, PropertyValues, Refusal, RefusedMerge, StoredEvent, Trait,
+        TraitDefinitionRecord,
     };
 }

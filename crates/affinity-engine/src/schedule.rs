@@ -30,6 +30,8 @@ impl Engine {
             }
             Err(e) => tracing::error!(error = %e, "cannot read the model registry"),
         }
+        // Messages left pending by the previous process (stopped, or killed) go out now.
+        self.start_delivery();
         // No separate catalog build here: with a catalog configured, the loop below starts a
         // training run at once, and the run publishes the catalog it builds before fitting
         // (two concurrent builds of a large store would each take twice as long).

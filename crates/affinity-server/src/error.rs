@@ -58,6 +58,7 @@ pub enum ErrorCode {
     InvalidCatalogFile,
     InvalidTrait,
     InvalidAudience,
+    InvalidDestination,
     /// The request body did not arrive within the body read timeout.
     RequestTimeout,
     /// Over a rate limit: retry after the time in `Retry-After`.
@@ -105,6 +106,7 @@ impl ErrorCode {
             Self::InvalidCatalogFile => "invalid_catalog_file",
             Self::InvalidTrait => "invalid_trait",
             Self::InvalidAudience => "invalid_audience",
+            Self::InvalidDestination => "invalid_destination",
             Self::CatalogNotReady => "catalog_not_ready",
             Self::ModelNotReady => "model_not_ready",
             Self::AudienceComputing => "audience_computing",
@@ -144,7 +146,8 @@ impl ErrorCode {
             | Self::InvalidCatalog
             | Self::InvalidCatalogFile
             | Self::InvalidTrait
-            | Self::InvalidAudience => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::InvalidAudience
+            | Self::InvalidDestination => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CatalogNotReady
             | Self::ModelNotReady
             | Self::AudienceComputing
@@ -433,6 +436,7 @@ impl From<EngineError> for ApiError {
                     Invalid::CatalogFile => ErrorCode::InvalidCatalogFile,
                     Invalid::Trait => ErrorCode::InvalidTrait,
                     Invalid::Audience => ErrorCode::InvalidAudience,
+                    Invalid::Destination => ErrorCode::InvalidDestination,
                 };
                 Self::problems(code, problems)
             }

@@ -56,6 +56,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     state.engine.start_background().await;
+    let state_engine = state.engine.clone();
     let limits = state.limits.clone();
     let router = app(state);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -106,5 +107,7 @@ pub async fn serve(
     drop(listener);
     // In-flight requests finish; idle connections close at once.
     graceful.shutdown().await;
+    // Deliveries in flight get a moment; the rest of the outbox stays for the next start.
+    state_engine.stop_delivery().await;
     Ok(())
 }

@@ -244,3 +244,58 @@ pub trait AudienceStore {
     /// Marks snapshots left queued or computing by a stopped process as failed.
     fn fail_unfinished_audiences(&self, reason: &str) -> Result<usize, StoreError>;
 }
+
+/// Destinations and the durable outbox of messages for them.
+pub trait DestinationStore {
+    fn create_destination(
+        &self,
+        name: &str,
+        kind: &str,
+        config: &Value,
+        created_at: i64,
+    ) -> Result<i64, StoreError>;
+    fn destination(&self, id: i64) -> Result<Option<DestinationRecord>, StoreError>;
+    /// Oldest first.
+    fn destinations(&self) -> Result<Vec<DestinationRecord>, StoreError>;
+    /// Deletes a destination and its outbox (nothing more will be sent to it); `false` when
+    /// there is none.
+    fn delete_destination(&self, id: i64) -> Result<bool, StoreError>;
+    /// Queues messages in a transaction of their own (a destination added to an audience
+    /// receives its current members); returns how many were new.
+    fn enqueue_messages(&self, messages: &[OutboxMessage]) -> Result<usize, StoreError>;
+    /// Replaces an audience's definition (its destinations changed) and queues the messages
+    /// the change causes, in one transaction; `false` when there is no such audience.
+    fn set_audience_spec(
+        &self,
+        id: i64,
+        spec: &Value,
+        outbox: &[OutboxMessage],
+    ) -> Result<bool, StoreError>;
+    /// Pending messages of a destination due at `now`, oldest due first.
+    fn due_messages(
+        &self,
+        destination_id: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+    /// When the destination's next pending message is due, if it has one.
+    fn next_due(&self, destination_id: i64) -> Result<Option<i64>, StoreError>;
+    /// Records the outcomes of delivery attempts, in one transaction.
+    fn record_deliveries(&self, outcomes: &[DeliveryOutcome], now: i64) -> Result<(), StoreError>;
+    fn delivery_counts(&self, destination_id: i64) -> Result<DeliveryCounts, StoreError>;
+    /// The destination's messages with an id after `after`, oldest first, optionally of one
+    /// status.
+    fn deliveries(
+        &self,
+        destination_id: i64,
+        status: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Re-queues the destination's failed messages, due at once with a fresh deadline;
+    /// returns how many.
+    fn retry_failed(&self, destination_id: i64, now: i64) -> Result<usize, StoreError>;
+    /// Each of `profiles`' userId and the last `anonymousId` it sent with (either may be
+    /// missing), for those that exist.
+    fn recipients(&self, profiles: &[i64]) -> Result<HashMap<i64, Recipient>, StoreError>;
+}

@@ -389,3 +389,74 @@ pub struct OutboxMessage {
     pub body: String,
     pub created_at: i64,
 }
+
+/// A destination as stored: its configuration is a versioned document (with its secrets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationRecord {
+    pub id: i64,
+    pub name: String,
+    /// `webhook`, `segment` or `file`.
+    pub kind: String,
+    pub config: Value,
+    pub created_at: i64,
+}
+
+/// A pending outbox message, as the delivery worker reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub message_id: String,
+    pub body: String,
+    pub attempts: i64,
+    /// When it was queued (or re-queued by a retry): the retry deadline counts from here.
+    pub queued_at: i64,
+}
+
+/// What one delivery attempt of an outbox row came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered {
+        id: i64,
+        status: Option<u16>,
+    },
+    /// A failure worth retrying (network, timeout, 408, 429, 5xx) before the deadline.
+    Retry {
+        id: i64,
+        next_attempt_at: i64,
+        status: Option<u16>,
+        error: String,
+    },
+    /// Refused by the receiver (another 4xx), or out of time: not tried again.
+    Failed {
+        id: i64,
+        status: Option<u16>,
+        error: String,
+    },
+}
+
+/// Outbox messages of a destination by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    pub pending: i64,
+    pub delivered: i64,
+    pub failed: i64,
+}
+
+/// One outbox message of a destination, for the delivery log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub message_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub updated_at: i64,
+}
+
+/// Who a destination's message about a profile is addressed to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recipient {
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+}

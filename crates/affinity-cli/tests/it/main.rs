@@ -2,6 +2,7 @@
 
 mod crash;
 mod credentials;
+mod delivery;
 mod import;
 mod serve;
 mod support;

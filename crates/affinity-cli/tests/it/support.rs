@@ -25,11 +25,29 @@ pub struct Server {
     pub banner: Vec<String>,
 }
 
+/// A test that fails midway must not leave its server running (over a deleted data dir).
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Server {
     /// Starts `affinity serve` on port 0 with the given data dir; keys from the environment
     /// unless `generate_keys`.
     pub fn start(data_dir: &Path, generate_keys: bool) -> Server {
+        Self::start_configured(data_dir, generate_keys, &[])
+    }
+
+    /// Starts `affinity serve` with the test keys and extra `AFFINITY_*` settings.
+    pub fn start_with(data_dir: &Path, settings: &[(&str, &str)]) -> Server {
+        Self::start_configured(data_dir, false, settings)
+    }
+
+    fn start_configured(data_dir: &Path, generate_keys: bool, settings: &[(&str, &str)]) -> Server {
         let mut cmd = affinity();
+        cmd.envs(settings.iter().copied());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .stdout(Stdio::piped())

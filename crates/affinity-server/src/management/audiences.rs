@@ -7,12 +7,13 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use affinity_core::audience::UnseenTarget;
 use affinity_core::audience::{
     AudienceSpec, MaxSize, Refresh, Target, parse_horizon, parse_target,
 };
+use affinity_core::destination::parse_destination_ids;
 use affinity_core::timestamp::format_millis;
 use affinity_engine::audience_target::RankingBasis;
 use affinity_engine::audiences::{
@@ -429,6 +430,10 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<AudienceBody>), ApiError> {
     let body: serde_json::Value = json_body::parse(body).await?;
     let spec = AudienceSpec::parse(&body).map_err(invalid)?;
+    state
+        .engine
+        .check_destinations(spec.destinations.clone(), Invalid::Audience)
+        .await?;
     let warning = state
         .engine
         .check_audience_target(spec.target.clone())
@@ -436,6 +441,34 @@ pub async fn create(
     let mut audience = AudienceBody::from(state.engine.create_audience(spec).await?);
     audience.warnings = warning.into_iter().map(TargetWarningBody::from).collect();
     Ok((StatusCode::ACCEPTED, Json(audience)))
+}
+
+/// The body of `PUT /api/v1/audiences/{id}/destinations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationsChange {
+    destinations: serde_json::Value,
+}
+
+/// `PUT /api/v1/audiences/{id}/destinations`: replaces the audience's destinations; one
+/// newly added first receives every current treatment member.
+pub async fn set_destinations(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<AudienceBody>, ApiError> {
+    let change: DestinationsChange = json_body::parse(body).await?;
+    let mut problems = Vec::new();
+    let ids = parse_destination_ids(Some(&change.destinations), &mut problems);
+    if !problems.is_empty() {
+        return Err(invalid(problems));
+    }
+    let audience = state
+        .engine
+        .set_audience_destinations(audience_id(&id)?, ids)
+        .await?;
+    Ok(Json(audience.into()))
 }
 
 /// `POST /api/v1/audiences/{id}/refresh` → 202: the next snapshot of the same audience.

@@ -4,6 +4,7 @@
 
 mod audiences;
 mod catalog;
+mod destinations;
 mod events;
 mod json_body;
 mod models;
@@ -14,7 +15,7 @@ mod profiles;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::AppState;
 
@@ -47,9 +48,27 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/audiences/{id}/refresh", post(audiences::refresh))
         .route("/audiences/{id}/snapshots", get(audiences::snapshots))
+        .route(
+            "/audiences/{id}/destinations",
+            put(audiences::set_destinations),
+        )
         .route("/audiences/{id}/members", get(audiences::members))
         .route("/audiences/{id}/members.csv", get(audiences::members_csv))
         .route("/audiences/{id}/members/{user_id}", get(audiences::member))
+        .route(
+            "/destinations",
+            get(destinations::list).post(destinations::create),
+        )
+        .route(
+            "/destinations/{id}",
+            get(destinations::get).delete(destinations::delete),
+        )
+        .route("/destinations/{id}/test", post(destinations::test))
+        .route(
+            "/destinations/{id}/deliveries",
+            get(destinations::deliveries),
+        )
+        .route("/destinations/{id}/retry", post(destinations::retry))
         .route("/traits", get(traits::list).post(traits::create))
         .route(
             "/traits/{name}",

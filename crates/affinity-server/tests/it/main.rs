@@ -3,6 +3,7 @@
 mod audiences;
 mod background_work;
 mod catalog;
+mod destinations;
 mod discovery;
 mod error_bodies;
 mod event_time;
@@ -14,6 +15,7 @@ mod model_now;
 mod models;
 mod new_items;
 mod profile_api;
+mod receiver;
 mod recommendations;
 mod segment_python;
 mod setup_mistakes;

@@ -4,6 +4,7 @@ mod audiences;
 mod catalog;
 mod computed_traits;
 pub mod credentials;
+mod destinations;
 mod discovery;
 mod identity;
 mod meta;

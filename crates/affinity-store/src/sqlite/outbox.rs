@@ -7,23 +7,27 @@ use crate::{OutboxMessage, StoreError};
 
 /// Queues `messages` as pending, due at once. A message already queued (same destination
 /// and `message_id`) is left as it is: its body is the same by construction, and its
-/// delivery state must not be reset.
-pub(super) fn enqueue(tx: &Transaction<'_>, messages: &[OutboxMessage]) -> Result<(), StoreError> {
+/// delivery state must not be reset. Returns how many were new.
+pub(super) fn enqueue(
+    tx: &Transaction<'_>,
+    messages: &[OutboxMessage],
+) -> Result<usize, StoreError> {
     if messages.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO outbox (destination_id, message_id, body, status, next_attempt_at,
-            created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+            created_at, queued_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4, ?4)",
     )?;
+    let mut added = 0;
     for m in messages {
-        stmt.execute(params![
+        added += stmt.execute(params![
             m.destination_id,
             m.message_id,
             m.body,
             m.created_at
         ])?;
     }
-    Ok(())
+    Ok(added)
 }

@@ -204,10 +204,13 @@ CREATE TABLE outbox (
     last_status     INTEGER,
     last_error      TEXT,
     created_at      INTEGER NOT NULL,
+    -- When the message was (re-)queued: the retry deadline counts from here.
+    queued_at       INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
     UNIQUE (destination_id, message_id)
 );
-CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+CREATE INDEX outbox_due ON outbox (destination_id, status, next_attempt_at);
+CREATE INDEX outbox_log ON outbox (destination_id, id);
 ";
 
 /// Audiences that keep their id: up to v8 each snapshot was an `audiences` row linked to the

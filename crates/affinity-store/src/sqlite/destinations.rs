@@ -1,0 +1,290 @@
+//! Destinations and the delivery state of their outbox.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde_json::Value;
+
+use super::SqliteStore;
+use super::audiences::SPEC;
+use super::stored_json::Document;
+use crate::{
+    DeliveryCounts, DeliveryOutcome, DeliveryRecord, DestinationRecord, DestinationStore,
+    OutboxMessage, OutboxRow, Recipient, StoreError,
+};
+
+/// A destination's configuration (its type's settings, secrets included).
+const CONFIG: Document = Document {
+    table: "destinations",
+    column: "config",
+    key: "config",
+    version: 1,
+};
+
+fn destination(r: &Row<'_>) -> Result<DestinationRecord, StoreError> {
+    let id: i64 = r.get(0)?;
+    Ok(DestinationRecord {
+        id,
+        name: r.get(1)?,
+        kind: r.get(2)?,
+        config: CONFIG.decode(id, &r.get::<_, String>(3)?)?,
+        created_at: r.get(4)?,
+    })
+}
+
+fn delivery(r: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        status: r.get(2)?,
+        attempts: r.get(3)?,
+        last_status: r.get(4)?,
+        last_error: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
+}
+
+impl DestinationStore for SqliteStore {
+    fn create_destination(
+        &self,
+        name: &str,
+        kind: &str,
+        config: &Value,
+        created_at: i64,
+    ) -> Result<i64, StoreError> {
+        let conn = self.write_conn()?;
+        conn.execute(
+            "INSERT INTO destinations (name, kind, config, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, kind, CONFIG.encode(config)?, created_at],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn destination(&self, id: i64) -> Result<Option<DestinationRecord>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, kind, config, created_at FROM destinations WHERE id = ?1",
+            )?;
+            let mut rows = stmt.query([id])?;
+            match rows.next()? {
+                Some(r) => Ok(Some(destination(r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn destinations(&self) -> Result<Vec<DestinationRecord>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, kind, config, created_at FROM destinations ORDER BY id",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(destination(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn delete_destination(&self, id: i64) -> Result<bool, StoreError> {
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM outbox WHERE destination_id = ?1", [id])?;
+        let n = tx.execute("DELETE FROM destinations WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn enqueue_messages(&self, messages: &[OutboxMessage]) -> Result<usize, StoreError> {
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        let added = super::outbox::enqueue(&tx, messages)?;
+        tx.commit()?;
+        Ok(added)
+    }
+
+    fn set_audience_spec(
+        &self,
+        id: i64,
+        spec: &Value,
+        outbox: &[OutboxMessage],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE audiences SET spec = ?2 WHERE id = ?1",
+            params![id, SPEC.encode(spec)?],
+        )?;
+        if n == 0 {
+            return Ok(false);
+        }
+        super::outbox::enqueue(&tx, outbox)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn due_messages(
+        &self,
+        destination_id: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, message_id, body, attempts, queued_at FROM outbox
+                 WHERE destination_id = ?1 AND status = 'pending' AND next_attempt_at <= ?2
+                 ORDER BY next_attempt_at, id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![destination_id, now, limit as i64], |r| {
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    message_id: r.get(1)?,
+                    body: r.get(2)?,
+                    attempts: r.get(3)?,
+                    queued_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn next_due(&self, destination_id: i64) -> Result<Option<i64>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT MIN(next_attempt_at) FROM outbox
+                     WHERE destination_id = ?1 AND status = 'pending'",
+                    [destination_id],
+                    |r| r.get::<_, Option<i64>>(0),
+                )
+                .optional()?
+                .flatten())
+        })
+    }
+
+    fn record_deliveries(&self, outcomes: &[DeliveryOutcome], now: i64) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        {
+            // Only pending rows change: a destination deleted (or retried) meanwhile wins.
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET status = ?2, attempts = attempts + 1, next_attempt_at = ?3,
+                    last_status = ?4, last_error = ?5, updated_at = ?6
+                 WHERE id = ?1 AND status = 'pending'",
+            )?;
+            for o in outcomes {
+                match o {
+                    DeliveryOutcome::Delivered { id, status } => {
+                        stmt.execute(params![id, "delivered", now, status, None::<String>, now])?
+                    }
+                    DeliveryOutcome::Retry {
+                        id,
+                        next_attempt_at,
+                        status,
+                        error,
+                    } => {
+                        stmt.execute(params![id, "pending", next_attempt_at, status, error, now])?
+                    }
+                    DeliveryOutcome::Failed { id, status, error } => {
+                        stmt.execute(params![id, "failed", now, status, error, now])?
+                    }
+                };
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delivery_counts(&self, destination_id: i64) -> Result<DeliveryCounts, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT status, COUNT(*) FROM outbox WHERE destination_id = ?1 GROUP BY status",
+            )?;
+            let mut counts = DeliveryCounts::default();
+            let rows = stmt.query_map([destination_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (status, n) = row?;
+                match status.as_str() {
+                    "pending" => counts.pending = n,
+                    "delivered" => counts.delivered = n,
+                    "failed" => counts.failed = n,
+                    other => {
+                        return Err(StoreError::Corrupt(format!(
+                            "outbox of destination {destination_id}: status {other:?}"
+                        )));
+                    }
+                }
+            }
+            Ok(counts)
+        })
+    }
+
+    fn deliveries(
+        &self,
+        destination_id: i64,
+        status: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, message_id, status, attempts, last_status, last_error, updated_at
+                 FROM outbox WHERE destination_id = ?1 AND id > ?2 AND (?3 IS NULL OR status = ?3)
+                 ORDER BY id LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![destination_id, after, status, limit as i64],
+                delivery,
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn retry_failed(&self, destination_id: i64, now: i64) -> Result<usize, StoreError> {
+        let conn = self.write_conn()?;
+        Ok(conn.execute(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, queued_at = ?2,
+                updated_at = ?2
+             WHERE destination_id = ?1 AND status = 'failed'",
+            params![destination_id, now],
+        )?)
+    }
+
+    fn recipients(&self, profiles: &[i64]) -> Result<HashMap<i64, Recipient>, StoreError> {
+        self.read(|conn| {
+            let mut user = conn.prepare_cached("SELECT user_id FROM profiles WHERE id = ?1")?;
+            // Through `events_profile`: each lookup walks one profile's events newest first.
+            let mut anonymous = conn.prepare_cached(
+                "SELECT anonymous_id FROM events
+                 WHERE profile_id = ?1 AND anonymous_id IS NOT NULL
+                 ORDER BY seq DESC LIMIT 1",
+            )?;
+            let mut out = HashMap::with_capacity(profiles.len());
+            for &p in profiles {
+                let Some(user_id) = user
+                    .query_row([p], |r| r.get::<_, Option<String>>(0))
+                    .optional()?
+                else {
+                    continue;
+                };
+                let anonymous_id = anonymous
+                    .query_row([p], |r| r.get::<_, String>(0))
+                    .optional()?;
+                out.insert(
+                    p,
+                    Recipient {
+                        user_id,
+                        anonymous_id,
+                    },
+                );
+            }
+            Ok(out)
+        })
+    }
+}
