@@ -705,6 +705,7 @@ fn finish_snapshot(
         .transpose()?;
     let diff = treatment_diff(&before, &computed.members);
     let outbox = destination_messages(&audience, number, &diff);
+    let started = std::time::Instant::now();
     let why = match &computed.context {
         Some(context) => explanations(
             model,
@@ -716,6 +717,15 @@ fn finish_snapshot(
         // Nothing to rank by: no members to explain.
         None => Vec::new(),
     };
+    tracing::info!(
+        audience = id,
+        snapshot = number,
+        members = why.len(),
+        bytes = why.iter().map(String::len).sum::<usize>(),
+        ranking_bytes = computed.ranking.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "member explanations computed"
+    );
     store.finish_audience(
         id,
         number,
