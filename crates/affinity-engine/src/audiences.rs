@@ -691,6 +691,7 @@ fn finish_snapshot(
         .map(|p| to_stored("changes", &changes(&before, &computed.members, p.number)))
         .transpose()?;
     let diff = treatment_diff(&before, &computed.members);
+    let started = std::time::Instant::now();
     let why = match &computed.context {
         Some(context) => explanations(
             model,
@@ -702,6 +703,15 @@ fn finish_snapshot(
         // Nothing to rank by: no members to explain.
         None => Vec::new(),
     };
+    tracing::info!(
+        audience = id,
+        snapshot = number,
+        members = why.len(),
+        bytes = why.iter().map(String::len).sum::<usize>(),
+        ranking_bytes = computed.ranking.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "member explanations computed"
+    );
     // The messages for the audience's destinations (who entered and exited the treatment
     // group), queued in the snapshot's transaction.
     let outbox =

@@ -203,7 +203,8 @@ pub trait AudienceStore {
     fn start_snapshot(&self, id: i64, snapshot: i64) -> Result<bool, StoreError>;
     /// Stores the snapshot's members and marks it live (the audience's live snapshot), in
     /// one transaction with the messages destinations are to receive about it (the outbox):
-    /// both or neither. Member lists beyond [`KEPT_MEMBER_LISTS`] are dropped in it.
+    /// both or neither. Member lists beyond [`KEPT_MEMBER_LISTS`] are dropped in it. A
+    /// snapshot whose audience was deleted meanwhile stores nothing.
     fn finish_audience(
         &self,
         id: i64,

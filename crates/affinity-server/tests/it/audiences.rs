@@ -336,8 +336,8 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     let item = live(&app, &item["id"]).await;
     assert!(item["size"].as_u64().expect("size") <= 25);
 
-    // The refresh made no new audience: five (with the two unseen targets above), the
-    // refreshed one at its second snapshot.
+    // The refresh made no new audience: the two empty ones for unseen targets, the brand
+    // audience (at its second snapshot), its twin and the item audience.
     let (_, list) = app.admin_get("/api/v1/audiences").await;
     assert_eq!(list["audiences"].as_array().expect("list").len(), 5);
     let r = app

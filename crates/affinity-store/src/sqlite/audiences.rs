@@ -223,6 +223,25 @@ impl AudienceStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.write_conn()?;
         let tx = conn.transaction()?;
+        let updated = tx.execute(
+            "UPDATE audience_snapshots SET status = 'live', size = ?3, model_id = ?4, estimate = ?5,
+                changes = ?6, computed_at = ?7, ranking = ?8, error = NULL
+             WHERE audience_id = ?1 AND snapshot = ?2",
+            params![
+                id,
+                snapshot,
+                finished.members.len() as i64,
+                finished.model_id,
+                ESTIMATE.encode(finished.estimate)?,
+                finished.changes.map(|c| CHANGES.encode(c)).transpose()?,
+                finished.computed_at,
+                finished.ranking
+            ],
+        )?;
+        if updated == 0 {
+            // Deleted while it computed: store nothing (dropping the transaction rolls back).
+            return Ok(());
+        }
         super::outbox::enqueue(&tx, outbox)?;
         {
             let mut stmt = tx.prepare(
@@ -243,21 +262,6 @@ impl AudienceStore for SqliteStore {
                 ])?;
             }
         }
-        tx.execute(
-            "UPDATE audience_snapshots SET status = 'live', size = ?3, model_id = ?4, estimate = ?5,
-                changes = ?6, computed_at = ?7, ranking = ?8, error = NULL
-             WHERE audience_id = ?1 AND snapshot = ?2",
-            params![
-                id,
-                snapshot,
-                finished.members.len() as i64,
-                finished.model_id,
-                ESTIMATE.encode(finished.estimate)?,
-                finished.changes.map(|c| CHANGES.encode(c)).transpose()?,
-                finished.computed_at,
-                finished.ranking
-            ],
-        )?;
         tx.execute(
             "UPDATE audiences SET live_snapshot = ?2
              WHERE id = ?1 AND (live_snapshot IS NULL OR live_snapshot < ?2)",

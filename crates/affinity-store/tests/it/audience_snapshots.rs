@@ -148,6 +148,10 @@ fn snapshots_are_numbered_under_one_id_and_old_member_lists_are_dropped() {
     assert!(store.delete_audience(id).expect("delete"));
     assert!(store.audience_snapshots(id).expect("snapshots").is_empty());
     assert!(users(2).is_empty());
+    // A snapshot that finishes after its audience was deleted leaves nothing behind.
+    finish(&store, id, KEPT_MEMBER_LISTS + 2, &[member(1, "eve")]);
+    assert!(users(KEPT_MEMBER_LISTS + 2).is_empty());
+    assert!(store.audience(id).expect("read").is_none());
 }
 
 /// One v8 row: `(id, previous_id, status, members)`.
