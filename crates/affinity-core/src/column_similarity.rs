@@ -102,37 +102,43 @@ fn positive_number(v: &Value) -> Option<f64> {
     (x.is_finite() && x > 0.0).then_some(x)
 }
 
-/// One column of the searched catalog, indexed for lookups by value or by band.
-struct ColumnLookup {
-    /// Value text → eligible items holding it.
-    exact: HashMap<String, Vec<u32>>,
+/// One column of the searched catalog, indexed for lookups by value or by band. Borrows the
+/// catalog's interned values: no value text is copied per item.
+struct ColumnLookup<'a> {
+    /// Value text → its id in the column index.
+    ids: HashMap<&'a str, u32>,
+    /// Per value id: the eligible items holding it.
+    postings: Vec<Vec<u32>>,
     /// (number, item) of eligible items, ascending: `Some` when the column is numeric.
     numbers: Option<Vec<(f64, u32)>>,
 }
 
-impl ColumnLookup {
-    fn new(catalog: &ItemCatalog, column: usize, eligible: &[bool]) -> Self {
+impl<'a> ColumnLookup<'a> {
+    fn new(catalog: &'a ItemCatalog, column: usize, eligible: &[bool]) -> Self {
         let index = catalog.column_index(column);
-        let mut exact: HashMap<String, Vec<u32>> = HashMap::new();
+        let ids = index
+            .texts
+            .iter()
+            .enumerate()
+            .map(|(id, t)| (t.as_str(), id as u32))
+            .collect();
+        let mut postings = vec![Vec::new(); index.values.len()];
         let (mut holding, mut numeric) = (0usize, 0usize);
         let mut numbers = Vec::new();
-        for (item, ids) in index.of_item.iter().enumerate() {
-            if ids.is_empty() {
+        for (item, held) in index.of_item.iter().enumerate() {
+            if held.is_empty() {
                 continue;
             }
             holding += 1;
-            let number = ids
+            let number = held
                 .iter()
                 .find_map(|&id| positive_number(&index.values[id as usize]));
             numeric += usize::from(number.is_some());
             if !eligible.get(item).copied().unwrap_or(false) {
                 continue;
             }
-            for &id in ids {
-                exact
-                    .entry(index.texts[id as usize].clone())
-                    .or_default()
-                    .push(item as u32);
+            for &id in held {
+                postings[id as usize].push(item as u32);
             }
             if let Some(x) = number {
                 numbers.push((x, item as u32));
@@ -141,7 +147,8 @@ impl ColumnLookup {
         let is_numeric = holding > 0 && numeric as f64 >= NUMERIC_SHARE * holding as f64;
         numbers.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         Self {
-            exact,
+            ids,
+            postings,
             numbers: is_numeric.then_some(numbers),
         }
     }
@@ -164,8 +171,8 @@ impl ColumnLookup {
                     );
                 }
                 _ => {
-                    if let Some(items) = self.exact.get(&text(e)) {
-                        out.extend(items.iter().copied());
+                    if let Some(&id) = self.ids.get(text(e).as_str()) {
+                        out.extend(self.postings[id as usize].iter().copied());
                     }
                 }
             }
