@@ -11,6 +11,8 @@ pub mod batch;
 pub mod catalog;
 pub mod edit_distance;
 pub mod error;
+pub mod goal;
+pub mod goal_funnel;
 pub mod item_catalog;
 pub mod item_rules;
 pub mod limits;

@@ -13,6 +13,7 @@ use crate::EngineConfig;
 use crate::catalog::CatalogState;
 use crate::credentials::{Credentials, GeneratedCredential};
 use crate::error::{EngineError, Result};
+use crate::goals::GoalJobs;
 use crate::training::ModelState;
 use crate::traits::TraitJobs;
 use crate::work_queue::{WorkQueue, WorkStats};
@@ -25,6 +26,7 @@ pub struct Engine {
     pub(crate) catalog: CatalogState,
     pub(crate) models: ModelState,
     pub(crate) traits: TraitJobs,
+    pub(crate) goals: GoalJobs,
     pub(crate) config: Arc<EngineConfig>,
     /// Audience snapshots (creations, refreshes) and previews, each bounded.
     pub(crate) snapshots: WorkQueue,
@@ -47,6 +49,7 @@ impl Engine {
                 catalog,
                 models: ModelState::new(config.work.propensity_contexts),
                 traits: TraitJobs::default(),
+                goals: GoalJobs::default(),
                 config: Arc::new(config.clone()),
                 snapshots: WorkQueue::new(
                     "audience computations",

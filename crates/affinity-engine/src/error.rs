@@ -45,6 +45,7 @@ pub enum Invalid {
     CatalogFile,
     Trait,
     Audience,
+    Goal,
 }
 
 #[derive(Debug, Error)]

@@ -8,6 +8,8 @@
 //!   uploads and catalog queries.
 //! - [`training`]: training runs and the serving model (with its propensity contexts).
 //! - [`traits`]: trait computations, queued after every published model, one at a time.
+//! - [`goals`]: goal-based recommendations (outcome, exposure, control group), computed at
+//!   creation and after every published model, one at a time.
 //! - [`audiences`]: audience snapshots (ranked, sized, control group, estimate), changes
 //!   between snapshots, explanations, previews.
 //! - [`recommendations`]: live answers: a user's recommendations, an item's similar items.
@@ -31,6 +33,7 @@ pub mod error;
 pub use affinity_store::StoreError;
 pub mod events;
 pub mod filters;
+pub mod goals;
 mod lru;
 pub mod profiles;
 pub mod recommendations;

@@ -3,7 +3,7 @@
 //! a catalog configured, a model is trained at once unless the loaded one was trained on every
 //! event the store holds, and again every `retrain_interval` when new events arrived.
 
-use affinity_store::{AudienceStore, CatalogStore, EventDiscovery, ModelRegistry};
+use affinity_store::{AudienceStore, CatalogStore, EventDiscovery, GoalStore, ModelRegistry};
 
 use crate::Engine;
 use crate::engine::blocking;
@@ -18,6 +18,10 @@ impl Engine {
                 "interrupted: the server stopped while it was queued or computing",
             )?;
             let runs = store.fail_unfinished("interrupted: the server stopped during training")?;
+            // Recomputed by the next training run (the schedule starts one with new events).
+            store.fail_unfinished_goals(
+                "interrupted: the server stopped while computing; the next training recomputes it",
+            )?;
             Ok((audiences, runs))
         })
         .await;

@@ -514,15 +514,18 @@ impl Engine {
     }
 
     /// Starts the run recorded as `record` in the background; once its model serves, every
-    /// defined trait is recomputed with it.
+    /// defined trait and goal recommendation is recomputed.
     pub(crate) fn start_training(&self, record: ModelRecord, options: TrainingOptions) {
-        let (traits, store) = (self.traits.clone(), self.store.clone());
+        let (traits, goals, store) = (self.traits.clone(), self.goals.clone(), self.store.clone());
         self.models.spawn_run(
             self.store.clone(),
             self.catalog.clone(),
             record,
             options,
-            move |model| traits.spawn_all(store, model),
+            move |model| {
+                goals.spawn_all(store.clone(), Some(model.record.id));
+                traits.spawn_all(store, model);
+            },
         );
     }
 

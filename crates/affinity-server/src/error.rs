@@ -58,6 +58,7 @@ pub enum ErrorCode {
     InvalidCatalogFile,
     InvalidTrait,
     InvalidAudience,
+    InvalidGoal,
     /// The request body did not arrive within the body read timeout.
     RequestTimeout,
     /// Over a rate limit: retry after the time in `Retry-After`.
@@ -105,6 +106,7 @@ impl ErrorCode {
             Self::InvalidCatalogFile => "invalid_catalog_file",
             Self::InvalidTrait => "invalid_trait",
             Self::InvalidAudience => "invalid_audience",
+            Self::InvalidGoal => "invalid_goal",
             Self::CatalogNotReady => "catalog_not_ready",
             Self::ModelNotReady => "model_not_ready",
             Self::AudienceComputing => "audience_computing",
@@ -144,7 +146,8 @@ impl ErrorCode {
             | Self::InvalidCatalog
             | Self::InvalidCatalogFile
             | Self::InvalidTrait
-            | Self::InvalidAudience => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::InvalidAudience
+            | Self::InvalidGoal => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CatalogNotReady
             | Self::ModelNotReady
             | Self::AudienceComputing
@@ -417,6 +420,7 @@ impl From<EngineError> for ApiError {
                     Invalid::CatalogFile => ErrorCode::InvalidCatalogFile,
                     Invalid::Trait => ErrorCode::InvalidTrait,
                     Invalid::Audience => ErrorCode::InvalidAudience,
+                    Invalid::Goal => ErrorCode::InvalidGoal,
                 };
                 Self::problems(code, problems)
             }

@@ -5,6 +5,7 @@
 mod audiences;
 mod catalog;
 mod events;
+mod goals;
 mod json_body;
 mod models;
 mod recommendations;
@@ -44,6 +45,19 @@ pub fn routes() -> Router<AppState> {
         .route("/audiences/{id}/members", get(audiences::members))
         .route("/audiences/{id}/members.csv", get(audiences::members_csv))
         .route("/audiences/{id}/members/{user_id}", get(audiences::member))
+        .route(
+            "/goal-recommendations",
+            get(goals::list).post(goals::create),
+        )
+        .route(
+            "/goal-recommendations/{id}",
+            get(goals::get).delete(goals::delete),
+        )
+        .route("/goal-recommendations/{id}/refresh", post(goals::refresh))
+        .route(
+            "/goal-recommendations/{id}/users/{user_id}",
+            get(goals::user),
+        )
         .route("/traits", get(traits::list).post(traits::create))
         .route(
             "/traits/{name}",

@@ -6,6 +6,7 @@ mod catalog;
 mod discovery;
 mod error_bodies;
 mod event_time;
+mod goals;
 mod hardening;
 mod identity;
 mod ingest;

@@ -5,6 +5,7 @@ mod catalog;
 mod computed_traits;
 pub mod credentials;
 mod discovery;
+mod goals;
 mod identity;
 mod meta;
 mod models;
