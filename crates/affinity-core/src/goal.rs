@@ -168,7 +168,7 @@ impl GoalDefinition {
                     &format!("{field}.value"),
                     format!("`{}` compares numbers: give a number", op_name(c.op)),
                 ),
-                Op::In if !c.value.as_array().is_some_and(|a| !a.is_empty()) => add(
+                Op::In if c.value.as_array().is_none_or(|a| a.is_empty()) => add(
                     &format!("{field}.value"),
                     "`in` takes a non-empty list of values".into(),
                 ),

@@ -441,6 +441,12 @@ fn kmeans(vectors: &[f32], dim: usize, k: usize, seed: u64) -> Vec<u32> {
     assign
 }
 
+/// A candidate: item, affinity z-score, ln of the kind's conversion rate.
+type Candidate = (u32, f32, f32);
+
+/// One held-out user's (NDCG, recall) under each blend weight, popularity, best-converting.
+type UserFigures = (Vec<(f64, f64)>, (f64, f64), (f64, f64));
+
 /// Ranking inputs of one user under one fit.
 struct Scorer<'a> {
     fit: &'a Fit,
@@ -452,7 +458,7 @@ struct Scorer<'a> {
 impl Scorer<'_> {
     /// `(item, affinity z-score, ln rate)` of the user's candidates, and the items that
     /// follow their last exposures.
-    fn inputs(&self, u: u32, s: &Summary) -> Result<(Vec<(u32, f32, f32)>, Vec<u32>)> {
+    fn inputs(&self, u: u32, s: &Summary) -> Result<(Vec<Candidate>, Vec<u32>)> {
         let n = self.n_items;
         let scores = match &self.fit.ease {
             Some(e) => e.score_items(u)?,
@@ -465,8 +471,10 @@ impl Scorer<'_> {
         let drop_exposed = self.exclude_exposed || self.params.mode == Mode::CrossSell;
         let out = (0..n as u32)
             .filter(|i| {
-                !(drop_exposed && s.exposed.binary_search(i).is_ok())
-                    && !(self.params.exclude_converted && s.converted.binary_search(i).is_ok())
+                let exposed = drop_exposed && s.exposed.binary_search(i).is_ok();
+                let converted =
+                    self.params.exclude_converted && s.converted.binary_search(i).is_ok();
+                !(exposed || converted)
             })
             .map(|i| {
                 let z = (scores[i as usize] - mean) / sd;
@@ -489,12 +497,12 @@ impl Scorer<'_> {
 }
 
 /// The `k` best of the inputs under blend weight `w`; with successors, those come first.
-fn rank(inputs: &[(u32, f32, f32)], follow: &[u32], w: f32, k: usize) -> Vec<(u32, f32)> {
+fn rank(inputs: &[Candidate], follow: &[u32], w: f32, k: usize) -> Vec<(u32, f32)> {
     let scored = inputs.iter().map(|&(i, z, r)| (i, z + w * r));
     if follow.is_empty() {
         return top_k(scored, k);
     }
-    let (first, rest): (Vec<(u32, f32)>, Vec<(u32, f32)>) =
+    let (first, rest): (Vec<_>, Vec<_>) =
         scored.partition(|(i, _)| follow.binary_search(i).is_ok());
     let mut out = top_k(first.into_iter(), k);
     if out.len() < k {
@@ -650,7 +658,7 @@ fn holdout(
             .collect::<Vec<_>>(),
     );
     let by_rate = order_by(&fit.item_rates);
-    let per_user: Vec<(Vec<(f64, f64)>, (f64, f64), (f64, f64))> = tests
+    let per_user: Vec<UserFigures> = tests
         .par_iter()
         .map(|(u, rel)| {
             let s = &train[*u as usize];
@@ -694,15 +702,31 @@ fn holdout(
         pick = (0..tests.len()).collect();
         report = pick.clone();
     }
-    let best_w = (0..WEIGHTS.len())
+    // The best weight on the picking users, then the one-standard-error rule: the smallest
+    // weight (the closest to plain recommendations) whose NDCG is within one standard error
+    // of the best's, so that noise in the holdout does not push the blend further than the
+    // evidence does.
+    let top = (0..WEIGHTS.len())
         .max_by(|&a, &b| {
             mean(&evaluated.goal[a], &pick)
                 .ndcg
                 .total_cmp(&mean(&evaluated.goal[b], &pick).ndcg)
-                // Ties go to the smaller weight (closer to plain recommendations).
+                // Ties go to the smaller weight.
                 .then(b.cmp(&a))
         })
         .unwrap_or(0);
+    let best_w = (0..=top)
+        .find(|&w| {
+            let diffs: Vec<f64> = pick
+                .iter()
+                .map(|&u| evaluated.goal[top][u].0 - evaluated.goal[w][u].0)
+                .collect();
+            let n = diffs.len().max(1) as f64;
+            let m = diffs.iter().sum::<f64>() / n;
+            let var = diffs.iter().map(|d| (d - m) * (d - m)).sum::<f64>() / (n - 1.0).max(1.0);
+            m <= (var / n).sqrt()
+        })
+        .unwrap_or(top);
     let goal = mean(&evaluated.goal[best_w], &report);
     let popularity = mean(&evaluated.popularity, &report);
     let best_converting = mean(&evaluated.best_converting, &report);
