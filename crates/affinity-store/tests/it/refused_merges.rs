@@ -158,7 +158,7 @@ fn a_v5_store_gains_the_refused_merges_table() {
         let store = SqliteStore::open(dir.path()).expect("open");
         let conn = Connection::open(store.path()).expect("raw");
         conn.execute_batch(
-            "DROP TABLE refused_merges; DROP TABLE credentials; DROP TABLE outbox; DROP TABLE destinations; PRAGMA user_version = 5;",
+            "DROP TABLE refused_merges; DROP TABLE credentials; DROP TABLE outbox; DROP TABLE destinations; DROP TABLE goal_definitions; DROP TABLE goal_results; PRAGMA user_version = 5;",
         )
         .expect("as v5");
     }
