@@ -14,6 +14,8 @@ pub mod destination;
 pub mod edit_distance;
 pub mod engage;
 pub mod error;
+pub mod goal;
+pub mod goal_funnel;
 pub mod item_catalog;
 pub mod item_rules;
 pub mod limits;

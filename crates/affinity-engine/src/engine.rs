@@ -14,6 +14,7 @@ use crate::catalog::CatalogState;
 use crate::credentials::{Credentials, GeneratedCredential};
 use crate::delivery::Delivery;
 use crate::error::{EngineError, Result};
+use crate::goals::GoalJobs;
 use crate::training::ModelState;
 use crate::traits::TraitJobs;
 use crate::work_queue::{WorkQueue, WorkStats};
@@ -26,6 +27,7 @@ pub struct Engine {
     pub(crate) catalog: CatalogState,
     pub(crate) models: ModelState,
     pub(crate) traits: TraitJobs,
+    pub(crate) goals: GoalJobs,
     pub(crate) config: Arc<EngineConfig>,
     /// Audience snapshots (creations, refreshes) and previews, each bounded.
     pub(crate) snapshots: WorkQueue,
@@ -51,6 +53,7 @@ impl Engine {
                 catalog,
                 models: ModelState::new(config.work.propensity_contexts),
                 traits: TraitJobs::default(),
+                goals: GoalJobs::default(),
                 config: Arc::new(config.clone()),
                 snapshots: WorkQueue::new(
                     "audience computations",

@@ -46,6 +46,7 @@ pub enum Invalid {
     Trait,
     Audience,
     Destination,
+    Goal,
 }
 
 #[derive(Debug, Error)]

@@ -10,6 +10,8 @@
 //! - [`traits`]: trait computations, queued after every published model, one at a time.
 //! - [`audience_target`]: what an audience ranks users by: its target's interactions, or for
 //!   a new item or value the items sharing its columns.
+//! - [`goals`]: goal-based recommendations (outcome, exposure, control group), computed at
+//!   creation and after every published model, one at a time.
 //! - [`audiences`]: audience snapshots (ranked, sized, control group, estimate), changes
 //!   between snapshots, explanations, previews.
 //! - [`recommendations`]: live answers: a user's recommendations, an item's similar items.
@@ -39,6 +41,7 @@ pub mod error;
 pub use affinity_store::StoreError;
 pub mod events;
 pub mod filters;
+pub mod goals;
 mod lru;
 pub mod profiles;
 pub mod recommendations;

@@ -5,7 +5,7 @@
 //! it, every `audience_refresh_check`, `daily` audiences whose newest snapshot is a day old
 //! get their next one.
 
-use affinity_store::{AudienceStore, CatalogStore, EventDiscovery, ModelRegistry};
+use affinity_store::{AudienceStore, CatalogStore, EventDiscovery, GoalStore, ModelRegistry};
 
 use crate::Engine;
 use crate::engine::blocking;
@@ -20,6 +20,10 @@ impl Engine {
                 "interrupted: the server stopped while it was queued or computing",
             )?;
             let runs = store.fail_unfinished("interrupted: the server stopped during training")?;
+            // Recomputed by the next training run (the schedule starts one with new events).
+            store.fail_unfinished_goals(
+                "interrupted: the server stopped while computing; the next training recomputes it",
+            )?;
             Ok((audiences, runs))
         })
         .await;

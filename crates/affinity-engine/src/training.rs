@@ -514,10 +514,15 @@ impl Engine {
     }
 
     /// Starts the run recorded as `record` in the background; once its model serves, every
-    /// defined trait is recomputed with it and every `after_training` audience gets its next
-    /// snapshot.
+    /// defined trait and goal recommendation is recomputed with it and every `after_training`
+    /// audience gets its next snapshot.
     pub(crate) fn start_training(&self, record: ModelRecord, options: TrainingOptions) {
-        let (traits, store, engine) = (self.traits.clone(), self.store.clone(), self.clone());
+        let (traits, goals, store, engine) = (
+            self.traits.clone(),
+            self.goals.clone(),
+            self.store.clone(),
+            self.clone(),
+        );
         self.models.spawn_run(
             self.store.clone(),
             self.catalog.clone(),
@@ -525,6 +530,7 @@ impl Engine {
             options,
             move |model| {
                 let id = model.record.id;
+                goals.spawn_all(store.clone(), Some(id));
                 traits.spawn_all(store, model);
                 // On the blocking thread the run ends on, which is inside the runtime.
                 tokio::runtime::Handle::current()

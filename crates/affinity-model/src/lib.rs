@@ -22,6 +22,7 @@ pub mod cpu;
 mod dense;
 mod ease;
 mod error;
+pub mod goal;
 mod interactions;
 mod item_knn;
 pub mod metrics;

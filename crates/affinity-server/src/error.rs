@@ -59,6 +59,7 @@ pub enum ErrorCode {
     InvalidTrait,
     InvalidAudience,
     InvalidDestination,
+    InvalidGoal,
     /// The request body did not arrive within the body read timeout.
     RequestTimeout,
     /// Over a rate limit: retry after the time in `Retry-After`.
@@ -107,6 +108,7 @@ impl ErrorCode {
             Self::InvalidTrait => "invalid_trait",
             Self::InvalidAudience => "invalid_audience",
             Self::InvalidDestination => "invalid_destination",
+            Self::InvalidGoal => "invalid_goal",
             Self::CatalogNotReady => "catalog_not_ready",
             Self::ModelNotReady => "model_not_ready",
             Self::AudienceComputing => "audience_computing",
@@ -148,6 +150,7 @@ impl ErrorCode {
             | Self::InvalidTrait
             | Self::InvalidAudience
             | Self::InvalidDestination => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidGoal => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CatalogNotReady
             | Self::ModelNotReady
             | Self::AudienceComputing
@@ -437,6 +440,7 @@ impl From<EngineError> for ApiError {
                     Invalid::Trait => ErrorCode::InvalidTrait,
                     Invalid::Audience => ErrorCode::InvalidAudience,
                     Invalid::Destination => ErrorCode::InvalidDestination,
+                    Invalid::Goal => ErrorCode::InvalidGoal,
                 };
                 Self::problems(code, problems)
             }

@@ -300,3 +300,57 @@ pub trait DestinationStore {
     /// missing), for those that exist.
     fn recipients(&self, profiles: &[i64]) -> Result<HashMap<i64, Recipient>, StoreError>;
 }
+
+/// Goal-based recommendations: definitions, each user's list (also written as the profile
+/// traits `<key>` and `<key>_is_control`), and the scan of the events a goal learns from.
+pub trait GoalStore {
+    /// Stores a new definition as `computing`; `None` (nothing written) when `key` is taken.
+    fn create_goal(
+        &self,
+        key: &str,
+        definition: &Value,
+        created_at: i64,
+    ) -> Result<Option<i64>, StoreError>;
+    fn goal(&self, id: i64) -> Result<Option<GoalRecord>, StoreError>;
+    /// Oldest first.
+    fn goals(&self) -> Result<Vec<GoalRecord>, StoreError>;
+    /// `false` when the goal is gone.
+    fn set_goal_status(
+        &self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// Writes lists stamped `computed_at` (in place: readers see the old list or the new
+    /// one); `false` (nothing written) when the goal was deleted meanwhile.
+    fn put_goal_results(
+        &self,
+        id: i64,
+        key: &str,
+        results: &[GoalResult],
+        computed_at: i64,
+    ) -> Result<bool, StoreError>;
+    /// Ends a computation: drops lists not stamped `computed_at` and marks the goal live with
+    /// its figures. `false` when the goal was deleted meanwhile (its lists are dropped).
+    fn finish_goal(
+        &self,
+        id: i64,
+        key: &str,
+        computed_at: i64,
+        model_id: Option<i64>,
+        users: usize,
+        quality: &Value,
+    ) -> Result<bool, StoreError>;
+    fn goal_list(&self, id: i64, profile_id: i64) -> Result<Option<StoredGoalList>, StoreError>;
+    /// Deletes a goal, its lists and its profile traits; `false` when there is none.
+    fn delete_goal(&self, id: i64) -> Result<bool, StoreError>;
+    /// Marks goals left `computing` by a stopped process as failed.
+    fn fail_unfinished_goals(&self, reason: &str) -> Result<usize, StoreError>;
+    /// Feeds every stored track event named one of `events` to `f(index of its name,
+    /// profile (after merges), time, properties)`, in storage order. Returns how many.
+    fn scan_goal_events(
+        &self,
+        events: &[&str],
+        f: &mut dyn FnMut(usize, i64, i64, &Value),
+    ) -> Result<u64, StoreError>;
+}

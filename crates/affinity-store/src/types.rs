@@ -460,3 +460,40 @@ pub struct Recipient {
     pub user_id: Option<String>,
     pub anonymous_id: Option<String>,
 }
+
+/// A goal-based recommendation definition with where its computation stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalRecord {
+    pub id: i64,
+    /// The profile trait key (snake_case of the name); unique.
+    pub key: String,
+    pub definition: Value,
+    /// `computing`, `live` or `failed`.
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub computed_at: Option<i64>,
+    /// When the first lists went live: outcomes after it compare recommended and control users.
+    pub started_at: Option<i64>,
+    pub model_id: Option<i64>,
+    pub users: i64,
+    pub quality: Option<Value>,
+}
+
+/// One user's goal list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalResult {
+    pub profile_id: i64,
+    /// The values in order, as written onto the profile.
+    pub values: Vec<String>,
+    pub scores: Vec<f32>,
+    pub is_control: bool,
+}
+
+/// A stored list, as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredGoalList {
+    pub items: Vec<(String, f64)>,
+    pub is_control: bool,
+    pub computed_at: i64,
+}

@@ -6,6 +6,7 @@ mod audiences;
 mod catalog;
 mod destinations;
 mod events;
+mod goals;
 mod json_body;
 mod models;
 mod recommendations;
@@ -69,6 +70,19 @@ pub fn routes() -> Router<AppState> {
             get(destinations::deliveries),
         )
         .route("/destinations/{id}/retry", post(destinations::retry))
+        .route(
+            "/goal-recommendations",
+            get(goals::list).post(goals::create),
+        )
+        .route(
+            "/goal-recommendations/{id}",
+            get(goals::get).delete(goals::delete),
+        )
+        .route("/goal-recommendations/{id}/refresh", post(goals::refresh))
+        .route(
+            "/goal-recommendations/{id}/users/{user_id}",
+            get(goals::user),
+        )
         .route("/traits", get(traits::list).post(traits::create))
         .route(
             "/traits/{name}",

@@ -7,6 +7,7 @@ mod destinations;
 mod discovery;
 mod error_bodies;
 mod event_time;
+mod goals;
 mod hardening;
 mod identity;
 mod ingest;

@@ -6,6 +6,7 @@ mod computed_traits;
 pub mod credentials;
 mod destinations;
 mod discovery;
+mod goals;
 mod identity;
 mod meta;
 mod models;

@@ -8,7 +8,7 @@ use super::stored_json::Document;
 use super::{audiences, computed_traits};
 use crate::{CredentialKind, StoreError};
 
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -521,6 +521,33 @@ fn envelop(
     Ok(())
 }
 
+/// Goal-based recommendations: definitions (with their status and quality figures) and each
+/// user's list. The lists are also written into `computed_traits` as `<key>` and
+/// `<key>_is_control`, so the Profile API reads them like any computed trait.
+const V10: &str = "
+CREATE TABLE goal_definitions (
+    id          INTEGER PRIMARY KEY,
+    key         TEXT    NOT NULL UNIQUE,
+    definition  TEXT    NOT NULL,
+    status      TEXT    NOT NULL,
+    error       TEXT,
+    created_at  INTEGER NOT NULL,
+    computed_at INTEGER,
+    started_at  INTEGER,
+    model_id    INTEGER,
+    users       INTEGER NOT NULL DEFAULT 0,
+    quality     TEXT
+);
+CREATE TABLE goal_results (
+    goal_id     INTEGER NOT NULL,
+    profile_id  INTEGER NOT NULL,
+    items       TEXT    NOT NULL,
+    is_control  INTEGER NOT NULL,
+    computed_at INTEGER NOT NULL,
+    PRIMARY KEY (goal_id, profile_id)
+) WITHOUT ROWID;
+";
+
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > SCHEMA_VERSION {
@@ -567,6 +594,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if found < 9 {
         tx.execute_batch(V9)?;
         number_snapshots(&tx)?;
+    }
+    if found < 10 {
+        tx.execute_batch(V10)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

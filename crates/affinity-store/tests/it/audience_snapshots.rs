@@ -217,6 +217,9 @@ fn a_v8_store_s_chains_become_audiences_with_numbered_snapshots() {
             [envelope("spec", &spec)],
         )
         .expect("v8 failed row");
+        // v10's tables did not exist in a v8 store.
+        conn.execute_batch("DROP TABLE goal_definitions; DROP TABLE goal_results")
+            .expect("as v8");
         conn.pragma_update(None, "user_version", 8)
             .expect("user_version");
     }
@@ -226,7 +229,7 @@ fn a_v8_store_s_chains_become_audiences_with_numbered_snapshots() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     let ids: Vec<i64> = store
         .audiences()
         .expect("list")

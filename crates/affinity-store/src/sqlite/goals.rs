@@ -1,0 +1,325 @@
+//! Goal-based recommendation definitions, each user's list, and the scan of the events a goal
+//! learns from.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, params};
+use serde_json::Value;
+
+use super::SqliteStore;
+use super::stored_json::Document;
+use crate::{GoalRecord, GoalResult, GoalStore, StoreError, StoredGoalList};
+
+/// A goal's definition, as the API received it.
+pub(super) const DEFINITION: Document = Document {
+    table: "goal_definitions",
+    column: "definition",
+    key: "definition",
+    version: 1,
+};
+
+/// A goal's holdout figures and the comparison of recommended and control users.
+pub(super) const QUALITY: Document = Document {
+    table: "goal_definitions",
+    column: "quality",
+    key: "quality",
+    version: 1,
+};
+
+/// Rows per transaction when writing lists: bounds how long ingest waits on the lock.
+const ROWS_PER_TRANSACTION: usize = 10_000;
+
+const COLUMNS: &str = "id, key, definition, status, error, created_at, computed_at, started_at,
+    model_id, users, quality";
+
+fn control_key(key: &str) -> String {
+    format!("{key}_is_control")
+}
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<(GoalRecord, String, Option<String>)> {
+    Ok((
+        GoalRecord {
+            id: r.get(0)?,
+            key: r.get(1)?,
+            definition: Value::Null,
+            status: r.get(3)?,
+            error: r.get(4)?,
+            created_at: r.get(5)?,
+            computed_at: r.get(6)?,
+            started_at: r.get(7)?,
+            model_id: r.get(8)?,
+            users: r.get(9)?,
+            quality: None,
+        },
+        r.get(2)?,
+        r.get(10)?,
+    ))
+}
+
+fn decoded(
+    (mut goal, definition, quality): (GoalRecord, String, Option<String>),
+) -> Result<GoalRecord, StoreError> {
+    goal.definition = DEFINITION.decode(goal.id, &definition)?;
+    goal.quality = quality.map(|q| QUALITY.decode(goal.id, &q)).transpose()?;
+    Ok(goal)
+}
+
+impl GoalStore for SqliteStore {
+    fn create_goal(
+        &self,
+        key: &str,
+        definition: &Value,
+        created_at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let conn = self.write_conn()?;
+        // One statement, so two concurrent creations of one key cannot both succeed.
+        let n = conn.execute(
+            "INSERT INTO goal_definitions (key, definition, status, created_at)
+             VALUES (?1, ?2, 'computing', ?3) ON CONFLICT (key) DO NOTHING",
+            params![key, DEFINITION.encode(definition)?, created_at],
+        )?;
+        Ok((n == 1).then(|| conn.last_insert_rowid()))
+    }
+
+    fn goal(&self, id: i64) -> Result<Option<GoalRecord>, StoreError> {
+        let row = self.read(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {COLUMNS} FROM goal_definitions WHERE id = ?1"),
+                [id],
+                record,
+            )
+            .optional()?)
+        })?;
+        row.map(decoded).transpose()
+    }
+
+    fn goals(&self) -> Result<Vec<GoalRecord>, StoreError> {
+        let rows = self.read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM goal_definitions ORDER BY id"
+            ))?;
+            let rows = stmt.query_map([], record)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })?;
+        rows.into_iter().map(decoded).collect()
+    }
+
+    fn set_goal_status(
+        &self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.write_conn()?;
+        let n = conn.execute(
+            "UPDATE goal_definitions SET status = ?2, error = ?3 WHERE id = ?1",
+            params![id, status, error],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn put_goal_results(
+        &self,
+        id: i64,
+        key: &str,
+        results: &[GoalResult],
+        computed_at: i64,
+    ) -> Result<bool, StoreError> {
+        let control = control_key(key);
+        let mut conn = self.write_conn()?;
+        for chunk in results.chunks(ROWS_PER_TRANSACTION) {
+            let tx = conn.transaction()?;
+            let exists = tx
+                .query_row("SELECT 1 FROM goal_definitions WHERE id = ?1", [id], |_| {
+                    Ok(())
+                })
+                .optional()?
+                .is_some();
+            if !exists {
+                return Ok(false);
+            }
+            {
+                let mut list = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO goal_results
+                     (goal_id, profile_id, items, is_control, computed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let mut put_trait = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO computed_traits (profile_id, name, value, updated_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for r in chunk {
+                    let items: Vec<Value> = r
+                        .values
+                        .iter()
+                        .zip(&r.scores)
+                        .map(|(v, s)| Value::Array(vec![Value::from(v.as_str()), Value::from(*s)]))
+                        .collect();
+                    list.execute(params![
+                        id,
+                        r.profile_id,
+                        Value::Array(items).to_string(),
+                        r.is_control,
+                        computed_at
+                    ])?;
+                    let values = Value::from(r.values.clone());
+                    put_trait.execute(params![
+                        r.profile_id,
+                        key,
+                        values.to_string(),
+                        computed_at
+                    ])?;
+                    put_trait.execute(params![
+                        r.profile_id,
+                        control,
+                        Value::Bool(r.is_control).to_string(),
+                        computed_at
+                    ])?;
+                }
+            }
+            tx.commit()?;
+        }
+        Ok(true)
+    }
+
+    fn finish_goal(
+        &self,
+        id: i64,
+        key: &str,
+        computed_at: i64,
+        model_id: Option<i64>,
+        users: usize,
+        quality: &Value,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE goal_definitions SET status = 'live', error = NULL, computed_at = ?2,
+                 started_at = COALESCE(started_at, ?2), model_id = ?3, users = ?4, quality = ?5
+             WHERE id = ?1",
+            params![
+                id,
+                computed_at,
+                model_id,
+                users as i64,
+                QUALITY.encode(quality)?
+            ],
+        )?;
+        let live = n == 1;
+        // Deleted meanwhile: every list of this run goes too.
+        let (results, traits) = if live {
+            (
+                "DELETE FROM goal_results WHERE goal_id = ?1 AND computed_at <> ?2",
+                "DELETE FROM computed_traits WHERE name = ?1 AND updated_at <> ?2",
+            )
+        } else {
+            (
+                "DELETE FROM goal_results WHERE goal_id = ?1 AND ?2 = ?2",
+                "DELETE FROM computed_traits WHERE name = ?1 AND ?2 = ?2",
+            )
+        };
+        tx.execute(results, params![id, computed_at])?;
+        for name in [key.to_string(), control_key(key)] {
+            tx.execute(traits, params![name, computed_at])?;
+        }
+        tx.commit()?;
+        Ok(live)
+    }
+
+    fn goal_list(&self, id: i64, profile_id: i64) -> Result<Option<StoredGoalList>, StoreError> {
+        let row: Option<(String, bool, i64)> = self.read(|c| {
+            Ok(c.query_row(
+                "SELECT items, is_control, computed_at FROM goal_results
+                 WHERE goal_id = ?1 AND profile_id = ?2",
+                params![id, profile_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+        })?;
+        let Some((text, is_control, computed_at)) = row else {
+            return Ok(None);
+        };
+        let corrupt = || StoreError::Corrupt(format!("goal_results ({id}, {profile_id})"));
+        let pairs: Vec<(String, f64)> = serde_json::from_str(&text).map_err(|_| corrupt())?;
+        Ok(Some(StoredGoalList {
+            items: pairs,
+            is_control,
+            computed_at,
+        }))
+    }
+
+    fn delete_goal(&self, id: i64) -> Result<bool, StoreError> {
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        let key: Option<String> = tx
+            .query_row(
+                "SELECT key FROM goal_definitions WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(key) = key else {
+            return Ok(false);
+        };
+        tx.execute("DELETE FROM goal_definitions WHERE id = ?1", [id])?;
+        tx.execute("DELETE FROM goal_results WHERE goal_id = ?1", [id])?;
+        tx.execute(
+            "DELETE FROM computed_traits WHERE name = ?1 OR name = ?2",
+            params![key, control_key(&key)],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn fail_unfinished_goals(&self, reason: &str) -> Result<usize, StoreError> {
+        let conn = self.write_conn()?;
+        Ok(conn.execute(
+            "UPDATE goal_definitions SET status = 'failed', error = ?1 WHERE status = 'computing'",
+            [reason],
+        )?)
+    }
+
+    fn scan_goal_events(
+        &self,
+        events: &[&str],
+        f: &mut dyn FnMut(usize, i64, i64, &Value),
+    ) -> Result<u64, StoreError> {
+        self.read(|c| {
+            // Profiles merged since their events were stored count for the survivor.
+            let mut merged: HashMap<i64, i64> = HashMap::new();
+            let mut stmt =
+                c.prepare("SELECT id, merged_into FROM profiles WHERE merged_into IS NOT NULL")?;
+            for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+                let (from, into) = row?;
+                merged.insert(from, into);
+            }
+            let mut scanned = 0u64;
+            let mut stmt = c.prepare(
+                "SELECT profile_id, timestamp, raw FROM events
+                 WHERE event = ?1 AND type = 'track' ORDER BY seq",
+            )?;
+            for (index, event) in events.iter().enumerate() {
+                let mut rows = stmt.query([event])?;
+                while let Some(row) = rows.next()? {
+                    let profile: i64 = row.get(0)?;
+                    let timestamp: i64 = row.get(1)?;
+                    let raw = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+                    let Ok(message) = serde_json::from_str::<Tracked>(raw) else {
+                        continue;
+                    };
+                    let profile = merged.get(&profile).copied().unwrap_or(profile);
+                    f(index, profile, timestamp, &message.properties);
+                    scanned += 1;
+                }
+            }
+            Ok(scanned)
+        })
+    }
+}
+
+/// The part of a stored track message a goal reads.
+#[derive(serde::Deserialize)]
+struct Tracked {
+    #[serde(default)]
+    properties: Value,
+}
