@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from ml100k_to_segment import rows  # noqa: E402
 
+from ease_baseline import ease_fit  # noqa: E402  (same folder)
 from ranking_metrics import K, ndcg  # noqa: E402  (same folder)
 
 EASE_LAMBDA = 250.0
@@ -111,16 +112,7 @@ def score(out, url, token):
         if not body["is_control"]:
             goal_rec.append(value)
 
-    x = np.zeros((len(views), len(items)))
-    rows_of = {}
-    for r, (u, h) in enumerate(sorted(views.items())):
-        rows_of[u] = r
-        x[r, [index[i] for i in h]] = 1.0
-    gram = x.T @ x + EASE_LAMBDA * np.eye(len(items))
-    p = np.linalg.inv(gram)
-    b = -p / np.diag(p)
-    np.fill_diagonal(b, 0.0)
-    scores = x @ b
+    x, rows_of, scores = ease_fit(views, index, len(items), EASE_LAMBDA)
     n_views = x.sum(axis=0)
     n_likes = np.zeros(len(items))
     for h in likes.values():

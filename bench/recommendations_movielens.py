@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from ml100k_to_segment import rated, rows  # noqa: E402
 
+from ease_baseline import ease_fit  # noqa: E402  (same folder)
 from ranking_metrics import K, ndcg  # noqa: E402  (same folder)
 EASE_LAMBDA = 250.0
 TEST_SHARE = 0.2
@@ -96,16 +97,7 @@ def score(out, url, token):
         seen_share.append(sum(r in seen for r in recs) / K)
 
     # Baselines on the same 80%: EASE (Steck 2019) and popularity, seen items excluded.
-    x = np.zeros((len(history), len(items)))
-    rows_of = {}
-    for r, (u, h) in enumerate(sorted(history.items())):
-        rows_of[u] = r
-        x[r, [index[i] for i in h]] = 1.0
-    gram = x.T @ x + EASE_LAMBDA * np.eye(len(items))
-    p = np.linalg.inv(gram)
-    b = -p / np.diag(p)
-    np.fill_diagonal(b, 0.0)
-    scores = x @ b
+    x, rows_of, scores = ease_fit(history, index, len(items), EASE_LAMBDA)
     popularity = x.sum(axis=0)
     ease, pop = [], []
     for u in users:

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::SqliteStore;
 use super::stored_json::Document;
+use super::track_scan::scan_tracked;
 use crate::{CatalogStore, Meta, StoreError};
 
 const CONFIG_KEY: &str = "catalog_config";
@@ -38,35 +39,10 @@ impl CatalogStore for SqliteStore {
         config: &CatalogConfig,
     ) -> Result<u64, StoreError> {
         self.read(|c| {
-            // Profiles merged since their events were stored count for the survivor.
-            let mut merged: HashMap<i64, i64> = HashMap::new();
-            let mut stmt =
-                c.prepare("SELECT id, merged_into FROM profiles WHERE merged_into IS NOT NULL")?;
-            for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
-                let (from, into) = row?;
-                merged.insert(from, into);
-            }
-            let mut scanned = 0u64;
-            let mut stmt = c.prepare(
-                "SELECT profile_id, timestamp, raw FROM events
-                 WHERE event = ?1 AND type = 'track' ORDER BY seq",
-            )?;
-            for (index, event) in config.events.iter().enumerate() {
-                let mut rows = stmt.query([&event.name])?;
-                while let Some(row) = rows.next()? {
-                    let profile: i64 = row.get(0)?;
-                    let timestamp: i64 = row.get(1)?;
-                    let raw = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
-                    // Only `properties` is built as a value; the rest of the message (context,
-                    // traits…) is skipped by the parser instead of being allocated.
-                    let Ok(message) = serde_json::from_str::<Tracked>(raw) else {
-                        continue;
-                    };
-                    let profile = merged.get(&profile).copied().unwrap_or(profile);
-                    builder.add_event(profile, index, timestamp, &message.properties);
-                    scanned += 1;
-                }
-            }
+            let names: Vec<&str> = config.events.iter().map(|e| e.name.as_str()).collect();
+            let scanned = scan_tracked(c, &names, &mut |index, profile, timestamp, properties| {
+                builder.add_event(profile, index, timestamp, properties)
+            })?;
             let mut stmt =
                 c.prepare("SELECT item_id, columns FROM catalog_items ORDER BY item_id")?;
             for row in
@@ -131,11 +107,4 @@ impl CatalogStore for SqliteStore {
             Ok(out)
         })
     }
-}
-
-/// The part of a stored track message the catalog reads.
-#[derive(serde::Deserialize)]
-struct Tracked {
-    #[serde(default)]
-    properties: Value,
 }

@@ -1,13 +1,12 @@
 //! Goal-based recommendation definitions, each user's list, and the scan of the events a goal
 //! learns from.
 
-use std::collections::HashMap;
-
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
 use super::SqliteStore;
 use super::stored_json::Document;
+use super::track_scan::scan_tracked;
 use crate::{GoalRecord, GoalResult, GoalStore, StoreError, StoredGoalList};
 
 /// A goal's definition, as the API received it.
@@ -284,42 +283,6 @@ impl GoalStore for SqliteStore {
         events: &[&str],
         f: &mut dyn FnMut(usize, i64, i64, &Value),
     ) -> Result<u64, StoreError> {
-        self.read(|c| {
-            // Profiles merged since their events were stored count for the survivor.
-            let mut merged: HashMap<i64, i64> = HashMap::new();
-            let mut stmt =
-                c.prepare("SELECT id, merged_into FROM profiles WHERE merged_into IS NOT NULL")?;
-            for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
-                let (from, into) = row?;
-                merged.insert(from, into);
-            }
-            let mut scanned = 0u64;
-            let mut stmt = c.prepare(
-                "SELECT profile_id, timestamp, raw FROM events
-                 WHERE event = ?1 AND type = 'track' ORDER BY seq",
-            )?;
-            for (index, event) in events.iter().enumerate() {
-                let mut rows = stmt.query([event])?;
-                while let Some(row) = rows.next()? {
-                    let profile: i64 = row.get(0)?;
-                    let timestamp: i64 = row.get(1)?;
-                    let raw = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
-                    let Ok(message) = serde_json::from_str::<Tracked>(raw) else {
-                        continue;
-                    };
-                    let profile = merged.get(&profile).copied().unwrap_or(profile);
-                    f(index, profile, timestamp, &message.properties);
-                    scanned += 1;
-                }
-            }
-            Ok(scanned)
-        })
+        self.read(|c| scan_tracked(c, events, f))
     }
-}
-
-/// The part of a stored track message a goal reads.
-#[derive(serde::Deserialize)]
-struct Tracked {
-    #[serde(default)]
-    properties: Value,
 }

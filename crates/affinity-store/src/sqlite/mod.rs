@@ -14,6 +14,7 @@ mod outbox;
 mod profiles;
 mod schema;
 mod stored_json;
+mod track_scan;
 mod writer;
 
 use std::path::{Path, PathBuf};
