@@ -22,31 +22,22 @@ seeds=${1:-0 1 2}
 out=bench/out/goals-movielens
 mkdir -p "$out"
 data=$(scripts/fetch-ml100k.sh | tail -1)
-if [[ ! -x bench/.venv/bin/python ]] || ! bench/.venv/bin/python -c 'import numpy' 2>/dev/null; then
-  python3 -m venv bench/.venv
-  bench/.venv/bin/pip install --quiet --disable-pip-version-check numpy
-fi
-py=bench/.venv/bin/python
 helper=bench/goals_movielens.py
 cargo build --release -q -p affinity-cli
 bin=target/release/affinity
-export AFFINITY_WRITE_KEYS=wk_bench AFFINITY_ADMIN_TOKEN=adm_bench AFFINITY_PROFILE_TOKEN=prf_bench RUST_LOG=info
-server=
-trap '[[ -n $server ]] && kill $server 2>/dev/null || true' EXIT
+source bench/http_bench.sh
+py=$(numpy_python)
 rows=()
 for seed in $seeds; do
   dir=$out/seed$seed
   rm -rf "$dir"; mkdir -p "$dir"
   $py $helper split "$data" "$seed" "$dir"
   $bin --data-dir "$dir/data" import "$dir/train.jsonl" --json > "$dir/import.json"
-  $bin serve --listen 127.0.0.1:0 --data-dir "$dir/data" > "$dir/serve.log" 2>&1 &
-  server=$!
-  for _ in $(seq 100); do grep -q "listening on" "$dir/serve.log" && break; sleep 0.1; done
-  url=$(grep -o "http://[0-9.:]*" "$dir/serve.log" | head -1)
+  start_server "$dir/data" "$dir/serve.log"
   started=$(date +%s)
   $py $helper score "$dir" "$url" adm_bench > "$out/seed$seed.json"
   echo "seed $seed: done after $(( $(date +%s) - started ))s" >&2
-  kill $server; wait $server 2>/dev/null || true; server=
+  stop_server
   rows+=("$out/seed$seed.json")
 done
 echo

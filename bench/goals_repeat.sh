@@ -22,22 +22,17 @@ mkdir -p "$out"
 py=python3
 cargo build --release -q -p affinity-cli
 bin=target/release/affinity
-export AFFINITY_WRITE_KEYS=wk_bench AFFINITY_ADMIN_TOKEN=adm_bench AFFINITY_PROFILE_TOKEN=prf_bench RUST_LOG=info
-server=
-trap '[[ -n $server ]] && kill $server 2>/dev/null || true' EXIT
+source bench/http_bench.sh
 rows=()
 for seed in $seeds; do
   dir=$out/seed$seed
   rm -rf "$dir"; mkdir -p "$dir"
   $bin generate --repeat --seed "$seed" "${size[@]}" -o "$dir/all.jsonl" 2> "$dir/generate.log"
   $py bench/recommendations_repeat.py split "$dir/all.jsonl" "$dir"
-  $bin serve --listen 127.0.0.1:0 --data-dir "$dir/data" > "$dir/serve.log" 2>&1 &
-  server=$!
-  for _ in $(seq 100); do grep -q "listening on" "$dir/serve.log" && break; sleep 0.1; done
-  url=$(grep -o "http://[0-9.:]*" "$dir/serve.log" | head -1)
+  start_server "$dir/data" "$dir/serve.log"
   $py bench/recommendations_repeat.py send "$dir" "$url" wk_bench
   $py bench/goals_repeat.py score "$dir" "$url" adm_bench > "$out/seed$seed.json"
-  kill $server; wait $server 2>/dev/null || true; server=
+  stop_server
   rows+=("$out/seed$seed.json")
 done
 echo

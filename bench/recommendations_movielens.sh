@@ -19,11 +19,6 @@ seeds=${1:-0 1 2 3 4}
 out=bench/out/recs-movielens
 mkdir -p "$out"
 data=$(scripts/fetch-ml100k.sh | tail -1)
-if [[ ! -x bench/.venv/bin/python ]] || ! bench/.venv/bin/python -c 'import numpy' 2>/dev/null; then
-  python3 -m venv bench/.venv
-  bench/.venv/bin/pip install --quiet --disable-pip-version-check numpy
-fi
-py=bench/.venv/bin/python
 helper=bench/recommendations_movielens.py
 catalog=examples/movielens-catalog.json
 if grep -q model_selection "$catalog"; then
@@ -31,9 +26,8 @@ if grep -q model_selection "$catalog"; then
 fi
 cargo build --release -q -p affinity-cli
 bin=target/release/affinity
-export AFFINITY_WRITE_KEYS=wk_bench AFFINITY_ADMIN_TOKEN=adm_bench AFFINITY_PROFILE_TOKEN=prf_bench RUST_LOG=info
-server=
-trap '[[ -n $server ]] && kill $server 2>/dev/null || true' EXIT
+source bench/http_bench.sh
+py=$(numpy_python)
 rows=()
 for seed in $seeds; do
   dir=$out/seed$seed
@@ -41,10 +35,7 @@ for seed in $seeds; do
   $py $helper split "$data" "$seed" "$dir"
   $bin --data-dir "$dir/data" import "$dir/train.jsonl" --json > "$dir/import.json"
   $bin --data-dir "$dir/data" catalog "$catalog" > /dev/null
-  $bin serve --listen 127.0.0.1:0 --data-dir "$dir/data" > "$dir/serve.log" 2>&1 &
-  server=$!
-  for _ in $(seq 100); do grep -q "listening on" "$dir/serve.log" && break; sleep 0.1; done
-  url=$(grep -o "http://[0-9.:]*" "$dir/serve.log" | head -1)
+  start_server "$dir/data" "$dir/serve.log"
   started=$(date +%s)
   until curl -s -H "Authorization: Bearer adm_bench" "$url/api/v1/models" | grep -q '"status":"ready"'; do
     kill -0 $server 2>/dev/null || { echo "server exited; see $dir/serve.log" >&2; exit 1; }
@@ -52,7 +43,7 @@ for seed in $seeds; do
   done
   echo "seed $seed: model ready after $(( $(date +%s) - started ))s; reading recommendations ..." >&2
   $py $helper score "$dir" "$url" adm_bench > "$out/seed$seed.json"
-  kill $server; wait $server 2>/dev/null || true; server=
+  stop_server
   rows+=("$out/seed$seed.json")
 done
 echo

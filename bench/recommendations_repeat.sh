@@ -34,10 +34,8 @@ if grep -q model_selection "$catalog"; then
 fi
 cargo build --release -q -p affinity-cli
 bin=target/release/affinity
-export AFFINITY_WRITE_KEYS=wk_bench AFFINITY_ADMIN_TOKEN=adm_bench AFFINITY_PROFILE_TOKEN=prf_bench RUST_LOG=info
+source bench/http_bench.sh
 auth=(-H "Authorization: Bearer adm_bench")
-server=
-trap '[[ -n $server ]] && kill $server 2>/dev/null || true' EXIT
 rows=()
 for seed in $seeds; do
   dir=$out/seed$seed
@@ -45,10 +43,7 @@ for seed in $seeds; do
   $bin generate --repeat --seed "$seed" "${size[@]}" ${extra[@]+"${extra[@]}"} -o "$dir/all.jsonl" 2> "$dir/generate.log"
   $py $helper split "$dir/all.jsonl" "$dir"
   $bin --data-dir "$dir/data" catalog "$catalog" > /dev/null
-  $bin serve --listen 127.0.0.1:0 --data-dir "$dir/data" > "$dir/serve.log" 2>&1 &
-  server=$!
-  for _ in $(seq 100); do grep -q "listening on" "$dir/serve.log" && break; sleep 0.1; done
-  url=$(grep -o "http://[0-9.:]*" "$dir/serve.log" | head -1)
+  start_server "$dir/data" "$dir/serve.log"
   $py $helper send "$dir" "$url" wk_bench
   started=$(date +%s)
   id=$(curl -sf -X POST "${auth[@]}" "$url/api/v1/models/train" | $py -c 'import json,sys; print(json.load(sys.stdin)["model_id"])')
@@ -62,7 +57,7 @@ for seed in $seeds; do
   echo "seed $seed: model $id ready after $(( $(date +%s) - started ))s; reading recommendations ..." >&2
   curl -sf "${auth[@]}" "$url/api/v1/models/$id" > "$dir/model.json"
   $py $helper score "$dir" "$url" adm_bench > "$out/seed$seed.json"
-  kill $server; wait $server 2>/dev/null || true; server=
+  stop_server
   rows+=("$out/seed$seed.json")
 done
 echo
