@@ -156,17 +156,7 @@ fn moments(scores: &[f32]) -> (f64, f64) {
 mod tests {
     use super::*;
 
-    /// A model that gives every user the same fixed scores.
-    struct Fixed(Vec<f32>);
-
-    impl Recommender for Fixed {
-        fn n_items(&self) -> usize {
-            self.0.len()
-        }
-        fn score_items(&self, _: u32) -> Result<Vec<f32>> {
-            Ok(self.0.clone())
-        }
-    }
+    use crate::recommender::Fixed;
 
     #[test]
     fn scales_do_not_matter_weights_do() {

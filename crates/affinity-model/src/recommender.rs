@@ -103,6 +103,21 @@ pub(crate) fn check_user(user: u32, n_users: usize) -> Result<usize> {
     }
 }
 
+/// A model that gives every user the same fixed scores: the base under test of the layers
+/// over a model (`blend`, `repeat`).
+#[cfg(test)]
+pub(crate) struct Fixed(pub Vec<f32>);
+
+#[cfg(test)]
+impl Recommender for Fixed {
+    fn n_items(&self) -> usize {
+        self.0.len()
+    }
+    fn score_items(&self, _: u32) -> Result<Vec<f32>> {
+        Ok(self.0.clone())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {

@@ -332,16 +332,7 @@ mod tests {
     use super::*;
     use crate::recommender::top_k_excluding;
 
-    struct Fixed(Vec<f32>);
-
-    impl Recommender for Fixed {
-        fn n_items(&self) -> usize {
-            self.0.len()
-        }
-        fn score_items(&self, _: u32) -> Result<Vec<f32>> {
-            Ok(self.0.clone())
-        }
-    }
+    use crate::recommender::Fixed;
 
     /// One user who has items 0 (bought 3 times long ago), 1 (once, yesterday), 2 (once,
     /// long ago); the base model likes the known items best, as models that reconstruct
