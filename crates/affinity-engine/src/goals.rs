@@ -488,12 +488,14 @@ impl Engine {
         &self,
         mut definition: GoalDefinition,
     ) -> Result<(GoalView, Vec<String>)> {
-        let (problems, warnings) = self.goal_problems(&definition).await?;
+        let (mut problems, warnings) = self.goal_problems(&definition).await?;
+        let ids = definition.destination_ids(&mut Vec::new());
+        let (destinations, unknown) = self.known_destinations(ids).await?;
+        problems.extend(unknown);
         if !problems.is_empty() {
             return Err(EngineError::invalid(Invalid::Goal, problems));
         }
-        let ids = definition.destination_ids(&mut Vec::new());
-        definition.destinations = self.known_destinations(ids, Invalid::Goal).await?;
+        definition.destinations = destinations;
         let saved =
             serde_json::to_value(&definition).map_err(|e| EngineError::Internal(e.to_string()))?;
         let key = definition.key();

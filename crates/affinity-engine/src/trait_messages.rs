@@ -23,7 +23,7 @@ use crate::Engine;
 use crate::clock::now_ms;
 use crate::destinations::resolve_ids;
 use crate::engine::blocking;
-use crate::error::{EngineError, Invalid, Result};
+use crate::error::{EngineError, Invalid, Problem, Result};
 use crate::goals::GoalView;
 use crate::traits::TraitView;
 
@@ -137,20 +137,15 @@ fn profile_trait_messages(
 }
 
 impl Engine {
-    /// The destinations `ids` as a definition stores them (text), or a 422 naming every one
-    /// that is unknown.
+    /// The destinations `ids` as a definition stores them (text), and a problem naming each
+    /// one that is unknown.
     pub(crate) async fn known_destinations(
         &self,
         ids: Vec<String>,
-        kind: Invalid,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<(Vec<Value>, Vec<Problem>)> {
         let store = self.store.clone();
         let (resolved, problems) = blocking(move || resolve_ids(&store, &ids)).await?;
-        if problems.is_empty() {
-            Ok(as_values(&resolved))
-        } else {
-            Err(EngineError::invalid(kind, problems))
-        }
+        Ok((as_values(&resolved), problems))
     }
 
     /// Replaces the destinations of trait `name`. One newly added first receives every

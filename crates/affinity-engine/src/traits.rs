@@ -383,12 +383,14 @@ impl Engine {
     /// Validates, stores, and queues a computation at once when a model serves. A name
     /// already defined is refused (`TraitExists`): changing a trait is an update.
     pub async fn define_trait(&self, mut definition: TraitDefinition) -> Result<TraitStatus> {
-        let problems = self.trait_problems(&definition).await?;
+        let mut problems = self.trait_problems(&definition).await?;
+        let ids = definition.destination_ids(&mut Vec::new());
+        let (destinations, unknown) = self.known_destinations(ids).await?;
+        problems.extend(unknown);
         if !problems.is_empty() {
             return Err(EngineError::invalid(Invalid::Trait, problems));
         }
-        let ids = definition.destination_ids(&mut Vec::new());
-        definition.destinations = self.known_destinations(ids, Invalid::Trait).await?;
+        definition.destinations = destinations;
         let store = self.store.clone();
         let saved =
             serde_json::to_value(&definition).map_err(|e| EngineError::Task(e.to_string()))?;

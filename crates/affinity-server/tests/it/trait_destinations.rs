@@ -83,11 +83,13 @@ async fn trait_changes_reach_the_destinations_and_a_new_destination_gets_every_v
     let hook = webhook(&app, &first, json!({})).await;
     let late = webhook(&app, &second, json!({"name": "ads"})).await;
 
-    let mut body = json!({"name": "top_brands", "column": "brand", "k": 3,
+    // Unknown destinations are listed with every other problem.
+    let mut body = json!({"name": "top_brands", "column": "brand", "k": 0,
                           "destinations": ["999"]});
     let (s, b) = post(&app, "/api/v1/traits", body.clone()).await;
     assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "\"999\"");
-    assert_eq!(problem_fields(&b), vec!["destinations"]);
+    assert_eq!(problem_fields(&b), vec!["k", "destinations"]);
+    body["k"] = json!(3);
     body["destinations"] = json!([hook["id"]]);
     let (s, b) = post(&app, "/api/v1/traits", body).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");

@@ -51,3 +51,17 @@ pub(super) fn is_change(before: Option<&str>, after: &str) -> bool {
         None => after != "[]",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_change;
+
+    #[test]
+    fn a_change_is_a_different_value_or_a_first_non_empty_one() {
+        assert!(is_change(None, r#"["a"]"#));
+        assert!(!is_change(None, "[]"));
+        assert!(is_change(Some(r#"["a"]"#), "[]"));
+        assert!(is_change(Some(r#"["a","b"]"#), r#"["b","a"]"#));
+        assert!(!is_change(Some(r#"["a"]"#), r#"["a"]"#));
+    }
+}
