@@ -105,6 +105,7 @@ pub fn run(server: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
         k: 3,
         exclude_interacted: false,
         exclude: Vec::new(),
+        destinations: Vec::new(),
     };
     store.save_trait_definition(
         &definition.name,

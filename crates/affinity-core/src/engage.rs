@@ -18,6 +18,9 @@ use crate::timestamp::format_millis;
 pub enum ComputationClass {
     Audience,
     Trait,
+    /// A goal-based recommendation's list (Segment names no class for it; ours, documented
+    /// in the README).
+    GoalRecommendation,
 }
 
 impl ComputationClass {
@@ -25,6 +28,7 @@ impl ComputationClass {
         match self {
             Self::Audience => "audience",
             Self::Trait => "trait",
+            Self::GoalRecommendation => "goal_recommendation",
         }
     }
 }
@@ -35,6 +39,16 @@ pub struct Computation {
     pub class: ComputationClass,
     pub id: i64,
     /// The audience key (snake_case of its name) or the trait's name.
+    pub key: String,
+}
+
+/// A computation that writes profile traits (a trait, a goal's list), named by a string id:
+/// a trait is known by its name, a goal by its number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileComputation {
+    pub class: ComputationClass,
+    pub id: String,
+    /// The trait key the values are sent under (the trait's name, the goal's key).
     pub key: String,
 }
 
@@ -96,12 +110,30 @@ pub fn message_id(
     user_id: &str,
     kind: &str,
 ) -> String {
+    hashed_id(
+        destination_id,
+        computation.class,
+        &computation.id.to_string(),
+        snapshot,
+        user_id,
+        kind,
+    )
+}
+
+fn hashed_id(
+    destination_id: i64,
+    class: ComputationClass,
+    computation_id: &str,
+    snapshot: i64,
+    user_id: &str,
+    kind: &str,
+) -> String {
     let mut h = Sha256::new();
     // Length-prefixed parts: no choice of user id can make two tuples hash alike.
     for part in [
         destination_id.to_string().as_str(),
-        computation.class.as_str(),
-        computation.id.to_string().as_str(),
+        class.as_str(),
+        computation_id,
         snapshot.to_string().as_str(),
         user_id,
         kind,
@@ -117,7 +149,7 @@ pub fn message_id(
 #[derive(Serialize)]
 struct Personas<'a> {
     computation_class: &'static str,
-    computation_id: String,
+    computation_id: &'a str,
     computation_key: &'a str,
 }
 
@@ -153,12 +185,12 @@ struct Body<'a> {
     timestamp: String,
 }
 
-fn context(c: &Computation) -> Context<'_> {
+fn context<'a>(class: ComputationClass, id: &'a str, key: &'a str) -> Context<'a> {
     Context {
         personas: Personas {
-            computation_class: c.class.as_str(),
-            computation_id: c.id.to_string(),
-            computation_key: &c.key,
+            computation_class: class.as_str(),
+            computation_id: id,
+            computation_key: key,
         },
         library: Library {
             name: "affinity",
@@ -188,6 +220,7 @@ pub fn audience_messages(
         Change::Exited => ("identify_exited", "track_exited", "Audience Exited"),
     };
     let key = audience.key.as_str();
+    let audience_id = audience.id.to_string();
     let timestamp = format_millis(timestamp_ms);
     let identify_id = message_id(destination_id, audience, snapshot, who.key(), identify_kind);
     let mut traits = Map::new();
@@ -200,7 +233,7 @@ pub fn audience_messages(
         event: None,
         traits: Some(traits),
         properties: None,
-        context: context(audience),
+        context: context(audience.class, &audience_id, key),
         timestamp: timestamp.clone(),
     };
     let track_id = message_id(destination_id, audience, snapshot, who.key(), track_kind);
@@ -215,7 +248,7 @@ pub fn audience_messages(
         event: Some(event),
         traits: None,
         properties: Some(properties),
-        context: context(audience),
+        context: context(audience.class, &audience_id, key),
         timestamp,
     };
     [
@@ -230,19 +263,25 @@ pub fn audience_messages(
     ]
 }
 
-/// The `identify` of a trait's new value for one profile; `version` tells one computation's
-/// value from the next (the run's time), as a snapshot does for audiences.
-pub fn trait_message(
+/// The `identify` telling a destination a profile's traits computed by `computation` changed
+/// (a trait's values; a goal's list with its control flag). `version` is the run that wrote
+/// them, as a snapshot is for audiences, and the message's time: a message written again
+/// for the same run is the same message, byte for byte.
+pub fn profile_traits_message(
     destination_id: i64,
-    computation: &Computation,
+    computation: &ProfileComputation,
     version: i64,
     who: Recipient<'_>,
-    value: &Value,
-    timestamp_ms: i64,
+    traits: Map<String, Value>,
 ) -> EngageMessage {
-    let id = message_id(destination_id, computation, version, who.key(), "identify");
-    let mut traits = Map::new();
-    traits.insert(computation.key.clone(), value.clone());
+    let id = hashed_id(
+        destination_id,
+        computation.class,
+        &computation.id,
+        version,
+        who.key(),
+        "identify",
+    );
     let body = Body {
         kind: "identify",
         message_id: &id,
@@ -251,8 +290,8 @@ pub fn trait_message(
         event: None,
         traits: Some(traits),
         properties: None,
-        context: context(computation),
-        timestamp: format_millis(timestamp_ms),
+        context: context(computation.class, &computation.id, &computation.key),
+        timestamp: format_millis(version),
     };
     EngageMessage {
         body: encode(&body),
@@ -365,5 +404,41 @@ mod tests {
         }
         let distinct: std::collections::HashSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[test]
+    fn a_trait_change_is_an_identify_with_its_values_fixed_by_the_run() {
+        let computation = ProfileComputation {
+            class: ComputationClass::Trait,
+            id: "top_brands".into(),
+            key: "top_brands".into(),
+        };
+        let who = Recipient {
+            user_id: Some("u1"),
+            anonymous_id: None,
+        };
+        let mut traits = Map::new();
+        traits.insert("top_brands".into(), serde_json::json!(["Acme", "Bolt"]));
+        let m = profile_traits_message(3, &computation, 1_000, who, traits.clone());
+        let b: Value = serde_json::from_str(&m.body).expect("json");
+        assert_eq!(b["type"], "identify");
+        assert_eq!(
+            b["traits"],
+            serde_json::json!({"top_brands": ["Acme", "Bolt"]})
+        );
+        assert_eq!(
+            b["context"]["personas"],
+            serde_json::json!({"computation_class": "trait", "computation_id": "top_brands",
+                               "computation_key": "top_brands"})
+        );
+        assert_eq!(b["timestamp"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(
+            m,
+            profile_traits_message(3, &computation, 1_000, who, traits.clone())
+        );
+        let other_run = profile_traits_message(3, &computation, 2_000, who, traits.clone());
+        let other_destination = profile_traits_message(4, &computation, 1_000, who, traits);
+        assert_ne!(m.message_id, other_run.message_id);
+        assert_ne!(m.message_id, other_destination.message_id);
     }
 }

@@ -34,7 +34,8 @@ pub struct GoalDefinition {
     pub control_percent: f64,
     #[serde(default)]
     pub mode: GoalMode,
-    /// Destinations are not wired to goals yet: only an empty list is accepted.
+    /// Destination ids (numbers or their text; stored as text once validated) that receive
+    /// an `identify` for each user whose list changes, control users included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<Value>,
 }
@@ -219,15 +220,17 @@ impl GoalDefinition {
                 "must be between 0 and 50 (percent of users who get a random order)".into(),
             );
         }
-        if !self.destinations.is_empty() {
-            add(
-                "destinations",
-                "not yet supported for goal recommendations: leave it out (read the list \
-                 through the API or the profile traits)"
-                    .into(),
-            );
-        }
+        self.destination_ids(&mut out);
         out
+    }
+
+    /// The destination ids as text (whether each exists is the engine's to check); a list
+    /// that is not one of ids is a problem in `out`.
+    pub fn destination_ids(&self, out: &mut Vec<(String, String)>) -> Vec<String> {
+        crate::destination::parse_destination_ids(
+            Some(&Value::Array(self.destinations.clone())),
+            out,
+        )
     }
 
     /// Whether an outcome event's properties meet every condition.

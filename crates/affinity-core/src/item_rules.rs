@@ -119,6 +119,10 @@ pub struct TraitDefinition {
     pub exclude_interacted: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<ItemRule>,
+    /// Destination ids (numbers or their text; stored as text once validated) that receive
+    /// an `identify` for each profile whose values change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<Value>,
 }
 
 fn item_id_column() -> String {
@@ -161,6 +165,16 @@ impl TraitDefinition {
                 out.push((format!("exclude[{i}]"), p));
             }
         }
+        self.destination_ids(&mut out);
         out
+    }
+
+    /// The destination ids as text (whether each exists is the engine's to check); a list
+    /// that is not one of ids is a problem in `out`.
+    pub fn destination_ids(&self, out: &mut Vec<(String, String)>) -> Vec<String> {
+        crate::destination::parse_destination_ids(
+            Some(&Value::Array(self.destinations.clone())),
+            out,
+        )
     }
 }

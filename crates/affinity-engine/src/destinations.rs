@@ -100,7 +100,7 @@ pub struct DeliveryLog {
 }
 
 /// The numeric ids of `ids` that name a stored destination; the others as problems.
-fn resolve_ids(store: &SqliteStore, ids: &[String]) -> Result<(Vec<i64>, Vec<Problem>)> {
+pub(crate) fn resolve_ids(store: &SqliteStore, ids: &[String]) -> Result<(Vec<i64>, Vec<Problem>)> {
     let known: HashSet<i64> = store.destinations()?.iter().map(|d| d.id).collect();
     let mut found = Vec::new();
     let mut problems = Vec::new();

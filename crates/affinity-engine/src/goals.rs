@@ -35,6 +35,7 @@ use crate::clock::now_ms;
 use crate::engine::blocking;
 use crate::error::{EngineError, Invalid, Problem, Result};
 use crate::sync::lock;
+use crate::trait_messages::{goal_computation, with_change_outbox};
 
 /// Users written per call to the store.
 const USERS_PER_WRITE: usize = 10_000;
@@ -295,6 +296,7 @@ pub fn compute(store: &SqliteStore, id: i64, model_id: Option<i64>) -> Result<Op
         .collect();
 
     let computed_at = now_ms();
+    let computation = goal_computation(id, &record.key);
     let mut written = 0;
     for chunk in cohort.chunks(USERS_PER_WRITE) {
         let results: Vec<GoalResult> = chunk
@@ -318,7 +320,12 @@ pub fn compute(store: &SqliteStore, id: i64, model_id: Option<i64>) -> Result<Op
                 })
             })
             .collect::<Result<_, affinity_model::ModelError>>()?;
-        if !store.put_goal_results(id, &record.key, &results, computed_at)? {
+        // A user whose list changed is told to the goal's destinations, in the transaction
+        // writing the chunk.
+        let written_chunk = with_change_outbox(store, &computation, |outbox| {
+            store.put_goal_results(id, &record.key, &results, computed_at, Some(outbox))
+        })?;
+        if !written_chunk {
             return Ok(None);
         }
         written += results.len();
@@ -477,11 +484,18 @@ impl Engine {
 
     /// Validates and stores a definition, then computes it in the background. Returns it
     /// with the warnings about events and properties never received.
-    pub async fn create_goal(&self, definition: GoalDefinition) -> Result<(GoalView, Vec<String>)> {
-        let (problems, warnings) = self.goal_problems(&definition).await?;
+    pub async fn create_goal(
+        &self,
+        mut definition: GoalDefinition,
+    ) -> Result<(GoalView, Vec<String>)> {
+        let (mut problems, warnings) = self.goal_problems(&definition).await?;
+        let ids = definition.destination_ids(&mut Vec::new());
+        let (destinations, unknown) = self.known_destinations(ids).await?;
+        problems.extend(unknown);
         if !problems.is_empty() {
             return Err(EngineError::invalid(Invalid::Goal, problems));
         }
+        definition.destinations = destinations;
         let saved =
             serde_json::to_value(&definition).map_err(|e| EngineError::Internal(e.to_string()))?;
         let key = definition.key();

@@ -48,6 +48,7 @@ pub mod recommendations;
 pub mod schedule;
 mod sync;
 pub mod training;
+pub mod trait_messages;
 pub mod traits;
 pub mod work_queue;
 

@@ -23,6 +23,7 @@ use crate::error::{EngineError, Invalid, Problem, Result};
 use crate::filters;
 use crate::sync::lock;
 use crate::training::ServingModel;
+use crate::trait_messages::{trait_computation, with_change_outbox};
 
 /// Users scored together: their vectors and a block of items stay in cache.
 const USERS_PER_BATCH: usize = 256;
@@ -74,6 +75,7 @@ fn compute_unless(
     // in memory); within a chunk, batches of users in parallel (the model scores a batch
     // against cache-sized blocks of items).
     let updated_at = now_ms();
+    let computation = trait_computation(&definition.name);
     let n_users = catalog.users.len() as u32;
     for start in (0..n_users).step_by(USERS_PER_WRITE) {
         let users: Vec<u32> = (start..n_users.min(start + USERS_PER_WRITE as u32)).collect();
@@ -98,7 +100,11 @@ fn compute_unless(
         if cancelled() {
             return Ok(None);
         }
-        store.put_computed_traits(&definition.name, &values, updated_at)?;
+        // A profile whose value changed is told to the trait's destinations, in the
+        // transaction writing the chunk.
+        with_change_outbox(store, &computation, |outbox| {
+            store.put_computed_traits(&definition.name, &values, updated_at, Some(outbox))
+        })?;
     }
     if cancelled() {
         return Ok(None);
@@ -376,11 +382,15 @@ impl Engine {
 
     /// Validates, stores, and queues a computation at once when a model serves. A name
     /// already defined is refused (`TraitExists`): changing a trait is an update.
-    pub async fn define_trait(&self, definition: TraitDefinition) -> Result<TraitStatus> {
-        let problems = self.trait_problems(&definition).await?;
+    pub async fn define_trait(&self, mut definition: TraitDefinition) -> Result<TraitStatus> {
+        let mut problems = self.trait_problems(&definition).await?;
+        let ids = definition.destination_ids(&mut Vec::new());
+        let (destinations, unknown) = self.known_destinations(ids).await?;
+        problems.extend(unknown);
         if !problems.is_empty() {
             return Err(EngineError::invalid(Invalid::Trait, problems));
         }
+        definition.destinations = destinations;
         let store = self.store.clone();
         let saved =
             serde_json::to_value(&definition).map_err(|e| EngineError::Task(e.to_string()))?;

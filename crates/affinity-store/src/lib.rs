@@ -156,13 +156,26 @@ pub trait TraitStore {
     fn trait_definitions(&self) -> Result<Vec<TraitDefinitionRecord>, StoreError>;
     /// Writes values of trait `name` stamped `updated_at`, overwriting each profile's
     /// previous value in place (in bounded transactions). A recomputation calls this once per
-    /// chunk of profiles, then [`TraitStore::finish_computed_traits`].
+    /// chunk of profiles, then [`TraitStore::finish_computed_traits`]. With `outbox`, each
+    /// transaction also queues the messages of the values that differ from the stored ones
+    /// (an empty list where there was none is no change).
     fn put_computed_traits(
         &self,
         name: &str,
         values: &[(i64, Value)],
         updated_at: i64,
+        outbox: Option<&mut ChangeOutbox<'_>>,
     ) -> Result<(), StoreError>;
+    /// Replaces a definition whose values stay valid (its destinations changed) and, in the
+    /// same transaction, queues `messages` for every stored value to each of `added` (those
+    /// that exist), a bounded number at a time. `false` when there is no such trait.
+    fn set_trait_destinations(
+        &self,
+        name: &str,
+        definition: &Value,
+        added: &[i64],
+        messages: &mut TraitMessages<'_>,
+    ) -> Result<bool, StoreError>;
     /// Ends a recomputation: drops values of `name` not stamped `updated_at` (profiles the
     /// run did not reach) and records the run on the definition.
     fn finish_computed_traits(
@@ -322,13 +335,26 @@ pub trait GoalStore {
         error: Option<&str>,
     ) -> Result<bool, StoreError>;
     /// Writes lists stamped `computed_at` (in place: readers see the old list or the new
-    /// one); `false` (nothing written) when the goal was deleted meanwhile.
+    /// one); `false` (nothing written) when the goal was deleted meanwhile. With `outbox`,
+    /// each transaction also queues the messages of the users whose list or control flag
+    /// changed.
     fn put_goal_results(
         &self,
         id: i64,
         key: &str,
         results: &[GoalResult],
         computed_at: i64,
+        outbox: Option<&mut ChangeOutbox<'_>>,
+    ) -> Result<bool, StoreError>;
+    /// Replaces the definition of goal `id` (its destinations changed) and, in the same
+    /// transaction, queues `messages` for every user's current list to each of `added`
+    /// (those that exist), a bounded number at a time. `false` when there is no such goal.
+    fn set_goal_destinations(
+        &self,
+        id: i64,
+        definition: &Value,
+        added: &[i64],
+        messages: &mut TraitMessages<'_>,
     ) -> Result<bool, StoreError>;
     /// Ends a computation: drops lists not stamped `computed_at` and marks the goal live with
     /// its figures. `false` when the goal was deleted meanwhile (its lists are dropped).

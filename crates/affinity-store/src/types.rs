@@ -390,6 +390,29 @@ pub struct OutboxMessage {
     pub created_at: i64,
 }
 
+/// A profile's traits as a computation wrote them (a trait's values; a goal's list and its
+/// control flag), for the messages telling destinations: `version` is the run that wrote
+/// them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileTraits {
+    pub profile_id: i64,
+    pub version: i64,
+    pub traits: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The outbox messages telling destinations (each one stored) about profiles' traits.
+pub type TraitMessages<'a> =
+    dyn FnMut(&[i64], &[ProfileTraits]) -> Result<Vec<OutboxMessage>, crate::StoreError> + 'a;
+
+/// The messages of the values a write changes, built inside the transaction that writes
+/// them: a value is never recorded without its messages, nor the reverse.
+pub struct ChangeOutbox<'a> {
+    /// The destination ids the definition names, as stored in that transaction (a
+    /// destination added meanwhile is read, and one deleted since is skipped).
+    pub destinations: &'a dyn Fn(&serde_json::Value) -> Vec<i64>,
+    pub messages: &'a mut TraitMessages<'a>,
+}
+
 /// A destination as stored: its configuration is a versioned document (with its secrets).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DestinationRecord {

@@ -7,13 +7,12 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use affinity_core::audience::UnseenTarget;
 use affinity_core::audience::{
     AudienceSpec, MaxSize, Refresh, Target, parse_horizon, parse_target,
 };
-use affinity_core::destination::parse_destination_ids;
 use affinity_core::timestamp::format_millis;
 use affinity_engine::audience_target::RankingBasis;
 use affinity_engine::audiences::{
@@ -24,6 +23,7 @@ use affinity_engine::data::{Contribution, CurvePoint, Member, PropensityModel};
 use affinity_engine::error::Invalid;
 use affinity_engine::{EngineError, Problem};
 
+use super::destinations::DestinationsChange;
 use super::json_body;
 use crate::auth::Admin;
 use crate::params::Params;
@@ -443,13 +443,6 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(audience)))
 }
 
-/// The body of `PUT /api/v1/audiences/{id}/destinations`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DestinationsChange {
-    destinations: serde_json::Value,
-}
-
 /// `PUT /api/v1/audiences/{id}/destinations`: replaces the audience's destinations; one
 /// newly added first receives every current treatment member.
 pub async fn set_destinations(
@@ -459,11 +452,7 @@ pub async fn set_destinations(
     body: Body,
 ) -> Result<Json<AudienceBody>, ApiError> {
     let change: DestinationsChange = json_body::parse(body).await?;
-    let mut problems = Vec::new();
-    let ids = parse_destination_ids(Some(&change.destinations), &mut problems);
-    if !problems.is_empty() {
-        return Err(invalid(problems));
-    }
+    let ids = change.ids(Invalid::Audience)?;
     let audience = state
         .engine
         .set_audience_destinations(audience_id(&id)?, ids)

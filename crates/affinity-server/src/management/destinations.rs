@@ -9,17 +9,40 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use affinity_core::destination::{DestinationConfig, FileFormat};
+use affinity_core::destination::{DestinationConfig, FileFormat, parse_destination_ids};
 use affinity_core::timestamp::format_millis;
 use affinity_engine::data::{DeliveryCounts, DeliveryRecord};
 use affinity_engine::destinations::{DeliveryStatus, Destination, TestOutcome};
+use affinity_engine::error::Invalid;
+use affinity_engine::{EngineError, Problem};
 
 use super::json_body;
 use crate::auth::Admin;
 use crate::params::Params;
 use crate::{ApiError, AppState};
+
+/// The body of `PUT …/destinations` of an audience, a trait or a goal recommendation: the
+/// whole new list.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationsChange {
+    destinations: serde_json::Value,
+}
+
+impl DestinationsChange {
+    /// The ids as text, or a 422 of kind `kind` saying what the list should be.
+    pub fn ids(&self, kind: Invalid) -> Result<Vec<String>, ApiError> {
+        let mut problems = Vec::new();
+        let ids = parse_destination_ids(Some(&self.destinations), &mut problems);
+        if problems.is_empty() {
+            Ok(ids)
+        } else {
+            Err(EngineError::invalid(kind, problems.into_iter().map(Problem::from)).into())
+        }
+    }
+}
 
 /// Characters of a write key shown back, enough to tell two keys apart.
 const KEY_PREFIX: usize = 4;

@@ -9,8 +9,10 @@ use serde::Serialize;
 
 use affinity_core::goal::GoalDefinition;
 use affinity_core::timestamp::format_millis;
+use affinity_engine::error::Invalid;
 use affinity_engine::goals::{GoalList, GoalView, StoredQuality};
 
+use super::destinations::DestinationsChange;
 use super::json_body;
 use crate::auth::Admin;
 use crate::{ApiError, AppState};
@@ -254,4 +256,21 @@ pub async fn refresh(
 ) -> Result<(StatusCode, Json<GoalBody>), ApiError> {
     let goal = state.engine.refresh_goal(goal_id(&id)?).await?;
     Ok((StatusCode::ACCEPTED, Json(goal.into())))
+}
+
+/// `PUT /api/v1/goal-recommendations/{id}/destinations`: replaces the goal's destinations;
+/// one newly added first receives every user's current list (control users' too).
+pub async fn set_destinations(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<GoalBody>, ApiError> {
+    let change: DestinationsChange = json_body::parse(body).await?;
+    let ids = change.ids(Invalid::Goal)?;
+    let goal = state
+        .engine
+        .set_goal_destinations(goal_id(&id)?, ids)
+        .await?;
+    Ok(Json(goal.into()))
 }

@@ -80,6 +80,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/goal-recommendations/{id}/refresh", post(goals::refresh))
         .route(
+            "/goal-recommendations/{id}/destinations",
+            put(goals::set_destinations),
+        )
+        .route(
             "/goal-recommendations/{id}/users/{user_id}",
             get(goals::user),
         )
@@ -88,6 +92,7 @@ pub fn routes() -> Router<AppState> {
             "/traits/{name}",
             get(traits::get).put(traits::update).delete(traits::delete),
         )
+        .route("/traits/{name}/destinations", put(traits::set_destinations))
         .route(
             "/users/{user_id}/recommendations",
             get(recommendations::for_user),

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use affinity_core::item_rules::{ItemRule, TraitDefinition};
 use affinity_core::timestamp::format_millis;
+use affinity_engine::error::Invalid;
 use affinity_engine::traits::{TraitProgress, TraitUpdate, TraitView};
 
+use super::destinations::DestinationsChange;
 use super::json_body;
 use crate::auth::Admin;
 use crate::{ApiError, AppState, ErrorCode};
@@ -155,6 +157,21 @@ pub async fn update(
         definition,
         status: status.as_str(),
     }))
+}
+
+/// `PUT /api/v1/traits/{name}/destinations`: replaces the trait's destinations; one newly
+/// added first receives every profile's current value.
+pub async fn set_destinations(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Json<TraitBody>, ApiError> {
+    let change: DestinationsChange = json_body::parse(body).await?;
+    let ids = change.ids(Invalid::Trait)?;
+    Ok(Json(
+        state.engine.set_trait_destinations(name, ids).await?.into(),
+    ))
 }
 
 /// `DELETE /api/v1/traits/{name}`: the definition and its values on every profile.

@@ -15,10 +15,10 @@ use crate::models::{finished, send_synthetic, synthetic_catalog, train};
 use crate::receiver::Receiver;
 use crate::support::{ADMIN, TestApp, WRITE_KEY, config, poll_until, problem_fields};
 
-const SECRET: &str = "whsec_test";
+pub const SECRET: &str = "whsec_test";
 
 /// A server whose deliveries retry quickly (the default first backoff is a second).
-async fn quick_app() -> TestApp {
+pub async fn quick_app() -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = config(dir.path());
     config.engine.delivery.initial_backoff = Duration::from_millis(50);
@@ -26,7 +26,7 @@ async fn quick_app() -> TestApp {
     TestApp::spawn_configured(dir, config).await
 }
 
-async fn trained(app: &TestApp) {
+pub async fn trained(app: &TestApp) {
     send_synthetic(app, 12_000).await;
     put_catalog(app, &synthetic_catalog()).await;
     ready_catalog(app).await;
@@ -35,12 +35,12 @@ async fn trained(app: &TestApp) {
     assert_eq!(model["status"], "ready", "{model}");
 }
 
-async fn put(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
+pub async fn put(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
     app.send(app.client.put(app.url(path)).bearer_auth(ADMIN).json(&body))
         .await
 }
 
-async fn webhook(app: &TestApp, receiver: &Receiver, extra: Value) -> Value {
+pub async fn webhook(app: &TestApp, receiver: &Receiver, extra: Value) -> Value {
     let mut body = json!({"name": "crm", "type": "webhook", "url": receiver.url, "secret": SECRET});
     for (k, v) in extra.as_object().expect("object") {
         body[k] = v.clone();
@@ -70,7 +70,7 @@ async fn groups(app: &TestApp, id: &Value) -> (HashSet<String>, HashSet<String>)
 
 /// Whom a message is about: its userId, else its anonymousId (as audience members are
 /// labelled).
-fn who(m: &Value) -> String {
+pub fn who(m: &Value) -> String {
     m["userId"]
         .as_str()
         .or(m["anonymousId"].as_str())
@@ -95,7 +95,7 @@ fn read_export(path: std::path::PathBuf) -> String {
 }
 
 /// Every message the receiver accepted (batches unpacked), with its request.
-fn messages(receiver: &Receiver) -> Vec<Value> {
+pub fn messages(receiver: &Receiver) -> Vec<Value> {
     receiver
         .accepted()
         .iter()

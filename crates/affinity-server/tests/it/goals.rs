@@ -16,14 +16,14 @@ use crate::support::{ADMIN, TestApp, assert_error, poll_until, problem_fields};
 
 const PROFILE_TOKEN: &str = "prf_test";
 
-async fn send(app: &TestApp, messages: &[Value]) {
+pub async fn send(app: &TestApp, messages: &[Value]) {
     for chunk in messages.chunks(500) {
         let (s, b) = app.track("/v1/batch", &json!({ "batch": chunk })).await;
         assert_eq!(s, StatusCode::OK, "{b}");
     }
 }
 
-async fn post_goal(app: &TestApp, body: &Value) -> (StatusCode, Value) {
+pub async fn post_goal(app: &TestApp, body: &Value) -> (StatusCode, Value) {
     app.send(
         app.client
             .post(app.url("/api/v1/goal-recommendations"))
@@ -34,7 +34,7 @@ async fn post_goal(app: &TestApp, body: &Value) -> (StatusCode, Value) {
 }
 
 /// The goal once live with a computation newer than `after` (an RFC 3339 time or "").
-async fn live(app: &TestApp, id: &Value, after: &str) -> Value {
+pub async fn live(app: &TestApp, id: &Value, after: &str) -> Value {
     poll_until("the goal computation", Duration::from_secs(60), || async {
         let (s, g) = app
             .admin_get(&format!("/api/v1/goal-recommendations/{id}"))
@@ -46,7 +46,7 @@ async fn live(app: &TestApp, id: &Value, after: &str) -> Value {
     .await
 }
 
-async fn list(app: &TestApp, id: &Value, user: &str) -> Value {
+pub async fn list(app: &TestApp, id: &Value, user: &str) -> Value {
     let (s, b) = app
         .admin_get(&format!("/api/v1/goal-recommendations/{id}/users/{user}"))
         .await;
@@ -54,7 +54,7 @@ async fn list(app: &TestApp, id: &Value, user: &str) -> Value {
     b
 }
 
-fn values(list: &Value) -> Vec<String> {
+pub fn values(list: &Value) -> Vec<String> {
     list["items"]
         .as_array()
         .expect("items")
@@ -63,7 +63,7 @@ fn values(list: &Value) -> Vec<String> {
         .collect()
 }
 
-fn definition() -> Value {
+pub fn definition() -> Value {
     json!({"name": "Next buys", "outcome": {"event": "Order Completed",
                "where": [{"property": "revenue", "op": "gt", "value": 0}]},
            "exposure": {"event": "Product Added", "item_property": "product_id"},

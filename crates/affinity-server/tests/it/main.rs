@@ -23,5 +23,6 @@ mod setup_mistakes;
 mod stored_bodies;
 mod support;
 mod tracking_auth;
+mod trait_destinations;
 mod traits;
 mod validation;

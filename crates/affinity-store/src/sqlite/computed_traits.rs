@@ -1,11 +1,15 @@
 //! Trait definitions and the computed values written onto profiles.
 
-use rusqlite::params;
-use serde_json::Value;
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use serde_json::{Map, Value};
 
 use super::SqliteStore;
 use super::stored_json::Document;
-use crate::{StoreError, Trait, TraitDefinitionRecord, TraitStore};
+use super::trait_outbox::{PROFILES_PER_PAGE, existing_destinations, flush_page, is_change};
+use crate::{
+    ChangeOutbox, ProfileTraits, StoreError, Trait, TraitDefinitionRecord, TraitMessages,
+    TraitStore,
+};
 
 /// A trait's definition, as the API received it.
 pub(super) const DEFINITION: Document = Document {
@@ -92,12 +96,54 @@ impl TraitStore for SqliteStore {
         name: &str,
         values: &[(i64, Value)],
         updated_at: i64,
+        mut outbox: Option<&mut ChangeOutbox<'_>>,
     ) -> Result<(), StoreError> {
         // Overwritten in place, stale rows dropped at the end: readers see the previous value
         // or the new one, never none.
         let mut conn = self.write_conn()?;
         for chunk in values.chunks(ROWS_PER_TRANSACTION) {
-            let tx = conn.transaction()?;
+            // Immediate: the previous values are read and overwritten under one write lock.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(outbox) = outbox.as_deref_mut() {
+                let definition: Option<String> = tx
+                    .query_row(
+                        "SELECT definition FROM trait_definitions WHERE name = ?1",
+                        [name],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let destinations = match definition {
+                    Some(text) => {
+                        let definition = DEFINITION.decode(format_args!("{name:?}"), &text)?;
+                        existing_destinations(&tx, &(outbox.destinations)(&definition))?
+                    }
+                    None => Vec::new(),
+                };
+                if !destinations.is_empty() {
+                    let mut page = Vec::new();
+                    let mut previous = tx.prepare_cached(
+                        "SELECT value FROM computed_traits WHERE profile_id = ?1 AND name = ?2",
+                    )?;
+                    for (profile, value) in chunk {
+                        let before: Option<String> = previous
+                            .query_row(params![profile, name], |r| r.get(0))
+                            .optional()?;
+                        if is_change(before.as_deref(), &value.to_string()) {
+                            let mut traits = Map::new();
+                            traits.insert(name.to_string(), value.clone());
+                            page.push(ProfileTraits {
+                                profile_id: *profile,
+                                version: updated_at,
+                                traits,
+                            });
+                        }
+                        if page.len() == PROFILES_PER_PAGE {
+                            flush_page(&tx, &destinations, &mut page, outbox.messages)?;
+                        }
+                    }
+                    flush_page(&tx, &destinations, &mut page, outbox.messages)?;
+                }
+            }
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR REPLACE INTO computed_traits (profile_id, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)",
@@ -109,6 +155,60 @@ impl TraitStore for SqliteStore {
             tx.commit()?;
         }
         Ok(())
+    }
+
+    fn set_trait_destinations(
+        &self,
+        name: &str,
+        definition: &Value,
+        added: &[i64],
+        messages: &mut TraitMessages<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // The values and the record of their computation stay: only who receives them changed.
+        let n = tx.execute(
+            "UPDATE trait_definitions SET definition = ?2 WHERE name = ?1",
+            params![name, DEFINITION.encode(definition)?],
+        )?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let added = existing_destinations(&tx, added)?;
+        if !added.is_empty() {
+            // One pass over the stored values (a million profiles is one scan, not a
+            // million pages), their messages queued a page at a time.
+            let mut stmt = tx.prepare(
+                "SELECT profile_id, value, updated_at FROM computed_traits WHERE name = ?1
+                 ORDER BY profile_id",
+            )?;
+            let mut rows = stmt.query([name])?;
+            let mut page = Vec::new();
+            while let Some(row) = rows.next()? {
+                let (profile_id, text, version): (i64, String, i64) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?);
+                let value: Value = serde_json::from_str(&text).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "computed trait {name} of profile {profile_id}: {e}"
+                    ))
+                })?;
+                if is_change(None, &text) {
+                    let mut traits = Map::new();
+                    traits.insert(name.to_string(), value);
+                    page.push(ProfileTraits {
+                        profile_id,
+                        version,
+                        traits,
+                    });
+                }
+                if page.len() == PROFILES_PER_PAGE {
+                    flush_page(&tx, &added, &mut page, messages)?;
+                }
+            }
+            flush_page(&tx, &added, &mut page, messages)?;
+        }
+        tx.commit()?;
+        Ok(true)
     }
 
     fn finish_computed_traits(

@@ -1,13 +1,17 @@
 //! Goal-based recommendation definitions, each user's list, and the scan of the events a goal
 //! learns from.
 
-use rusqlite::{OptionalExtension, params};
-use serde_json::Value;
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use serde_json::{Map, Value};
 
 use super::SqliteStore;
 use super::stored_json::Document;
 use super::track_scan::scan_tracked;
-use crate::{GoalRecord, GoalResult, GoalStore, StoreError, StoredGoalList};
+use super::trait_outbox::{PROFILES_PER_PAGE, existing_destinations, flush_page, is_change};
+use crate::{
+    ChangeOutbox, GoalRecord, GoalResult, GoalStore, ProfileTraits, StoreError, StoredGoalList,
+    TraitMessages,
+};
 
 /// A goal's definition, as the API received it.
 pub(super) const DEFINITION: Document = Document {
@@ -33,6 +37,23 @@ const COLUMNS: &str = "id, key, definition, status, error, created_at, computed_
 
 fn control_key(key: &str) -> String {
     format!("{key}_is_control")
+}
+
+/// The profile traits of one user's list, as destinations receive them: the values in order
+/// and the control flag (a control user's list is sent too: the tool behind the destination
+/// shows it, in its random order, or the experiment cannot run).
+fn list_traits(key: &str, values: Vec<Value>, is_control: bool) -> Map<String, Value> {
+    let mut traits = Map::new();
+    traits.insert(key.to_string(), Value::Array(values));
+    traits.insert(control_key(key), Value::Bool(is_control));
+    traits
+}
+
+/// The values of a stored list (`[[value, score], …]`), in order.
+fn stored_values(text: &str, id: i64, profile_id: i64) -> Result<Vec<Value>, StoreError> {
+    let pairs: Vec<(Value, f64)> = serde_json::from_str(text)
+        .map_err(|_| StoreError::Corrupt(format!("goal_results ({id}, {profile_id})")))?;
+    Ok(pairs.into_iter().map(|(v, _)| v).collect())
 }
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<(GoalRecord, String, Option<String>)> {
@@ -123,19 +144,60 @@ impl GoalStore for SqliteStore {
         key: &str,
         results: &[GoalResult],
         computed_at: i64,
+        mut outbox: Option<&mut ChangeOutbox<'_>>,
     ) -> Result<bool, StoreError> {
         let control = control_key(key);
         let mut conn = self.write_conn()?;
         for chunk in results.chunks(ROWS_PER_TRANSACTION) {
-            let tx = conn.transaction()?;
-            let exists = tx
-                .query_row("SELECT 1 FROM goal_definitions WHERE id = ?1", [id], |_| {
-                    Ok(())
-                })
-                .optional()?
-                .is_some();
-            if !exists {
+            // Immediate: the previous lists are read and overwritten under one write lock.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let definition: Option<String> = tx
+                .query_row(
+                    "SELECT definition FROM goal_definitions WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(definition) = definition else {
                 return Ok(false);
+            };
+            if let Some(outbox) = outbox.as_deref_mut() {
+                let definition = DEFINITION.decode(format_args!("{id}"), &definition)?;
+                let destinations = existing_destinations(&tx, &(outbox.destinations)(&definition))?;
+                if !destinations.is_empty() {
+                    let mut page = Vec::new();
+                    let mut previous = tx.prepare_cached(
+                        "SELECT items, is_control FROM goal_results
+                         WHERE goal_id = ?1 AND profile_id = ?2",
+                    )?;
+                    for r in chunk {
+                        let before: Option<(String, bool)> = previous
+                            .query_row(params![id, r.profile_id], |row| {
+                                Ok((row.get(0)?, row.get(1)?))
+                            })
+                            .optional()?;
+                        let values: Vec<Value> =
+                            r.values.iter().map(|v| Value::from(v.as_str())).collect();
+                        let changed = match before {
+                            Some((items, was_control)) => {
+                                was_control != r.is_control
+                                    || stored_values(&items, id, r.profile_id)? != values
+                            }
+                            None => is_change(None, &Value::Array(values.clone()).to_string()),
+                        };
+                        if changed {
+                            page.push(ProfileTraits {
+                                profile_id: r.profile_id,
+                                version: computed_at,
+                                traits: list_traits(key, values, r.is_control),
+                            });
+                        }
+                        if page.len() == PROFILES_PER_PAGE {
+                            flush_page(&tx, &destinations, &mut page, outbox.messages)?;
+                        }
+                    }
+                    flush_page(&tx, &destinations, &mut page, outbox.messages)?;
+                }
             }
             {
                 let mut list = tx.prepare_cached(
@@ -178,6 +240,59 @@ impl GoalStore for SqliteStore {
             }
             tx.commit()?;
         }
+        Ok(true)
+    }
+
+    fn set_goal_destinations(
+        &self,
+        id: i64,
+        definition: &Value,
+        added: &[i64],
+        messages: &mut TraitMessages<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let key: Option<String> = tx
+            .query_row(
+                "SELECT key FROM goal_definitions WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(key) = key else {
+            return Ok(false);
+        };
+        tx.execute(
+            "UPDATE goal_definitions SET definition = ?2 WHERE id = ?1",
+            params![id, DEFINITION.encode(definition)?],
+        )?;
+        let added = existing_destinations(&tx, added)?;
+        if !added.is_empty() {
+            // One pass over the goal's lists (in key order), queued a page at a time.
+            let mut stmt = tx.prepare(
+                "SELECT profile_id, items, is_control, computed_at FROM goal_results
+                 WHERE goal_id = ?1 ORDER BY profile_id",
+            )?;
+            let mut rows = stmt.query([id])?;
+            let mut page = Vec::new();
+            while let Some(row) = rows.next()? {
+                let (profile_id, items, is_control, version): (i64, String, bool, i64) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                let values = stored_values(&items, id, profile_id)?;
+                if !values.is_empty() {
+                    page.push(ProfileTraits {
+                        profile_id,
+                        version,
+                        traits: list_traits(&key, values, is_control),
+                    });
+                }
+                if page.len() == PROFILES_PER_PAGE {
+                    flush_page(&tx, &added, &mut page, messages)?;
+                }
+            }
+            flush_page(&tx, &added, &mut page, messages)?;
+        }
+        tx.commit()?;
         Ok(true)
     }
 

@@ -15,6 +15,7 @@ mod profiles;
 mod schema;
 mod stored_json;
 mod track_scan;
+mod trait_outbox;
 mod writer;
 
 use std::path::{Path, PathBuf};

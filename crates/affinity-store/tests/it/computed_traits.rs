@@ -22,7 +22,7 @@ fn a_recomputation_replaces_values_and_drops_profiles_it_did_not_reach() {
         .save_trait_definition("top", &json!({"name": "top"}), 1)
         .expect("define");
     store
-        .put_computed_traits("top", &[(1, json!(["a"])), (2, json!(["b"]))], 100)
+        .put_computed_traits("top", &[(1, json!(["a"])), (2, json!(["b"]))], 100, None)
         .expect("put");
     store
         .finish_computed_traits("top", 100, 2, 7)
@@ -39,11 +39,13 @@ fn a_recomputation_replaces_values_and_drops_profiles_it_did_not_reach() {
 
     // The next run reaches profile 1 only, in two chunks.
     store
-        .put_computed_traits("top", &[(1, json!(["c"]))], 200)
+        .put_computed_traits("top", &[(1, json!(["c"]))], 200, None)
         .expect("put");
     // Mid-run, profile 2 still has its previous value.
     assert_eq!(value_of(&store, 2), Some(json!(["b"])));
-    store.put_computed_traits("top", &[], 200).expect("put");
+    store
+        .put_computed_traits("top", &[], 200, None)
+        .expect("put");
     store
         .finish_computed_traits("top", 200, 1, 9)
         .expect("finish");
