@@ -389,7 +389,9 @@ def table(paths):
 
 
 LABELS = {
-    "held_out": "who engaged with the target anywhere in the held-out part (the issue's protocol)",
+    "held_out": "who engaged with the target anywhere in the held-out part (next order: the "
+                "shopper's held-out last order, the issue's protocol; MovieLens: after the cut; "
+                "window: the 60 days after the cut)",
     "within_horizon": "who engaged with the target within the audience's own horizon after the cut "
                       "(the question the product answers)",
     "next_order_after_cut": "among the shoppers who ordered after the cut, whose first order after it "
