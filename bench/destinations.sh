@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Destinations (issue 11): an audience of MEMBERS treatment members delivered to a fast local
-# webhook receiver (Python, keep-alive, counting messageIds). Prints messages/s delivered,
-# the server's RSS before, at the snapshot and over the delivery, and the time from the
-# audience request to its snapshot and to the last message delivered. Baseline, same run and
-# store: the time to export the same members as CSV (`members.csv`), the way out before
-# destinations.
+# Destinations (issue 11) at scale: an audience of MEMBERS treatment members delivered to a
+# fast local webhook receiver (Python, keep-alive, counting messageIds). For each size given,
+# prints the messages/s delivered, the time from the audience request to its snapshot and to
+# the last message delivered, and the server's RSS sampled every 0.2 s: before, peak while
+# the snapshot is computed and stored (members, explanations, two messages per member), peak
+# and median while delivering. The baseline is the same measure at the smaller size(s), same
+# build and same script: with snapshots written in chunks, memory must not grow with the
+# audience beyond the model itself (which grows with the store). Also, per size, the time to
+# export the same members as CSV (`members.csv`), the way out before destinations.
 #
-# Usage: bench/destinations.sh [MEMBERS=100000]
+# Usage: bench/destinations.sh [MEMBERS…]       (default: 100000 1000000)
 #   BATCH=1 bench/destinations.sh 20000     # one message per request (Segment's webhook)
 #   PROFILE=dev bench/destinations.sh 5000  # the debug build (no release build needed)
-#   USERS=… EVENTS=… ITEMS=… to size the store (default: 2×MEMBERS users, 10 events each)
-#   BIN=target/debug/affinity …             # a binary already built
-# Data goes to bench/data (git-ignored).
+#   USERS_PER_MEMBER=1.2 EVENTS_PER_USER=5 ITEMS=2000 size the stores (users = members × 1.2,
+#     so that `max_size` {"count": MEMBERS} is reached; 5 events each)
+#   BIN=target/release/affinity …          # a binary already built
+# Data goes to bench/data (git-ignored); a store is generated, imported and trained once per
+# size and copied for each run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-members=${1:-100000}
+sizes=("$@")
+[[ ${#sizes[@]} -gt 0 ]] || sizes=(100000 1000000)
 batch=${BATCH:-100}
 profile=${PROFILE:-release}
 dir=$([ "$profile" = dev ] && echo debug || echo "$profile")
@@ -25,40 +31,53 @@ else
   cargo build -q --profile "$profile" -p affinity-cli
   bin=target/$dir/affinity
 fi
-
-n_users=${USERS:-$((members * 2))}
-n_events=${EVENTS:-$((n_users * 10))}
+per_member=${USERS_PER_MEMBER:-1.2}
+per_user=${EVENTS_PER_USER:-5}
 n_items=${ITEMS:-2000}
-data=bench/data/destinations
-events=bench/data/destinations-events-$n_events-$n_users-$n_items.jsonl
 mkdir -p bench/data
-[[ -s $events ]] || $bin generate --events "$n_events" --users "$n_users" --items "$n_items" --seed 42 --out "$events"
-rm -rf "$data"
-$bin --data-dir "$data" import "$events" > /dev/null
-$bin --data-dir "$data" catalog examples/shop-catalog.json > /dev/null
-$bin --data-dir "$data" train > /dev/null 2>&1
+results=bench/data/destinations-results.txt
+: > "$results"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export AFFINITY_ADMIN_TOKEN=adm_dest AFFINITY_WRITE_KEYS=wk_dest AFFINITY_LISTEN=127.0.0.1:$port
-$bin --data-dir "$data" serve > bench/data/destinations.log 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+run() { # MEMBERS
+  local members=$1
+  local n_users n_events events template data port server
+  n_users=$(python3 -c "print(int($members * $per_member))")
+  n_events=$((n_users * per_user))
+  events=bench/data/destinations-events-$n_events-$n_users-$n_items.jsonl
+  template=bench/data/destinations-store-$n_events-$n_users-$n_items
+  if [[ ! -f $template/trained ]]; then
+    [[ -s $events ]] || $bin generate --events "$n_events" --users "$n_users" --items "$n_items" --seed 42 --out "$events"
+    rm -rf "$template"
+    $bin --data-dir "$template" import "$events" > /dev/null
+    $bin --data-dir "$template" catalog examples/shop-catalog.json > /dev/null
+    $bin --data-dir "$template" train > /dev/null 2>&1
+    touch "$template/trained"
+  fi
+  data=bench/data/destinations
+  rm -rf "$data"
+  cp -r "$template" "$data"
 
-python3 - "$port" "$server" "$members" "$batch" <<'EOF'
-import json, sys, threading, time, urllib.request, urllib.error
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  AFFINITY_ADMIN_TOKEN=adm_dest AFFINITY_WRITE_KEYS=wk_dest AFFINITY_LISTEN=127.0.0.1:$port RUST_LOG=info \
+    $bin --data-dir "$data" serve > bench/data/destinations-$members.log 2>&1 &
+  server=$!
+  # shellcheck disable=SC2064
+  trap "kill $server 2>/dev/null || true" EXIT
+
+  python3 - "$port" "$server" "$members" "$batch" "$n_users" "$n_events" >> "$results" <<'EOF'
+import json, statistics, sys, threading, time, urllib.request, urllib.error
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-port, pid, members, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+port, pid, members, batch, n_users, n_events = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:])
 base = f"http://127.0.0.1:{port}"
 admin = {"Authorization": "Bearer adm_dest", "Content-Type": "application/json"}
 
-def call(method, path, body=None, timeout=600):
+def call(method, path, body=None, timeout=3600):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(base + path, data=data, method=method, headers=admin)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-            return r.status, raw
+            return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
 
@@ -84,7 +103,7 @@ class Hook(BaseHTTPRequestHandler):
 hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
 threading.Thread(target=hook.serve_forever, daemon=True).start()
 
-deadline = time.time() + 600
+deadline = time.time() + 1800
 while True:
     try:
         s, _ = call("POST", "/api/v1/audiences/preview", {"target": {"column": "brand", "value": "Brand 001"}})
@@ -93,7 +112,7 @@ while True:
     except OSError:
         pass
     if time.time() > deadline:
-        sys.exit("the server did not serve a model within 600 s")
+        sys.exit("the server did not serve a model within 1800 s")
     time.sleep(0.5)
 
 def rss():
@@ -127,15 +146,16 @@ while True:
         break
     time.sleep(0.2)
 assert a["status"] == "live", a
-live_s = time.time() - started
-rss_live = rss()
+live_at = time.time()
+live_s = live_at - started
 size = a["size"]
 expected = 2 * size
 while received["messages"] < expected and time.time() - started < 7200:
     time.sleep(0.1)
 done_s = received["last"] - started
 stop.set()
-during = [r for t, r in samples if t >= started + live_s]
+snapshot = [r for t, r in samples if started <= t <= live_at] or [0]
+delivery = [r for t, r in samples if t > live_at] or [0]
 spread = received["last"] - received["first"]
 s, log = call("GET", f"/api/v1/destinations/{dest}/deliveries?limit=1")
 counts = json.loads(log)["counts"]
@@ -144,15 +164,26 @@ t = time.time()
 s, csv = call("GET", f"/api/v1/audiences/{aid}/members.csv")
 csv_s = time.time() - t
 
-print(f"audience: {size} treatment members ({expected} messages), webhook batch_size {batch}")
-print(f"  request -> snapshot live (members computed, {expected} messages queued): {live_s:.1f} s")
+print(f"audience of {size:,} treatment members ({expected:,} messages, webhook batch_size {batch}); "
+      f"store of {n_users:,} users, {n_events:,} events")
+print(f"  request -> snapshot live (members, explanations, messages queued): {live_s:.1f} s")
 print(f"  request -> last message delivered: {done_s:.1f} s; first -> last message: {spread:.1f} s "
       f"= {received['messages'] / max(spread, 1e-9):,.0f} messages/s")
-print(f"  delivered: {received['messages']} received, log {counts}")
-print(f"  server RSS: {rss_before} MB before, {rss_live} MB at the snapshot, "
-      f"{min(during or [0])}-{max(during or [0])} MB while delivering (peak overall {max(r for _, r in samples)} MB)")
-print(f"  baseline: members.csv of the same audience ({len(csv) // 1024} KB) in {csv_s:.2f} s")
+print(f"  delivered: {received['messages']:,} received, log {counts}")
+print(f"  server RSS (MB): {rss_before} before; peak {max(snapshot)} while the snapshot is computed and stored; "
+      f"peak {max(delivery)}, median {statistics.median(delivery):.0f} while delivering")
+print(f"  baseline: members.csv of the same audience ({len(csv) // 1024:,} KB) in {csv_s:.2f} s")
 EOF
-echo "store: $n_events events, $n_users users, $n_items items ($profile build)"
-echo "binary: $bin"
-echo "rerun: PROFILE=$profile BATCH=$batch USERS=$n_users EVENTS=$n_events ITEMS=$n_items bench/destinations.sh $members"
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  trap - EXIT
+  grep -E "members stored with their explanations|snapshot live with its messages" bench/data/destinations-$members.log \
+    | sed -E 's/^.*(members stored|snapshot live)/  server log: \1/' >> "$results" || true
+}
+
+for m in "${sizes[@]}"; do
+  run "$m"
+done
+cat "$results"
+echo "build: $profile ($bin); stores: ${USERS_PER_MEMBER:-1.2} users per member, ${EVENTS_PER_USER:-5} events per user, $n_items items"
+echo "rerun: PROFILE=$profile BATCH=$batch bench/destinations.sh ${sizes[*]}"

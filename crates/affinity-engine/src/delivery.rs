@@ -2,9 +2,10 @@
 //!
 //! One task per destination, so a slow or unreachable receiver holds up only itself. A task
 //! reads due rows, sends them (a webhook's `batch_size` per request, a few requests at once),
-//! and records each outcome; a row is marked delivered only after the receiver's 2xx, so a
-//! crash at any point resends at most what was in flight. Network errors, timeouts, 408, 429
-//! (honouring `Retry-After`) and 5xx are retried with jittered exponential backoff until the
+//! and records the outcomes of a few waves of requests together; a row is marked delivered
+//! only after the receiver's 2xx, so a crash at any point resends at most what was in flight
+//! or awaiting its record ([`RECORD_WAVES`]). Network errors, timeouts, 408, 429
+//! (honouring `Retry-After`, seconds or a date) and 5xx are retried with jittered exponential backoff until the
 //! deadline counted from when the message was queued; any other answer fails the message at
 //! once, recorded with the receiver's status. A stop lets the requests in flight finish for
 //! a moment ([`STOP_GRACE`]) and leaves everything else pending for the next start.
@@ -34,6 +35,21 @@ use crate::error::{EngineError, Result};
 const FETCH: usize = 512;
 /// Requests a destination has in flight at once.
 const CONCURRENCY: usize = 8;
+/// Outcomes are recorded together (one transaction, one fsync) once this many waves of
+/// requests have come back, after [`RECORD_EVERY`], before the outbox is read again and
+/// before any pause or stop. A crash loses at most the outcomes not yet recorded, which are
+/// sent again with the same `messageId`: the duplicates a SIGKILL can cause are at most
+/// `RECORD_WAVES × CONCURRENCY × batch_size` messages (the waves awaiting their record, the
+/// one in flight included). Recording each wave alone made `batch_size` 1 fsync-bound.
+const RECORD_WAVES: usize = 8;
+/// The most messages a destination of `batch_size` can have sent but not recorded at any
+/// moment, so the most a crash can send twice ([`RECORD_WAVES`]).
+pub const fn unrecorded_window(batch_size: usize) -> usize {
+    RECORD_WAVES * CONCURRENCY * batch_size
+}
+
+/// The longest an outcome waits to be recorded while waves keep coming back.
+const RECORD_EVERY: Duration = Duration::from_millis(100);
 /// How long a stop waits for requests in flight before leaving them pending.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How often the worker looks for destinations created or deleted, and an idle destination
@@ -130,18 +146,31 @@ fn batch_body<'a>(bodies: impl Iterator<Item = &'a str>) -> String {
     out
 }
 
-/// A `Retry-After` in seconds (the form receivers use for 429s; a date is not honoured and
-/// falls back to the backoff).
+/// The longest `Retry-After` honoured: a receiver asking for more is retried after this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// The receiver's `Retry-After`, as delay-seconds or an HTTP-date (RFC 9110 § 10.2.3).
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
+    let value = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s.min(24 * 3600)))
+        .ok()?;
+    parse_retry_after(value, std::time::SystemTime::now())
+}
+
+/// A `Retry-After` value read at `now`: seconds, or a date (in any of the three forms HTTP
+/// allows; one already past means at once). None when it is neither: the backoff applies.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 async fn post(request: reqwest::RequestBuilder) -> Attempt {
@@ -456,8 +485,10 @@ async fn run_destination(
             continue;
         }
         let requests: Vec<&[OutboxRow]> = rows.chunks(per_request).collect();
+        let mut unrecorded = Unrecorded::default();
         for wave in requests.chunks(CONCURRENCY) {
             if *stop.borrow() {
+                unrecorded.record(&store, id).await;
                 return;
             }
             let mut tasks = tokio::task::JoinSet::new();
@@ -473,7 +504,6 @@ async fn run_destination(
             }
             let attempts = tasks.join_all().await;
             let now = now_ms();
-            let mut outcomes = Vec::new();
             // Each failed row waits its own backoff (or the receiver's `Retry-After`); only
             // a wave that failed entirely pauses the destination (the receiver is down or
             // refusing everything), so that sporadic failures do not slow the others.
@@ -487,13 +517,12 @@ async fn run_destination(
                     _ => wait = None,
                 }
                 for row in wave[*i] {
-                    outcomes.push(outcome(&settings, row, attempt, now));
+                    unrecorded.push(outcome(&settings, row, attempt, now));
                 }
             }
-            let s = store.clone();
-            if let Err(e) = blocking(move || Ok(s.record_deliveries(&outcomes, now)?)).await {
-                // Unrecorded, the rows stay pending and are sent again: at least once.
-                tracing::error!(destination = id, error = %e, "cannot record deliveries");
+            unrecorded.wave_done();
+            if wait.is_some() || unrecorded.due() {
+                unrecorded.record(&store, id).await;
             }
             match wait {
                 Some(w) => {
@@ -506,6 +535,46 @@ async fn run_destination(
                 }
                 None => failing = 0,
             }
+        }
+        // Before the outbox is read again: an unrecorded row is still pending there.
+        unrecorded.record(&store, id).await;
+    }
+}
+
+/// Outcomes of waves that came back, not yet recorded ([`RECORD_WAVES`]).
+#[derive(Default)]
+struct Unrecorded {
+    outcomes: Vec<DeliveryOutcome>,
+    waves: usize,
+    since: Option<std::time::Instant>,
+}
+
+impl Unrecorded {
+    fn push(&mut self, outcome: DeliveryOutcome) {
+        self.since.get_or_insert_with(std::time::Instant::now);
+        self.outcomes.push(outcome);
+    }
+
+    fn wave_done(&mut self) {
+        self.waves += 1;
+    }
+
+    fn due(&self) -> bool {
+        self.waves >= RECORD_WAVES || self.since.is_some_and(|t| t.elapsed() >= RECORD_EVERY)
+    }
+
+    /// Records the outcomes in one transaction. Unrecorded (a store error), the rows stay
+    /// pending and are sent again: at least once.
+    async fn record(&mut self, store: &SqliteStore, id: i64) {
+        let outcomes = std::mem::take(&mut self.outcomes);
+        (self.waves, self.since) = (0, None);
+        if outcomes.is_empty() {
+            return;
+        }
+        let s = store.clone();
+        let now = now_ms();
+        if let Err(e) = blocking(move || Ok(s.record_deliveries(&outcomes, now)?)).await {
+            tracing::error!(destination = id, error = %e, "cannot record deliveries");
         }
     }
 }
@@ -676,6 +745,41 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        // Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example.
+        let at = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let now = at - Duration::from_secs(90);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        for date in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",  // IMF-fixdate
+            "Sunday, 06-Nov-94 08:49:37 GMT", // obsolete RFC 850 form
+            "Sun Nov  6 08:49:37 1994",       // obsolete asctime form
+        ] {
+            assert_eq!(
+                parse_retry_after(date, now),
+                Some(Duration::from_secs(90)),
+                "{date}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", at + Duration::from_secs(5)),
+            Some(Duration::ZERO),
+            "a date already past: at once"
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", SystemTime::UNIX_EPOCH),
+            Some(MAX_RETRY_AFTER),
+            "capped"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     #[test]

@@ -15,11 +15,11 @@ use affinity_core::engage::{
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
     AudienceStore, DeliveryCounts, DeliveryRecord, DestinationRecord, DestinationStore, Member,
-    OutboxMessage, StoreError,
+    OutboxChunks, OutboxMessage, StoreError,
 };
 
 use crate::Engine;
-use crate::audiences::{Audience, SnapshotDiff};
+use crate::audiences::{Audience, SNAPSHOT_CHUNK, SnapshotDiff};
 use crate::clock::now_ms;
 use crate::delivery::Attempt;
 use crate::engine::blocking;
@@ -136,7 +136,7 @@ fn change_messages(
     snapshot: i64,
     changes: &[(&Member, Change)],
     now: i64,
-) -> Result<Vec<OutboxMessage>> {
+) -> std::result::Result<Vec<OutboxMessage>, StoreError> {
     if destinations.is_empty() || changes.is_empty() {
         return Ok(Vec::new());
     }
@@ -172,39 +172,39 @@ fn change_messages(
     Ok(out)
 }
 
-/// The messages for the destinations of snapshot `number` of `audience`: `diff` holds who
-/// entered and who exited the treatment group (everyone entering for a first snapshot;
-/// control members are never in it). Queued by `finish_audience` in the snapshot's own
-/// transaction.
-pub(crate) fn snapshot_messages(
-    store: &SqliteStore,
+/// The messages for the destinations of snapshot `number` of `audience`, a chunk of
+/// [`SNAPSHOT_CHUNK`] members at a time: `diff` holds who entered and who exited the
+/// treatment group (everyone entering for a first snapshot; control members are never in
+/// it). Queued by `finish_audience` in the snapshot's own transaction.
+pub(crate) fn snapshot_messages<'a>(
+    store: &'a SqliteStore,
     audience: &Audience,
     number: i64,
-    diff: &SnapshotDiff,
+    diff: &'a SnapshotDiff,
     now: i64,
-) -> Result<Vec<OutboxMessage>> {
-    if audience.spec.destinations.is_empty() {
-        return Ok(Vec::new());
-    }
+) -> Result<Box<OutboxChunks<'a>>> {
     // A destination deleted since the audience named it is skipped.
-    let (destinations, _) = resolve_ids(store, &audience.spec.destinations)?;
-    if destinations.is_empty() {
-        return Ok(Vec::new());
-    }
-    let changes: Vec<(&Member, Change)> = diff
+    let destinations = if audience.spec.destinations.is_empty() {
+        Vec::new()
+    } else {
+        resolve_ids(store, &audience.spec.destinations)?.0
+    };
+    let computation = audience_computation(audience.id, &audience.name);
+    let mut changes = diff
         .entered
         .iter()
         .map(|m| (m, Change::Entered))
-        .chain(diff.exited.iter().map(|m| (m, Change::Exited)))
-        .collect();
-    change_messages(
-        store,
-        &destinations,
-        &audience_computation(audience.id, &audience.name),
-        number,
-        &changes,
-        now,
-    )
+        .chain(diff.exited.iter().map(|m| (m, Change::Exited)));
+    Ok(Box::new(move || {
+        if destinations.is_empty() {
+            return Ok(None);
+        }
+        let chunk: Vec<(&Member, Change)> = changes.by_ref().take(SNAPSHOT_CHUNK).collect();
+        if chunk.is_empty() {
+            return Ok(None);
+        }
+        change_messages(store, &destinations, &computation, number, &chunk, now).map(Some)
+    }))
 }
 
 impl Engine {
@@ -345,29 +345,36 @@ impl Engine {
                 .collect();
             let mut spec = audience.spec.clone();
             spec.destinations = resolved.iter().map(i64::to_string).collect();
-            let outbox = match (&audience.live, added.is_empty()) {
-                (Some(live), false) if live.members_kept => {
-                    let members = store.audience_members(id, live.number, 0, usize::MAX)?;
-                    let entering: Vec<(&Member, Change)> = members
-                        .iter()
-                        .filter(|m| !m.control)
-                        .map(|m| (m, Change::Entered))
-                        .collect();
-                    change_messages(
-                        &store,
-                        &added,
-                        &audience_computation(id, &audience.name),
-                        live.number,
-                        &entering,
-                        now_ms(),
-                    )?
-                }
-                _ => Vec::new(),
+            // A newly added destination receives every current treatment member, read a
+            // page of [`SNAPSHOT_CHUNK`] at a time inside the change's transaction.
+            let live = audience.live.as_ref().filter(|l| l.members_kept);
+            let (number, computation, now) = (
+                live.map(|l| l.number),
+                audience_computation(id, &audience.name),
+                now_ms(),
+            );
+            let mut after_rank = 0;
+            let reader = store.clone();
+            let mut outbox = move || {
+                let Some(number) = number.filter(|_| !added.is_empty()) else {
+                    return Ok(None);
+                };
+                let page = reader.audience_members(id, number, after_rank, SNAPSHOT_CHUNK)?;
+                let Some(last) = page.last() else {
+                    return Ok(None);
+                };
+                after_rank = last.rank;
+                let entering: Vec<(&Member, Change)> = page
+                    .iter()
+                    .filter(|m| !m.control)
+                    .map(|m| (m, Change::Entered))
+                    .collect();
+                change_messages(&reader, &added, &computation, number, &entering, now).map(Some)
             };
             let spec_json = serde_json::to_value(&spec).map_err(|e| {
                 EngineError::Internal(format!("cannot encode the audience definition: {e}"))
             })?;
-            if !store.set_audience_spec(id, &spec_json, &outbox)? {
+            if !store.set_audience_spec(id, &spec_json, &mut outbox)? {
                 return Err(EngineError::NotFound(format!("no audience {id}")));
             }
             Ok(())

@@ -54,6 +54,7 @@ pub mod work_queue;
 
 pub use config::{DeliverySettings, EngineConfig, WorkLimits};
 pub use credentials::{Credentials, GeneratedCredential, NewCredential};
+pub use delivery::unrecorded_window;
 pub use engine::Engine;
 pub use error::{EngineError, Problem};
 

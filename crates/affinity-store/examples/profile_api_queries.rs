@@ -82,16 +82,16 @@ fn main() -> Result<(), StoreError> {
                 control: i % 10 == 0,
             })
             .collect();
+        store.add_snapshot_members(id, 1, &members, &[])?;
         let finished = FinishedSnapshot {
             model_id: 1,
-            members: &members,
-            explanations: &[],
+            size: members.len() as i64,
             ranking: &[],
             estimate: &json!({}),
             changes: None,
             computed_at: 1,
         };
-        store.finish_audience(id, 1, &finished, &[])?;
+        store.finish_audience(id, 1, &finished, &mut || Ok(None))?;
     }
     let built_s = started.elapsed().as_secs_f64();
 

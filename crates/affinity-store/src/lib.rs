@@ -214,19 +214,38 @@ pub trait AudienceStore {
     ) -> Result<Option<i64>, StoreError>;
     /// Marks a queued snapshot computing; false when it is not queued (deleted meanwhile).
     fn start_snapshot(&self, id: i64, snapshot: i64) -> Result<bool, StoreError>;
-    /// Stores the snapshot's members and marks it live (the audience's live snapshot), in
-    /// one transaction with the messages destinations are to receive about it (the outbox):
-    /// both or neither. Member lists beyond [`KEPT_MEMBER_LISTS`] are dropped in it. A
+    /// Adds a chunk of a computing snapshot's members, each with its explanation (the
+    /// engine's encoding; by position in `members`, a member beyond its end stores none), in
+    /// a transaction of its own: a snapshot of a million members is written a chunk at a
+    /// time, without holding the store's write lock throughout. Nobody reads them until
+    /// [`AudienceStore::finish_audience`] makes the snapshot live; a failed snapshot's are
+    /// deleted. False (nothing stored) when the snapshot is not computing any more (its
+    /// audience was deleted).
+    fn add_snapshot_members(
+        &self,
+        id: i64,
+        snapshot: i64,
+        members: &[Member],
+        explanations: &[String],
+    ) -> Result<bool, StoreError>;
+    /// Marks the snapshot live (the audience's live snapshot), in one transaction with the
+    /// messages destinations are to receive about it (the outbox): both or neither. The
+    /// messages come from `outbox`, a chunk per call until it returns None, so that they are
+    /// never all in memory. Member lists beyond [`KEPT_MEMBER_LISTS`] are dropped in it. A
     /// snapshot whose audience was deleted meanwhile stores nothing.
     fn finish_audience(
         &self,
         id: i64,
         snapshot: i64,
         finished: &FinishedSnapshot<'_>,
-        outbox: &[OutboxMessage],
+        outbox: &mut OutboxChunks<'_>,
     ) -> Result<(), StoreError>;
+    /// Marks the snapshot failed and deletes the members added to it.
     fn fail_audience(&self, id: i64, snapshot: i64, error: &str) -> Result<(), StoreError>;
     fn audience(&self, id: i64) -> Result<Option<AudienceRecord>, StoreError>;
+    /// The audience `id` names: itself, or for an id a v8 refresh returned (an alias the v9
+    /// migration kept), the audience its snapshot now belongs to; None when neither.
+    fn resolve_audience_id(&self, id: i64) -> Result<Option<i64>, StoreError>;
     /// Newest first.
     fn audiences(&self) -> Result<Vec<AudienceRecord>, StoreError>;
     /// Every snapshot of an audience, newest first.
@@ -255,7 +274,8 @@ pub trait AudienceStore {
     /// The snapshot's ranking of every scored user, None when not kept.
     fn snapshot_ranking(&self, id: i64, snapshot: i64) -> Result<Option<Vec<u8>>, StoreError>;
     fn delete_audience(&self, id: i64) -> Result<bool, StoreError>;
-    /// Marks snapshots left queued or computing by a stopped process as failed.
+    /// Marks snapshots left queued or computing by a stopped process as failed, deleting the
+    /// members they had added.
     fn fail_unfinished_audiences(&self, reason: &str) -> Result<usize, StoreError>;
 }
 
@@ -278,12 +298,13 @@ pub trait DestinationStore {
     /// receives its current members); returns how many were new.
     fn enqueue_messages(&self, messages: &[OutboxMessage]) -> Result<usize, StoreError>;
     /// Replaces an audience's definition (its destinations changed) and queues the messages
-    /// the change causes, in one transaction; `false` when there is no such audience.
+    /// the change causes (chunk by chunk from `outbox`), in one transaction; `false` when
+    /// there is no such audience.
     fn set_audience_spec(
         &self,
         id: i64,
         spec: &Value,
-        outbox: &[OutboxMessage],
+        outbox: &mut OutboxChunks<'_>,
     ) -> Result<bool, StoreError>;
     /// Pending messages of a destination due at `now`, oldest due first.
     fn due_messages(

@@ -304,14 +304,13 @@ pub struct SnapshotRecord {
     pub members_kept: bool,
 }
 
-/// What a computed snapshot stores, in the transaction that makes it live.
+/// What a computed snapshot stores, in the transaction that makes it live (its members were
+/// added before, chunk by chunk, by `AudienceStore::add_snapshot_members`).
 #[derive(Debug, Clone, Copy)]
 pub struct FinishedSnapshot<'a> {
     pub model_id: i64,
-    pub members: &'a [Member],
-    /// Each member's explanation as computed with the snapshot's model (the engine's
-    /// encoding), by position in `members`; a member beyond its end stores none.
-    pub explanations: &'a [String],
+    /// How many members were added.
+    pub size: i64,
     /// Every scored user in rank order (the engine's encoding): where a non-member ranks.
     pub ranking: &'a [u8],
     pub estimate: &'a Value,
@@ -412,6 +411,12 @@ pub struct ChangeOutbox<'a> {
     pub destinations: &'a dyn Fn(&serde_json::Value) -> Vec<i64>,
     pub messages: &'a mut TraitMessages<'a>,
 }
+
+/// The messages of one change, a chunk per call (None when there are no more), queued in the
+/// change's transaction as they come: a snapshot of a million members causes two million
+/// messages (about 1 GB of bodies), which are never all in memory at once.
+pub type OutboxChunks<'a> =
+    dyn FnMut() -> Result<Option<Vec<OutboxMessage>>, crate::StoreError> + 'a;
 
 /// A destination as stored: its configuration is a versioned document (with its secrets).
 #[derive(Debug, Clone, PartialEq)]

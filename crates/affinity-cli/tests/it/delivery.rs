@@ -24,9 +24,10 @@ use affinity_core::synthetic::{Generator, SyntheticSpec};
 use crate::support::{ADMIN, Server, WRITE_KEY};
 
 const SECRET: &str = "whsec_chaos";
-/// What can be in flight for one destination at a kill: the worker's concurrent requests
-/// (8) of `batch_size` messages (1 here).
-const IN_FLIGHT: usize = 8;
+/// What can be sent but not recorded for one destination at a kill: the worker records the
+/// outcomes of a few waves of concurrent requests together (`RECORD_WAVES` 8 × 8 requests)
+/// of `batch_size` messages (1 here). Only those can be delivered twice.
+const IN_FLIGHT: usize = affinity_engine::unrecorded_window(1);
 const DROP_PANIC: &str = "the receiver drops this connection";
 
 #[derive(Clone, Default)]

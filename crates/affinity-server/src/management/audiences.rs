@@ -205,7 +205,7 @@ pub async fn snapshots(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<SnapshotList>, ApiError> {
-    let id = audience_id(&id)?;
+    let id = audience_id(&state, &id).await?;
     let snapshots = state.engine.audience_snapshots(id).await?;
     Ok(Json(SnapshotList {
         audience_id: id,
@@ -417,9 +417,16 @@ impl From<SnapshotChanges> for ChangesBody {
     }
 }
 
-fn audience_id(id: &str) -> Result<i64, ApiError> {
+fn parse_audience_id(id: &str) -> Result<i64, ApiError> {
     id.parse()
         .map_err(|_| ApiError::invalid_parameter(format!("audience id {id:?} must be a number")))
+}
+
+/// The audience a path's id names: an id a refresh returned before audiences kept their id
+/// (v8 and earlier) names the audience its snapshot now belongs to.
+async fn audience_id(state: &AppState, id: &str) -> Result<i64, ApiError> {
+    let id = parse_audience_id(id)?;
+    Ok(state.engine.resolve_audience_id(id).await?)
 }
 
 /// `POST /api/v1/audiences` → 202, computing.
@@ -455,7 +462,7 @@ pub async fn set_destinations(
     let ids = change.ids(Invalid::Audience)?;
     let audience = state
         .engine
-        .set_audience_destinations(audience_id(&id)?, ids)
+        .set_audience_destinations(audience_id(&state, &id).await?, ids)
         .await?;
     Ok(Json(audience.into()))
 }
@@ -466,7 +473,10 @@ pub async fn refresh(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<AudienceBody>), ApiError> {
-    let audience = state.engine.refresh_audience(audience_id(&id)?).await?;
+    let audience = state
+        .engine
+        .refresh_audience(audience_id(&state, &id).await?)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(audience.into())))
 }
 
@@ -487,7 +497,13 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<AudienceBody>, ApiError> {
-    Ok(Json(state.engine.audience(audience_id(&id)?).await?.into()))
+    Ok(Json(
+        state
+            .engine
+            .audience(audience_id(&state, &id).await?)
+            .await?
+            .into(),
+    ))
 }
 
 pub async fn delete(
@@ -495,7 +511,11 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.delete_audience(audience_id(&id)?).await?;
+    // Not through an alias: an old snapshot's id must not delete the living audience.
+    state
+        .engine
+        .delete_audience(parse_audience_id(&id)?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -546,7 +566,7 @@ pub async fn members(
     let snapshot = snapshot_param(&params)?;
     let (snapshot, mut page) = state
         .engine
-        .audience_members(audience_id(&id)?, snapshot, after, limit + 1)
+        .audience_members(audience_id(&state, &id).await?, snapshot, after, limit + 1)
         .await?;
     let next_cursor = (page.len() > limit).then(|| page[limit - 1].rank.to_string());
     page.truncate(limit);
@@ -567,7 +587,7 @@ pub async fn members_csv(
     let snapshot = snapshot_param(&params)?;
     let bytes = state
         .engine
-        .audience_members_csv(audience_id(&id)?, snapshot)
+        .audience_members_csv(audience_id(&state, &id).await?, snapshot)
         .await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], bytes).into_response())
 }
@@ -768,7 +788,7 @@ pub async fn member(
     let snapshot = snapshot_param(&params)?;
     let answer = state
         .engine
-        .audience_member(audience_id(&id)?, snapshot, user_id)
+        .audience_member(audience_id(&state, &id).await?, snapshot, user_id)
         .await?;
     Ok(Json(answer.into()))
 }

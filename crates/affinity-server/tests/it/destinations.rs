@@ -282,16 +282,19 @@ async fn an_audience_reaches_its_webhook_and_a_refresh_sends_only_who_entered_an
     }
     assert_eq!(identified, treatment);
     assert_eq!(entered, treatment);
-    let (_, log) = app
-        .admin_get(&format!(
-            "/api/v1/destinations/{}/deliveries?limit=5",
-            hook["id"]
-        ))
-        .await;
-    assert_eq!(
-        log["counts"],
-        json!({"pending": 0, "delivered": expected, "failed": 0})
-    );
+    // Outcomes are recorded a few waves at a time (within 100 ms of coming back): the log
+    // settles just after the receiver has everything.
+    let settled = json!({"pending": 0, "delivered": expected, "failed": 0});
+    let log = poll_until("the log settles", Duration::from_secs(10), || async {
+        let (_, log) = app
+            .admin_get(&format!(
+                "/api/v1/destinations/{}/deliveries?limit=5",
+                hook["id"]
+            ))
+            .await;
+        (log["counts"] == settled).then_some(log)
+    })
+    .await;
     assert_eq!(log["deliveries"].as_array().expect("page").len(), 5);
     assert_eq!(log["deliveries"][0]["status"], "delivered");
     assert_eq!(log["deliveries"][0]["last_status"], 200);

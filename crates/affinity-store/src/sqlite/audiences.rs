@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::SqliteStore;
 use super::stored_json::Document;
 use crate::{
-    AudienceRecord, AudienceStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member, OutboxMessage,
+    AudienceRecord, AudienceStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member, OutboxChunks,
     SnapshotRecord, StoreError,
 };
 
@@ -165,8 +165,13 @@ impl AudienceStore for SqliteStore {
     ) -> Result<i64, StoreError> {
         let mut conn = self.write_conn()?;
         let tx = conn.transaction()?;
+        // Past every id in use, an old id kept as an alias included: an id a v8 refresh
+        // returned must never name another audience.
         tx.execute(
-            "INSERT INTO audiences (name, spec, created_at, snapshot) VALUES (?1, ?2, ?3, 1)",
+            "INSERT INTO audiences (id, name, spec, created_at, snapshot)
+             VALUES (1 + MAX((SELECT COALESCE(MAX(id), 0) FROM audiences),
+                             (SELECT COALESCE(MAX(old_id), 0) FROM audience_aliases)),
+                     ?1, ?2, ?3, 1)",
             params![name, SPEC.encode(spec)?, created_at],
         )?;
         let id = tx.last_insert_rowid();
@@ -214,42 +219,36 @@ impl AudienceStore for SqliteStore {
         )? > 0)
     }
 
-    fn finish_audience(
+    fn add_snapshot_members(
         &self,
         id: i64,
         snapshot: i64,
-        finished: &FinishedSnapshot<'_>,
-        outbox: &[OutboxMessage],
-    ) -> Result<(), StoreError> {
+        members: &[Member],
+        explanations: &[String],
+    ) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
         let tx = conn.transaction()?;
-        let updated = tx.execute(
-            "UPDATE audience_snapshots SET status = 'live', size = ?3, model_id = ?4, estimate = ?5,
-                changes = ?6, computed_at = ?7, ranking = ?8, error = NULL
-             WHERE audience_id = ?1 AND snapshot = ?2",
-            params![
-                id,
-                snapshot,
-                finished.members.len() as i64,
-                finished.model_id,
-                ESTIMATE.encode(finished.estimate)?,
-                finished.changes.map(|c| CHANGES.encode(c)).transpose()?,
-                finished.computed_at,
-                finished.ranking
-            ],
-        )?;
-        if updated == 0 {
-            // Deleted while it computed: store nothing (dropping the transaction rolls back).
-            return Ok(());
+        // Checked in the chunk's transaction: a deletion commits either before (nothing is
+        // added) or after (it deletes what was added).
+        let computing = tx
+            .query_row(
+                "SELECT 1 FROM audience_snapshots
+                 WHERE audience_id = ?1 AND snapshot = ?2 AND status = 'computing'",
+                params![id, snapshot],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !computing {
+            return Ok(false);
         }
-        super::outbox::enqueue(&tx, outbox)?;
         {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "INSERT INTO audience_members (audience_id, snapshot, rank, profile_id, user_id, score, control, why)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            for (i, m) in finished.members.iter().enumerate() {
-                let why = finished.explanations.get(i);
+            for (i, m) in members.iter().enumerate() {
+                let why = explanations.get(i);
                 stmt.execute(params![
                     id,
                     snapshot,
@@ -262,6 +261,39 @@ impl AudienceStore for SqliteStore {
                 ])?;
             }
         }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn finish_audience(
+        &self,
+        id: i64,
+        snapshot: i64,
+        finished: &FinishedSnapshot<'_>,
+        outbox: &mut OutboxChunks<'_>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        let updated = tx.execute(
+            "UPDATE audience_snapshots SET status = 'live', size = ?3, model_id = ?4, estimate = ?5,
+                changes = ?6, computed_at = ?7, ranking = ?8, error = NULL
+             WHERE audience_id = ?1 AND snapshot = ?2",
+            params![
+                id,
+                snapshot,
+                finished.size,
+                finished.model_id,
+                ESTIMATE.encode(finished.estimate)?,
+                finished.changes.map(|c| CHANGES.encode(c)).transpose()?,
+                finished.computed_at,
+                finished.ranking
+            ],
+        )?;
+        if updated == 0 {
+            // Deleted while it computed: store nothing (dropping the transaction rolls back).
+            return Ok(());
+        }
+        super::outbox::enqueue_chunks(&tx, outbox)?;
         tx.execute(
             "UPDATE audiences SET live_snapshot = ?2
              WHERE id = ?1 AND (live_snapshot IS NULL OR live_snapshot < ?2)",
@@ -273,13 +305,33 @@ impl AudienceStore for SqliteStore {
     }
 
     fn fail_audience(&self, id: i64, snapshot: i64, error: &str) -> Result<(), StoreError> {
-        let conn = self.write_conn()?;
-        conn.execute(
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        let failed = tx.execute(
             "UPDATE audience_snapshots SET status = 'failed', error = ?3
-             WHERE audience_id = ?1 AND snapshot = ?2",
+             WHERE audience_id = ?1 AND snapshot = ?2 AND status != 'live'",
             params![id, snapshot, error],
         )?;
+        if failed > 0 {
+            tx.execute(
+                "DELETE FROM audience_members WHERE audience_id = ?1 AND snapshot = ?2",
+                params![id, snapshot],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
+    }
+
+    fn resolve_audience_id(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        self.read(|c| {
+            // An audience's own id first (an alias never names one, see `create_audience`).
+            Ok(c.query_row(
+                "SELECT COALESCE((SELECT id FROM audiences WHERE id = ?1),
+                                 (SELECT audience_id FROM audience_aliases WHERE old_id = ?1))",
+                [id],
+                |r| r.get(0),
+            )?)
+        })
     }
 
     fn audience(&self, id: i64) -> Result<Option<AudienceRecord>, StoreError> {
@@ -390,17 +442,28 @@ impl AudienceStore for SqliteStore {
             "DELETE FROM audience_snapshots WHERE audience_id = ?1",
             [id],
         )?;
+        tx.execute("DELETE FROM audience_aliases WHERE audience_id = ?1", [id])?;
         let n = tx.execute("DELETE FROM audiences WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(n > 0)
     }
 
     fn fail_unfinished_audiences(&self, reason: &str) -> Result<usize, StoreError> {
-        let conn = self.write_conn()?;
-        Ok(conn.execute(
+        let mut conn = self.write_conn()?;
+        let tx = conn.transaction()?;
+        // The members a computation had added before the stop (never live, never read).
+        tx.execute(
+            "DELETE FROM audience_members WHERE (audience_id, snapshot) IN (
+                 SELECT audience_id, snapshot FROM audience_snapshots
+                 WHERE status IN ('queued', 'computing'))",
+            [],
+        )?;
+        let n = tx.execute(
             "UPDATE audience_snapshots SET status = 'failed', error = ?1
              WHERE status IN ('queued', 'computing')",
             [reason],
-        )?)
+        )?;
+        tx.commit()?;
+        Ok(n)
     }
 }

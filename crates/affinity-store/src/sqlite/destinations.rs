@@ -10,7 +10,7 @@ use super::audiences::SPEC;
 use super::stored_json::Document;
 use crate::{
     DeliveryCounts, DeliveryOutcome, DeliveryRecord, DestinationRecord, DestinationStore,
-    OutboxMessage, OutboxRow, Recipient, StoreError,
+    OutboxChunks, OutboxMessage, OutboxRow, Recipient, StoreError,
 };
 
 /// A destination's configuration (its type's settings, secrets included).
@@ -108,7 +108,7 @@ impl DestinationStore for SqliteStore {
         &self,
         id: i64,
         spec: &Value,
-        outbox: &[OutboxMessage],
+        outbox: &mut OutboxChunks<'_>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
         let tx = conn.transaction()?;
@@ -119,7 +119,7 @@ impl DestinationStore for SqliteStore {
         if n == 0 {
             return Ok(false);
         }
-        super::outbox::enqueue(&tx, outbox)?;
+        super::outbox::enqueue_chunks(&tx, outbox)?;
         tx.commit()?;
         Ok(true)
     }

@@ -3,7 +3,7 @@
 
 use rusqlite::{Transaction, params};
 
-use crate::{OutboxMessage, StoreError};
+use crate::{OutboxChunks, OutboxMessage, StoreError};
 
 /// Queues `messages` as pending, due at once. A message already queued (same destination
 /// and `message_id`) is left as it is: its body is the same by construction, and its
@@ -28,6 +28,19 @@ pub(super) fn enqueue(
             m.body,
             m.created_at
         ])?;
+    }
+    Ok(added)
+}
+
+/// Queues every chunk `chunks` yields, one at a time (so only one chunk of messages is in
+/// memory); returns how many were new.
+pub(super) fn enqueue_chunks(
+    tx: &Transaction<'_>,
+    chunks: &mut OutboxChunks<'_>,
+) -> Result<usize, StoreError> {
+    let mut added = 0;
+    while let Some(chunk) = chunks()? {
+        added += enqueue(tx, &chunk)?;
     }
     Ok(added)
 }

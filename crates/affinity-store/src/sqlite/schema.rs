@@ -8,7 +8,7 @@ use super::stored_json::Document;
 use super::{audiences, computed_traits};
 use crate::{CredentialKind, StoreError};
 
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -264,6 +264,20 @@ CREATE TABLE audience_members (
 CREATE INDEX audience_members_user ON audience_members (audience_id, snapshot, user_id);
 ";
 
+/// Audience aliases (step `V11_AUDIENCE_ALIASES`): the v9 migration folded each chain of v8
+/// snapshot rows into the audience of its first row, so the ids later refreshes had returned
+/// stopped answering. `old_id` is such an id, `audience_id` the audience it now belongs to;
+/// the audience routes look an unknown id up here. The v9 migration writes the rows (and so
+/// creates the table when it runs); this step creates it, empty, for stores already past v9
+/// (their old ids are lost). Ids of new audiences never reuse an `old_id`.
+const V11_AUDIENCE_ALIASES: &str = "
+CREATE TABLE IF NOT EXISTS audience_aliases (
+    old_id      INTEGER PRIMARY KEY,
+    audience_id INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audience_aliases_audience ON audience_aliases (audience_id);
+";
+
 /// One v8 `audiences` row (a snapshot), its documents as stored (already enveloped by v5).
 struct V8Row {
     id: i64,
@@ -283,8 +297,8 @@ struct V8Row {
 /// Version 9: each chain of v8 snapshots (rows linked by `previous_id`) becomes one audience
 /// with snapshots numbered in id order, members moved, nothing dropped. The chain keeps the
 /// id of its first row: the id its creator was given, and the one every refresh started
-/// from; the ids later refreshes returned answer 404 from then on. A row whose previous row
-/// was deleted starts a chain of its own. The changes document's `previous_id` becomes
+/// from; the ids later refreshes returned become aliases of it (`audience_aliases`). A row
+/// whose previous row was deleted starts a chain of its own. The changes document's `previous_id` becomes
 /// `previous_snapshot` (the number, in the same chain).
 fn number_snapshots(tx: &Transaction<'_>) -> Result<(), StoreError> {
     use std::collections::{BTreeMap, HashMap};
@@ -327,7 +341,14 @@ fn number_snapshots(tx: &Transaction<'_>) -> Result<(), StoreError> {
     for r in &rows {
         chains.entry(root(r.id)).or_default().push(r);
     }
+    tx.execute_batch(V11_AUDIENCE_ALIASES)?;
     for (id, chain) in chains {
+        for r in &chain[1..] {
+            tx.execute(
+                "INSERT INTO audience_aliases (old_id, audience_id) VALUES (?1, ?2)",
+                params![r.id, id],
+            )?;
+        }
         let number: HashMap<i64, i64> = chain
             .iter()
             .enumerate()
@@ -597,6 +618,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if found < 10 {
         tx.execute_batch(V10)?;
+    }
+    if found < 11 {
+        tx.execute_batch(V11_AUDIENCE_ALIASES)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

@@ -6,13 +6,17 @@ use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
 use affinity_store::sqlite::SqliteStore;
-use affinity_store::{AudienceStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member};
+use affinity_store::{
+    AudienceStore, DestinationStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member, OutboxMessage,
+    StoreError,
+};
 
-/// The audience tables as v4 created them and v5–v8 kept them, replacing v9's: for tests that
-/// build an older store by hand from a fresh one.
+/// The audience tables as v4 created them and v5–v8 kept them, replacing v9's (and v11's
+/// aliases): for tests that build an older store by hand from a fresh one.
 pub fn audiences_as_v8(conn: &Connection) {
     conn.execute_batch(
         "DROP TABLE audience_members; DROP TABLE audience_snapshots; DROP TABLE audiences;
+         DROP TABLE audience_aliases;
          CREATE TABLE audiences (
              id          INTEGER PRIMARY KEY,
              name        TEXT    NOT NULL,
@@ -56,20 +60,30 @@ fn finish(store: &SqliteStore, id: i64, snapshot: i64, members: &[Member]) {
         .iter()
         .map(|m| format!("why {}", m.user_id))
         .collect();
+    // Two chunks, as the engine adds a big snapshot's members (none once its audience is
+    // deleted).
+    let half = members.len() / 2;
+    for (chunk, why) in [
+        (&members[..half], &why[..half]),
+        (&members[half..], &why[half..]),
+    ] {
+        store
+            .add_snapshot_members(id, snapshot, chunk, why)
+            .expect("add members");
+    }
     store
         .finish_audience(
             id,
             snapshot,
             &FinishedSnapshot {
                 model_id: snapshot,
-                members,
-                explanations: &why,
+                size: members.len() as i64,
                 ranking: &[1, 2, 3],
                 estimate: &json!({"snapshot": snapshot}),
                 changes: (snapshot > 1).then_some(&json!({"previous_snapshot": snapshot - 1})),
                 computed_at: snapshot * 10,
             },
-            &[],
+            &mut || Ok(None),
         )
         .expect("finish");
 }
@@ -158,6 +172,106 @@ fn snapshots_are_numbered_under_one_id_and_old_member_lists_are_dropped() {
 type V8Row<'a> = (i64, Option<i64>, &'a str, &'a [&'a str]);
 
 #[test]
+fn members_added_in_chunks_are_unseen_until_live_and_gone_with_a_failed_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let dest = store
+        .create_destination("hook", "webhook", &json!({}), 1)
+        .expect("destination");
+    let id = store
+        .create_audience("buyers", &json!({"n": 1}), "computing", 1)
+        .expect("create");
+    let members = [member(1, "ann"), member(2, "ben"), member(3, "cid")];
+    assert!(
+        store
+            .add_snapshot_members(id, 1, &members[..2], &[])
+            .expect("add")
+    );
+    assert!(
+        store
+            .add_snapshot_members(id, 1, &members[2..], &[])
+            .expect("add")
+    );
+    let a = store.audience(id).expect("read").expect("exists");
+    assert_eq!(a.live, None, "nothing is live while it computes");
+    let message = |n: usize| OutboxMessage {
+        destination_id: dest,
+        message_id: format!("m{n}"),
+        body: "{}".into(),
+        created_at: 1,
+    };
+    let finished = FinishedSnapshot {
+        model_id: 1,
+        size: 3,
+        ranking: &[],
+        estimate: &json!({}),
+        changes: None,
+        computed_at: 2,
+    };
+    // A chunk of messages that cannot be built: the snapshot does not go live and none of its
+    // messages is queued (the first chunk was written in the same transaction).
+    let mut calls = 0;
+    let failed = store.finish_audience(id, 1, &finished, &mut || {
+        calls += 1;
+        match calls {
+            1 => Ok(Some(vec![message(1), message(2)])),
+            _ => Err(StoreError::Corrupt("a recipient cannot be read".into())),
+        }
+    });
+    assert!(failed.is_err(), "{failed:?}");
+    let a = store.audience(id).expect("read").expect("exists");
+    assert_eq!((a.latest.status.as_str(), a.live), ("computing", None));
+    assert_eq!(store.delivery_counts(dest).expect("counts").pending, 0);
+    // The engine then records the failure: the members added go with it.
+    store.fail_audience(id, 1, "no recipients").expect("fail");
+    assert_eq!(store.audience_members(id, 1, 0, 10).expect("members"), []);
+
+    // A snapshot that goes live takes its messages, chunk by chunk, in its transaction.
+    assert_eq!(
+        store.next_snapshot(id, "computing", 3).expect("next"),
+        Some(2)
+    );
+    assert!(
+        store
+            .add_snapshot_members(id, 2, &members, &[])
+            .expect("add")
+    );
+    let mut chunks = vec![vec![message(3)], vec![message(4), message(5)]].into_iter();
+    store
+        .finish_audience(id, 2, &finished, &mut || Ok(chunks.next()))
+        .expect("finish");
+    assert_eq!(store.delivery_counts(dest).expect("counts").pending, 3);
+    assert_eq!(
+        store.audience_members(id, 2, 0, 10).expect("members").len(),
+        3
+    );
+
+    // A process stopped mid-computation: its snapshot fails at the next start, with the
+    // members it had added; a deleted audience takes no more chunks.
+    assert_eq!(
+        store.next_snapshot(id, "computing", 4).expect("next"),
+        Some(3)
+    );
+    assert!(
+        store
+            .add_snapshot_members(id, 3, &members[..1], &[])
+            .expect("add")
+    );
+    assert_eq!(store.fail_unfinished_audiences("stopped").expect("fail"), 1);
+    assert_eq!(store.audience_members(id, 3, 0, 10).expect("members"), []);
+    assert_eq!(
+        store.audience_members(id, 2, 0, 10).expect("members").len(),
+        3
+    );
+    assert!(store.delete_audience(id).expect("delete"));
+    assert!(
+        !store
+            .add_snapshot_members(id, 3, &members, &[])
+            .expect("add")
+    );
+}
+
+#[test]
 fn a_v8_store_s_chains_become_audiences_with_numbered_snapshots() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = json!({"name": "buyers", "target": {"item_id": "sku-1"}});
@@ -217,7 +331,7 @@ fn a_v8_store_s_chains_become_audiences_with_numbered_snapshots() {
             [envelope("spec", &spec)],
         )
         .expect("v8 failed row");
-        // v10's tables did not exist in a v8 store.
+        // v10's tables did not exist in a v8 store (v11's went with `audiences_as_v8`).
         conn.execute_batch("DROP TABLE goal_definitions; DROP TABLE goal_results")
             .expect("as v8");
         conn.pragma_update(None, "user_version", 8)
@@ -229,7 +343,7 @@ fn a_v8_store_s_chains_become_audiences_with_numbered_snapshots() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 10);
+    assert_eq!(version, 11, "the newest schema");
     let ids: Vec<i64> = store
         .audiences()
         .expect("list")
@@ -319,9 +433,37 @@ fn a_v8_store_s_chains_become_audiences_with_numbered_snapshots() {
         ("failed", Some("no model"), None)
     );
 
+    // The ids refreshes returned name their chain's audience (aliases); an audience's own
+    // id names itself; an id that never was, or a deleted row's, nothing.
+    let resolve = |id: i64| store.resolve_audience_id(id).expect("resolve");
+    assert_eq!(
+        [1, 2, 3, 4, 5, 6, 7, 99].map(resolve),
+        [
+            Some(1),
+            Some(2),
+            Some(1),
+            Some(1),
+            Some(5),
+            None,
+            Some(7),
+            None
+        ]
+    );
+
     // The migrated store works on: the next snapshot of chain 1 is number 4.
     assert_eq!(
         store.next_snapshot(1, "computing", 9).expect("next"),
         Some(4)
     );
+    // A new audience never takes an id kept as an alias, even once the audiences above it
+    // are gone; deleting an audience drops its aliases.
+    for id in [7, 5, 2] {
+        assert!(store.delete_audience(id).expect("delete"));
+    }
+    let new = store
+        .create_audience("new", &spec, "computing", 9000)
+        .expect("create");
+    assert_eq!(new, 5, "past the alias 4, not 2");
+    assert!(store.delete_audience(1).expect("delete"));
+    assert_eq!([3, 4].map(resolve), [None, None]);
 }

@@ -79,7 +79,7 @@ fn a_v6_store_with_plain_secrets_migrates_to_hashes() {
         .expect("raw")
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 10);
+    assert_eq!(version, 11, "the newest schema");
     let stored = store.credentials().expect("list");
     let of = |kind| {
         stored

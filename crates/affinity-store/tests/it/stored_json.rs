@@ -34,16 +34,23 @@ fn member(rank: i64) -> Member {
     }
 }
 
+/// Adds `members` to the computing snapshot `id`/1 and what finishing it stores.
 fn finished<'a>(
-    members: &'a [Member],
+    store: &SqliteStore,
+    id: i64,
+    members: &[Member],
     estimate: &'a Value,
     changes: Option<&'a Value>,
     computed_at: i64,
 ) -> FinishedSnapshot<'a> {
+    assert!(
+        store
+            .add_snapshot_members(id, 1, members, &[])
+            .expect("add members")
+    );
     FinishedSnapshot {
         model_id: 3,
-        members,
-        explanations: &[],
+        size: members.len() as i64,
         ranking: &[],
         estimate,
         changes,
@@ -62,8 +69,8 @@ fn live_audience(store: &SqliteStore, spec: &Value) -> i64 {
         .finish_audience(
             id,
             1,
-            &finished(&members, &estimate, Some(&changes), 20),
-            &[],
+            &finished(store, id, &members, &estimate, Some(&changes), 20),
+            &mut || Ok(None),
         )
         .expect("finish");
     id
@@ -99,8 +106,8 @@ fn documents_round_trip_in_a_versioned_envelope() {
         .finish_audience(
             first,
             1,
-            &finished(&[member(1)], &json!(null), None, 40),
-            &[],
+            &finished(&store, first, &[member(1)], &json!(null), None, 40),
+            &mut || Ok(None),
         )
         .expect("finish");
     let definition = json!({"name": "top", "k": 3, "exclude": []});
@@ -297,7 +304,7 @@ fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
     let version: i64 = raw(&store)
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 10);
+    assert_eq!(version, 11, "the newest schema");
 
     let record = store.audience(id).expect("read").expect("exists");
     assert_eq!(record.spec, json!({"version": 1, "size": 2}));
