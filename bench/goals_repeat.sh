@@ -11,6 +11,11 @@
 # EASE on the same cart adds (known items allowed), popularity (the most ordered) and the best
 # add→order rate computed on the same messages in the same run (bench/goals_repeat.py).
 #
+# The target is read on goal-repeat: the held-out order is mostly re-buys, which the defaults
+# (exclude_converted) leave out by definition. Measured (seeds 0 1, 2 shared cores), NDCG@10:
+# goal 0.120, goal-repeat 0.439, most often bought then popularity 0.417, EASE 0.107,
+# popularity 0.066, best add→order rate 0.006; the holdout picked repeat weight 64, no decay.
+#
 # Usage: bench/goals_repeat.sh [SEEDS="0 1 2"]; output in bench/out/goals-repeat.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
