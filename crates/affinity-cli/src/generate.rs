@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use affinity_core::goal_funnel::FunnelSpec;
 use affinity_core::synthetic::{Generator, RepeatPurchases, SyntheticSpec};
 
 #[derive(Args)]
@@ -50,6 +51,17 @@ pub struct GenerateArgs {
     /// Probability that a due re-buy is skipped (0–1).
     #[arg(long, value_name = "P")]
     repeat_skip: Option<f64>,
+    /// Generate a goal funnel instead of the shop: users of `--funnel-kinds` kinds add
+    /// products to their cart (`Product Added`, `product_id`) and complete orders (`Order
+    /// Completed`), and each kind converts far more often on three items of its own (printed
+    /// on standard error), for trying goal-based recommendations. `--users`, `--items`,
+    /// `--events` (cart adds in all), `--seed` and `--days` apply.
+    #[arg(long, conflicts_with_all = ["repeat", "repeat_share", "repeat_max_staples",
+        "repeat_min_cycle_days", "repeat_max_cycle_days", "repeat_brand_loyalty", "repeat_skip"])]
+    goal_funnel: bool,
+    /// Kinds of users in the goal funnel (implies `--goal-funnel`).
+    #[arg(long, value_name = "N")]
+    funnel_kinds: Option<u32>,
 }
 
 impl GenerateArgs {
@@ -95,7 +107,76 @@ impl GenerateArgs {
     }
 }
 
+impl GenerateArgs {
+    /// The goal funnel asked for, if any.
+    fn funnel(&self) -> anyhow::Result<Option<FunnelSpec>> {
+        if !self.goal_funnel && self.funnel_kinds.is_none() {
+            return Ok(None);
+        }
+        if self.repeat()?.is_some() {
+            anyhow::bail!("--goal-funnel and --funnel-kinds cannot be combined with --repeat*");
+        }
+        let d = FunnelSpec::default();
+        let kinds = self.funnel_kinds.unwrap_or(d.kinds);
+        if kinds == 0 || self.users == 0 || self.items < kinds * d.converting {
+            anyhow::bail!(
+                "a goal funnel needs --funnel-kinds ≥ 1, --users ≥ 1 and at least {} items per kind (--items {} for {kinds} kinds; got --users {}, --items {})",
+                d.converting,
+                kinds * d.converting,
+                self.users,
+                self.items
+            );
+        }
+        let exposures_per_user = (self.events / u64::from(self.users)).clamp(1, 100_000) as u32;
+        Ok(Some(FunnelSpec {
+            users: self.users,
+            items: self.items,
+            kinds,
+            exposures_per_user,
+            seed: self.seed,
+            days: self.days.max(1),
+            end_ms: SyntheticSpec::default().end_ms,
+            ..d
+        }))
+    }
+}
+
+fn write_all(
+    args: &GenerateArgs,
+    messages: impl Iterator<Item = serde_json::Value>,
+) -> anyhow::Result<()> {
+    let out: Box<dyn Write> = if args.out.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(
+            std::fs::File::create(&args.out)
+                .with_context(|| format!("cannot create {}", args.out.display()))?,
+        )
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let mut n = 0u64;
+    for message in messages {
+        serde_json::to_writer(&mut out, &message)?;
+        out.write_all(b"\n")?;
+        n += 1;
+    }
+    out.flush()?;
+    eprintln!("generated {n} messages");
+    Ok(())
+}
+
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
+    if let Some(funnel) = args.funnel()? {
+        for kind in 0..funnel.kinds {
+            // What a goal on this store should find: the answer key of the funnel.
+            eprintln!(
+                "kind {kind} (users u<n> with n % {} = {kind}) converts on {}",
+                funnel.kinds,
+                funnel.converting_items(kind).join(", ")
+            );
+        }
+        return write_all(args, funnel.messages().into_iter());
+    }
     let spec = SyntheticSpec {
         users: args.users,
         items: args.items,
@@ -107,22 +188,5 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         repeat: args.repeat()?,
         ..SyntheticSpec::default()
     };
-    let out: Box<dyn Write> = if args.out.as_os_str() == "-" {
-        Box::new(std::io::stdout().lock())
-    } else {
-        Box::new(
-            std::fs::File::create(&args.out)
-                .with_context(|| format!("cannot create {}", args.out.display()))?,
-        )
-    };
-    let mut out = BufWriter::with_capacity(1 << 20, out);
-    let mut n = 0u64;
-    for message in Generator::new(spec) {
-        serde_json::to_writer(&mut out, &message)?;
-        out.write_all(b"\n")?;
-        n += 1;
-    }
-    out.flush()?;
-    eprintln!("generated {n} messages");
-    Ok(())
+    write_all(args, Generator::new(spec))
 }

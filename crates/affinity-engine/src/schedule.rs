@@ -1,9 +1,11 @@
 //! The background work of a serving process: at start, work left unfinished by a previous
 //! process is marked failed and the last ready model is loaded from its saved file; then, with
 //! a catalog configured, a model is trained at once unless the loaded one was trained on every
-//! event the store holds, and again every `retrain_interval` when new events arrived. Beside
-//! it, every `audience_refresh_check`, `daily` audiences whose newest snapshot is a day old
-//! get their next one.
+//! event the store holds, and again every `retrain_interval` when new events arrived. Goal
+//! recommendations follow: a published model recomputes them, and a store with no catalog
+//! (goals need none, and then no model is trained) recomputes them itself on the same
+//! interval when new events arrived. Beside it, every `audience_refresh_check`, `daily`
+//! audiences whose newest snapshot is a day old get their next one.
 
 use affinity_store::{AudienceStore, CatalogStore, EventDiscovery, GoalStore, ModelRegistry};
 
@@ -68,6 +70,19 @@ impl Engine {
                     Ok((true, count)) if last_count != Some(count) && !engine.is_training() => {
                         last_count = Some(count);
                         engine.queue_training().await;
+                    }
+                    // No catalog, so no training to follow: the goals retrain on their own.
+                    Ok((false, count)) if last_count != Some(count) => {
+                        last_count = Some(count);
+                        let (goals, store) = (engine.goals.clone(), engine.store.clone());
+                        let queued = blocking(move || {
+                            goals.spawn_all(store, None);
+                            Ok(())
+                        })
+                        .await;
+                        if let Err(e) = queued {
+                            tracing::error!(error = %e, "cannot queue the goal computations");
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "cannot read the store for the schedule"),

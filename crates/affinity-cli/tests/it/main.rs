@@ -3,6 +3,7 @@
 mod crash;
 mod credentials;
 mod delivery;
+mod generate;
 mod import;
 mod serve;
 mod support;

@@ -64,6 +64,11 @@ struct HoldoutBody {
     conversion_weight: f32,
     clusters: usize,
     exclude_exposed: bool,
+    /// Weight of the user's own repeat score (0: not used) and its half-life (null: counts).
+    repeat_weight: f32,
+    repeat_half_life_days: Option<f64>,
+    /// Share of held-out outcomes on items the user had already converted on.
+    converted_again: f64,
 }
 
 #[derive(Serialize)]
@@ -88,6 +93,10 @@ struct QualityBody {
     confidence: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<String>,
+    /// What the definition leaves out that users convert on (`exclude_converted` on a store
+    /// where they convert on the same items again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
     /// Outcome rates of recommended vs control users since the first lists went live; null
     /// until a recomputation after that has seen exposures.
     experiment: Option<ExperimentBody>,
@@ -118,9 +127,13 @@ impl From<StoredQuality> for QualityBody {
                 conversion_weight: h.conversion_weight,
                 clusters: h.clusters,
                 exclude_exposed: h.exclude_exposed,
+                repeat_weight: h.repeat_weight,
+                repeat_half_life_days: h.repeat_half_life_days,
+                converted_again: h.converted_again,
             },
             confidence: h.confidence,
             warning: h.warning,
+            hint: h.hint,
             experiment: q.experiment.map(|e| ExperimentBody {
                 since: format_millis(e.since),
                 recommended: GroupBody {

@@ -319,3 +319,45 @@ async fn goal_definitions_list_every_problem_and_warn_about_unseen_names() {
     let (s, b) = app.admin_get("/api/v1/goal-recommendations/x").await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "must be a number");
 }
+
+/// With no catalog no model is trained, so no published model recomputes the goals: the
+/// schedule does, on the retrain interval (shortened here), once new events arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goals_retrain_on_the_schedule_without_a_catalog() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::support::config(dir.path());
+    config.engine.retrain_interval = Duration::from_millis(300);
+    let app = TestApp::spawn_configured(dir, config).await;
+    let spec = FunnelSpec::default();
+    let (first, later): (Vec<Value>, Vec<Value>) = spec.messages().into_iter().partition(|m| {
+        m["userId"].as_str().expect("userId")[1..]
+            .parse::<u32>()
+            .expect("u<n>")
+            < 150
+    });
+    send(&app, &first).await;
+    let (s, created) = post_goal(&app, &definition()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{created}");
+    let id = created["id"].clone();
+    let goal = live(&app, &id, "").await;
+    assert_eq!(goal["users"], 150, "{goal}");
+    let before = goal["computed_at"]
+        .as_str()
+        .expect("computed_at")
+        .to_string();
+
+    // No refresh asked for: only the schedule can bring in the new users.
+    send(&app, &later).await;
+    let again = poll_until(
+        "the scheduled goal computation",
+        Duration::from_secs(60),
+        || async {
+            let g = live(&app, &id, &before).await;
+            (g["users"] == spec.users).then_some(g)
+        },
+    )
+    .await;
+    assert_eq!(again["status"], "live", "{again}");
+    let body = list(&app, &id, "u299").await;
+    assert_eq!(values(&body).len(), 5, "{body}");
+}
