@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Quality benchmark: Pop, ItemKNN, ALS and EASE on MovieLens 100K with
+# Quality benchmark: Pop, ItemKNN, ALS, EASE (plain, popularity-debiased, with the
+# low-pass filter) and the product's own default path on MovieLens 100K with
 # RecBole's protocol (see examples/movielens.rs for the exact definitions).
 # This is a benchmark, not a test: it prints what it measured.
 #
 # Usage:
 #   bench/movielens.sh                 # full grids, 5 seeds (a few minutes on 2 cores)
 #   SEEDS=1 GRID=quick bench/movielens.sh   # smoke run
-# Environment: SEEDS (5), GRID (full|quick), THREADS (rayon threads, 2),
+#   SEEDS=5 ARGS="--models Trait --ease-low-pass 0" bench/movielens.sh   # the product's path
+#     with plain EASE as its EASE candidate: the baseline of the low-pass filter
+# Environment: SEEDS (5), GRID (full|quick), THREADS (rayon threads, 2), ARGS (more flags of
+#   examples/movielens.rs),
 #   DATA (directory holding ml-100k.inter; default: fetched by
 #   scripts/fetch-ml100k.sh into the workspace's git-ignored bench/data).
 set -euo pipefail
@@ -31,7 +35,7 @@ log "building the example (release)"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/movielens"
 
 START=$(date +%s)
-RAYON_NUM_THREADS="$THREADS" "$BIN" --data "$DATA" --seeds "$SEEDS" --grid "$GRID"
+RAYON_NUM_THREADS="$THREADS" "$BIN" --data "$DATA" --seeds "$SEEDS" --grid "$GRID" ${ARGS:-}
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load avg after: $(cut -d' ' -f1-3 /proc/loadavg); wall $(( $(date +%s) - START )) s"
-printf 'reproduce: cd %q && SEEDS=%q GRID=%q THREADS=%q bench/movielens.sh\n' "$CRATE" "$SEEDS" "$GRID" "$THREADS"
+printf 'reproduce: cd %q && SEEDS=%q GRID=%q THREADS=%q ARGS=%q bench/movielens.sh\n' "$CRATE" "$SEEDS" "$GRID" "$THREADS" "${ARGS:-}"

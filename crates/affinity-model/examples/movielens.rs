@@ -13,15 +13,16 @@
 //!   NDCG@10 on valid, and the chosen configuration's test metrics are reported.
 //!
 //! Usage: `movielens --data DIR [--seeds 5] [--grid full|quick]
-//! [--models Pop,EASE,...] [--verbose 1] [--robust 1]`, where DIR holds RecBole's
-//! `ml-100k.inter`; `--verbose 1` prints every configuration's valid score (and the
+//! [--models Pop,EASE,...] [--verbose 1] [--robust 1] [--ease-low-pass RANK]`, where DIR
+//! holds RecBole's `ml-100k.inter`; `--ease-low-pass 0` runs the trait rows with plain EASE as
+//! the default EASE candidate (the baseline for its low-pass filter); `--verbose 1` prints every configuration's valid score (and the
 //! pipeline's holdout figures); `--robust 1` adds the Trait/rb row, an experiment in
 //! choosing by the best worst-case ratio over the user-time and time protocols.
-//! `movielens vs-ease --data DIR [--seeds 5]` compares the product's default path with EASE
+//! `movielens vs-ease --data DIR [--seeds 5] [--ease-low-pass RANK]` compares the product's default path with EASE
 //! λ=250 on a random 80/20 split per user.
 //! `movielens knn-speed [--users 50000 --items 20000 --nnz 1000000]` times
-//! `ItemKnn::fit` on synthetic power-law data. `movielens ease-speed --items N` instead
-//! times EASE's dense inverse on synthetic data with N items.
+//! `ItemKnn::fit` on synthetic power-law data. `movielens ease-speed --items N [--low-pass RANK]`
+//! instead times EASE's dense inverse (and its low-pass filter) on synthetic data with N items.
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
@@ -71,6 +72,9 @@ fn main() -> AnyResult<()> {
     let seeds: u64 = flags.get("seeds").map_or(Ok(5), |s| s.parse())?;
     let verbose = flags.get("verbose").is_some_and(|v| v == "1");
     let robust = flags.get("robust").is_some_and(|v| v == "1");
+    if let Some(rank) = flags.get("ease-low-pass") {
+        let _ = EASE_LOW_PASS.set(rank.parse()?);
+    }
     let only: Option<Vec<String>> = flags
         .get("models")
         .map(|m| m.split(',').map(str::to_string).collect());
@@ -347,6 +351,10 @@ fn describe_choice(model: &TrainedModel) -> String {
     )
 }
 
+/// `--ease-low-pass RANK`: the rank of the default EASE candidate's low-pass filter in the
+/// trait rows (0: plain EASE, the default candidate before the filter), for a baseline run.
+static EASE_LOW_PASS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 /// Top-10 lists through the production trait path; see the call site. `masked` items are
 /// never recommended (besides the user's training items, which the trait excludes itself).
 /// `candidates` replaces the default list.
@@ -386,6 +394,13 @@ fn trait_path(
     let mut options = TrainingOptions::with_seed(seed);
     if let Some(candidates) = candidates {
         options.candidates = candidates;
+    }
+    if let Some(&rank) = EASE_LOW_PASS.get() {
+        for c in &mut options.candidates {
+            if let Candidate::Ease(p) = c {
+                p.low_pass_rank = rank;
+            }
+        }
     }
     let model = run_pipeline(&catalog, &options, &mut |_| {})?;
     let report = affinity_model::metrics::evaluate_lists(test, K, |u| {
@@ -541,6 +556,10 @@ impl Config {
                 "f={} reg={} alpha={} it={}",
                 p.factors, p.regularization, p.alpha, p.iterations
             ),
+            Config::Ease(p) if p.low_pass_rank > 0 => format!(
+                "lambda={} low-pass={}x{}",
+                p.lambda, p.low_pass_rank, p.low_pass_weight
+            ),
             Config::Ease(p) => format!("lambda={}", p.lambda),
             Config::EaseDebiased(p, beta) => format!("lambda={} beta={beta}", p.lambda),
         }
@@ -614,12 +633,25 @@ fn candidates(quick: bool) -> Vec<(&'static str, Vec<Config>)> {
             ));
         }
     }
+    // EASE with the low-pass filter of the item graph added (the default candidate's family).
+    let mut ease_low_pass = Vec::new();
+    for &lambda in &pick(&[300.0, 500.0, 750.0], &[500.0]) {
+        for &low_pass_weight in &pick(&[0.15, 0.25, 0.35], &[0.25]) {
+            ease_low_pass.push(Config::Ease(EaseParams {
+                lambda,
+                low_pass_rank: 64,
+                low_pass_weight,
+                ..EaseParams::default()
+            }));
+        }
+    }
     vec![
         ("Pop", vec![Config::Pop]),
         ("ItemKNN", knn),
         ("ALS", als),
         ("EASE", ease),
         ("EASE-pd", ease_debiased),
+        ("EASE-LP", ease_low_pass),
     ]
 }
 
@@ -734,6 +766,9 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
 fn vs_ease(flags: &HashMap<String, String>) -> AnyResult<()> {
     let dir: PathBuf = flags.get("data").ok_or("--data DIR is required")?.into();
     let seeds: u64 = flags.get("seeds").map_or(Ok(5), |s| s.parse())?;
+    if let Some(rank) = flags.get("ease-low-pass") {
+        let _ = EASE_LOW_PASS.set(rank.parse()?);
+    }
     let (n_users, n_items, triplets, times) = load(&dir.join("ml-100k.inter"))?;
     let nothing = Interactions::from_triplets(n_users, n_items, &[])?;
     let (mut ease_ndcg, mut trait_ndcg) = (Vec::new(), Vec::new());
@@ -769,6 +804,10 @@ fn vs_ease(flags: &HashMap<String, String>) -> AnyResult<()> {
 /// users with ~40 interactions each), to measure the dense inverse.
 fn ease_speed(flags: &HashMap<String, String>) -> AnyResult<()> {
     let n_items: usize = flags.get("items").ok_or("--items N is required")?.parse()?;
+    let params = EaseParams {
+        low_pass_rank: flags.get("low-pass").map_or(Ok(0), |r| r.parse())?,
+        ..EaseParams::default()
+    };
     let n_users = 4 * n_items;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let triplets: Vec<Triplet> = (0..n_users as u32)
@@ -784,11 +823,12 @@ fn ease_speed(flags: &HashMap<String, String>) -> AnyResult<()> {
             .num_threads(threads)
             .build()?;
         let start = Instant::now();
-        let model = pool.install(|| EaseModel::fit(&data, &EaseParams::default()))?;
+        let model = pool.install(|| EaseModel::fit(&data, &params))?;
         let s = start.elapsed().as_secs_f64();
         let gflop = (n_items as f64).powi(3) / 1e9;
         println!(
-            "RESULT ease_fit items={n_items} threads={threads} seconds={s:.3} (≈{gflop:.1} GFLOP in the inverse → {:.1} GFLOP/s) b01={}",
+            "RESULT ease_fit items={n_items} low_pass={} threads={threads} seconds={s:.3} (≈{gflop:.1} GFLOP in the inverse → {:.1} GFLOP/s) b01={}",
+            params.low_pass_rank,
             gflop / s,
             model.weights().get(1).copied().unwrap_or(0.0)
         );

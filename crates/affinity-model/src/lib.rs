@@ -25,6 +25,7 @@ mod error;
 pub mod goal;
 mod interactions;
 mod item_knn;
+mod low_pass;
 pub mod metrics;
 mod popularity;
 pub mod propensity;

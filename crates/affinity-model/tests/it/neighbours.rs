@@ -289,6 +289,75 @@ fn item_knn_similar_items_stay_in_block() {
 }
 
 #[test]
+fn ease_with_low_pass_matches_a_hand_computed_two_item_case() {
+    // The same X as above with λ = 1, so B = [[0, 1/3], [1/2, 0]]. Item degrees d = (2, 1);
+    // the rank-1 filter is popularity, W[i][j] = d_j / Σd = [[2/3, 1/3], [2/3, 1/3]].
+    // Scores of B: user 0 (1/2, 1/3), user 1 (0, 1/3), squares 17/36; of W: (4/3, 2/3) and
+    // (2/3, 1/3), squares 100/36. So W is scaled by √(17/100) and then by the weight 1/2.
+    let data = Interactions::from_triplets(2, 2, &[(0, 0, 1.0), (0, 1, 1.0), (1, 0, 1.0)]).unwrap();
+    let ease = EaseModel::fit(
+        &data,
+        &EaseParams {
+            lambda: 1.0,
+            low_pass_rank: 1,
+            low_pass_weight: 0.5,
+            ..EaseParams::default()
+        },
+    )
+    .unwrap();
+    let c = 0.5 * (17.0f32 / 100.0).sqrt();
+    let want = [
+        c * 2.0 / 3.0,
+        1.0 / 3.0 + c / 3.0,
+        0.5 + c * 2.0 / 3.0,
+        c / 3.0,
+    ];
+    for (got, want) in ease.weights().iter().zip(want) {
+        assert!(
+            (got - want).abs() < 1e-5,
+            "{:?} vs {want:?}",
+            ease.weights()
+        );
+    }
+    // Weight 0 is plain EASE.
+    let plain = |low_pass_weight| {
+        EaseModel::fit(
+            &data,
+            &EaseParams {
+                lambda: 1.0,
+                low_pass_rank: 1,
+                low_pass_weight,
+                ..EaseParams::default()
+            },
+        )
+    };
+    assert_eq!(
+        plain(0.0).unwrap().weights(),
+        EaseModel::fit(
+            &data,
+            &EaseParams {
+                lambda: 1.0,
+                ..EaseParams::default()
+            }
+        )
+        .unwrap()
+        .weights()
+    );
+    for bad in [-0.1, f32::NAN, f32::INFINITY] {
+        assert!(
+            matches!(
+                plain(bad),
+                Err(ModelError::InvalidParameter {
+                    name: "low_pass_weight",
+                    ..
+                })
+            ),
+            "weight {bad}"
+        );
+    }
+}
+
+#[test]
 fn ease_and_item_knn_are_bit_identical_across_thread_counts() {
     let d = Clusters::generate(2);
     let p = EaseParams::default();
@@ -296,6 +365,25 @@ fn ease_and_item_knn_are_bit_identical_across_thread_counts() {
     let two = in_pool(2, || EaseModel::fit(&d.train, &p).unwrap());
     let bits = |m: &EaseModel| m.weights().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&one), bits(&two), "ease: 1 vs 2 threads");
+    // With the low-pass filter (its power iteration, scale and sum) as well; and it changes
+    // the weights.
+    let p = EaseParams {
+        low_pass_rank: 8,
+        ..EaseParams::default()
+    };
+    let one_lp = in_pool(1, || EaseModel::fit(&d.train, &p).unwrap());
+    let two_lp = in_pool(2, || EaseModel::fit(&d.train, &p).unwrap());
+    assert_eq!(
+        bits(&one_lp),
+        bits(&two_lp),
+        "ease + low-pass: 1 vs 2 threads"
+    );
+    assert_ne!(bits(&one_lp), bits(&one), "the filter adds nothing");
+    assert_eq!(
+        bits(&one_lp),
+        bits(&EaseModel::fit(&d.train, &p).unwrap()),
+        "ease + low-pass: refit"
+    );
 
     let p = ItemKnnParams {
         neighbours: 7,
