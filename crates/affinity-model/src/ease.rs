@@ -112,7 +112,7 @@ impl EaseModel {
                 max_items: params.max_items,
             });
         }
-        let mut gram = gram_matrix(data);
+        let mut gram = gram_matrix(data, None);
         for i in 0..n {
             gram[i * n + i] += params.lambda;
         }
@@ -253,8 +253,9 @@ const TASK_ROWS: usize = 16;
 const PANEL: usize = 64;
 
 /// Dense XᵀX (row-major, both triangles), from the sparse co-occurrences:
-/// row i sums `w_ui · x_u` over i's users, in ascending user order.
-fn gram_matrix(data: &Interactions) -> Vec<f32> {
+/// row i sums `w_ui · x_u` over i's users, in ascending user order; with `user_scale`,
+/// each user's row is weighted by it (`Xᵀ D X`, the low-pass filter's graph).
+pub(crate) fn gram_matrix(data: &Interactions, user_scale: Option<&[f32]>) -> Vec<f32> {
     let n = data.n_items();
     let mut gram = vec![0f32; n * n];
     gram.par_chunks_mut(n.max(1) * TASK_ROWS)
@@ -266,8 +267,12 @@ fn gram_matrix(data: &Interactions) -> Vec<f32> {
                     for (k, out) in rows.chunks_exact_mut(n).enumerate() {
                         let item = task * TASK_ROWS + k;
                         for (user, w_ui) in data.item_row(item).iter() {
+                            let c = match user_scale {
+                                Some(scale) => w_ui * scale[user as usize],
+                                None => w_ui,
+                            };
                             for (j, w_uj) in data.user_row(user as usize).iter() {
-                                out[j as usize] = fmadd(isa, w_ui, w_uj, out[j as usize]);
+                                out[j as usize] = fmadd(isa, c, w_uj, out[j as usize]);
                             }
                         }
                     }
