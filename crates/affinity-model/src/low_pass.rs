@@ -232,13 +232,9 @@ mod tests {
         }
     }
 
-    /// The normalized item matrix's top eigenvector is `d^1/2` (eigenvalue 1: Ĝ·d^1/2 =
-    /// D_i^-1/2 Rᵀ D_u^-1 R 1 = D_i^-1/2 d), so the rank-1 filter is popularity:
-    /// `W[i][j] = d_j / Σ d` for every item i with interactions.
-    #[test]
-    fn rank_one_filter_is_popularity() {
-        // 3 items, degrees 3, 2, 1; item 3 has no interactions.
-        let data = Interactions::from_triplets(
+    /// Item degrees 3, 2, 1; item 3 has no interactions.
+    fn three_users_four_items() -> Interactions {
+        Interactions::from_triplets(
             3,
             4,
             &[
@@ -250,7 +246,15 @@ mod tests {
                 (2, 1, 1.0),
             ],
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// The normalized item matrix's top eigenvector is `d^1/2` (eigenvalue 1: Ĝ·d^1/2 =
+    /// D_i^-1/2 Rᵀ D_u^-1 R 1 = D_i^-1/2 d), so the rank-1 filter is popularity:
+    /// `W[i][j] = d_j / Σ d` for every item i with interactions.
+    #[test]
+    fn rank_one_filter_is_popularity() {
+        let data = three_users_four_items();
         let w = low_pass_weights(&data, 1);
         let want = [0.5, 2.0 / 6.0, 1.0 / 6.0, 0.0];
         for i in 0..4 {
@@ -268,19 +272,7 @@ mod tests {
     /// At full rank V Vᵀ is the identity on the items with interactions, and so is W.
     #[test]
     fn full_rank_filter_is_the_identity() {
-        let data = Interactions::from_triplets(
-            3,
-            4,
-            &[
-                (0, 0, 1.0),
-                (0, 1, 1.0),
-                (1, 0, 1.0),
-                (1, 2, 1.0),
-                (2, 0, 1.0),
-                (2, 1, 1.0),
-            ],
-        )
-        .unwrap();
+        let data = three_users_four_items();
         let w = low_pass_weights(&data, 10);
         for i in 0..4 {
             for j in 0..4 {
