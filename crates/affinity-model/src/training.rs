@@ -11,8 +11,9 @@
 //!    standardized scores, at a few weights): models that see different signals make
 //!    different mistakes. A blend must beat the best single model by [`BLEND_MARGIN`].
 //! 4. Under the per-user time holdout, when the best candidates are statistically
-//!    indistinguishable (see [`TIE_SIGMAS`]), break the tie on a second, independent view
-//!    of the data: a seeded random per-user holdout, for the tied candidates only.
+//!    indistinguishable (see [`TIE_SIGMAS`]) or within a small share of the best's NDCG (see
+//!    [`TIE_TOLERANCE`]), break the tie on a second, independent view of the data: a seeded
+//!    random per-user holdout, for the tied candidates only (each family's best).
 //! 5. Under the per-user time holdout, hold out each user's newest engagements a second
 //!    time, re-engagements included (the next-items holdout, [`NextHoldout`]), and score
 //!    every candidate there with known items *allowed*: what the endpoint serves by default.
