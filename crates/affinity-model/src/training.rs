@@ -375,6 +375,20 @@ pub struct TiedCandidate {
     pub gap_sigmas: f64,
     /// NDCG@k on the tie-break holdout (None when it could not be evaluated).
     pub tie_break_ndcg: Option<f64>,
+    /// Which rule put it in the tie.
+    pub tied_by: TiedBy,
+}
+
+/// Why a candidate was in a tie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TiedBy {
+    /// The best on the first holdout.
+    Best,
+    /// Within [`TieBreak::sigmas`] standard errors of the best.
+    StandardErrors,
+    /// Further apart in standard errors, but within [`TieBreak::tolerance`] of its NDCG.
+    Tolerance,
 }
 
 /// The second-best candidate of a comparison.
@@ -986,7 +1000,7 @@ fn break_tie(
             .map_or(f64::NEG_INFINITY, |m| m.ndcg / handicap(&r.candidate))
     };
     let floor = first_view(&results[best]) * (1.0 - options.tie_tolerance);
-    let mut tied: Vec<(usize, f64)> = vec![(best, 0.0)];
+    let mut tied: Vec<(usize, f64, TiedBy)> = vec![(best, 0.0, TiedBy::Best)];
     for &i in &order[1..] {
         if tied.len() >= options.tie_max {
             break;
@@ -994,14 +1008,13 @@ fn break_tie(
         let family = results[i].candidate.name();
         if tied
             .iter()
-            .any(|&(t, _)| results[t].candidate.name() == family)
+            .any(|&(t, ..)| results[t].candidate.name() == family)
         {
             continue;
         }
         match paired_gap(&results[best].user_ndcg, &results[i].user_ndcg) {
-            Some(gap) if gap <= options.tie_sigmas || first_view(&results[i]) >= floor => {
-                tied.push((i, gap))
-            }
+            Some(gap) if gap <= options.tie_sigmas => tied.push((i, gap, TiedBy::StandardErrors)),
+            Some(gap) if first_view(&results[i]) >= floor => tied.push((i, gap, TiedBy::Tolerance)),
             _ => {}
         }
     }
@@ -1027,7 +1040,7 @@ fn break_tie(
             // singles first, and kept only when a tied blend needs them.
             let parts: Vec<Candidate> = tied
                 .iter()
-                .filter_map(|&(i, _)| match &results[i].candidate {
+                .filter_map(|&(i, ..)| match &results[i].candidate {
                     Candidate::Blend { parts } => Some(parts.iter().map(|p| p.1.clone())),
                     _ => None,
                 })
@@ -1071,7 +1084,7 @@ fn break_tie(
     }
     record.candidates = tied
         .iter()
-        .map(|&(i, gap)| {
+        .map(|&(i, gap, tied_by)| {
             let r = &results[i];
             TiedCandidate {
                 label: r.candidate.label(),
@@ -1080,6 +1093,7 @@ fn break_tie(
                 ndcg: r.metrics.as_ref().map_or(0.0, |m| m.ndcg),
                 gap_sigmas: gap,
                 tie_break_ndcg: r.tie_break.as_ref().map(|m| m.ndcg),
+                tied_by,
             }
         })
         .collect();

@@ -4,7 +4,7 @@
 
 use affinity_core::catalog::{CatalogConfig, ModelSelection};
 use affinity_core::item_catalog::{CatalogBuilder, ItemCatalog};
-use affinity_model::training::{Candidate, TrainedModel, TrainingOptions, train};
+use affinity_model::training::{Candidate, TiedBy, TrainedModel, TrainingOptions, train};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -264,6 +264,10 @@ fn user_time_ties_are_broken_on_a_random_holdout() {
     let json = serde_json::to_value(holdout).unwrap();
     assert_eq!(json["tie_break"]["candidates"][0]["label"], "ease");
     assert_eq!(json["tie_break"]["selection"], "random");
+    assert_eq!(
+        json["tie_break"]["candidates"][0]["tied_by"],
+        "standard_errors"
+    );
     let summary = model.candidates_json();
     let ease_row = summary
         .as_array()
@@ -358,6 +362,8 @@ fn user_time_candidates_within_the_tolerance_are_compared_on_a_random_holdout() 
     let labels: Vec<&str> = tie.candidates.iter().map(|c| c.label.as_str()).collect();
     assert_eq!(labels, ["ease", "popularity"], "served first");
     assert!(tie.candidates[0].gap_sigmas > 2.0, "a clear gap: {tie:?}");
+    assert_eq!(tie.candidates[0].tied_by, TiedBy::Tolerance);
+    assert_eq!(tie.candidates[1].tied_by, TiedBy::Best);
     let (ease_r, pop_r) = (
         tie.candidates[0].tie_break_ndcg.unwrap(),
         tie.candidates[1].tie_break_ndcg.unwrap(),
@@ -365,4 +371,5 @@ fn user_time_candidates_within_the_tolerance_are_compared_on_a_random_holdout() 
     assert!(ease_r > 2.0 * pop_r, "ease {ease_r} vs popularity {pop_r}");
     let json = serde_json::to_value(within.holdout.as_ref().unwrap()).unwrap();
     assert_eq!(json["tie_break"]["tolerance"], options.tie_tolerance);
+    assert_eq!(json["tie_break"]["candidates"][0]["tied_by"], "tolerance");
 }
