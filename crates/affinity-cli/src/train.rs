@@ -134,8 +134,9 @@ fn print_report(model: &TrainedModel) {
             })
             .collect();
         println!(
-            "tie (within {} standard errors) broken on a random per-user holdout ({} users scored), ndcg@10: {}",
+            "tie (within {} standard errors or {}% of the best) broken on a random per-user holdout ({} users scored), ndcg@10: {}",
             t.sigmas,
+            t.tolerance * 100.0,
             t.evaluated_users,
             tied.join(", ")
         );

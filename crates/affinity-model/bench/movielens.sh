@@ -9,6 +9,8 @@
 #   SEEDS=1 GRID=quick bench/movielens.sh   # smoke run
 #   SEEDS=5 ARGS="--models Trait --ease-low-pass 0" bench/movielens.sh   # the product's path
 #     with plain EASE as its EASE candidate: the baseline of the low-pass filter
+#   SEEDS=5 ARGS="--models Trait --tie-tolerance 0" bench/movielens.sh   # the tie-break without
+#     its relative tolerance (ties by standard errors only); --tie-sigmas, --tie-max likewise
 # Environment: SEEDS (5), GRID (full|quick), THREADS (rayon threads, 2), ARGS (more flags of
 #   examples/movielens.rs),
 #   DATA (directory holding ml-100k.inter; default: fetched by

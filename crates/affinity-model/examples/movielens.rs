@@ -13,7 +13,8 @@
 //!   NDCG@10 on valid, and the chosen configuration's test metrics are reported.
 //!
 //! Usage: `movielens --data DIR [--seeds 5] [--grid full|quick]
-//! [--models Pop,EASE,...] [--verbose 1] [--robust 1] [--ease-low-pass RANK]`, where DIR
+//! [--models Pop,EASE,...] [--verbose 1] [--robust 1] [--ease-low-pass RANK]
+//! [--tie-sigmas S] [--tie-tolerance T] [--tie-max N]`, where DIR
 //! holds RecBole's `ml-100k.inter`; `--ease-low-pass 0` runs the trait rows with plain EASE as
 //! the default EASE candidate (the baseline for its low-pass filter); `--verbose 1` prints every configuration's valid score (and the
 //! pipeline's holdout figures); `--robust 1` adds the Trait/rb row, an experiment in
@@ -75,6 +76,11 @@ fn main() -> AnyResult<()> {
     if let Some(rank) = flags.get("ease-low-pass") {
         let _ = EASE_LOW_PASS.set(rank.parse()?);
     }
+    let _ = TIE.set((
+        flags.get("tie-sigmas").map(|x| x.parse()).transpose()?,
+        flags.get("tie-tolerance").map(|x| x.parse()).transpose()?,
+        flags.get("tie-max").map(|x| x.parse()).transpose()?,
+    ));
     let only: Option<Vec<String>> = flags
         .get("models")
         .map(|m| m.split(',').map(str::to_string).collect());
@@ -225,6 +231,16 @@ fn main() -> AnyResult<()> {
                             r.candidate.label()
                         );
                     }
+                    let tie = model.holdout.as_ref().and_then(|h| h.tie_break.as_ref());
+                    for c in tie.map_or(&[][..], |t| &t.candidates[..]) {
+                        eprintln!(
+                            "  [seed {seed}] {name} tie {} NDCG@10 {:.4} ({:.1} σ) → random {:.4}",
+                            c.label,
+                            c.ndcg,
+                            c.gap_sigmas,
+                            c.tie_break_ndcg.unwrap_or(f64::NAN)
+                        );
+                    }
                 }
                 eprintln!(
                     "[seed {seed}] {name}: pipeline chose {chosen} → test NDCG@10 {:.4} recall@10 {:.4} in {:.1}s",
@@ -355,6 +371,11 @@ fn describe_choice(model: &TrainedModel) -> String {
 /// trait rows (0: plain EASE, the default candidate before the filter), for a baseline run.
 static EASE_LOW_PASS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
+/// `--tie-sigmas S --tie-tolerance T --tie-max N`: the trait rows' tie-break settings, for
+/// comparing them (unset: the product's defaults).
+static TIE: std::sync::OnceLock<(Option<f64>, Option<f64>, Option<usize>)> =
+    std::sync::OnceLock::new();
+
 /// Top-10 lists through the production trait path; see the call site. `masked` items are
 /// never recommended (besides the user's training items, which the trait excludes itself).
 /// `candidates` replaces the default list.
@@ -401,6 +422,11 @@ fn trait_path(
                 p.low_pass_rank = rank;
             }
         }
+    }
+    if let Some((sigmas, tolerance, max)) = TIE.get() {
+        options.tie_sigmas = sigmas.unwrap_or(options.tie_sigmas);
+        options.tie_tolerance = tolerance.unwrap_or(options.tie_tolerance);
+        options.tie_max = max.unwrap_or(options.tie_max);
     }
     let model = run_pipeline(&catalog, &options, &mut |_| {})?;
     let report = affinity_model::metrics::evaluate_lists(test, K, |u| {
@@ -769,6 +795,11 @@ fn vs_ease(flags: &HashMap<String, String>) -> AnyResult<()> {
     if let Some(rank) = flags.get("ease-low-pass") {
         let _ = EASE_LOW_PASS.set(rank.parse()?);
     }
+    let _ = TIE.set((
+        flags.get("tie-sigmas").map(|x| x.parse()).transpose()?,
+        flags.get("tie-tolerance").map(|x| x.parse()).transpose()?,
+        flags.get("tie-max").map(|x| x.parse()).transpose()?,
+    ));
     let (n_users, n_items, triplets, times) = load(&dir.join("ml-100k.inter"))?;
     let nothing = Interactions::from_triplets(n_users, n_items, &[])?;
     let (mut ease_ndcg, mut trait_ndcg) = (Vec::new(), Vec::new());
