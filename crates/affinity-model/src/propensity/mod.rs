@@ -305,10 +305,10 @@ pub struct Competitor {
 /// The "best of" guard's decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RankingChoice {
-    /// `learned`, `cf_affinity`, or `heuristic:<name>`.
+    /// `learned`, `cf_affinity`, `heuristic:<name>` or `blend:<heuristic>`.
     pub served: String,
     pub reason: String,
-    /// The learned (or CF-affinity) ranking first, then each heuristic.
+    /// The learned (or CF-affinity) ranking first, then each heuristic, then the blend.
     pub competitors: Vec<Competitor>,
 }
 
