@@ -57,8 +57,9 @@ pub(super) mod col {
 
 /// The features that say *when* (days since, activity in the last day, week or horizon,
 /// decayed counts, due, lapse): a ranking without them is the same whenever the question is
-/// asked. See `learner::timeless`.
-pub(super) const TIME_ANCHORED: [usize; 11] = [3, 5, 7, 8, 10, 11, 12, 17, 18, 20, 21];
+/// asked. See `learner::TIMING_MARGIN`. Tenure (`days_since_first`) stays: without it a
+/// customer whose first orders were today looks like a one-time buyer of long ago.
+pub(super) const TIME_ANCHORED: [usize; 10] = [3, 5, 7, 10, 11, 12, 17, 18, 20, 21];
 
 /// `x` (row-major, [`N_FEATURES`] columns) with the [`TIME_ANCHORED`] columns set to 0: a
 /// constant column gives a tree no split and a logistic regression a coefficient of 0, so a
