@@ -6,13 +6,22 @@ use rayon::prelude::*;
 use super::backtest::{self, Evaluation, Folds, Scored};
 use super::context::PropensityContext;
 use super::features::{N_FEATURES, TargetView, col, engaged_between};
-use super::guard::{self, CF_AFFINITY, HEURISTICS, Heuristic, LEARNED};
+use super::guard::{self, BLEND_PREFIX, CF_AFFINITY, HEURISTICS, Heuristic, LEARNED};
 use super::learner::{self, Learned, row};
 use super::{AudienceOptions, AudienceScores, Contribution, RankingChoice};
 use crate::error::{ModelError, Result};
 
 /// Users per parallel scoring task.
 const USERS_PER_TASK: usize = 4096;
+
+/// The ranking the guard chose.
+enum Served {
+    /// The learned ranking, or the CF affinity of a fallback.
+    Own,
+    Heuristic(&'static Heuristic),
+    /// The mean of the learned ranking's and the heuristic's ranks.
+    Blend(&'static Heuristic),
+}
 
 impl PropensityContext {
     /// Scores every user of the catalog for engaging with any of `target_items` within the
@@ -80,8 +89,9 @@ impl PropensityContext {
         let Learned {
             learner: model,
             evaluations,
+            held_out,
             model: description,
-        } = learner::learn(
+        } = learner::learn_robust(
             &x_past,
             &labels,
             &folds,
@@ -91,6 +101,7 @@ impl PropensityContext {
         );
         let (served, ranking, served_evaluations) = self.guard(
             (LEARNED, evaluations),
+            Some(&held_out),
             &x_past,
             &labels,
             &folds.members,
@@ -102,7 +113,26 @@ impl PropensityContext {
         let now = TargetView::new(self, &self.now, &target, None);
         let x_now = now.matrix();
         drop(now);
-        let Some(heuristic) = served else {
+        let blend = match served {
+            Served::Own => None,
+            Served::Heuristic(h) => {
+                // A heuristic serves: no model to describe or explain (and its scores are
+                // ranks, not probabilities, so no propensity floor applies downstream).
+                return Ok(AudienceScores {
+                    ranked: h.ranked(&x_now),
+                    curve: backtest::curve(&served_evaluations, base_rate, self.n_users),
+                    base_rate,
+                    average_precision: backtest::mean_average_precision(&served_evaluations),
+                    positives_in_backtest: positives.len(),
+                    eligible_in_backtest: eligible,
+                    model: None,
+                    fallback_reason: None,
+                    ranking,
+                });
+            }
+            Served::Blend(h) => Some(h),
+        };
+        {
             let mut ranked: Vec<(u32, f32)> = x_now
                 .par_chunks(N_FEATURES * USERS_PER_TASK)
                 .enumerate()
@@ -117,45 +147,40 @@ impl PropensityContext {
                 })
                 .collect();
             backtest::sort_ranking(&mut ranked, |&(u, s)| (f64::from(s), u));
-            return Ok(AudienceScores {
+            // A blend's scores are ranks, like a heuristic's: no model is shown for them.
+            let (ranked, model) = match blend {
+                Some(h) => (h.blend_ranked(&x_now, &ranked), None),
+                None => (ranked, Some(description)),
+            };
+            Ok(AudienceScores {
                 ranked,
                 curve: backtest::curve(&served_evaluations, base_rate, self.n_users),
                 base_rate,
                 average_precision: backtest::mean_average_precision(&served_evaluations),
                 positives_in_backtest: positives.len(),
                 eligible_in_backtest: eligible,
-                model: Some(description),
+                model,
                 fallback_reason: None,
                 ranking,
-            });
-        };
-        // A heuristic serves: no model to describe or explain (and its scores are ranks,
-        // not probabilities, so no propensity floor applies downstream).
-        Ok(AudienceScores {
-            ranked: heuristic.ranked(&x_now),
-            curve: backtest::curve(&served_evaluations, base_rate, self.n_users),
-            base_rate,
-            average_precision: backtest::mean_average_precision(&served_evaluations),
-            positives_in_backtest: positives.len(),
-            eligible_in_backtest: eligible,
-            model: None,
-            fallback_reason: None,
-            ranking,
-        })
+            })
+        }
     }
 
     /// Measures every heuristic on the same held-out `folds` as the learned (or CF) ranking
-    /// whose evaluations are `own`, and picks the one that serves: `None` for the learned
-    /// ranking itself. Returns the served ranking's evaluations too.
+    /// whose evaluations are `own`, and, given the learned ranking's held-out scores, the
+    /// blend of it with the heuristic of the best mean average precision; then picks the one
+    /// that serves. Returns the served ranking's evaluations too.
+    #[allow(clippy::too_many_arguments)]
     fn guard(
         &self,
         (own_name, own): (&str, Vec<Evaluation>),
+        held_out: Option<&[Vec<Scored>]>,
         x_past: &[f32],
         labels: &[bool],
         folds: &[Vec<(u32, f64)>],
         base_rate: f64,
         options: &AudienceOptions,
-    ) -> (Option<&'static Heuristic>, RankingChoice, Vec<Evaluation>) {
+    ) -> (Served, RankingChoice, Vec<Evaluation>) {
         let mut all = vec![own];
         // Independent of each other, so in parallel; each result is the same on any thread.
         let heuristics: Vec<Vec<Evaluation>> = HEURISTICS
@@ -163,23 +188,39 @@ impl PropensityContext {
             .map(|h| h.evaluate(x_past, labels, folds))
             .collect();
         all.extend(heuristics);
-        let competitors = HEURISTICS
+        let mut names: Vec<String> = std::iter::once(own_name.to_string())
+            .chain(HEURISTICS.iter().map(|h| h.name.to_string()))
+            .collect();
+        // The learned ranking and the best heuristic often know different things (the model
+        // where the target says little, the heuristic how loyal a user is); their mean rank
+        // competes too, measured on the same held-out users. The first listed of equals.
+        let partner = held_out.and_then(|held_out| {
+            let k = (0..HEURISTICS.len()).rev().max_by(|&a, &b| {
+                let ap = |k: usize| backtest::mean_average_precision(&all[1 + k]);
+                ap(a).total_cmp(&ap(b))
+            })?;
+            let h = &HEURISTICS[k];
+            all.push(h.evaluate_blend(x_past, held_out));
+            names.push(format!("{BLEND_PREFIX}{}", h.name));
+            Some(h)
+        });
+        let competitors = names
             .iter()
-            .map(|h| h.name)
-            .zip(&all[1..])
-            .map(|(name, e)| guard::figures(name, e, base_rate, self.n_users));
-        let competitors =
-            std::iter::once(guard::figures(own_name, &all[0], base_rate, self.n_users))
-                .chain(competitors)
-                .collect();
+            .zip(&all)
+            .map(|(name, e)| guard::figures(name, e, base_rate, self.n_users))
+            .collect();
         let fold_ap: Vec<Vec<f64>> = all
             .iter()
             .map(|e| e.iter().map(|e| e.average_precision).collect())
             .collect();
         let (best, choice) = guard::choose(competitors, &fold_ap, options.best_of_heuristics);
-        let heuristic = best.checked_sub(1).and_then(|k| HEURISTICS.get(k));
+        let served = match (best, partner) {
+            (0, _) => Served::Own,
+            (k, Some(h)) if k == 1 + HEURISTICS.len() => Served::Blend(h),
+            (k, _) => Served::Heuristic(&HEURISTICS[k - 1]),
+        };
         let evaluations = all.swap_remove(best.min(all.len() - 1));
-        (heuristic, choice, evaluations)
+        (served, choice, evaluations)
     }
 
     /// The raw (transformed, unstandardized) features of one user for a target as of now,
@@ -277,6 +318,7 @@ impl PropensityContext {
         };
         let (served, ranking, served_evaluations) = self.guard(
             (CF_AFFINITY, evaluations),
+            None,
             x_past,
             labels,
             std::slice::from_ref(&members),
@@ -286,8 +328,8 @@ impl PropensityContext {
         let now = TargetView::new(self, &self.now, target, None);
         let x_now = now.matrix();
         let ranked = match served {
-            Some(heuristic) => heuristic.ranked(&x_now),
-            None => {
+            Served::Heuristic(heuristic) | Served::Blend(heuristic) => heuristic.ranked(&x_now),
+            Served::Own => {
                 let mut ranked: Vec<(u32, f32)> = x_now
                     .chunks_exact(N_FEATURES)
                     .enumerate()

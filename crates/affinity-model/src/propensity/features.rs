@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::context::{DAY_MS, PropensityContext, Snapshot};
+use super::context::{Activity, DAY_MS, PropensityContext, Snapshot};
 use crate::cpu::Isa;
 use crate::dense::dot;
 
@@ -35,9 +35,14 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "target_decayed",
     "target_due",
     "active_days",
+    // Relative to the user's own rhythm (appended for the same reason): lapsed by their own
+    // standard, and the target's share of their engagements within the last horizon (recent
+    // loyalty beside the lifetime share).
+    "lapse",
+    "recent_target_share",
 ];
 
-pub(super) const N_FEATURES: usize = 20;
+pub(super) const N_FEATURES: usize = 22;
 
 /// Column indices of features the heuristics rank by.
 pub(super) mod col {
@@ -48,6 +53,25 @@ pub(super) mod col {
     pub const TARGET_COUNT: usize = 14;
     pub const TARGET_DAY_SHARE: usize = 16;
     pub const TARGET_DECAYED: usize = 17;
+}
+
+/// The features that say *when* (days since, activity in the last day, week or horizon,
+/// decayed counts, due, lapse): a ranking without them is the same whenever the question is
+/// asked. See `learner::TIMING_MARGIN`. Tenure (`days_since_first`) stays: without it a
+/// customer whose first orders were today looks like a one-time buyer of long ago.
+pub(super) const TIME_ANCHORED: [usize; 10] = [3, 5, 7, 10, 11, 12, 17, 18, 20, 21];
+
+/// `x` (row-major, [`N_FEATURES`] columns) with the [`TIME_ANCHORED`] columns set to 0: a
+/// constant column gives a tree no split and a logistic regression a coefficient of 0, so a
+/// model fitted on it ignores them on any row it is later applied to.
+pub(super) fn without_time_anchored(x: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    for row in out.chunks_exact_mut(N_FEATURES) {
+        for &k in &TIME_ANCHORED {
+            row[k] = 0.0;
+        }
+    }
+    out
 }
 
 /// `target_due` when the user has no cycle yet (fewer than two days with the target): the
@@ -220,6 +244,8 @@ impl<'a> TargetView<'a> {
             ln1p(f64::from(self.decayed[u])),
             self.due(u, s.time),
             ln1p(f64::from(activity.active_days[u])),
+            lapse(activity, u, s.time),
+            (f64::from(self.recent[u]) / f64::from(activity.recent[u].max(1))) as f32,
         ];
         row.copy_from_slice(&values);
     }
@@ -241,6 +267,21 @@ impl TargetView<'_> {
             .ln()
             .clamp(-DUE_CAP, DUE_CAP) as f32
     }
+}
+
+/// "Lapsed by their own standard": log of (days since the user's last activity + 1) over
+/// (their typical gap between active days + 1). A shopper on a 30-day cycle, 20 days in, is
+/// not lapsed (about −0.4); a daily visitor gone for 20 days is (about 2.3). Days since
+/// activity alone calls both equally cold. [`NO_CYCLE`] with fewer than two active days.
+fn lapse(activity: &Activity, u: usize, time: i64) -> f32 {
+    let days = activity.active_days[u];
+    if days < 2 || activity.last[u] == i64::MIN {
+        return NO_CYCLE;
+    }
+    let span_days = (activity.last[u] - activity.first[u]) as f64 / DAY_MS as f64;
+    let gap = span_days / f64::from(days - 1);
+    let since = ((time - activity.last[u]) as f64 / DAY_MS as f64).max(0.0);
+    ((since + 1.0) / (gap + 1.0)).ln().clamp(-DUE_CAP, DUE_CAP) as f32
 }
 
 /// A (user, day) key: sorting and deduplicating them counts each user's distinct days.
@@ -279,4 +320,40 @@ pub(super) fn engaged_between(
         }
     }
     engaged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn activity(days: &[(u32, i64, i64)]) -> Activity {
+        let n = days.len();
+        Activity {
+            last: days.iter().map(|d| d.2).collect(),
+            first: days.iter().map(|d| d.1).collect(),
+            count: days.iter().map(|d| d.0).collect(),
+            day: vec![0; n],
+            week: vec![0; n],
+            recent: vec![0; n],
+            distinct: vec![0; n],
+            active_days: days.iter().map(|d| d.0).collect(),
+        }
+    }
+
+    #[test]
+    fn lapse_is_measured_against_the_users_own_rhythm() {
+        let now = 400 * DAY_MS;
+        // A monthly shopper 20 days after their last order, a daily visitor gone 20 days,
+        // and a user seen on one day only. Both were last seen 20 days ago.
+        let a = activity(&[
+            (7, now - 200 * DAY_MS, now - 20 * DAY_MS),
+            (61, now - 80 * DAY_MS, now - 20 * DAY_MS),
+            (1, now - 20 * DAY_MS, now - 20 * DAY_MS),
+        ]);
+        let monthly = lapse(&a, 0, now);
+        let daily = lapse(&a, 1, now);
+        assert!(monthly < 0.0, "{monthly}");
+        assert!(daily > 2.0, "{daily}");
+        assert_eq!(lapse(&a, 2, now), NO_CYCLE);
+    }
 }

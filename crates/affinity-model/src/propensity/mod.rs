@@ -11,9 +11,12 @@
 //!    the target's own interactions.
 //! 2. [`PropensityContext::audience`] (per target) computes features of every user at `T_b`
 //!    with the past model, labels them by whether they engaged with the target in
-//!    `(T_b, as_of]`, fits an L2-regularized logistic regression, measures it honestly by
-//!    2-fold cross-fitting (fit on one seeded half, rank the other), refits on all users
-//!    eligible at `T_b`, and applies the refit at `as_of` with the now-model to every user.
+//!    `(T_b, as_of]`, fits gradient-boosted trees and a logistic regression with and
+//!    without the time-anchored features (`learner`), measures them honestly by 2-fold
+//!    cross-fitting (fit on one seeded half, rank the other), refits the chosen one on all
+//!    users eligible at `T_b`, and applies the refit at `as_of` with the now-model to every
+//!    user, unless a heuristic or the blend of the two ranks the held-out users better
+//!    (`guard`).
 //!
 //! Everything is deterministic for the inputs and seeds, whatever the number of threads:
 //! parallel loops write disjoint rows and every reduction sums fixed blocks in a fixed order.
@@ -305,10 +308,10 @@ pub struct Competitor {
 /// The "best of" guard's decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RankingChoice {
-    /// `learned`, `cf_affinity`, or `heuristic:<name>`.
+    /// `learned`, `cf_affinity`, `heuristic:<name>` or `blend:<heuristic>`.
     pub served: String,
     pub reason: String,
-    /// The learned (or CF-affinity) ranking first, then each heuristic.
+    /// The learned (or CF-affinity) ranking first, then each heuristic, then the blend.
     pub competitors: Vec<Competitor>,
 }
 

@@ -273,8 +273,8 @@ struct EstimateBody {
 /// The best-of-heuristics guard's decision.
 #[derive(Serialize)]
 struct RankingBody {
-    /// `learned`, `cf_affinity` or `heuristic:<name>` (`none` in the preview of a target
-    /// nothing can rank).
+    /// `learned`, `cf_affinity`, `heuristic:<name>` or `blend:<heuristic>` (`none` in the
+    /// preview of a target nothing can rank).
     served: String,
     reason: String,
     competitors: Vec<CompetitorBody>,
