@@ -26,8 +26,8 @@ use affinity_model::goal::{
 };
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
-    CatalogStore, EventDiscovery, GoalRecord, GoalResult, GoalStore, Profiles, StoreError,
-    TraitStore,
+    CatalogStore, EventDiscovery, FinishedGoal, GoalRecord, GoalResult, GoalStore, Profiles,
+    StoreError, TraitStore,
 };
 
 use crate::Engine;
@@ -347,10 +347,12 @@ pub fn compute(store: &SqliteStore, id: i64, model_id: Option<i64>) -> Result<Op
         store.finish_goal(
             id,
             &record.key,
-            computed_at,
-            model_id,
-            written,
-            &quality,
+            &FinishedGoal {
+                computed_at,
+                model_id,
+                users: written,
+                quality: &quality,
+            },
             Some(outbox),
         )
     })?;

@@ -419,18 +419,15 @@ pub trait GoalStore {
         added: &[i64],
         messages: &mut TraitMessages<'_>,
     ) -> Result<bool, StoreError>;
-    /// Ends a computation: drops lists not stamped `computed_at` and marks the goal live with
-    /// its figures. `false` when the goal was deleted meanwhile (its lists are dropped). With
+    /// Ends a computation: drops lists not stamped `run.computed_at` and marks the goal live
+    /// with its figures. `false` when the goal was deleted meanwhile (its lists are dropped). With
     /// `outbox`, the same transaction queues, for each dropped list that had been sent, the
     /// goal's traits as null.
     fn finish_goal(
         &self,
         id: i64,
         key: &str,
-        computed_at: i64,
-        model_id: Option<i64>,
-        users: usize,
-        quality: &Value,
+        run: &FinishedGoal<'_>,
         outbox: Option<&mut ChangeOutbox<'_>>,
     ) -> Result<bool, StoreError>;
     fn goal_list(&self, id: i64, profile_id: i64) -> Result<Option<StoredGoalList>, StoreError>;

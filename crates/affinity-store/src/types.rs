@@ -541,6 +541,15 @@ pub struct GoalResult {
     pub is_control: bool,
 }
 
+/// A goal computation as it ends: the stamp of its lists and its figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FinishedGoal<'a> {
+    pub computed_at: i64,
+    pub model_id: Option<i64>,
+    pub users: usize,
+    pub quality: &'a Value,
+}
+
 /// A stored list, as read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredGoalList {

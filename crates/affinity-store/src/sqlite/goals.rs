@@ -11,8 +11,8 @@ use super::trait_outbox::{
     PROFILES_PER_PAGE, backfill, existing_destinations, flush_page, is_change,
 };
 use crate::{
-    ChangeOutbox, GoalRecord, GoalResult, GoalStore, ProfileTraits, StoreError, StoredGoalList,
-    TraitMessages,
+    ChangeOutbox, FinishedGoal, GoalRecord, GoalResult, GoalStore, ProfileTraits, StoreError,
+    StoredGoalList, TraitMessages,
 };
 
 /// A goal's definition, as the API received it.
@@ -352,12 +352,15 @@ impl GoalStore for SqliteStore {
         &self,
         id: i64,
         key: &str,
-        computed_at: i64,
-        model_id: Option<i64>,
-        users: usize,
-        quality: &Value,
+        run: &FinishedGoal<'_>,
         outbox: Option<&mut ChangeOutbox<'_>>,
     ) -> Result<bool, StoreError> {
+        let FinishedGoal {
+            computed_at,
+            model_id,
+            users,
+            quality,
+        } = *run;
         let mut conn = self.write_conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(outbox) = outbox {
