@@ -423,7 +423,8 @@ impl GoalStore for SqliteStore {
 
     fn delete_goal(&self, id: i64) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
-        let tx = conn.transaction()?;
+        // Immediate: read then written (see `add_snapshot_members`).
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let key: Option<String> = tx
             .query_row(
                 "SELECT key FROM goal_definitions WHERE id = ?1",

@@ -1,7 +1,7 @@
 //! The durable outbox: messages for destinations, written in the transaction of the change
 //! that caused them and delivered by the engine's worker.
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use crate::{OutboxChunks, OutboxMessage, StoreError};
 
@@ -76,7 +76,9 @@ pub(super) fn enqueue_held(
     hold: i64,
     messages: &[OutboxMessage],
 ) -> Result<Option<usize>, StoreError> {
-    let tx = conn.transaction()?;
+    // Immediate: a deferred transaction that reads the hold and then writes fails at once
+    // (SQLITE_BUSY, no busy wait) when another writer (ingest) committed in between.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if !holds(&tx, hold)? {
         return Ok(None);
     }
@@ -125,7 +127,7 @@ pub(super) fn drop_hold(conn: &mut Connection, hold: i64) -> Result<usize, Store
     let mut dropped = 0;
     for destination in destinations {
         loop {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if !holds(&tx, hold)? {
                 return Ok(dropped);
             }
