@@ -4,7 +4,10 @@
 # prints the messages/s delivered, the time from the audience request to its snapshot and to
 # the last message delivered, and the server's RSS sampled every 0.2 s: before, peak while
 # the snapshot is computed and stored (members, explanations, two messages per member), peak
-# and median while delivering. The baseline is the same measure at the smaller size(s), same
+# and median while delivering. While the snapshot is computed and stored, one client sends a
+# tracking event every 50 ms and records each answer's status and latency: the longest write
+# lock the snapshot holds shows as the slowest `200` (or as 503s once it exceeds the writer's
+# 30 s busy timeout). The baseline is the same measure at the smaller size(s), same
 # build and same script: with snapshots written in chunks, memory must not grow with the
 # audience beyond the model itself (which grows with the store). Also, per size, the time to
 # export the same members as CSV (`members.csv`), the way out before destinations.
@@ -65,7 +68,7 @@ run() { # MEMBERS
   trap "kill $server 2>/dev/null || true" EXIT
 
   python3 - "$port" "$server" "$members" "$batch" "$n_users" "$n_events" >> "$results" <<'EOF'
-import json, statistics, sys, threading, time, urllib.request, urllib.error
+import base64, http.client, json, statistics, sys, threading, time, urllib.request, urllib.error
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 port, pid, members, batch, n_users, n_events = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:])
@@ -130,11 +133,34 @@ def sample():
 rss_before = rss()
 threading.Thread(target=sample, daemon=True).start()
 
+# Tracking events while the snapshot is stored: what the write lock costs ingest.
+probes = []
+def probe():
+    auth = "Basic " + base64.b64encode(b"wk_dest:").decode()
+    n = 0
+    while not stop.is_set() and not probing_done.is_set():
+        n += 1
+        body = json.dumps({"type": "track", "event": "Bench Probe", "userId": f"probe-{n % 50}",
+                           "messageId": f"probe-{time.time_ns()}", "properties": {}})
+        t = time.time()
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=120)
+            c.request("POST", "/v1/track", body, {"Content-Type": "application/json", "Authorization": auth})
+            status = c.getresponse().status
+            c.close()
+        except OSError:
+            status = 0
+        probes.append((t, status, time.time() - t))
+        time.sleep(0.05)
+probing_done = threading.Event()
+
 s, d = call("POST", "/api/v1/destinations", {"name": "bench", "type": "webhook",
             "url": f"http://127.0.0.1:{hook.server_address[1]}/hook", "secret": "bench", "batch_size": batch})
 assert s == 201, d
 dest = json.loads(d)["id"]
 started = time.time()
+prober = threading.Thread(target=probe, daemon=True)
+prober.start()
 s, a = call("POST", "/api/v1/audiences", {"name": "Bench fans", "target": {"column": "brand", "value": "Brand 001"},
             "max_size": {"count": members}, "control_percent": 0, "destinations": [str(dest)]})
 assert s == 202, a
@@ -147,6 +173,8 @@ while True:
     time.sleep(0.2)
 assert a["status"] == "live", a
 live_at = time.time()
+probing_done.set()
+prober.join()
 live_s = live_at - started
 size = a["size"]
 expected = 2 * size
@@ -172,6 +200,12 @@ print(f"  request -> last message delivered: {done_s:.1f} s; first -> last messa
 print(f"  delivered: {received['messages']:,} received, log {counts}")
 print(f"  server RSS (MB): {rss_before} before; peak {max(snapshot)} while the snapshot is computed and stored; "
       f"peak {max(delivery)}, median {statistics.median(delivery):.0f} while delivering")
+ok = [d for _, st, d in probes if st == 200]
+refused = [st for _, st, _ in probes if st != 200]
+print(f"  tracking while the snapshot was stored: {len(probes)} events, {len(refused)} not accepted "
+      f"({', '.join(sorted({str(x) for x in refused})) or 'none'}); latency of accepted: median "
+      f"{1000 * statistics.median(ok or [0]):.0f} ms, max {1000 * max(ok or [0]):.0f} ms; "
+      f"slowest answer {max((d for _, _, d in probes), default=0):.1f} s")
 print(f"  baseline: members.csv of the same audience ({len(csv) // 1024:,} KB) in {csv_s:.2f} s")
 EOF
   kill "$server" 2>/dev/null || true

@@ -24,8 +24,8 @@ use affinity_model::propensity::{
 };
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
-    AudienceRecord, AudienceStore, CatalogStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member,
-    Profiles, SnapshotRecord, StoreError,
+    AudienceRecord, AudienceStore, CatalogStore, DestinationStore, FinishedSnapshot,
+    KEPT_MEMBER_LISTS, Member, Profiles, SnapshotRecord, StoreError,
 };
 
 /// The guard's decision as stored in an estimate (plain data from the model crate).
@@ -473,39 +473,6 @@ pub fn find_in_ranking(ranking: &[u8], profile: i64) -> (Option<(usize, f32)>, u
     (found, total)
 }
 
-/// Who entered and who exited the part of the audience destinations see: treatment members
-/// only (control-group members are never sent). A user moved between treatment and control
-/// exits or enters it accordingly.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SnapshotDiff {
-    pub entered: Vec<Member>,
-    pub exited: Vec<Member>,
-}
-
-/// The treatment diff from `before` (the previous live snapshot's members, empty for a first
-/// snapshot: everyone enters) to `after`.
-pub fn treatment_diff(before: &[Member], after: &[Member]) -> SnapshotDiff {
-    let treated = |ms: &[Member]| -> HashSet<String> {
-        ms.iter()
-            .filter(|m| !m.control)
-            .map(|m| m.user_id.clone())
-            .collect()
-    };
-    let (old, new) = (treated(before), treated(after));
-    SnapshotDiff {
-        entered: after
-            .iter()
-            .filter(|m| !m.control && !old.contains(&m.user_id))
-            .cloned()
-            .collect(),
-        exited: before
-            .iter()
-            .filter(|m| !m.control && !new.contains(&m.user_id))
-            .cloned()
-            .collect(),
-    }
-}
-
 /// A member's explanation as stored with the snapshot, computed with its model (so a later
 /// model does not change it). Short keys: one is stored per member (about 300–600 bytes of
 /// JSON with ten target events and five similar items).
@@ -706,10 +673,11 @@ fn nothing_to_rank(model: &ServingModel, spec: &AudienceSpec, target: &ResolvedT
     }
 }
 
-/// Computes snapshot `number` of `audience` (stored as computing) and stores, in one
-/// transaction, its members with their explanations, the ranking of every scored user, the
-/// estimate, who entered and exited since the live snapshot before, and the destinations'
-/// messages about that change.
+/// Computes snapshot `number` of `audience` (stored as computing) and stores its members with
+/// their explanations (a chunk per transaction), the destinations' messages about who entered
+/// and exited since the live snapshot before (held, a chunk per transaction), then, in one
+/// short transaction, the ranking of every scored user, the estimate, the changes, and the
+/// release of those messages.
 fn finish_snapshot(
     store: &SqliteStore,
     model: &ServingModel,
@@ -724,17 +692,13 @@ fn finish_snapshot(
         .ok_or_else(|| EngineError::NotFound(format!("no audience {id}")))?
         .try_into()?;
     let computed = compute(store, model, &audience.spec, target, seed)?;
-    // The live snapshot before this one: what destinations hold now.
-    let previous = audience.live.as_ref().filter(|l| l.number < number);
-    let before = match previous {
-        Some(p) => store.audience_members(id, p.number, 0, usize::MAX)?,
-        None => Vec::new(),
-    };
-    let changes = previous
-        .map(|p| to_stored("changes", &changes(&before, &computed.members, p.number)))
-        .transpose()?;
-    let diff = treatment_diff(&before, &computed.members);
-    drop(before);
+    // The live snapshot before this one: what destinations hold now. Who entered and exited
+    // since is read with SQL from both snapshots' stored members once this one's are written.
+    let previous = audience
+        .live
+        .as_ref()
+        .filter(|l| l.number < number)
+        .map(|p| p.number);
     // The members with their explanations, a chunk at a time, each in a transaction of its
     // own: unread until the snapshot is live, deleted if it fails.
     let started = std::time::Instant::now();
@@ -773,33 +737,66 @@ fn finish_snapshot(
         ms = started.elapsed().as_millis() as u64,
         "members stored with their explanations"
     );
+    let changes = previous
+        .map(|p| {
+            to_stored(
+                "changes",
+                &changes(store, id, number, p, computed.members.len())?,
+            )
+        })
+        .transpose()?;
     // The messages for the audience's destinations (who entered and exited the treatment
-    // group), built a chunk at a time inside the snapshot's transaction.
+    // group), queued a chunk per transaction under a hold that the snapshot's own transaction
+    // releases: SQLite's write lock is never held for more than a chunk, and the worker sees
+    // the messages exactly when the snapshot is live.
     let started = std::time::Instant::now();
-    let mut outbox =
-        crate::destinations::snapshot_messages(store, &audience, number, &diff, clock.now_ms())?;
-    store.finish_audience(
-        id,
+    let hold =
+        store.create_outbox_hold(&format!("audience {id} snapshot {number}"), clock.now_ms())?;
+    let live = crate::destinations::queue_snapshot_messages(
+        store,
+        &audience,
         number,
-        &FinishedSnapshot {
-            model_id: model.record.id,
-            size: computed.members.len() as i64,
-            ranking: &computed.ranking,
-            estimate: &to_stored("the estimate", &computed.estimate)?,
-            changes: changes.as_ref(),
-            computed_at: clock.now_ms(),
-        },
-        &mut outbox,
-    )?;
-    tracing::info!(
-        audience = id,
-        snapshot = number,
-        entered = diff.entered.len(),
-        exited = diff.exited.len(),
-        ms = started.elapsed().as_millis() as u64,
-        "snapshot live with its messages queued"
-    );
-    Ok(computed)
+        previous,
+        hold,
+        clock.now_ms(),
+    )
+    .and_then(|queued| {
+        let Some(queued) = queued else {
+            return Ok(None);
+        };
+        let release = std::time::Instant::now();
+        let live = store.finish_audience(
+            id,
+            number,
+            &FinishedSnapshot {
+                model_id: model.record.id,
+                size: computed.members.len() as i64,
+                ranking: &computed.ranking,
+                estimate: &to_stored("the estimate", &computed.estimate)?,
+                changes: changes.as_ref(),
+                computed_at: clock.now_ms(),
+            },
+            Some(hold),
+        )?;
+        Ok(live.then_some((queued, release.elapsed())))
+    });
+    match live {
+        // `live_ms`: the transaction that made it live (and released the messages).
+        Ok(Some((queued, release))) => tracing::info!(
+            audience = id,
+            snapshot = number,
+            entered = queued.entered,
+            exited = queued.exited,
+            ms = started.elapsed().as_millis() as u64,
+            live_ms = release.as_millis() as u64,
+            "snapshot live with its messages queued"
+        ),
+        // Deleted while it computed (or failed): its held messages go, a chunk at a time.
+        Ok(None) | Err(_) => {
+            store.drop_outbox_hold(hold)?;
+        }
+    }
+    live.map(|_| computed)
 }
 
 /// Creates and computes a new audience synchronously, for callers without a runtime to keep
@@ -827,34 +824,32 @@ pub fn create_now(
     }
 }
 
-/// Who entered and who left between two snapshots (`previous` the number of the first).
-pub fn changes(before: &[Member], after: &[Member], previous: i64) -> SnapshotChanges {
-    let old: HashSet<&str> = before.iter().map(|m| m.user_id.as_str()).collect();
-    let new: HashSet<&str> = after.iter().map(|m| m.user_id.as_str()).collect();
-    let entered: Vec<&str> = after
-        .iter()
-        .map(|m| m.user_id.as_str())
-        .filter(|u| !old.contains(u))
-        .collect();
-    let exited: Vec<&str> = before
-        .iter()
-        .map(|m| m.user_id.as_str())
-        .filter(|u| !new.contains(u))
-        .collect();
-    let listed = |ids: &[&str]| -> Vec<String> {
-        ids.iter()
-            .take(LISTED_CHANGES)
-            .map(|s| s.to_string())
-            .collect()
+/// Who entered and who left between snapshot `previous` and snapshot `number` (of `size`
+/// members) of audience `id`, both stored: counted and listed with SQL over the members.
+fn changes(
+    store: &SqliteStore,
+    id: i64,
+    number: i64,
+    previous: i64,
+    size: usize,
+) -> Result<SnapshotChanges> {
+    let entered = store.count_members_not_in(id, number, previous)? as usize;
+    let exited = store.count_members_not_in(id, previous, number)? as usize;
+    let listed = |snapshot: i64, other: i64| -> Result<Vec<String>> {
+        Ok(store
+            .members_not_in(id, snapshot, other, false, 0, LISTED_CHANGES)?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect())
     };
-    SnapshotChanges {
+    Ok(SnapshotChanges {
         previous_snapshot: Some(previous),
-        entered: entered.len(),
-        exited: exited.len(),
-        stayed: after.len() - entered.len(),
-        entered_users: listed(&entered),
-        exited_users: listed(&exited),
-    }
+        entered,
+        exited,
+        stayed: size.saturating_sub(entered),
+        entered_users: listed(number, previous)?,
+        exited_users: listed(previous, number)?,
+    })
 }
 
 /// One of a member's own engagements with the target.
@@ -1506,57 +1501,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn members(ids: &[&str]) -> Vec<Member> {
-        ids.iter()
-            .enumerate()
-            .map(|(i, id)| Member {
-                rank: i as i64 + 1,
-                profile_id: i as i64,
-                user_id: id.to_string(),
-                score: 1.0,
-                control: false,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn changes_list_who_entered_and_who_exited() {
-        let before = members(&["ann", "ben", "cid", "dan"]);
-        let after = members(&["ben", "eve", "dan", "fay", "gus"]);
-        let c = changes(&before, &after, 7);
-        assert_eq!(
-            c,
-            SnapshotChanges {
-                previous_snapshot: Some(7),
-                entered: 3,
-                exited: 2,
-                stayed: 2,
-                entered_users: vec!["eve".into(), "fay".into(), "gus".into()],
-                exited_users: vec!["ann".into(), "cid".into()],
-            }
-        );
-        let same = changes(&after, &after, 8);
-        assert_eq!((same.entered, same.exited, same.stayed), (0, 0, 5));
-    }
-
-    #[test]
-    fn destinations_see_treatment_members_only() {
-        let mut before = members(&["ann", "ben", "cid", "dan"]);
-        before[1].control = true; // ben: control, never sent
-        let mut after = members(&["ben", "cid", "eve", "fay", "dan"]);
-        after[0].control = false; // ben moves into treatment: enters
-        after[1].control = true; // cid moves into control: exits
-        after[3].control = true; // fay: a new control member, never sent
-        let diff = treatment_diff(&before, &after);
-        let ids = |ms: &[Member]| -> Vec<String> { ms.iter().map(|m| m.user_id.clone()).collect() };
-        assert_eq!(ids(&diff.entered), ["ben", "eve"]);
-        assert_eq!(ids(&diff.exited), ["ann", "cid"]);
-        // A first snapshot: every treatment member enters.
-        let first = treatment_diff(&[], &after);
-        assert_eq!(ids(&first.entered), ["ben", "eve", "dan"]);
-        assert!(first.exited.is_empty());
-    }
 
     #[test]
     fn a_ranking_finds_each_user_s_rank_and_score() {

@@ -15,11 +15,11 @@ use affinity_core::engage::{
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
     AudienceStore, DeliveryCounts, DeliveryRecord, DestinationRecord, DestinationStore, Member,
-    OutboxChunks, OutboxMessage, StoreError,
+    OutboxMessage, StoreError, audience_cause,
 };
 
 use crate::Engine;
-use crate::audiences::{Audience, SNAPSHOT_CHUNK, SnapshotDiff};
+use crate::audiences::{Audience, SNAPSHOT_CHUNK};
 use crate::clock::now_ms;
 use crate::delivery::Attempt;
 use crate::engine::blocking;
@@ -69,6 +69,7 @@ pub enum DeliveryStatus {
     Pending,
     Delivered,
     Failed,
+    Cancelled,
 }
 
 impl DeliveryStatus {
@@ -77,6 +78,7 @@ impl DeliveryStatus {
             "pending" => Self::Pending,
             "delivered" => Self::Delivered,
             "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
             _ => return None,
         })
     }
@@ -86,6 +88,7 @@ impl DeliveryStatus {
             Self::Pending => "pending",
             Self::Delivered => "delivered",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -162,6 +165,7 @@ fn change_messages(
             {
                 out.push(OutboxMessage {
                     destination_id: destination,
+                    cause: audience_cause(audience.id),
                     message_id,
                     body,
                     created_at: now,
@@ -172,39 +176,69 @@ fn change_messages(
     Ok(out)
 }
 
-/// The messages for the destinations of snapshot `number` of `audience`, a chunk of
-/// [`SNAPSHOT_CHUNK`] members at a time: `diff` holds who entered and who exited the
-/// treatment group (everyone entering for a first snapshot; control members are never in
-/// it). Queued by `finish_audience` in the snapshot's own transaction.
-pub(crate) fn snapshot_messages<'a>(
-    store: &'a SqliteStore,
+/// How many treatment members entered and exited, as queued for a snapshot's destinations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Queued {
+    pub entered: usize,
+    pub exited: usize,
+}
+
+/// Queues, under `hold`, the messages for the destinations of snapshot `number` of
+/// `audience`: who entered the treatment group since the live snapshot `previous` (everyone
+/// for a first snapshot) and who exited it (control members are never sent). Both lists are
+/// read from the stored members with SQL, [`SNAPSHOT_CHUNK`] members at a time, and each
+/// chunk's messages are queued in a transaction of their own: neither the lists nor the
+/// messages are ever all in memory, and the write lock is held a chunk at a time. `None` when
+/// the hold is gone.
+pub(crate) fn queue_snapshot_messages(
+    store: &SqliteStore,
     audience: &Audience,
     number: i64,
-    diff: &'a SnapshotDiff,
+    previous: Option<i64>,
+    hold: i64,
     now: i64,
-) -> Result<Box<OutboxChunks<'a>>> {
+) -> Result<Option<Queued>> {
     // A destination deleted since the audience named it is skipped.
     let destinations = if audience.spec.destinations.is_empty() {
-        Vec::new()
+        return Ok(Some(Queued::default()));
     } else {
         resolve_ids(store, &audience.spec.destinations)?.0
     };
     let computation = audience_computation(audience.id, &audience.name);
-    let mut changes = diff
-        .entered
-        .iter()
-        .map(|m| (m, Change::Entered))
-        .chain(diff.exited.iter().map(|m| (m, Change::Exited)));
-    Ok(Box::new(move || {
-        if destinations.is_empty() {
-            return Ok(None);
+    let mut queued = Queued::default();
+    // Snapshot numbers start at 1: a first snapshot is compared with none (all enter).
+    let sides = [
+        (number, previous.unwrap_or(0), Change::Entered),
+        (previous.unwrap_or(0), number, Change::Exited),
+    ];
+    for (snapshot, other, change) in sides {
+        let mut after_rank = 0;
+        loop {
+            let page = store.members_not_in(
+                audience.id,
+                snapshot,
+                other,
+                true,
+                after_rank,
+                SNAPSHOT_CHUNK,
+            )?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after_rank = last.rank;
+            let changes: Vec<(&Member, Change)> = page.iter().map(|m| (m, change)).collect();
+            let messages =
+                change_messages(store, &destinations, &computation, number, &changes, now)?;
+            if store.enqueue_held(hold, &messages)?.is_none() {
+                return Ok(None);
+            }
+            match change {
+                Change::Entered => queued.entered += page.len(),
+                Change::Exited => queued.exited += page.len(),
+            }
         }
-        let chunk: Vec<(&Member, Change)> = changes.by_ref().take(SNAPSHOT_CHUNK).collect();
-        if chunk.is_empty() {
-            return Ok(None);
-        }
-        change_messages(store, &destinations, &computation, number, &chunk, now).map(Some)
-    }))
+    }
+    Ok(Some(queued))
 }
 
 impl Engine {

@@ -26,8 +26,8 @@ use affinity_model::goal::{
 };
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
-    CatalogStore, EventDiscovery, GoalRecord, GoalResult, GoalStore, Profiles, StoreError,
-    TraitStore,
+    CatalogStore, EventDiscovery, FinishedGoal, GoalRecord, GoalResult, GoalStore, Profiles,
+    StoreError, TraitStore,
 };
 
 use crate::Engine;
@@ -342,7 +342,20 @@ pub fn compute(store: &SqliteStore, id: i64, model_id: Option<i64>) -> Result<Op
     };
     let quality =
         serde_json::to_value(&quality).map_err(|e| EngineError::Internal(e.to_string()))?;
-    let live = store.finish_goal(id, &record.key, computed_at, model_id, written, &quality)?;
+    // Users the run did not reach lose their list: their destinations are told (null).
+    let live = with_change_outbox(store, &computation, |outbox| {
+        store.finish_goal(
+            id,
+            &record.key,
+            &FinishedGoal {
+                computed_at,
+                model_id,
+                users: written,
+                quality: &quality,
+            },
+            Some(outbox),
+        )
+    })?;
     Ok(live.then_some(written))
 }
 

@@ -16,7 +16,8 @@ use affinity_core::engage::{
 };
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
-    ChangeOutbox, DestinationStore, GoalStore, OutboxMessage, ProfileTraits, StoreError, TraitStore,
+    ChangeOutbox, DestinationStore, GoalStore, OutboxMessage, ProfileTraits, StoreError,
+    TraitStore, audience_cause, goal_cause, trait_cause,
 };
 
 use crate::Engine;
@@ -105,6 +106,11 @@ fn profile_trait_messages(
     let profiles: Vec<i64> = changes.iter().map(|c| c.profile_id).collect();
     let recipients = store.recipients(&profiles)?;
     let now = now_ms();
+    let cause = match computation.class {
+        ComputationClass::Trait => trait_cause(&computation.id),
+        ComputationClass::GoalRecommendation => goal_cause(computation.id.parse().unwrap_or(0)),
+        ComputationClass::Audience => audience_cause(computation.id.parse().unwrap_or(0)),
+    };
     let mut out = Vec::with_capacity(destinations.len() * changes.len());
     for change in changes {
         let Some(r) = recipients.get(&change.profile_id) else {
@@ -127,6 +133,7 @@ fn profile_trait_messages(
             );
             out.push(OutboxMessage {
                 destination_id: destination,
+                cause: cause.clone(),
                 message_id,
                 body,
                 created_at: now,

@@ -109,12 +109,16 @@ fn compute_unless(
     if cancelled() {
         return Ok(None);
     }
-    store.finish_computed_traits(
-        &definition.name,
-        updated_at,
-        n_users as usize,
-        model.record.id,
-    )?;
+    // Profiles the run did not reach lose their value: their destinations are told (null).
+    with_change_outbox(store, &computation, |outbox| {
+        store.finish_computed_traits(
+            &definition.name,
+            updated_at,
+            n_users as usize,
+            model.record.id,
+            Some(outbox),
+        )
+    })?;
     Ok(Some(n_users as usize))
 }
 

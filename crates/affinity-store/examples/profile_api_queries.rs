@@ -91,7 +91,7 @@ fn main() -> Result<(), StoreError> {
             changes: None,
             computed_at: 1,
         };
-        store.finish_audience(id, 1, &finished, &mut || Ok(None))?;
+        store.finish_audience(id, 1, &finished, None)?;
     }
     let built_s = started.elapsed().as_secs_f64();
 

@@ -147,7 +147,8 @@ pub trait TraitStore {
     /// Replaces an existing definition (clearing its last computation's record); `false`
     /// when there is none by that name.
     fn update_trait_definition(&self, name: &str, definition: &Value) -> Result<bool, StoreError>;
-    /// Deletes a definition and the values it wrote onto profiles; `false` when there is none.
+    /// Deletes a definition and the values it wrote onto profiles, and marks its messages not
+    /// sent yet `cancelled`; `false` when there is none.
     fn delete_trait_definition(&self, name: &str) -> Result<bool, StoreError>;
     /// Deletes the values of trait `name` if it is no longer defined (a computation that was
     /// writing while the trait was deleted); returns how many were deleted.
@@ -166,9 +167,11 @@ pub trait TraitStore {
         updated_at: i64,
         outbox: Option<&mut ChangeOutbox<'_>>,
     ) -> Result<(), StoreError>;
-    /// Replaces a definition whose values stay valid (its destinations changed) and, in the
-    /// same transaction, queues `messages` for every stored value to each of `added` (those
-    /// that exist), a bounded number at a time. `false` when there is no such trait.
+    /// Replaces a definition whose values stay valid (its destinations changed), then queues
+    /// `messages` for every stored value to each of `added` (those that exist), a page of
+    /// profiles per transaction (`sqlite::trait_outbox::backfill` says why that order keeps
+    /// each destination's newest message the current value). `false` when there is no such
+    /// trait.
     fn set_trait_destinations(
         &self,
         name: &str,
@@ -177,13 +180,15 @@ pub trait TraitStore {
         messages: &mut TraitMessages<'_>,
     ) -> Result<bool, StoreError>;
     /// Ends a recomputation: drops values of `name` not stamped `updated_at` (profiles the
-    /// run did not reach) and records the run on the definition.
+    /// run did not reach) and records the run on the definition. With `outbox`, the same
+    /// transaction queues, for each dropped value that had been sent, the trait as null.
     fn finish_computed_traits(
         &self,
         name: &str,
         updated_at: i64,
         profiles: usize,
         model_id: i64,
+        outbox: Option<&mut ChangeOutbox<'_>>,
     ) -> Result<(), StoreError>;
     fn computed_traits(&self, profile_id: i64) -> Result<Vec<Trait>, StoreError>;
 }
@@ -228,18 +233,35 @@ pub trait AudienceStore {
         members: &[Member],
         explanations: &[String],
     ) -> Result<bool, StoreError>;
-    /// Marks the snapshot live (the audience's live snapshot), in one transaction with the
-    /// messages destinations are to receive about it (the outbox): both or neither. The
-    /// messages come from `outbox`, a chunk per call until it returns None, so that they are
-    /// never all in memory. Member lists beyond [`KEPT_MEMBER_LISTS`] are dropped in it. A
-    /// snapshot whose audience was deleted meanwhile stores nothing.
+    /// Marks the snapshot live (the audience's live snapshot) and, in the same transaction,
+    /// releases `hold`, under which the messages destinations are to receive about it were
+    /// queued beforehand ([`DestinationStore::enqueue_held`]): both or neither, as the delivery
+    /// worker sees them, in a transaction whose length does not grow with the messages. Member
+    /// lists beyond [`KEPT_MEMBER_LISTS`] are dropped in it. False, and nothing stored, when the
+    /// audience was deleted meanwhile or the hold is gone (the caller drops the hold).
     fn finish_audience(
         &self,
         id: i64,
         snapshot: i64,
         finished: &FinishedSnapshot<'_>,
-        outbox: &mut OutboxChunks<'_>,
-    ) -> Result<(), StoreError>;
+        hold: Option<i64>,
+    ) -> Result<bool, StoreError>;
+    /// Members of snapshot `snapshot` of `id` who are not members of snapshot `other` (by
+    /// userId), ranked after `after_rank`, best first, at most `limit`: who entered since
+    /// `other`, or with the two swapped, who exited. With `treatment`, control members count
+    /// on neither side (who entered or left the part destinations see). Computed in SQL over
+    /// the stored members, a page at a time: never both lists in memory.
+    fn members_not_in(
+        &self,
+        id: i64,
+        snapshot: i64,
+        other: i64,
+        treatment: bool,
+        after_rank: i64,
+        limit: usize,
+    ) -> Result<Vec<Member>, StoreError>;
+    /// How many [`AudienceStore::members_not_in`] lists (all members, control included).
+    fn count_members_not_in(&self, id: i64, snapshot: i64, other: i64) -> Result<i64, StoreError>;
     /// Marks the snapshot failed and deletes the members added to it.
     fn fail_audience(&self, id: i64, snapshot: i64, error: &str) -> Result<(), StoreError>;
     fn audience(&self, id: i64) -> Result<Option<AudienceRecord>, StoreError>;
@@ -273,9 +295,12 @@ pub trait AudienceStore {
     ) -> Result<Option<(Member, Option<String>)>, StoreError>;
     /// The snapshot's ranking of every scored user, None when not kept.
     fn snapshot_ranking(&self, id: i64, snapshot: i64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Deletes an audience with its snapshots and marks its messages not sent yet (held ones
+    /// included) `cancelled`.
     fn delete_audience(&self, id: i64) -> Result<bool, StoreError>;
     /// Marks snapshots left queued or computing by a stopped process as failed, deleting the
-    /// members they had added.
+    /// members they had added, and drops every outbox hold with the rows it held (at start,
+    /// none can belong to a change still in progress).
     fn fail_unfinished_audiences(&self, reason: &str) -> Result<usize, StoreError>;
 }
 
@@ -306,13 +331,29 @@ pub trait DestinationStore {
         spec: &Value,
         outbox: &mut OutboxChunks<'_>,
     ) -> Result<bool, StoreError>;
-    /// Pending messages of a destination due at `now`, oldest due first.
+    /// Pending messages of a destination due at `now`, oldest due first; held ones are not.
     fn due_messages(
         &self,
         destination_id: i64,
         now: i64,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Starts a hold (`cause` says what for, in the log of a stop): messages queued under it
+    /// with [`DestinationStore::enqueue_held`] stay unseen by [`DestinationStore::due_messages`]
+    /// and out of the delivery log until the transaction recording their cause releases it
+    /// (e.g. [`AudienceStore::finish_audience`]), however many there are. A change with
+    /// millions of messages queues them a chunk per transaction instead of in its own.
+    fn create_outbox_hold(&self, cause: &str, now: i64) -> Result<i64, StoreError>;
+    /// Queues messages under `hold`, in a transaction of their own, to the destinations that
+    /// still exist; `None` (nothing queued) when the hold was released or dropped.
+    fn enqueue_held(
+        &self,
+        hold: i64,
+        messages: &[OutboxMessage],
+    ) -> Result<Option<usize>, StoreError>;
+    /// Deletes the rows `hold` holds (a chunk per transaction) and the hold: its cause failed.
+    /// Nothing when it was released. Returns how many rows were deleted.
+    fn drop_outbox_hold(&self, hold: i64) -> Result<usize, StoreError>;
     /// When the destination's next pending message is due, if it has one.
     fn next_due(&self, destination_id: i64) -> Result<Option<i64>, StoreError>;
     /// Records the outcomes of delivery attempts, in one transaction.
@@ -367,9 +408,10 @@ pub trait GoalStore {
         computed_at: i64,
         outbox: Option<&mut ChangeOutbox<'_>>,
     ) -> Result<bool, StoreError>;
-    /// Replaces the definition of goal `id` (its destinations changed) and, in the same
-    /// transaction, queues `messages` for every user's current list to each of `added`
-    /// (those that exist), a bounded number at a time. `false` when there is no such goal.
+    /// Replaces the definition of goal `id` (its destinations changed), then queues
+    /// `messages` for every user's current list to each of `added` (those that exist), a
+    /// page of users per transaction, as [`TraitStore::set_trait_destinations`] does. `false`
+    /// when there is no such goal.
     fn set_goal_destinations(
         &self,
         id: i64,
@@ -377,19 +419,20 @@ pub trait GoalStore {
         added: &[i64],
         messages: &mut TraitMessages<'_>,
     ) -> Result<bool, StoreError>;
-    /// Ends a computation: drops lists not stamped `computed_at` and marks the goal live with
-    /// its figures. `false` when the goal was deleted meanwhile (its lists are dropped).
+    /// Ends a computation: drops lists not stamped `run.computed_at` and marks the goal live
+    /// with its figures. `false` when the goal was deleted meanwhile (its lists are dropped). With
+    /// `outbox`, the same transaction queues, for each dropped list that had been sent, the
+    /// goal's traits as null.
     fn finish_goal(
         &self,
         id: i64,
         key: &str,
-        computed_at: i64,
-        model_id: Option<i64>,
-        users: usize,
-        quality: &Value,
+        run: &FinishedGoal<'_>,
+        outbox: Option<&mut ChangeOutbox<'_>>,
     ) -> Result<bool, StoreError>;
     fn goal_list(&self, id: i64, profile_id: i64) -> Result<Option<StoredGoalList>, StoreError>;
-    /// Deletes a goal, its lists and its profile traits; `false` when there is none.
+    /// Deletes a goal, its lists and its profile traits, and marks its messages not sent yet
+    /// `cancelled`; `false` when there is none.
     fn delete_goal(&self, id: i64) -> Result<bool, StoreError>;
     /// Marks goals left `computing` by a stopped process as failed.
     fn fail_unfinished_goals(&self, reason: &str) -> Result<usize, StoreError>;

@@ -383,10 +383,28 @@ pub struct ProfileEventsQuery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
     pub destination_id: i64,
+    /// What it is about ([`audience_cause`], [`trait_cause`], [`goal_cause`]): deleting that
+    /// cancels the messages not sent yet.
+    pub cause: String,
     pub message_id: String,
     /// The JSON body exactly as it will be sent.
     pub body: String,
     pub created_at: i64,
+}
+
+/// The [`OutboxMessage::cause`] of an audience's messages.
+pub fn audience_cause(id: i64) -> String {
+    format!("audience:{id}")
+}
+
+/// The [`OutboxMessage::cause`] of a trait's messages.
+pub fn trait_cause(name: &str) -> String {
+    format!("trait:{name}")
+}
+
+/// The [`OutboxMessage::cause`] of a goal's messages.
+pub fn goal_cause(id: i64) -> String {
+    format!("goal:{id}")
 }
 
 /// A profile's traits as a computation wrote them (a trait's values; a goal's list and its
@@ -465,9 +483,14 @@ pub enum DeliveryOutcome {
 /// Outbox messages of a destination by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryCounts {
+    /// Queued for a change not recorded yet (an audience snapshot still being stored): the
+    /// worker does not see them, and they are deleted if the change fails.
+    pub held: i64,
     pub pending: i64,
     pub delivered: i64,
     pub failed: i64,
+    /// Not sent: the audience, trait or goal they were about was deleted first.
+    pub cancelled: i64,
 }
 
 /// One outbox message of a destination, for the delivery log.
@@ -516,6 +539,15 @@ pub struct GoalResult {
     pub values: Vec<String>,
     pub scores: Vec<f32>,
     pub is_control: bool,
+}
+
+/// A goal computation as it ends: the stamp of its lists and its figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FinishedGoal<'a> {
+    pub computed_at: i64,
+    pub model_id: Option<i64>,
+    pub users: usize,
+    pub quality: &'a Value,
 }
 
 /// A stored list, as read back.

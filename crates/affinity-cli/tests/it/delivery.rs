@@ -359,7 +359,7 @@ async fn a_failing_receiver_and_a_sigkill_lose_no_audience_message() {
     .await;
     assert_eq!(
         counts,
-        json!({"pending": 0, "delivered": expected, "failed": 0}),
+        json!({"held": 0, "pending": 0, "delivered": expected, "failed": 0, "cancelled": 0}),
         "the delivery log once nothing is pending"
     );
     server.terminate();

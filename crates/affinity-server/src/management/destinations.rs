@@ -215,17 +215,23 @@ pub async fn test(
 
 #[derive(Serialize)]
 struct CountsBody {
+    /// Queued for an audience snapshot still being stored: not sent before it is live.
+    held: i64,
     pending: i64,
     delivered: i64,
     failed: i64,
+    /// Not sent: their audience, trait or goal was deleted first.
+    cancelled: i64,
 }
 
 impl From<DeliveryCounts> for CountsBody {
     fn from(c: DeliveryCounts) -> Self {
         Self {
+            held: c.held,
             pending: c.pending,
             delivered: c.delivered,
             failed: c.failed,
+            cancelled: c.cancelled,
         }
     }
 }
@@ -272,7 +278,7 @@ pub async fn deliveries(
         None => None,
         Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
             ApiError::invalid_parameter(format!(
-                "`status` must be pending, delivered or failed; got {s:?}"
+                "`status` must be pending, delivered, failed or cancelled; got {s:?}"
             ))
         })?),
     };

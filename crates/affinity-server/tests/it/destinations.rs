@@ -284,7 +284,8 @@ async fn an_audience_reaches_its_webhook_and_a_refresh_sends_only_who_entered_an
     assert_eq!(entered, treatment);
     // Outcomes are recorded a few waves at a time (within 100 ms of coming back): the log
     // settles just after the receiver has everything.
-    let settled = json!({"pending": 0, "delivered": expected, "failed": 0});
+    let settled =
+        json!({"held": 0, "pending": 0, "delivered": expected, "failed": 0, "cancelled": 0});
     let log = poll_until("the log settles", Duration::from_secs(10), || async {
         let (_, log) = app
             .admin_get(&format!(

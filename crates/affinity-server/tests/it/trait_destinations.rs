@@ -327,3 +327,48 @@ async fn goal_lists_reach_the_destinations_control_users_flagged() {
     let users: HashSet<&String> = now.keys().collect();
     assert_eq!(users.len(), spec.users as usize);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_trait_cancels_its_messages_not_sent_yet() {
+    let app = quick_app().await;
+    let receiver = Receiver::start().await;
+    // Down: every message stays pending, retried.
+    receiver.answer(503);
+    trained(&app).await;
+    let hook = webhook(&app, &receiver, json!({})).await;
+    let body = json!({"name": "top_brands", "column": "brand", "k": 3,
+                      "destinations": [hook["id"]]});
+    let (s, b) = post(&app, "/api/v1/traits", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let t = computed_after(&app, "top_brands", "").await;
+    let profiles = t["profiles"].as_i64().expect("profiles");
+    let log = format!("/api/v1/destinations/{}/deliveries", hook["id"]);
+    let (_, before) = app.admin_get(&log).await;
+    assert_eq!(before["counts"]["pending"], profiles, "{before}");
+
+    let (s, _) = app
+        .send(
+            app.client
+                .delete(app.url("/api/v1/traits/top_brands"))
+                .bearer_auth(crate::support::ADMIN),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, after) = app.admin_get(&log).await;
+    assert_eq!(
+        after["counts"],
+        json!({"held": 0, "pending": 0, "delivered": 0, "failed": 0, "cancelled": profiles}),
+        "{after}"
+    );
+    let (_, cancelled) = app
+        .admin_get(&format!("{log}?status=cancelled&limit=1"))
+        .await;
+    assert_eq!(
+        cancelled["deliveries"][0]["status"], "cancelled",
+        "{cancelled}"
+    );
+    // The receiver back up gets none of them.
+    receiver.answer(200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(receiver.accepted().is_empty());
+}

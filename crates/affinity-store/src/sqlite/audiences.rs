@@ -1,14 +1,14 @@
 //! Audiences and their numbered snapshots: an audience keeps its id, each computation is the
 //! next snapshot, with its own members, ranking of every scored user, estimate and changes.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 
 use super::SqliteStore;
 use super::stored_json::Document;
 use crate::{
-    AudienceRecord, AudienceStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member, OutboxChunks,
-    SnapshotRecord, StoreError,
+    AudienceRecord, AudienceStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member, SnapshotRecord,
+    StoreError,
 };
 
 /// The audience's definition, as the API received it.
@@ -227,7 +227,9 @@ impl AudienceStore for SqliteStore {
         explanations: &[String],
     ) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
-        let tx = conn.transaction()?;
+        // Immediate: read then written, and a deferred transaction would fail at once
+        // (SQLITE_BUSY, without waiting) when ingest commits between the two.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Checked in the chunk's transaction: a deletion commits either before (nothing is
         // added) or after (it deletes what was added).
         let computing = tx
@@ -270,8 +272,8 @@ impl AudienceStore for SqliteStore {
         id: i64,
         snapshot: i64,
         finished: &FinishedSnapshot<'_>,
-        outbox: &mut OutboxChunks<'_>,
-    ) -> Result<(), StoreError> {
+        hold: Option<i64>,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
         let tx = conn.transaction()?;
         let updated = tx.execute(
@@ -291,9 +293,14 @@ impl AudienceStore for SqliteStore {
         )?;
         if updated == 0 {
             // Deleted while it computed: store nothing (dropping the transaction rolls back).
-            return Ok(());
+            return Ok(false);
         }
-        super::outbox::enqueue_chunks(&tx, outbox)?;
+        // Its messages, queued beforehand, become due with it: one row deleted.
+        if let Some(hold) = hold
+            && !super::outbox::release(&tx, hold)?
+        {
+            return Ok(false);
+        }
         tx.execute(
             "UPDATE audiences SET live_snapshot = ?2
              WHERE id = ?1 AND (live_snapshot IS NULL OR live_snapshot < ?2)",
@@ -301,7 +308,58 @@ impl AudienceStore for SqliteStore {
         )?;
         prune(&tx, id)?;
         tx.commit()?;
-        Ok(())
+        Ok(true)
+    }
+
+    fn members_not_in(
+        &self,
+        id: i64,
+        snapshot: i64,
+        other: i64,
+        treatment: bool,
+        after_rank: i64,
+        limit: usize,
+    ) -> Result<Vec<Member>, StoreError> {
+        self.read(|c| {
+            // Keyset pages by rank; each member looked up in `other` through
+            // `audience_members_user`.
+            let mut stmt = c.prepare_cached(
+                "SELECT n.rank, n.profile_id, n.user_id, n.score, n.control FROM audience_members n
+                 WHERE n.audience_id = ?1 AND n.snapshot = ?2 AND n.rank > ?4
+                   AND (?5 = 0 OR n.control = 0)
+                   AND NOT EXISTS (
+                       SELECT 1 FROM audience_members o
+                       WHERE o.audience_id = ?1 AND o.snapshot = ?3 AND o.user_id = n.user_id
+                         AND (?5 = 0 OR o.control = 0))
+                 ORDER BY n.rank LIMIT ?6",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    id,
+                    snapshot,
+                    other,
+                    after_rank,
+                    i64::from(treatment),
+                    limit as i64
+                ],
+                member,
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn count_members_not_in(&self, id: i64, snapshot: i64, other: i64) -> Result<i64, StoreError> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM audience_members n
+                 WHERE n.audience_id = ?1 AND n.snapshot = ?2
+                   AND NOT EXISTS (
+                       SELECT 1 FROM audience_members o
+                       WHERE o.audience_id = ?1 AND o.snapshot = ?3 AND o.user_id = n.user_id)",
+                params![id, snapshot, other],
+                |r| r.get(0),
+            )?)
+        })
     }
 
     fn fail_audience(&self, id: i64, snapshot: i64, error: &str) -> Result<(), StoreError> {
@@ -444,6 +502,9 @@ impl AudienceStore for SqliteStore {
         )?;
         tx.execute("DELETE FROM audience_aliases WHERE audience_id = ?1", [id])?;
         let n = tx.execute("DELETE FROM audiences WHERE id = ?1", [id])?;
+        if n > 0 {
+            super::outbox::cancel(&tx, &crate::audience_cause(id))?;
+        }
         tx.commit()?;
         Ok(n > 0)
     }
@@ -464,6 +525,12 @@ impl AudienceStore for SqliteStore {
             [reason],
         )?;
         tx.commit()?;
+        // The messages those snapshots (or any other unrecorded change) had queued under a
+        // hold: at start no hold can belong to a change still in progress.
+        let dropped = super::outbox::drop_all_holds(&mut conn)?;
+        if dropped > 0 {
+            tracing::info!(dropped, "held outbox rows of unrecorded changes deleted");
+        }
         Ok(n)
     }
 }

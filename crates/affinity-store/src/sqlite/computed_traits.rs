@@ -1,11 +1,13 @@
 //! Trait definitions and the computed values written onto profiles.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
 use super::SqliteStore;
 use super::stored_json::Document;
-use super::trait_outbox::{PROFILES_PER_PAGE, existing_destinations, flush_page, is_change};
+use super::trait_outbox::{
+    PROFILES_PER_PAGE, backfill, existing_destinations, flush_page, is_change,
+};
 use crate::{
     ChangeOutbox, ProfileTraits, StoreError, Trait, TraitDefinitionRecord, TraitMessages,
     TraitStore,
@@ -21,6 +23,28 @@ pub(super) const DEFINITION: Document = Document {
 
 /// Rows per transaction when rewriting a trait: bounds how long ingest waits on the lock.
 const ROWS_PER_TRANSACTION: usize = 20_000;
+
+/// The destinations trait `name`'s definition names as stored in `tx`, those that exist.
+fn trait_destinations(
+    tx: &Transaction<'_>,
+    name: &str,
+    outbox: &ChangeOutbox<'_>,
+) -> Result<Vec<i64>, StoreError> {
+    let definition: Option<String> = tx
+        .query_row(
+            "SELECT definition FROM trait_definitions WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match definition {
+        Some(text) => {
+            let definition = DEFINITION.decode(format_args!("{name:?}"), &text)?;
+            existing_destinations(tx, &(outbox.destinations)(&definition))
+        }
+        None => Ok(Vec::new()),
+    }
+}
 
 impl TraitStore for SqliteStore {
     fn save_trait_definition(
@@ -70,6 +94,9 @@ impl TraitStore for SqliteStore {
         let tx = conn.transaction()?;
         let n = tx.execute("DELETE FROM trait_definitions WHERE name = ?1", [name])?;
         tx.execute("DELETE FROM computed_traits WHERE name = ?1", [name])?;
+        if n == 1 {
+            super::outbox::cancel(&tx, &crate::trait_cause(name))?;
+        }
         tx.commit()?;
         Ok(n == 1)
     }
@@ -105,20 +132,7 @@ impl TraitStore for SqliteStore {
             // Immediate: the previous values are read and overwritten under one write lock.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if let Some(outbox) = outbox.as_deref_mut() {
-                let definition: Option<String> = tx
-                    .query_row(
-                        "SELECT definition FROM trait_definitions WHERE name = ?1",
-                        [name],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                let destinations = match definition {
-                    Some(text) => {
-                        let definition = DEFINITION.decode(format_args!("{name:?}"), &text)?;
-                        existing_destinations(&tx, &(outbox.destinations)(&definition))?
-                    }
-                    None => Vec::new(),
-                };
+                let destinations = trait_destinations(&tx, name, outbox)?;
                 if !destinations.is_empty() {
                     let mut page = Vec::new();
                     let mut previous = tx.prepare_cached(
@@ -165,28 +179,32 @@ impl TraitStore for SqliteStore {
         messages: &mut TraitMessages<'_>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // The values and the record of their computation stay: only who receives them changed.
-        let n = tx.execute(
-            "UPDATE trait_definitions SET definition = ?2 WHERE name = ?1",
-            params![name, DEFINITION.encode(definition)?],
-        )?;
-        if n == 0 {
-            return Ok(false);
-        }
-        let added = existing_destinations(&tx, added)?;
-        if !added.is_empty() {
-            // One pass over the stored values (a million profiles is one scan, not a
-            // million pages), their messages queued a page at a time.
-            let mut stmt = tx.prepare(
-                "SELECT profile_id, value, updated_at FROM computed_traits WHERE name = ?1
-                 ORDER BY profile_id",
+        {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // The values and the record of their computation stay: only who receives them
+            // changed.
+            let n = tx.execute(
+                "UPDATE trait_definitions SET definition = ?2 WHERE name = ?1",
+                params![name, DEFINITION.encode(definition)?],
             )?;
-            let mut rows = stmt.query([name])?;
-            let mut page = Vec::new();
+            if n == 0 {
+                return Ok(false);
+            }
+            tx.commit()?;
+        }
+        // See `backfill` for why pages in transactions of their own, after the definition,
+        // keep every destination's last message the current value.
+        backfill(&mut conn, added, messages, |tx, after| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT profile_id, value, updated_at FROM computed_traits
+                 WHERE name = ?1 AND profile_id > ?2 ORDER BY profile_id LIMIT ?3",
+            )?;
+            let mut rows = stmt.query(params![name, after, PROFILES_PER_PAGE as i64])?;
+            let (mut page, mut last) = (Vec::new(), None);
             while let Some(row) = rows.next()? {
                 let (profile_id, text, version): (i64, String, i64) =
                     (row.get(0)?, row.get(1)?, row.get(2)?);
+                last = Some(profile_id);
                 let value: Value = serde_json::from_str(&text).map_err(|e| {
                     StoreError::Corrupt(format!(
                         "computed trait {name} of profile {profile_id}: {e}"
@@ -201,13 +219,9 @@ impl TraitStore for SqliteStore {
                         traits,
                     });
                 }
-                if page.len() == PROFILES_PER_PAGE {
-                    flush_page(&tx, &added, &mut page, messages)?;
-                }
             }
-            flush_page(&tx, &added, &mut page, messages)?;
-        }
-        tx.commit()?;
+            Ok((page, last))
+        })?;
         Ok(true)
     }
 
@@ -217,9 +231,41 @@ impl TraitStore for SqliteStore {
         updated_at: i64,
         profiles: usize,
         model_id: i64,
+        outbox: Option<&mut ChangeOutbox<'_>>,
     ) -> Result<(), StoreError> {
         let mut conn = self.write_conn()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(outbox) = outbox {
+            let destinations = trait_destinations(&tx, name, outbox)?;
+            if !destinations.is_empty() {
+                // A profile the run did not reach (gone from the model) loses its value: as
+                // Segment Engage does for a computed trait that no longer applies, its
+                // destinations get the trait as null (only those that were sent a value).
+                let mut stmt = tx.prepare(
+                    "SELECT profile_id, value FROM computed_traits
+                     WHERE name = ?1 AND updated_at <> ?2",
+                )?;
+                let mut rows = stmt.query(params![name, updated_at])?;
+                let mut page = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let (profile_id, before): (i64, String) = (row.get(0)?, row.get(1)?);
+                    if !is_change(None, &before) {
+                        continue;
+                    }
+                    let mut traits = Map::new();
+                    traits.insert(name.to_string(), Value::Null);
+                    page.push(ProfileTraits {
+                        profile_id,
+                        version: updated_at,
+                        traits,
+                    });
+                    if page.len() == PROFILES_PER_PAGE {
+                        flush_page(&tx, &destinations, &mut page, outbox.messages)?;
+                    }
+                }
+                flush_page(&tx, &destinations, &mut page, outbox.messages)?;
+            }
+        }
         tx.execute(
             "DELETE FROM computed_traits WHERE name = ?1 AND updated_at <> ?2",
             params![name, updated_at],

@@ -131,36 +131,76 @@ impl DestinationStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         self.read(|conn| {
+            // Each visible hold's due rows in order through `outbox_due`, merged: rows still
+            // held are never read, however many there are.
             let mut stmt = conn.prepare_cached(
-                "SELECT id, message_id, body, attempts, queued_at FROM outbox
-                 WHERE destination_id = ?1 AND status = 'pending' AND next_attempt_at <= ?2
-                 ORDER BY next_attempt_at, id LIMIT ?3",
+                "SELECT id, message_id, body, attempts, queued_at, next_attempt_at FROM outbox
+                 WHERE destination_id = ?1 AND status = 'pending' AND hold_id = ?2
+                   AND next_attempt_at <= ?3
+                 ORDER BY next_attempt_at, id LIMIT ?4",
             )?;
-            let rows = stmt.query_map(params![destination_id, now, limit as i64], |r| {
-                Ok(OutboxRow {
-                    id: r.get(0)?,
-                    message_id: r.get(1)?,
-                    body: r.get(2)?,
-                    attempts: r.get(3)?,
-                    queued_at: r.get(4)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut due = Vec::new();
+            for hold in super::outbox::visible_holds(conn, destination_id)? {
+                let rows =
+                    stmt.query_map(params![destination_id, hold, now, limit as i64], |r| {
+                        Ok((
+                            (r.get::<_, i64>(5)?, r.get::<_, i64>(0)?),
+                            OutboxRow {
+                                id: r.get(0)?,
+                                message_id: r.get(1)?,
+                                body: r.get(2)?,
+                                attempts: r.get(3)?,
+                                queued_at: r.get(4)?,
+                            },
+                        ))
+                    })?;
+                for row in rows {
+                    due.push(row?);
+                }
+            }
+            due.sort_unstable_by_key(|(order, _)| *order);
+            due.truncate(limit);
+            Ok(due.into_iter().map(|(_, row)| row).collect())
         })
     }
 
     fn next_due(&self, destination_id: i64) -> Result<Option<i64>, StoreError> {
         self.read(|conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT MIN(next_attempt_at) FROM outbox
-                     WHERE destination_id = ?1 AND status = 'pending'",
-                    [destination_id],
-                    |r| r.get::<_, Option<i64>>(0),
-                )
-                .optional()?
-                .flatten())
+            let mut stmt = conn.prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM outbox
+                 WHERE destination_id = ?1 AND status = 'pending' AND hold_id = ?2",
+            )?;
+            let mut next: Option<i64> = None;
+            for hold in super::outbox::visible_holds(conn, destination_id)? {
+                let due = stmt.query_row(params![destination_id, hold], |r| {
+                    r.get::<_, Option<i64>>(0)
+                })?;
+                next = match (next, due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Ok(next)
         })
+    }
+
+    fn create_outbox_hold(&self, cause: &str, now: i64) -> Result<i64, StoreError> {
+        super::outbox::create_hold(&self.write_conn()?, cause, now)
+    }
+
+    fn enqueue_held(
+        &self,
+        hold: i64,
+        messages: &[OutboxMessage],
+    ) -> Result<Option<usize>, StoreError> {
+        if messages.is_empty() {
+            return Ok(Some(0));
+        }
+        super::outbox::enqueue_held(&mut self.write_conn()?, hold, messages)
+    }
+
+    fn drop_outbox_hold(&self, hold: i64) -> Result<usize, StoreError> {
+        super::outbox::drop_hold(&mut self.write_conn()?, hold)
     }
 
     fn record_deliveries(&self, outcomes: &[DeliveryOutcome], now: i64) -> Result<(), StoreError> {
@@ -201,19 +241,31 @@ impl DestinationStore for SqliteStore {
 
     fn delivery_counts(&self, destination_id: i64) -> Result<DeliveryCounts, StoreError> {
         self.read(|conn| {
+            // Grouped by hold too (in `outbox_due`'s order): a held row is counted as held,
+            // whatever its status says.
             let mut stmt = conn.prepare_cached(
-                "SELECT status, COUNT(*) FROM outbox WHERE destination_id = ?1 GROUP BY status",
+                "SELECT status, hold_id, COUNT(*) FROM outbox WHERE destination_id = ?1
+                 GROUP BY status, hold_id",
             )?;
             let mut counts = DeliveryCounts::default();
             let rows = stmt.query_map([destination_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })?;
             for row in rows {
-                let (status, n) = row?;
+                let (status, hold, n) = row?;
+                if hold != 0 && super::outbox::holds(conn, hold)? {
+                    counts.held += n;
+                    continue;
+                }
                 match status.as_str() {
-                    "pending" => counts.pending = n,
-                    "delivered" => counts.delivered = n,
-                    "failed" => counts.failed = n,
+                    "pending" => counts.pending += n,
+                    "delivered" => counts.delivered += n,
+                    "failed" => counts.failed += n,
+                    "cancelled" => counts.cancelled += n,
                     other => {
                         return Err(StoreError::Corrupt(format!(
                             "outbox of destination {destination_id}: status {other:?}"
@@ -236,6 +288,7 @@ impl DestinationStore for SqliteStore {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, message_id, status, attempts, last_status, last_error, updated_at
                  FROM outbox WHERE destination_id = ?1 AND id > ?2 AND (?3 IS NULL OR status = ?3)
+                   AND (hold_id = 0 OR hold_id NOT IN (SELECT id FROM outbox_holds))
                  ORDER BY id LIMIT ?4",
             )?;
             let rows = stmt.query_map(

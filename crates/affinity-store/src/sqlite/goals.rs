@@ -1,16 +1,18 @@
 //! Goal-based recommendation definitions, each user's list, and the scan of the events a goal
 //! learns from.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
 use super::SqliteStore;
 use super::stored_json::Document;
 use super::track_scan::scan_tracked;
-use super::trait_outbox::{PROFILES_PER_PAGE, existing_destinations, flush_page, is_change};
+use super::trait_outbox::{
+    PROFILES_PER_PAGE, backfill, existing_destinations, flush_page, is_change,
+};
 use crate::{
-    ChangeOutbox, GoalRecord, GoalResult, GoalStore, ProfileTraits, StoreError, StoredGoalList,
-    TraitMessages,
+    ChangeOutbox, FinishedGoal, GoalRecord, GoalResult, GoalStore, ProfileTraits, StoreError,
+    StoredGoalList, TraitMessages,
 };
 
 /// A goal's definition, as the API received it.
@@ -42,6 +44,56 @@ fn control_key(key: &str) -> String {
 /// The profile traits of one user's list, as destinations receive them: the values in order
 /// and the control flag (a control user's list is sent too: the tool behind the destination
 /// shows it, in its random order, or the experiment cannot run).
+/// Queues, for each user the run did not reach whose list had been sent (a non-empty one),
+/// the goal's traits as null: as Segment Engage does for a computed trait that no longer
+/// applies.
+fn dropped_lists_as_null(
+    tx: &Transaction<'_>,
+    id: i64,
+    key: &str,
+    computed_at: i64,
+    outbox: &mut ChangeOutbox<'_>,
+) -> Result<(), StoreError> {
+    let definition: Option<String> = tx
+        .query_row(
+            "SELECT definition FROM goal_definitions WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(definition) = definition else {
+        return Ok(());
+    };
+    let definition = DEFINITION.decode(format_args!("{id}"), &definition)?;
+    let destinations = existing_destinations(tx, &(outbox.destinations)(&definition))?;
+    if destinations.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare(
+        "SELECT profile_id, items FROM goal_results WHERE goal_id = ?1 AND computed_at <> ?2",
+    )?;
+    let mut rows = stmt.query(params![id, computed_at])?;
+    let mut page = Vec::new();
+    while let Some(row) = rows.next()? {
+        let (profile_id, items): (i64, String) = (row.get(0)?, row.get(1)?);
+        if stored_values(&items, id, profile_id)?.is_empty() {
+            continue;
+        }
+        let mut traits = Map::new();
+        traits.insert(key.to_string(), Value::Null);
+        traits.insert(control_key(key), Value::Null);
+        page.push(ProfileTraits {
+            profile_id,
+            version: computed_at,
+            traits,
+        });
+        if page.len() == PROFILES_PER_PAGE {
+            flush_page(tx, &destinations, &mut page, outbox.messages)?;
+        }
+    }
+    flush_page(tx, &destinations, &mut page, outbox.messages)
+}
+
 fn list_traits(key: &str, values: Vec<Value>, is_control: bool) -> Map<String, Value> {
     let mut traits = Map::new();
     traits.insert(key.to_string(), Value::Array(values));
@@ -251,33 +303,37 @@ impl GoalStore for SqliteStore {
         messages: &mut TraitMessages<'_>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let key: Option<String> = tx
-            .query_row(
-                "SELECT key FROM goal_definitions WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(key) = key else {
-            return Ok(false);
-        };
-        tx.execute(
-            "UPDATE goal_definitions SET definition = ?2 WHERE id = ?1",
-            params![id, DEFINITION.encode(definition)?],
-        )?;
-        let added = existing_destinations(&tx, added)?;
-        if !added.is_empty() {
-            // One pass over the goal's lists (in key order), queued a page at a time.
-            let mut stmt = tx.prepare(
-                "SELECT profile_id, items, is_control, computed_at FROM goal_results
-                 WHERE goal_id = ?1 ORDER BY profile_id",
+        let key = {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let key: Option<String> = tx
+                .query_row(
+                    "SELECT key FROM goal_definitions WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(key) = key else {
+                return Ok(false);
+            };
+            tx.execute(
+                "UPDATE goal_definitions SET definition = ?2 WHERE id = ?1",
+                params![id, DEFINITION.encode(definition)?],
             )?;
-            let mut rows = stmt.query([id])?;
-            let mut page = Vec::new();
+            tx.commit()?;
+            key
+        };
+        // Each user's current list, a page per transaction after the definition (`backfill`).
+        backfill(&mut conn, added, messages, |tx, after| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT profile_id, items, is_control, computed_at FROM goal_results
+                 WHERE goal_id = ?1 AND profile_id > ?2 ORDER BY profile_id LIMIT ?3",
+            )?;
+            let mut rows = stmt.query(params![id, after, PROFILES_PER_PAGE as i64])?;
+            let (mut page, mut last) = (Vec::new(), None);
             while let Some(row) = rows.next()? {
                 let (profile_id, items, is_control, version): (i64, String, bool, i64) =
                     (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                last = Some(profile_id);
                 let values = stored_values(&items, id, profile_id)?;
                 if !values.is_empty() {
                     page.push(ProfileTraits {
@@ -286,13 +342,9 @@ impl GoalStore for SqliteStore {
                         traits: list_traits(&key, values, is_control),
                     });
                 }
-                if page.len() == PROFILES_PER_PAGE {
-                    flush_page(&tx, &added, &mut page, messages)?;
-                }
             }
-            flush_page(&tx, &added, &mut page, messages)?;
-        }
-        tx.commit()?;
+            Ok((page, last))
+        })?;
         Ok(true)
     }
 
@@ -300,13 +352,20 @@ impl GoalStore for SqliteStore {
         &self,
         id: i64,
         key: &str,
-        computed_at: i64,
-        model_id: Option<i64>,
-        users: usize,
-        quality: &Value,
+        run: &FinishedGoal<'_>,
+        outbox: Option<&mut ChangeOutbox<'_>>,
     ) -> Result<bool, StoreError> {
+        let FinishedGoal {
+            computed_at,
+            model_id,
+            users,
+            quality,
+        } = *run;
         let mut conn = self.write_conn()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(outbox) = outbox {
+            dropped_lists_as_null(&tx, id, key, computed_at, outbox)?;
+        }
         let n = tx.execute(
             "UPDATE goal_definitions SET status = 'live', error = NULL, computed_at = ?2,
                  started_at = COALESCE(started_at, ?2), model_id = ?3, users = ?4, quality = ?5
@@ -364,7 +423,8 @@ impl GoalStore for SqliteStore {
 
     fn delete_goal(&self, id: i64) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
-        let tx = conn.transaction()?;
+        // Immediate: read then written (see `add_snapshot_members`).
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let key: Option<String> = tx
             .query_row(
                 "SELECT key FROM goal_definitions WHERE id = ?1",
@@ -381,6 +441,7 @@ impl GoalStore for SqliteStore {
             "DELETE FROM computed_traits WHERE name = ?1 OR name = ?2",
             params![key, control_key(&key)],
         )?;
+        super::outbox::cancel(&tx, &crate::goal_cause(id))?;
         tx.commit()?;
         Ok(true)
     }

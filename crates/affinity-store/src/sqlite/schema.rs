@@ -8,7 +8,7 @@ use super::stored_json::Document;
 use super::{audiences, computed_traits};
 use crate::{CredentialKind, StoreError};
 
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -569,6 +569,32 @@ CREATE TABLE goal_results (
 ) WITHOUT ROWID;
 ";
 
+/// Held outbox rows: a change with many messages (an audience snapshot of a million members,
+/// a destination added to a trait) queues them in short transactions of their own *before*
+/// the change commits, so that no transaction holds SQLite's write lock for minutes. Each
+/// such row carries the id of its hold (`hold_id`; 0 for a row queued in the transaction of
+/// its cause); while the `outbox_holds` row exists the worker does not see the row, and the
+/// transaction that records the change deletes the hold: two million messages released in
+/// O(1). A failed change deletes its held rows, and the start deletes every hold left by a
+/// stopped process with its rows. `AUTOINCREMENT`: a released hold's id must never be given
+/// to a new hold, or its delivered and pending rows would be hidden again. The worker's index
+/// has `hold_id` before `next_attempt_at`, so the due rows of each visible hold (a handful) are
+/// read in order without walking past held ones. `cause` names the audience, trait or goal a
+/// row is about, so that deleting one cancels its messages (status `cancelled`).
+const V12: &str = "
+CREATE TABLE outbox_holds (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    cause      TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+ALTER TABLE outbox ADD COLUMN hold_id INTEGER NOT NULL DEFAULT 0;
+-- What the message is about (`audience:<id>`, `trait:<name>`, `goal:<id>`): deleting it
+-- marks its messages not sent yet `cancelled`. '' for rows queued before v12.
+ALTER TABLE outbox ADD COLUMN cause TEXT NOT NULL DEFAULT '';
+DROP INDEX outbox_due;
+CREATE INDEX outbox_due ON outbox (destination_id, status, hold_id, next_attempt_at);
+";
+
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > SCHEMA_VERSION {
@@ -621,6 +647,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if found < 11 {
         tx.execute_batch(V11_AUDIENCE_ALIASES)?;
+    }
+    if found < 12 {
+        tx.execute_batch(V12)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

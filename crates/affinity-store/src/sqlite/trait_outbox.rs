@@ -2,7 +2,7 @@
 //! still exist, what counts as a change, and the messages built and queued a page at a time
 //! inside the transaction that writes the values.
 
-use rusqlite::Transaction;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::outbox::enqueue;
 use crate::{ProfileTraits, StoreError, TraitMessages};
@@ -41,6 +41,41 @@ pub(super) fn flush_page(
     enqueue(tx, &messages(destinations, page)?)?;
     page.clear();
     Ok(())
+}
+
+/// Queues every current value (read by `page`: the values of profiles after the given one, a
+/// page, and the last profile read) for the destinations `added`, a page per transaction.
+///
+/// Called once the definition naming `added` is committed, and safe without holding the
+/// write lock throughout (a million profiles held it for a minute): from that commit on,
+/// every recomputation chunk reads the definition in its own transaction and queues its
+/// changed values for `added` itself; each backfill page reads the values and queues them in
+/// one immediate transaction, so a page sees each value either before a recomputation's write
+/// (whose own message is queued after it) or after (the same value and run, so the same
+/// `messageId`: the row already queued is kept). For every profile the newest message queued
+/// carries the current value, and the worker sends in queue order. A destination deleted
+/// meanwhile receives nothing more.
+pub(super) fn backfill(
+    conn: &mut Connection,
+    added: &[i64],
+    messages: &mut TraitMessages<'_>,
+    mut page: impl FnMut(&Transaction<'_>, i64) -> Result<(Vec<ProfileTraits>, Option<i64>), StoreError>,
+) -> Result<(), StoreError> {
+    let mut after = i64::MIN;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let added = existing_destinations(&tx, added)?;
+        if added.is_empty() {
+            return Ok(());
+        }
+        let (mut values, last) = page(&tx, after)?;
+        flush_page(&tx, &added, &mut values, messages)?;
+        tx.commit()?;
+        match last {
+            Some(last) => after = last,
+            None => return Ok(()),
+        }
+    }
 }
 
 /// Whether a computed value (as stored text) changed: an empty list where there was no value

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
     AudienceStore, DestinationStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member, OutboxMessage,
-    StoreError,
+    audience_cause,
 };
 
 /// The audience tables as v4 created them and v5–v8 kept them, replacing v9's (and v11's
@@ -83,7 +83,7 @@ fn finish(store: &SqliteStore, id: i64, snapshot: i64, members: &[Member]) {
                 changes: (snapshot > 1).then_some(&json!({"previous_snapshot": snapshot - 1})),
                 computed_at: snapshot * 10,
             },
-            &mut || Ok(None),
+            None,
         )
         .expect("finish");
 }
@@ -172,7 +172,7 @@ fn snapshots_are_numbered_under_one_id_and_old_member_lists_are_dropped() {
 type V8Row<'a> = (i64, Option<i64>, &'a str, &'a [&'a str]);
 
 #[test]
-fn members_added_in_chunks_are_unseen_until_live_and_gone_with_a_failed_snapshot() {
+fn members_and_messages_added_in_chunks_are_unseen_until_live_and_gone_with_a_failed_snapshot() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(dir.path()).expect("open");
     let dest = store
@@ -194,11 +194,34 @@ fn members_added_in_chunks_are_unseen_until_live_and_gone_with_a_failed_snapshot
     );
     let a = store.audience(id).expect("read").expect("exists");
     assert_eq!(a.live, None, "nothing is live while it computes");
-    let message = |n: usize| OutboxMessage {
+    // Held messages are queued before the ones already due, so a due query that walked past
+    // held rows (or let them through) would show it.
+    let message = |n: usize, at: i64| OutboxMessage {
         destination_id: dest,
+        cause: audience_cause(id),
         message_id: format!("m{n}"),
         body: "{}".into(),
-        created_at: 1,
+        created_at: at,
+    };
+    let due = || -> Vec<String> {
+        store
+            .due_messages(dest, i64::MAX, 100)
+            .expect("due")
+            .into_iter()
+            .map(|r| r.message_id)
+            .collect()
+    };
+    let logged = || -> Vec<String> {
+        store
+            .deliveries(dest, None, 0, 100)
+            .expect("log")
+            .into_iter()
+            .map(|r| r.message_id)
+            .collect()
+    };
+    let counts = || {
+        let c = store.delivery_counts(dest).expect("counts");
+        (c.held, c.pending)
     };
     let finished = FinishedSnapshot {
         model_id: 1,
@@ -208,25 +231,34 @@ fn members_added_in_chunks_are_unseen_until_live_and_gone_with_a_failed_snapshot
         changes: None,
         computed_at: 2,
     };
-    // A chunk of messages that cannot be built: the snapshot does not go live and none of its
-    // messages is queued (the first chunk was written in the same transaction).
-    let mut calls = 0;
-    let failed = store.finish_audience(id, 1, &finished, &mut || {
-        calls += 1;
-        match calls {
-            1 => Ok(Some(vec![message(1), message(2)])),
-            _ => Err(StoreError::Corrupt("a recipient cannot be read".into())),
-        }
-    });
-    assert!(failed.is_err(), "{failed:?}");
-    let a = store.audience(id).expect("read").expect("exists");
-    assert_eq!((a.latest.status.as_str(), a.live), ("computing", None));
-    assert_eq!(store.delivery_counts(dest).expect("counts").pending, 0);
-    // The engine then records the failure: the members added go with it.
+    // Snapshot 1's messages, a chunk per transaction under a hold: the worker and the log do
+    // not see them; the counts say they are held.
+    let hold = store
+        .create_outbox_hold("audience snapshot 1", 1)
+        .expect("hold");
+    assert_eq!(
+        store
+            .enqueue_held(hold, &[message(1, 1), message(2, 1)])
+            .expect("held"),
+        Some(2)
+    );
+    assert_eq!(store.enqueue_messages(&[message(0, 5)]).expect("queue"), 1);
+    assert_eq!(due(), ["m0"]);
+    assert_eq!(store.next_due(dest).expect("next"), Some(5));
+    assert_eq!(logged(), ["m0"]);
+    assert_eq!(counts(), (2, 1));
+    // The snapshot fails: its held messages go with its members, and the hold takes no more.
+    assert_eq!(store.drop_outbox_hold(hold).expect("drop"), 2);
     store.fail_audience(id, 1, "no recipients").expect("fail");
     assert_eq!(store.audience_members(id, 1, 0, 10).expect("members"), []);
+    assert_eq!(counts(), (0, 1));
+    assert_eq!(
+        store.enqueue_held(hold, &[message(1, 1)]).expect("gone"),
+        None
+    );
+    assert_eq!(due(), ["m0"]);
 
-    // A snapshot that goes live takes its messages, chunk by chunk, in its transaction.
+    // A snapshot that goes live releases its held messages in its transaction: all due at once.
     assert_eq!(
         store.next_snapshot(id, "computing", 3).expect("next"),
         Some(2)
@@ -236,18 +268,38 @@ fn members_added_in_chunks_are_unseen_until_live_and_gone_with_a_failed_snapshot
             .add_snapshot_members(id, 2, &members, &[])
             .expect("add")
     );
-    let mut chunks = vec![vec![message(3)], vec![message(4), message(5)]].into_iter();
-    store
-        .finish_audience(id, 2, &finished, &mut || Ok(chunks.next()))
-        .expect("finish");
-    assert_eq!(store.delivery_counts(dest).expect("counts").pending, 3);
+    let hold = store
+        .create_outbox_hold("audience snapshot 2", 3)
+        .expect("hold");
+    for chunk in [vec![message(3, 3)], vec![message(4, 3), message(5, 3)]] {
+        assert_eq!(
+            store.enqueue_held(hold, &chunk).expect("held"),
+            Some(chunk.len())
+        );
+    }
+    assert_eq!(due(), ["m0"]);
+    assert!(
+        store
+            .finish_audience(id, 2, &finished, Some(hold))
+            .expect("finish")
+    );
+    assert_eq!(due(), ["m3", "m4", "m5", "m0"], "oldest due first");
+    assert_eq!(store.next_due(dest).expect("next"), Some(3));
+    assert_eq!(logged(), ["m0", "m3", "m4", "m5"]);
+    assert_eq!(counts(), (0, 4));
+    assert_eq!(
+        store.drop_outbox_hold(hold).expect("drop"),
+        0,
+        "a released hold's messages are live: dropping it deletes nothing"
+    );
+    assert_eq!(counts(), (0, 4));
     assert_eq!(
         store.audience_members(id, 2, 0, 10).expect("members").len(),
         3
     );
 
     // A process stopped mid-computation: its snapshot fails at the next start, with the
-    // members it had added; a deleted audience takes no more chunks.
+    // members and held messages it had added; a new hold never reuses a released one's id.
     assert_eq!(
         store.next_snapshot(id, "computing", 4).expect("next"),
         Some(3)
@@ -257,18 +309,192 @@ fn members_added_in_chunks_are_unseen_until_live_and_gone_with_a_failed_snapshot
             .add_snapshot_members(id, 3, &members[..1], &[])
             .expect("add")
     );
+    let stopped = store
+        .create_outbox_hold("audience snapshot 3", 4)
+        .expect("hold");
+    assert!(stopped > hold);
+    assert_eq!(
+        store.enqueue_held(stopped, &[message(6, 4)]).expect("held"),
+        Some(1)
+    );
+    assert_eq!(counts(), (1, 4));
+    drop(store);
+    let store = SqliteStore::open(dir.path()).expect("reopen");
     assert_eq!(store.fail_unfinished_audiences("stopped").expect("fail"), 1);
     assert_eq!(store.audience_members(id, 3, 0, 10).expect("members"), []);
+    let c = store.delivery_counts(dest).expect("counts");
+    assert_eq!((c.held, c.pending), (0, 4));
+    assert_eq!(
+        store.due_messages(dest, i64::MAX, 100).expect("due").len(),
+        4
+    );
+    // Its finish, had the process lived on, finds the hold gone and stores nothing.
+    assert!(
+        !store
+            .finish_audience(id, 3, &finished, Some(stopped))
+            .expect("finish")
+    );
     assert_eq!(
         store.audience_members(id, 2, 0, 10).expect("members").len(),
         3
     );
+    // Deleting the audience cancels its messages not sent yet: kept in the log, never sent.
+    let other = OutboxMessage {
+        cause: audience_cause(id + 1),
+        ..message(7, 5)
+    };
+    assert_eq!(store.enqueue_messages(&[other]).expect("queue"), 1);
     assert!(store.delete_audience(id).expect("delete"));
+    let c = store.delivery_counts(dest).expect("counts");
+    assert_eq!((c.pending, c.cancelled), (1, 4), "another audience's stays");
+    let due: Vec<String> = store
+        .due_messages(dest, i64::MAX, 100)
+        .expect("due")
+        .into_iter()
+        .map(|r| r.message_id)
+        .collect();
+    assert_eq!(due, ["m7"]);
+    let log = store
+        .deliveries(dest, Some("cancelled"), 0, 100)
+        .expect("log");
+    assert_eq!(log.len(), 4);
     assert!(
         !store
             .add_snapshot_members(id, 3, &members, &[])
             .expect("add")
     );
+}
+
+#[test]
+fn who_entered_and_exited_is_read_from_the_stored_members() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let id = store
+        .create_audience("buyers", &json!({"n": 1}), "computing", 1)
+        .expect("create");
+    let with_control = |users: &[&str], control: &[&str]| -> Vec<Member> {
+        users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| Member {
+                control: control.contains(u),
+                ..member(i as i64 + 1, u)
+            })
+            .collect()
+    };
+    // ben: control, never sent; then ben moves into treatment (enters), cid into control
+    // (exits), fay is a new control member (never sent).
+    finish(
+        &store,
+        id,
+        1,
+        &with_control(&["ann", "ben", "cid", "dan"], &["ben"]),
+    );
+    assert_eq!(
+        store.next_snapshot(id, "computing", 2).expect("next"),
+        Some(2)
+    );
+    finish(
+        &store,
+        id,
+        2,
+        &with_control(&["ben", "cid", "eve", "fay", "dan"], &["cid", "fay"]),
+    );
+    let users = |snapshot: i64, other: i64, treatment: bool, after: i64, limit: usize| {
+        store
+            .members_not_in(id, snapshot, other, treatment, after, limit)
+            .expect("diff")
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        users(2, 1, true, 0, 10),
+        ["ben", "eve"],
+        "entered the treatment"
+    );
+    assert_eq!(
+        users(1, 2, true, 0, 10),
+        ["ann", "cid"],
+        "exited the treatment"
+    );
+    assert_eq!(
+        users(2, 1, false, 0, 10),
+        ["eve", "fay"],
+        "entered the audience"
+    );
+    assert_eq!(users(1, 2, false, 0, 10), ["ann"], "exited the audience");
+    // A first snapshot (compared with none): every treatment member enters, in rank order,
+    // a page at a time.
+    assert_eq!(users(2, 0, true, 0, 10), ["ben", "eve", "dan"]);
+    assert_eq!(users(2, 0, true, 0, 2), ["ben", "eve"]);
+    assert_eq!(users(2, 0, true, 3, 2), ["dan"], "after rank 3");
+    assert!(
+        users(0, 2, true, 0, 10).is_empty(),
+        "nobody exits a first snapshot"
+    );
+    assert_eq!(store.count_members_not_in(id, 2, 1).expect("count"), 2);
+    assert_eq!(store.count_members_not_in(id, 1, 2).expect("count"), 1);
+    assert_eq!(store.count_members_not_in(id, 2, 2).expect("count"), 0);
+}
+
+/// The outbox as v8–v11 kept it (no holds, no causes), replacing v12's: for tests that build an older
+/// store by hand from a fresh one.
+pub fn outbox_as_v11(conn: &Connection) {
+    conn.execute_batch(
+        "DROP TABLE outbox_holds;
+         DROP INDEX outbox_due;
+         ALTER TABLE outbox DROP COLUMN hold_id;
+         ALTER TABLE outbox DROP COLUMN cause;
+         CREATE INDEX outbox_due ON outbox (destination_id, status, next_attempt_at);",
+    )
+    .expect("v11 outbox");
+}
+
+#[test]
+fn a_v11_store_s_outbox_migrates_with_its_messages_due() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let dest = store
+        .create_destination("hook", "webhook", &json!({}), 1)
+        .expect("destination");
+    drop(store);
+    {
+        let conn = Connection::open(dir.path().join("affinity.db")).expect("raw");
+        outbox_as_v11(&conn);
+        conn.execute(
+            "INSERT INTO outbox (destination_id, message_id, body, status, next_attempt_at,
+                created_at, queued_at, updated_at)
+             VALUES (?1, 'v11', '{}', 'pending', 1, 1, 1, 1)",
+            [dest],
+        )
+        .expect("v11 row");
+        conn.pragma_update(None, "user_version", 11)
+            .expect("user_version");
+    }
+    let store = SqliteStore::open(dir.path()).expect("reopen migrates");
+    let version: i64 = Connection::open(store.path())
+        .expect("raw")
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 12, "the newest schema");
+    let due = store.due_messages(dest, 10, 10).expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].message_id, "v11");
+    let c = store.delivery_counts(dest).expect("counts");
+    assert_eq!((c.held, c.pending), (0, 1));
+    let hold = store
+        .create_outbox_hold("after the migration", 2)
+        .expect("hold");
+    let held = OutboxMessage {
+        destination_id: dest,
+        cause: "test".into(),
+        message_id: "held".into(),
+        body: "{}".into(),
+        created_at: 1,
+    };
+    assert_eq!(store.enqueue_held(hold, &[held]).expect("held"), Some(1));
+    assert_eq!(store.due_messages(dest, 10, 10).expect("due").len(), 1);
 }
 
 #[test]
@@ -334,6 +560,7 @@ fn a_v8_store_s_chains_become_audiences_with_numbered_snapshots() {
         // v10's tables did not exist in a v8 store (v11's went with `audiences_as_v8`).
         conn.execute_batch("DROP TABLE goal_definitions; DROP TABLE goal_results")
             .expect("as v8");
+        outbox_as_v11(&conn);
         conn.pragma_update(None, "user_version", 8)
             .expect("user_version");
     }
@@ -343,7 +570,7 @@ fn a_v8_store_s_chains_become_audiences_with_numbered_snapshots() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 11, "the newest schema");
+    assert_eq!(version, 12, "the newest schema");
     let ids: Vec<i64> = store
         .audiences()
         .expect("list")

@@ -70,7 +70,7 @@ fn live_audience(store: &SqliteStore, spec: &Value) -> i64 {
             id,
             1,
             &finished(store, id, &members, &estimate, Some(&changes), 20),
-            &mut || Ok(None),
+            None,
         )
         .expect("finish");
     id
@@ -107,7 +107,7 @@ fn documents_round_trip_in_a_versioned_envelope() {
             first,
             1,
             &finished(&store, first, &[member(1)], &json!(null), None, 40),
-            &mut || Ok(None),
+            None,
         )
         .expect("finish");
     let definition = json!({"name": "top", "k": 3, "exclude": []});
@@ -294,7 +294,7 @@ fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
             [],
         )
         .expect("v4 row");
-        conn.execute_batch("DROP TABLE refused_merges; DROP TABLE credentials; DROP TABLE outbox; DROP TABLE destinations; DROP TABLE goal_definitions; DROP TABLE goal_results")
+        conn.execute_batch("DROP TABLE refused_merges; DROP TABLE credentials; DROP TABLE outbox_holds; DROP TABLE outbox; DROP TABLE destinations; DROP TABLE goal_definitions; DROP TABLE goal_results")
             .expect("as v4");
         conn.pragma_update(None, "user_version", 4)
             .expect("user_version");
@@ -304,7 +304,7 @@ fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
     let version: i64 = raw(&store)
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 11, "the newest schema");
+    assert_eq!(version, 12, "the newest schema");
 
     let record = store.audience(id).expect("read").expect("exists");
     assert_eq!(record.spec, json!({"version": 1, "size": 2}));
