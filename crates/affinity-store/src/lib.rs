@@ -322,15 +322,18 @@ pub trait DestinationStore {
     /// Queues messages in a transaction of their own (a destination added to an audience
     /// receives its current members); returns how many were new.
     fn enqueue_messages(&self, messages: &[OutboxMessage]) -> Result<usize, StoreError>;
-    /// Replaces an audience's definition (its destinations changed) and queues the messages
-    /// the change causes (chunk by chunk from `outbox`), in one transaction; `false` when
-    /// there is no such audience.
+    /// Replaces an audience's definition (its destinations changed) and releases `hold`, under
+    /// which the messages the change causes (a destination added receives the current
+    /// members) were queued beforehand with [`DestinationStore::enqueue_held`], in one short
+    /// transaction, whatever the audience's size. Only while the audience's live snapshot is
+    /// still `live` (the one the messages were built from); [`SpecSaved::Stale`] otherwise.
     fn set_audience_spec(
         &self,
         id: i64,
         spec: &Value,
-        outbox: &mut OutboxChunks<'_>,
-    ) -> Result<bool, StoreError>;
+        live: Option<i64>,
+        hold: Option<i64>,
+    ) -> Result<SpecSaved, StoreError>;
     /// Pending messages of a destination due at `now`, oldest due first; held ones are not.
     fn due_messages(
         &self,

@@ -430,11 +430,17 @@ pub struct ChangeOutbox<'a> {
     pub messages: &'a mut TraitMessages<'a>,
 }
 
-/// The messages of one change, a chunk per call (None when there are no more), queued in the
-/// change's transaction as they come: a snapshot of a million members causes two million
-/// messages (about 1 GB of bodies), which are never all in memory at once.
-pub type OutboxChunks<'a> =
-    dyn FnMut() -> Result<Option<Vec<OutboxMessage>>, crate::StoreError> + 'a;
+/// What [`crate::DestinationStore::set_audience_spec`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecSaved {
+    /// The definition is stored and the hold's messages are due with it.
+    Saved,
+    /// There is no such audience: nothing stored.
+    NoAudience,
+    /// Another snapshot went live since the caller read the one its messages were built
+    /// from (or the hold is gone): nothing stored; the caller drops the hold and starts again.
+    Stale,
+}
 
 /// A destination as stored: its configuration is a versioned document (with its secrets).
 #[derive(Debug, Clone, PartialEq)]
