@@ -421,6 +421,24 @@ pub struct ProfileTraits {
 pub type TraitMessages<'a> =
     dyn FnMut(&[i64], &[ProfileTraits]) -> Result<Vec<OutboxMessage>, crate::StoreError> + 'a;
 
+/// What a trait backfill sends the values of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackfillOf {
+    Trait(String),
+    Goal(i64),
+}
+
+/// A destination added to a trait or goal whose current values are not all queued yet: a
+/// process stopped midway ([`crate::TraitStore::unfinished_backfills`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraitBackfill {
+    pub id: i64,
+    pub of: BackfillOf,
+    pub destinations: Vec<i64>,
+    /// The last profile queued (`i64::MIN` before the first page).
+    pub after: i64,
+}
+
 /// The messages of the values a write changes, built inside the transaction that writes
 /// them: a value is never recorded without its messages, nor the reverse.
 pub struct ChangeOutbox<'a> {

@@ -536,11 +536,12 @@ fn who_entered_and_exited_is_read_from_the_stored_members() {
     assert_eq!(store.count_members_not_in(id, 2, 2).expect("count"), 0);
 }
 
-/// The outbox as v8–v11 kept it (no holds, no causes), replacing v12's: for tests that build an older
-/// store by hand from a fresh one.
+/// The outbox as v8–v11 kept it (no holds, no causes), replacing v12's, and no v13
+/// `trait_backfills`: for tests that build an older store by hand from a fresh one.
 pub fn outbox_as_v11(conn: &Connection) {
     conn.execute_batch(
-        "DROP TABLE outbox_holds;
+        "DROP TABLE trait_backfills;
+         DROP TABLE outbox_holds;
          DROP INDEX outbox_due;
          ALTER TABLE outbox DROP COLUMN hold_id;
          ALTER TABLE outbox DROP COLUMN cause;
@@ -575,7 +576,7 @@ fn a_v11_store_s_outbox_migrates_with_its_messages_due() {
         .expect("raw")
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 12, "the newest schema");
+    assert_eq!(version, 13, "the newest schema");
     let due = store.due_messages(dest, 10, 10).expect("due");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].message_id, "v11");
@@ -668,7 +669,7 @@ fn a_v8_store_s_chains_become_audiences_with_numbered_snapshots() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 12, "the newest schema");
+    assert_eq!(version, 13, "the newest schema");
     let ids: Vec<i64> = store
         .audiences()
         .expect("list")
