@@ -15,7 +15,7 @@ use affinity_core::engage::{
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
     AudienceStore, DeliveryCounts, DeliveryRecord, DestinationRecord, DestinationStore, Member,
-    OutboxMessage, StoreError, audience_cause,
+    OutboxMessage, SpecSaved, StoreError, audience_cause,
 };
 
 use crate::Engine;
@@ -361,60 +361,111 @@ impl Engine {
     }
 
     /// Replaces the destinations of audience `id`. A destination newly added receives every
-    /// current treatment member (entering, in the audience's current snapshot), queued in the
-    /// same transaction as the change.
+    /// current treatment member (entering, in the audience's live snapshot), queued a chunk
+    /// per transaction under a hold that the transaction saving the change releases.
     pub async fn set_audience_destinations(&self, id: i64, ids: Vec<String>) -> Result<Audience> {
-        let audience = self.audience(id).await?;
+        self.audience(id).await?;
         let store = self.store.clone();
         blocking(move || {
             let (resolved, problems) = resolve_ids(&store, &ids)?;
             if !problems.is_empty() {
                 return Err(EngineError::invalid(Invalid::Audience, problems));
             }
-            let before: HashSet<String> = audience.spec.destinations.iter().cloned().collect();
-            let added: Vec<i64> = resolved
-                .iter()
-                .copied()
-                .filter(|d| !before.contains(&d.to_string()))
-                .collect();
-            let mut spec = audience.spec.clone();
-            spec.destinations = resolved.iter().map(i64::to_string).collect();
-            // A newly added destination receives every current treatment member, read a
-            // page of [`SNAPSHOT_CHUNK`] at a time inside the change's transaction.
-            let live = audience.live.as_ref().filter(|l| l.members_kept);
-            let (number, computation, now) = (
-                live.map(|l| l.number),
-                audience_computation(id, &audience.name),
-                now_ms(),
-            );
-            let mut after_rank = 0;
-            let reader = store.clone();
-            let mut outbox = move || {
-                let Some(number) = number.filter(|_| !added.is_empty()) else {
-                    return Ok(None);
-                };
-                let page = reader.audience_members(id, number, after_rank, SNAPSHOT_CHUNK)?;
-                let Some(last) = page.last() else {
-                    return Ok(None);
-                };
-                after_rank = last.rank;
-                let entering: Vec<(&Member, Change)> = page
-                    .iter()
-                    .filter(|m| !m.control)
-                    .map(|m| (m, Change::Entered))
-                    .collect();
-                change_messages(&reader, &added, &computation, number, &entering, now).map(Some)
-            };
-            let spec_json = serde_json::to_value(&spec).map_err(|e| {
-                EngineError::Internal(format!("cannot encode the audience definition: {e}"))
-            })?;
-            if !store.set_audience_spec(id, &spec_json, &mut outbox)? {
-                return Err(EngineError::NotFound(format!("no audience {id}")));
+            for attempt in 1..=SPEC_ATTEMPTS {
+                let audience: Audience = store
+                    .audience(id)?
+                    .ok_or_else(|| EngineError::NotFound(format!("no audience {id}")))?
+                    .try_into()?;
+                match save_destinations(&store, &audience, &resolved)? {
+                    SpecSaved::Saved => return Ok(()),
+                    SpecSaved::NoAudience => {
+                        return Err(EngineError::NotFound(format!("no audience {id}")));
+                    }
+                    SpecSaved::Stale => tracing::info!(
+                        audience = id,
+                        attempt,
+                        "a snapshot went live while the added destinations' members were \
+                         queued: queueing them again from the new one"
+                    ),
+                }
             }
-            Ok(())
+            // Snapshots of one audience are computed one after the other, each taking at
+            // least a scoring pass: going live this often under one change means a refresh
+            // loop, not bad luck; the caller retries once it settles.
+            Err(EngineError::AudienceComputing)
         })
         .await?;
         self.wake_delivery();
         self.audience(id).await
     }
+}
+
+/// Times the change of an audience's destinations is tried again when a snapshot goes live
+/// while the members it sends are queued.
+const SPEC_ATTEMPTS: usize = 3;
+
+/// Saves `audience` with the destinations `resolved`; one newly added receives every current
+/// treatment member of the live snapshot.
+///
+/// The members are queued a page of [`SNAPSHOT_CHUNK`] per transaction under a hold (a
+/// million members must not hold SQLite's write lock for the whole backfill), and the
+/// definition is saved, releasing the hold, only if the live snapshot is still the one the
+/// pages were read from: a snapshot going live in between (whose messages went to the old
+/// destinations only) makes it [`SpecSaved::Stale`], the hold is dropped, and the caller
+/// reads the audience again. Chosen over taking the snapshots' own serialization (the
+/// audience's computing status), which would refuse the change for as long as a snapshot
+/// computes. A failure drops the hold with whatever it held.
+fn save_destinations(
+    store: &SqliteStore,
+    audience: &Audience,
+    resolved: &[i64],
+) -> Result<SpecSaved> {
+    let id = audience.id;
+    let before: HashSet<String> = audience.spec.destinations.iter().cloned().collect();
+    let added: Vec<i64> = resolved
+        .iter()
+        .copied()
+        .filter(|d| !before.contains(&d.to_string()))
+        .collect();
+    let mut spec = audience.spec.clone();
+    spec.destinations = resolved.iter().map(i64::to_string).collect();
+    let spec_json = serde_json::to_value(&spec).map_err(|e| {
+        EngineError::Internal(format!("cannot encode the audience definition: {e}"))
+    })?;
+    let live = audience.live.as_ref().map(|l| l.number);
+    let backfill = audience
+        .live
+        .as_ref()
+        .filter(|l| l.members_kept && !added.is_empty())
+        .map(|l| l.number);
+    let Some(number) = backfill else {
+        return Ok(store.set_audience_spec(id, &spec_json, live, None)?);
+    };
+    let now = now_ms();
+    let hold = store.create_outbox_hold(&format!("audience {id} destinations added"), now)?;
+    let computation = audience_computation(id, &audience.name);
+    let saved = (|| -> Result<SpecSaved> {
+        let mut after_rank = 0;
+        loop {
+            let page = store.audience_members(id, number, after_rank, SNAPSHOT_CHUNK)?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after_rank = last.rank;
+            let entering: Vec<(&Member, Change)> = page
+                .iter()
+                .filter(|m| !m.control)
+                .map(|m| (m, Change::Entered))
+                .collect();
+            let messages = change_messages(store, &added, &computation, number, &entering, now)?;
+            if store.enqueue_held(hold, &messages)?.is_none() {
+                return Ok(SpecSaved::Stale);
+            }
+        }
+        Ok(store.set_audience_spec(id, &spec_json, Some(number), Some(hold))?)
+    })();
+    if !matches!(saved, Ok(SpecSaved::Saved)) {
+        store.drop_outbox_hold(hold)?;
+    }
+    saved
 }

@@ -38,6 +38,7 @@ impl Engine {
         }
         // Messages left pending by the previous process (stopped, or killed) go out now.
         self.start_delivery();
+        self.resume_backfills();
         // No separate catalog build here: with a catalog configured, the loop below starts a
         // training run at once, and the run publishes the catalog it builds before fitting
         // (two concurrent builds of a large store would each take twice as long).

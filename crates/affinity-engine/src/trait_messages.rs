@@ -1,7 +1,8 @@
 //! Traits and goal-based recommendations delivered to destinations: a profile whose computed
 //! values change gets an `identify` with them (`affinity_core::engage`), queued by the store
 //! in the transaction that writes the values (`ChangeOutbox`), a page of profiles at a time;
-//! a destination added to a trait or a goal first receives every current value.
+//! a destination added to a trait or a goal first receives every current value, a page per
+//! transaction, resumed at the next start when the process stopped midway.
 //!
 //! Goals send control users too: their list (the same items in a random order) with
 //! `<key>_is_control: true`, because the tool behind the destination is what shows it, and
@@ -16,8 +17,8 @@ use affinity_core::engage::{
 };
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
-    ChangeOutbox, DestinationStore, GoalStore, OutboxMessage, ProfileTraits, StoreError,
-    TraitStore, audience_cause, goal_cause, trait_cause,
+    BackfillOf, ChangeOutbox, DestinationStore, GoalStore, OutboxMessage, ProfileTraits,
+    StoreError, TraitStore, audience_cause, goal_cause, trait_cause,
 };
 
 use crate::Engine;
@@ -155,9 +156,47 @@ impl Engine {
         Ok((as_values(&resolved), problems))
     }
 
+    /// Queues, in the background, the rest of each backfill a stopped process left midway (a
+    /// destination added to a trait or goal whose values were not all queued): its definition
+    /// already names the destination, so without this the rest would never be sent.
+    pub(crate) fn resume_backfills(&self) {
+        let (store, engine) = (self.store.clone(), self.clone());
+        tokio::spawn(async move {
+            let resumed = blocking(move || {
+                let backfills = store.unfinished_backfills()?;
+                for backfill in &backfills {
+                    let computation = match &backfill.of {
+                        BackfillOf::Trait(name) => trait_computation(name),
+                        // A goal deleted since (its backfill is then forgotten) builds nothing.
+                        BackfillOf::Goal(id) => {
+                            let key = store.goal(*id)?.map(|g| g.key).unwrap_or_default();
+                            goal_computation(*id, &key)
+                        }
+                    };
+                    let mut messages = |ids: &[i64], changes: &[ProfileTraits]| {
+                        profile_trait_messages(&store, &computation, ids, changes)
+                    };
+                    store.resume_backfill(backfill, &mut messages)?;
+                }
+                Ok(backfills.len())
+            })
+            .await;
+            match resumed {
+                Ok(0) => {}
+                Ok(backfills) => {
+                    tracing::info!(backfills, "resumed the backfills of added destinations");
+                    engine.wake_delivery();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot resume the backfills of added destinations")
+                }
+            }
+        });
+    }
+
     /// Replaces the destinations of trait `name`. One newly added first receives every
-    /// current value, queued in the same transaction as the change; the values are not
-    /// recomputed.
+    /// current value, a page per transaction after the change (resumed after a stop); the
+    /// values are not recomputed.
     pub async fn set_trait_destinations(
         &self,
         name: String,
@@ -191,7 +230,8 @@ impl Engine {
     }
 
     /// Replaces the destinations of goal `id`. One newly added first receives every user's
-    /// current list (control users' too), queued in the same transaction as the change.
+    /// current list (control users' too), a page per transaction after the change (resumed
+    /// after a stop).
     pub async fn set_goal_destinations(&self, id: i64, ids: Vec<String>) -> Result<GoalView> {
         let goal = self.goal(id).await?;
         let store = self.store.clone();

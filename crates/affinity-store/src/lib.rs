@@ -170,8 +170,8 @@ pub trait TraitStore {
     /// Replaces a definition whose values stay valid (its destinations changed), then queues
     /// `messages` for every stored value to each of `added` (those that exist), a page of
     /// profiles per transaction (`sqlite::trait_outbox::backfill` says why that order keeps
-    /// each destination's newest message the current value). `false` when there is no such
-    /// trait.
+    /// each destination's newest message the current value), resumable after a stop
+    /// ([`TraitStore::unfinished_backfills`]). `false` when there is no such trait.
     fn set_trait_destinations(
         &self,
         name: &str,
@@ -179,6 +179,16 @@ pub trait TraitStore {
         added: &[i64],
         messages: &mut TraitMessages<'_>,
     ) -> Result<bool, StoreError>;
+    /// Backfills a stopped process left midway (their definitions name the destinations, but
+    /// not every value was queued for them), oldest first.
+    fn unfinished_backfills(&self) -> Result<Vec<TraitBackfill>, StoreError>;
+    /// Queues the rest of `backfill` (trait values or goal lists after its `after`), a page
+    /// per transaction as at the change, and forgets it.
+    fn resume_backfill(
+        &self,
+        backfill: &TraitBackfill,
+        messages: &mut TraitMessages<'_>,
+    ) -> Result<(), StoreError>;
     /// Ends a recomputation: drops values of `name` not stamped `updated_at` (profiles the
     /// run did not reach) and records the run on the definition. With `outbox`, the same
     /// transaction queues, for each dropped value that had been sent, the trait as null.
@@ -322,15 +332,18 @@ pub trait DestinationStore {
     /// Queues messages in a transaction of their own (a destination added to an audience
     /// receives its current members); returns how many were new.
     fn enqueue_messages(&self, messages: &[OutboxMessage]) -> Result<usize, StoreError>;
-    /// Replaces an audience's definition (its destinations changed) and queues the messages
-    /// the change causes (chunk by chunk from `outbox`), in one transaction; `false` when
-    /// there is no such audience.
+    /// Replaces an audience's definition (its destinations changed) and releases `hold`, under
+    /// which the messages the change causes (a destination added receives the current
+    /// members) were queued beforehand with [`DestinationStore::enqueue_held`], in one short
+    /// transaction, whatever the audience's size. Only while the audience's live snapshot is
+    /// still `live` (the one the messages were built from); [`SpecSaved::Stale`] otherwise.
     fn set_audience_spec(
         &self,
         id: i64,
         spec: &Value,
-        outbox: &mut OutboxChunks<'_>,
-    ) -> Result<bool, StoreError>;
+        live: Option<i64>,
+        hold: Option<i64>,
+    ) -> Result<SpecSaved, StoreError>;
     /// Pending messages of a destination due at `now`, oldest due first; held ones are not.
     fn due_messages(
         &self,

@@ -421,6 +421,24 @@ pub struct ProfileTraits {
 pub type TraitMessages<'a> =
     dyn FnMut(&[i64], &[ProfileTraits]) -> Result<Vec<OutboxMessage>, crate::StoreError> + 'a;
 
+/// What a trait backfill sends the values of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackfillOf {
+    Trait(String),
+    Goal(i64),
+}
+
+/// A destination added to a trait or goal whose current values are not all queued yet: a
+/// process stopped midway ([`crate::TraitStore::unfinished_backfills`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraitBackfill {
+    pub id: i64,
+    pub of: BackfillOf,
+    pub destinations: Vec<i64>,
+    /// The last profile queued (`i64::MIN` before the first page).
+    pub after: i64,
+}
+
 /// The messages of the values a write changes, built inside the transaction that writes
 /// them: a value is never recorded without its messages, nor the reverse.
 pub struct ChangeOutbox<'a> {
@@ -430,11 +448,17 @@ pub struct ChangeOutbox<'a> {
     pub messages: &'a mut TraitMessages<'a>,
 }
 
-/// The messages of one change, a chunk per call (None when there are no more), queued in the
-/// change's transaction as they come: a snapshot of a million members causes two million
-/// messages (about 1 GB of bodies), which are never all in memory at once.
-pub type OutboxChunks<'a> =
-    dyn FnMut() -> Result<Option<Vec<OutboxMessage>>, crate::StoreError> + 'a;
+/// What [`crate::DestinationStore::set_audience_spec`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecSaved {
+    /// The definition is stored and the hold's messages are due with it.
+    Saved,
+    /// There is no such audience: nothing stored.
+    NoAudience,
+    /// Another snapshot went live since the caller read the one its messages were built
+    /// from (or the hold is gone): nothing stored; the caller drops the hold and starts again.
+    Stale,
+}
 
 /// A destination as stored: its configuration is a versioned document (with its secrets).
 #[derive(Debug, Clone, PartialEq)]

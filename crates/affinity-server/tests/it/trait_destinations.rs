@@ -1,7 +1,8 @@
 //! Traits and goal-based recommendations delivered to a real webhook receiver: the first
 //! computation sends one `identify` per profile with a value, a recomputation sends exactly
 //! the profiles whose value changed (nothing when none did), and a destination added later
-//! first receives every current value. Goals send control users too, flagged.
+//! first receives every current value, even when the server stopped midway. Goals send
+//! control users too, flagged.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -10,6 +11,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use affinity_core::goal_funnel::FunnelSpec;
+use affinity_store::sqlite::SqliteStore;
+use affinity_store::{OutboxMessage, ProfileTraits, StoreError, TraitStore};
 
 use crate::audiences::post;
 use crate::destinations::{SECRET, messages, put, quick_app, trained, webhook, who};
@@ -371,4 +374,56 @@ async fn deleting_a_trait_cancels_its_messages_not_sent_yet() {
     receiver.answer(200);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(receiver.accepted().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_added_to_a_trait_gets_every_value_even_when_the_server_stopped_midway() {
+    let app = quick_app().await;
+    let receiver = Receiver::start().await;
+    trained(&app).await;
+    let hook = webhook(&app, &receiver, json!({})).await;
+    let body = json!({"name": "top_brands", "column": "brand", "k": 3});
+    let (s, b) = post(&app, "/api/v1/traits", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let t = computed_after(&app, "top_brands", "").await;
+    let profiles = t["profiles"].as_u64().expect("profiles") as usize;
+    assert!(profiles > 0, "{t}");
+    let dir = app.stop().await;
+
+    // The destination added as the PUT does it, the process stopping before its first page
+    // of values is queued: the definition names the destination, nothing is queued for it.
+    {
+        let store = SqliteStore::open(dir.path()).expect("open");
+        let id = hook["id"].as_i64().expect("id");
+        let mut definition = store
+            .trait_definition("top_brands")
+            .expect("read")
+            .expect("defined")
+            .definition;
+        definition["destinations"] = json!([id.to_string()]);
+        let mut stopped =
+            |_: &[i64], _: &[ProfileTraits]| -> Result<Vec<OutboxMessage>, StoreError> {
+                Err(StoreError::Corrupt("the process stopped".into()))
+            };
+        assert!(
+            store
+                .set_trait_destinations("top_brands", &definition, &[id], &mut stopped)
+                .is_err()
+        );
+    }
+
+    // The next start finishes it: every value, once each.
+    let app = TestApp::spawn_in(dir).await;
+    let got = poll_until(
+        "every value delivered after the restart",
+        Duration::from_secs(60),
+        || async {
+            let got = messages(&receiver);
+            (got.len() >= profiles).then_some(got)
+        },
+    )
+    .await;
+    assert_eq!(by_user(&got).len(), profiles);
+    let counts = settled(&app, &hook).await;
+    assert_eq!(counts["delivered"], profiles, "{counts}");
 }

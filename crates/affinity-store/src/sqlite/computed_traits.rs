@@ -6,11 +6,12 @@ use serde_json::{Map, Value};
 use super::SqliteStore;
 use super::stored_json::Document;
 use super::trait_outbox::{
-    PROFILES_PER_PAGE, backfill, existing_destinations, flush_page, is_change,
+    PROFILES_PER_PAGE, backfill, existing_destinations, flush_page, forget_backfills, is_change,
+    start_backfill, unfinished,
 };
 use crate::{
-    ChangeOutbox, ProfileTraits, StoreError, Trait, TraitDefinitionRecord, TraitMessages,
-    TraitStore,
+    BackfillOf, ChangeOutbox, ProfileTraits, StoreError, Trait, TraitBackfill,
+    TraitDefinitionRecord, TraitMessages, TraitStore,
 };
 
 /// A trait's definition, as the API received it.
@@ -44,6 +45,41 @@ fn trait_destinations(
         }
         None => Ok(Vec::new()),
     }
+}
+
+/// The values of trait `name` of the profiles after `after`, a page, and the last profile
+/// read (`None` past the end): a backfill's page.
+fn trait_values_page(
+    tx: &Transaction<'_>,
+    name: &str,
+    after: i64,
+) -> Result<(Vec<ProfileTraits>, Option<i64>), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT profile_id, value, updated_at FROM computed_traits
+         WHERE name = ?1 AND profile_id > ?2 ORDER BY profile_id LIMIT ?3",
+    )?;
+    let mut rows = stmt.query(params![name, after, PROFILES_PER_PAGE as i64])?;
+    let (mut page, mut last) = (Vec::new(), None);
+    while let Some(row) = rows.next()? {
+        let (profile_id, text, version): (i64, String, i64) =
+            (row.get(0)?, row.get(1)?, row.get(2)?);
+        last = Some(profile_id);
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "computed trait {name} of profile {profile_id}: {e}"
+            ))
+        })?;
+        if is_change(None, &text) {
+            let mut traits = Map::new();
+            traits.insert(name.to_string(), value);
+            page.push(ProfileTraits {
+                profile_id,
+                version,
+                traits,
+            });
+        }
+    }
+    Ok((page, last))
 }
 
 impl TraitStore for SqliteStore {
@@ -94,6 +130,7 @@ impl TraitStore for SqliteStore {
         let tx = conn.transaction()?;
         let n = tx.execute("DELETE FROM trait_definitions WHERE name = ?1", [name])?;
         tx.execute("DELETE FROM computed_traits WHERE name = ?1", [name])?;
+        forget_backfills(&tx, &BackfillOf::Trait(name.to_string()))?;
         if n == 1 {
             super::outbox::cancel(&tx, &crate::trait_cause(name))?;
         }
@@ -179,7 +216,7 @@ impl TraitStore for SqliteStore {
         messages: &mut TraitMessages<'_>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
-        {
+        let started = {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // The values and the record of their computation stay: only who receives them
             // changed.
@@ -190,39 +227,52 @@ impl TraitStore for SqliteStore {
             if n == 0 {
                 return Ok(false);
             }
+            let started = start_backfill(&tx, BackfillOf::Trait(name.to_string()), added)?;
             tx.commit()?;
-        }
+            started
+        };
         // See `backfill` for why pages in transactions of their own, after the definition,
         // keep every destination's last message the current value.
-        backfill(&mut conn, added, messages, |tx, after| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT profile_id, value, updated_at FROM computed_traits
-                 WHERE name = ?1 AND profile_id > ?2 ORDER BY profile_id LIMIT ?3",
-            )?;
-            let mut rows = stmt.query(params![name, after, PROFILES_PER_PAGE as i64])?;
-            let (mut page, mut last) = (Vec::new(), None);
-            while let Some(row) = rows.next()? {
-                let (profile_id, text, version): (i64, String, i64) =
-                    (row.get(0)?, row.get(1)?, row.get(2)?);
-                last = Some(profile_id);
-                let value: Value = serde_json::from_str(&text).map_err(|e| {
-                    StoreError::Corrupt(format!(
-                        "computed trait {name} of profile {profile_id}: {e}"
-                    ))
-                })?;
-                if is_change(None, &text) {
-                    let mut traits = Map::new();
-                    traits.insert(name.to_string(), value);
-                    page.push(ProfileTraits {
-                        profile_id,
-                        version,
-                        traits,
-                    });
-                }
-            }
-            Ok((page, last))
-        })?;
+        if let Some(started) = started {
+            backfill(&mut conn, &started, messages, |tx, after| {
+                trait_values_page(tx, name, after)
+            })?;
+        }
         Ok(true)
+    }
+
+    fn unfinished_backfills(&self) -> Result<Vec<TraitBackfill>, StoreError> {
+        self.read(unfinished)
+    }
+
+    fn resume_backfill(
+        &self,
+        started: &TraitBackfill,
+        messages: &mut TraitMessages<'_>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.write_conn()?;
+        match &started.of {
+            BackfillOf::Trait(name) => backfill(&mut conn, started, messages, |tx, after| {
+                trait_values_page(tx, name, after)
+            }),
+            BackfillOf::Goal(id) => {
+                let key: Option<String> = conn
+                    .query_row(
+                        "SELECT key FROM goal_definitions WHERE id = ?1",
+                        [id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(key) = key else {
+                    // Deleted with its goal (which forgets it): nothing to send.
+                    conn.execute("DELETE FROM trait_backfills WHERE id = ?1", [started.id])?;
+                    return Ok(());
+                };
+                backfill(&mut conn, started, messages, |tx, after| {
+                    super::goals::goal_lists_page(tx, *id, &key, after)
+                })
+            }
+        }
     }
 
     fn finish_computed_traits(

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::Value;
 
 use super::SqliteStore;
@@ -10,7 +10,7 @@ use super::audiences::SPEC;
 use super::stored_json::Document;
 use crate::{
     DeliveryCounts, DeliveryOutcome, DeliveryRecord, DestinationRecord, DestinationStore,
-    OutboxChunks, OutboxMessage, OutboxRow, Recipient, StoreError,
+    OutboxMessage, OutboxRow, Recipient, SpecSaved, StoreError,
 };
 
 /// A destination's configuration (its type's settings, secrets included).
@@ -108,20 +108,34 @@ impl DestinationStore for SqliteStore {
         &self,
         id: i64,
         spec: &Value,
-        outbox: &mut OutboxChunks<'_>,
-    ) -> Result<bool, StoreError> {
+        live: Option<i64>,
+        hold: Option<i64>,
+    ) -> Result<SpecSaved, StoreError> {
         let mut conn = self.write_conn()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // `IS`: an audience with no live snapshot yet matches `None`.
         let n = tx.execute(
-            "UPDATE audiences SET spec = ?2 WHERE id = ?1",
-            params![id, SPEC.encode(spec)?],
+            "UPDATE audiences SET spec = ?2 WHERE id = ?1 AND live_snapshot IS ?3",
+            params![id, SPEC.encode(spec)?, live],
         )?;
         if n == 0 {
-            return Ok(false);
+            let exists = tx
+                .prepare_cached("SELECT 1 FROM audiences WHERE id = ?1")?
+                .exists([id])?;
+            return Ok(if exists {
+                SpecSaved::Stale
+            } else {
+                SpecSaved::NoAudience
+            });
         }
-        super::outbox::enqueue_chunks(&tx, outbox)?;
+        // Its messages, queued beforehand, become due with it: one row deleted.
+        if let Some(hold) = hold
+            && !super::outbox::release(&tx, hold)?
+        {
+            return Ok(SpecSaved::Stale);
+        }
         tx.commit()?;
-        Ok(true)
+        Ok(SpecSaved::Saved)
     }
 
     fn due_messages(

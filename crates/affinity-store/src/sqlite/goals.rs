@@ -8,11 +8,12 @@ use super::SqliteStore;
 use super::stored_json::Document;
 use super::track_scan::scan_tracked;
 use super::trait_outbox::{
-    PROFILES_PER_PAGE, backfill, existing_destinations, flush_page, is_change,
+    PROFILES_PER_PAGE, backfill, existing_destinations, flush_page, forget_backfills, is_change,
+    start_backfill,
 };
 use crate::{
-    ChangeOutbox, FinishedGoal, GoalRecord, GoalResult, GoalStore, ProfileTraits, StoreError,
-    StoredGoalList, TraitMessages,
+    BackfillOf, ChangeOutbox, FinishedGoal, GoalRecord, GoalResult, GoalStore, ProfileTraits,
+    StoreError, StoredGoalList, TraitMessages,
 };
 
 /// A goal's definition, as the API received it.
@@ -134,6 +135,36 @@ fn decoded(
     goal.definition = DEFINITION.decode(goal.id, &definition)?;
     goal.quality = quality.map(|q| QUALITY.decode(goal.id, &q)).transpose()?;
     Ok(goal)
+}
+
+/// Every user's current list of goal `id` (trait `key`) after profile `after`, a page, and
+/// the last profile read (`None` past the end): a backfill's page.
+pub(super) fn goal_lists_page(
+    tx: &Transaction<'_>,
+    id: i64,
+    key: &str,
+    after: i64,
+) -> Result<(Vec<ProfileTraits>, Option<i64>), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT profile_id, items, is_control, computed_at FROM goal_results
+         WHERE goal_id = ?1 AND profile_id > ?2 ORDER BY profile_id LIMIT ?3",
+    )?;
+    let mut rows = stmt.query(params![id, after, PROFILES_PER_PAGE as i64])?;
+    let (mut page, mut last) = (Vec::new(), None);
+    while let Some(row) = rows.next()? {
+        let (profile_id, items, is_control, version): (i64, String, bool, i64) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        last = Some(profile_id);
+        let values = stored_values(&items, id, profile_id)?;
+        if !values.is_empty() {
+            page.push(ProfileTraits {
+                profile_id,
+                version,
+                traits: list_traits(key, values, is_control),
+            });
+        }
+    }
+    Ok((page, last))
 }
 
 impl GoalStore for SqliteStore {
@@ -303,7 +334,7 @@ impl GoalStore for SqliteStore {
         messages: &mut TraitMessages<'_>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
-        let key = {
+        let (key, started) = {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let key: Option<String> = tx
                 .query_row(
@@ -319,32 +350,16 @@ impl GoalStore for SqliteStore {
                 "UPDATE goal_definitions SET definition = ?2 WHERE id = ?1",
                 params![id, DEFINITION.encode(definition)?],
             )?;
+            let started = start_backfill(&tx, BackfillOf::Goal(id), added)?;
             tx.commit()?;
-            key
+            (key, started)
         };
         // Each user's current list, a page per transaction after the definition (`backfill`).
-        backfill(&mut conn, added, messages, |tx, after| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT profile_id, items, is_control, computed_at FROM goal_results
-                 WHERE goal_id = ?1 AND profile_id > ?2 ORDER BY profile_id LIMIT ?3",
-            )?;
-            let mut rows = stmt.query(params![id, after, PROFILES_PER_PAGE as i64])?;
-            let (mut page, mut last) = (Vec::new(), None);
-            while let Some(row) = rows.next()? {
-                let (profile_id, items, is_control, version): (i64, String, bool, i64) =
-                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-                last = Some(profile_id);
-                let values = stored_values(&items, id, profile_id)?;
-                if !values.is_empty() {
-                    page.push(ProfileTraits {
-                        profile_id,
-                        version,
-                        traits: list_traits(&key, values, is_control),
-                    });
-                }
-            }
-            Ok((page, last))
-        })?;
+        if let Some(started) = started {
+            backfill(&mut conn, &started, messages, |tx, after| {
+                goal_lists_page(tx, id, &key, after)
+            })?;
+        }
         Ok(true)
     }
 
@@ -441,6 +456,7 @@ impl GoalStore for SqliteStore {
             "DELETE FROM computed_traits WHERE name = ?1 OR name = ?2",
             params![key, control_key(&key)],
         )?;
+        forget_backfills(&tx, &BackfillOf::Goal(id))?;
         super::outbox::cancel(&tx, &crate::goal_cause(id))?;
         tx.commit()?;
         Ok(true)

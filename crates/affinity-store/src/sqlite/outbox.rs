@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
-use crate::{OutboxChunks, OutboxMessage, StoreError};
+use crate::{OutboxMessage, StoreError};
 
 /// Queues `messages` as pending, due at once. A message already queued (same destination
 /// and `message_id`) is left as it is: its body is the same by construction, and its
@@ -29,19 +29,6 @@ pub(super) fn enqueue(
             m.created_at,
             m.cause
         ])?;
-    }
-    Ok(added)
-}
-
-/// Queues every chunk `chunks` yields, one at a time (so only one chunk of messages is in
-/// memory); returns how many were new.
-pub(super) fn enqueue_chunks(
-    tx: &Transaction<'_>,
-    chunks: &mut OutboxChunks<'_>,
-) -> Result<usize, StoreError> {
-    let mut added = 0;
-    while let Some(chunk) = chunks()? {
-        added += enqueue(tx, &chunk)?;
     }
     Ok(added)
 }

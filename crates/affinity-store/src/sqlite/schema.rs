@@ -8,7 +8,7 @@ use super::stored_json::Document;
 use super::{audiences, computed_traits};
 use crate::{CredentialKind, StoreError};
 
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 const V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -595,6 +595,22 @@ DROP INDEX outbox_due;
 CREATE INDEX outbox_due ON outbox (destination_id, status, hold_id, next_attempt_at);
 ";
 
+/// v13: a destination added to a trait or goal receives every current value, a page of
+/// profiles per transaction after the definition naming it commits. The backfill's row is
+/// written in that definition's transaction and each page moves `after` (the last profile
+/// queued) in its own, so a process stopped midway resumes at the next start where it stopped
+/// instead of leaving the rest unsent; the last page deletes the row, and so does deleting the
+/// trait or goal. One of `trait_name` and `goal_id` is set; `destinations` is a JSON array.
+const V13: &str = "
+CREATE TABLE trait_backfills (
+    id           INTEGER PRIMARY KEY,
+    trait_name   TEXT,
+    goal_id      INTEGER,
+    destinations TEXT    NOT NULL,
+    after        INTEGER NOT NULL
+);
+";
+
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > SCHEMA_VERSION {
@@ -650,6 +666,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if found < 12 {
         tx.execute_batch(V12)?;
+    }
+    if found < 13 {
+        tx.execute_batch(V13)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
     AudienceStore, DestinationStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member, OutboxMessage,
-    audience_cause,
+    SpecSaved, audience_cause,
 };
 
 /// The audience tables as v4 created them and v5–v8 kept them, replacing v9's (and v11's
@@ -366,6 +366,104 @@ fn members_and_messages_added_in_chunks_are_unseen_until_live_and_gone_with_a_fa
 }
 
 #[test]
+fn a_destination_added_receives_its_held_backfill_with_the_spec_or_not_at_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let dest = store
+        .create_destination("hook", "webhook", &json!({}), 1)
+        .expect("destination");
+    let id = store
+        .create_audience("buyers", &json!({"destinations": []}), "computing", 1)
+        .expect("create");
+    finish(&store, id, 1, &[member(1, "ann"), member(2, "ben")]);
+    let message = |n: usize| OutboxMessage {
+        destination_id: dest,
+        cause: audience_cause(id),
+        message_id: format!("m{n}"),
+        body: "{}".into(),
+        created_at: 2,
+    };
+    let due = || -> Vec<String> {
+        store
+            .due_messages(dest, i64::MAX, 100)
+            .expect("due")
+            .into_iter()
+            .map(|r| r.message_id)
+            .collect()
+    };
+    let spec = || store.audience(id).expect("read").expect("exists").spec;
+    let added = json!({"destinations": [dest.to_string()]});
+
+    // Snapshot 2 goes live while snapshot 1's members are queued for the new destination: the
+    // change is refused as stale, nothing is stored, and dropping the hold leaves nothing.
+    let hold = store
+        .create_outbox_hold("destinations added", 2)
+        .expect("hold");
+    assert_eq!(
+        store
+            .enqueue_held(hold, &[message(1), message(2)])
+            .expect("held"),
+        Some(2)
+    );
+    assert_eq!(
+        store.next_snapshot(id, "computing", 2).expect("next"),
+        Some(2)
+    );
+    finish(&store, id, 2, &[member(1, "ann")]);
+    assert_eq!(
+        store
+            .set_audience_spec(id, &added, Some(1), Some(hold))
+            .expect("save"),
+        SpecSaved::Stale
+    );
+    assert_eq!(spec(), json!({"destinations": []}));
+    assert!(due().is_empty(), "held rows are never due");
+    assert_eq!(store.drop_outbox_hold(hold).expect("drop"), 2);
+    assert_eq!(store.delivery_counts(dest).expect("counts").held, 0);
+
+    // Read again from snapshot 2: held until the spec is saved, then all due with it.
+    let hold = store
+        .create_outbox_hold("destinations added", 3)
+        .expect("hold");
+    assert_eq!(
+        store.enqueue_held(hold, &[message(3)]).expect("held"),
+        Some(1)
+    );
+    assert!(due().is_empty());
+    assert_eq!(
+        store
+            .set_audience_spec(id, &added, Some(2), Some(hold))
+            .expect("save"),
+        SpecSaved::Saved
+    );
+    assert_eq!(spec(), added);
+    assert_eq!(due(), ["m3"]);
+    assert_eq!(
+        store.drop_outbox_hold(hold).expect("drop"),
+        0,
+        "released with the spec: its rows are live"
+    );
+    assert_eq!(due(), ["m3"]);
+
+    // No audience: nothing stored; with no live snapshot yet, `None` matches.
+    assert_eq!(
+        store
+            .set_audience_spec(id + 1, &added, Some(2), None)
+            .expect("save"),
+        SpecSaved::NoAudience
+    );
+    let fresh = store
+        .create_audience("new", &json!({"destinations": []}), "computing", 4)
+        .expect("create");
+    assert_eq!(
+        store
+            .set_audience_spec(fresh, &added, None, None)
+            .expect("save"),
+        SpecSaved::Saved
+    );
+}
+
+#[test]
 fn who_entered_and_exited_is_read_from_the_stored_members() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(dir.path()).expect("open");
@@ -438,11 +536,12 @@ fn who_entered_and_exited_is_read_from_the_stored_members() {
     assert_eq!(store.count_members_not_in(id, 2, 2).expect("count"), 0);
 }
 
-/// The outbox as v8–v11 kept it (no holds, no causes), replacing v12's: for tests that build an older
-/// store by hand from a fresh one.
+/// The outbox as v8–v11 kept it (no holds, no causes), replacing v12's, and no v13
+/// `trait_backfills`: for tests that build an older store by hand from a fresh one.
 pub fn outbox_as_v11(conn: &Connection) {
     conn.execute_batch(
-        "DROP TABLE outbox_holds;
+        "DROP TABLE trait_backfills;
+         DROP TABLE outbox_holds;
          DROP INDEX outbox_due;
          ALTER TABLE outbox DROP COLUMN hold_id;
          ALTER TABLE outbox DROP COLUMN cause;
@@ -477,7 +576,7 @@ fn a_v11_store_s_outbox_migrates_with_its_messages_due() {
         .expect("raw")
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 12, "the newest schema");
+    assert_eq!(version, 13, "the newest schema");
     let due = store.due_messages(dest, 10, 10).expect("due");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].message_id, "v11");
@@ -570,7 +669,7 @@ fn a_v8_store_s_chains_become_audiences_with_numbered_snapshots() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 12, "the newest schema");
+    assert_eq!(version, 13, "the newest schema");
     let ids: Vec<i64> = store
         .audiences()
         .expect("list")

@@ -4,8 +4,8 @@
 
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
-    ChangeOutbox, DestinationStore, OutboxMessage, ProfileTraits, TraitMessages, TraitStore,
-    trait_cause,
+    BackfillOf, ChangeOutbox, DestinationStore, OutboxMessage, ProfileTraits, StoreError,
+    TraitMessages, TraitStore, trait_cause,
 };
 use serde_json::{Value, json};
 
@@ -151,4 +151,90 @@ fn a_profile_that_loses_its_value_is_sent_the_trait_as_null() {
             .expect("due")
             .is_empty()
     );
+}
+
+#[test]
+fn a_trait_backfill_stopped_midway_is_resumed_after_a_restart_and_forgotten_with_its_trait() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let dest = store
+        .create_destination("hook", "webhook", &json!({}), 1)
+        .expect("destination");
+    store
+        .save_trait_definition("top", &json!({"name": "top"}), 1)
+        .expect("define");
+    // Two pages and a bit (a page is 4,096 profiles).
+    let values: Vec<(i64, Value)> = (1..=4_100).map(|p| (p, json!([p.to_string()]))).collect();
+    store
+        .put_computed_traits("top", &values, 100, None)
+        .expect("put");
+    let message = |ids: &[i64], changes: &[ProfileTraits]| -> Vec<OutboxMessage> {
+        ids.iter()
+            .flat_map(|&d| {
+                changes.iter().map(move |c| OutboxMessage {
+                    destination_id: d,
+                    cause: trait_cause("top"),
+                    message_id: format!("p{}", c.profile_id),
+                    body: "{}".into(),
+                    created_at: 2,
+                })
+            })
+            .collect()
+    };
+    let queued = |store: &SqliteStore| store.delivery_counts(dest).expect("counts").pending;
+
+    // The process stops after the first page: that page is queued and recorded as done, the
+    // definition names the destination, and the rest is left for the next start.
+    let mut pages = 0;
+    let mut stopping = |ids: &[i64], changes: &[ProfileTraits]| {
+        pages += 1;
+        if pages > 1 {
+            return Err(StoreError::Corrupt("stopped".into()));
+        }
+        Ok(message(ids, changes))
+    };
+    let with_dest = json!({"name": "top", "destinations": [dest.to_string()]});
+    assert!(
+        store
+            .set_trait_destinations("top", &with_dest, &[dest], &mut stopping)
+            .is_err()
+    );
+    assert_eq!(queued(&store), 4_096);
+    drop(store);
+
+    let store = SqliteStore::open(dir.path()).expect("reopen");
+    let unfinished = store.unfinished_backfills().expect("unfinished");
+    assert_eq!(unfinished.len(), 1);
+    assert_eq!(
+        (
+            &unfinished[0].of,
+            unfinished[0].destinations.as_slice(),
+            unfinished[0].after
+        ),
+        (&BackfillOf::Trait("top".into()), &[dest][..], 4_096)
+    );
+    let mut messages = |ids: &[i64], changes: &[ProfileTraits]| -> Result<_, StoreError> {
+        Ok(message(ids, changes))
+    };
+    store
+        .resume_backfill(&unfinished[0], &mut messages)
+        .expect("resume");
+    assert_eq!(queued(&store), 4_100, "every value queued once");
+    assert_eq!(store.unfinished_backfills().expect("unfinished"), []);
+
+    // Stopped before its first page, then the trait is deleted: nothing is left to resume.
+    let other = store
+        .create_destination("other", "webhook", &json!({}), 3)
+        .expect("destination");
+    let mut failing = |_: &[i64], _: &[ProfileTraits]| -> Result<Vec<OutboxMessage>, StoreError> {
+        Err(StoreError::Corrupt("stop".into()))
+    };
+    assert!(
+        store
+            .set_trait_destinations("top", &with_dest, &[other], &mut failing)
+            .is_err()
+    );
+    assert_eq!(store.unfinished_backfills().expect("unfinished").len(), 1);
+    assert!(store.delete_trait_definition("top").expect("delete"));
+    assert_eq!(store.unfinished_backfills().expect("unfinished"), []);
 }

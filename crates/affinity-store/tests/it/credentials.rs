@@ -41,7 +41,7 @@ fn a_v6_store_with_plain_secrets_migrates_to_hashes() {
         let store = SqliteStore::open(dir.path()).expect("open");
         let conn = Connection::open(store.path()).expect("raw");
         crate::audience_snapshots::audiences_as_v8(&conn);
-        conn.execute_batch("DROP TABLE credentials; DROP TABLE outbox_holds; DROP TABLE outbox; DROP TABLE destinations; DROP TABLE goal_definitions; DROP TABLE goal_results; PRAGMA user_version = 6;")
+        conn.execute_batch("DROP TABLE credentials; DROP TABLE trait_backfills; DROP TABLE outbox_holds; DROP TABLE outbox; DROP TABLE destinations; DROP TABLE goal_definitions; DROP TABLE goal_results; PRAGMA user_version = 6;")
             .expect("as v6");
         for (key, value) in [
             ("write_keys", KEYS.join(",")),
@@ -79,7 +79,7 @@ fn a_v6_store_with_plain_secrets_migrates_to_hashes() {
         .expect("raw")
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 12, "the newest schema");
+    assert_eq!(version, 13, "the newest schema");
     let stored = store.credentials().expect("list");
     let of = |kind| {
         stored

@@ -159,7 +159,7 @@ fn a_v5_store_gains_the_refused_merges_table() {
         let conn = Connection::open(store.path()).expect("raw");
         crate::audience_snapshots::audiences_as_v8(&conn);
         conn.execute_batch(
-            "DROP TABLE refused_merges; DROP TABLE credentials; DROP TABLE outbox_holds; DROP TABLE outbox; DROP TABLE destinations; DROP TABLE goal_definitions; DROP TABLE goal_results; PRAGMA user_version = 5;",
+            "DROP TABLE refused_merges; DROP TABLE credentials; DROP TABLE trait_backfills; DROP TABLE outbox_holds; DROP TABLE outbox; DROP TABLE destinations; DROP TABLE goal_definitions; DROP TABLE goal_results; PRAGMA user_version = 5;",
         )
         .expect("as v5");
     }

@@ -294,7 +294,7 @@ fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
             [],
         )
         .expect("v4 row");
-        conn.execute_batch("DROP TABLE refused_merges; DROP TABLE credentials; DROP TABLE outbox_holds; DROP TABLE outbox; DROP TABLE destinations; DROP TABLE goal_definitions; DROP TABLE goal_results")
+        conn.execute_batch("DROP TABLE refused_merges; DROP TABLE credentials; DROP TABLE trait_backfills; DROP TABLE outbox_holds; DROP TABLE outbox; DROP TABLE destinations; DROP TABLE goal_definitions; DROP TABLE goal_results")
             .expect("as v4");
         conn.pragma_update(None, "user_version", 4)
             .expect("user_version");
@@ -304,7 +304,7 @@ fn a_v4_store_with_bare_json_is_migrated_and_still_read() {
     let version: i64 = raw(&store)
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 12, "the newest schema");
+    assert_eq!(version, 13, "the newest schema");
 
     let record = store.audience(id).expect("read").expect("exists");
     assert_eq!(record.spec, json!({"version": 1, "size": 2}));
