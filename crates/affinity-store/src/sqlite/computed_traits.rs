@@ -256,14 +256,7 @@ impl TraitStore for SqliteStore {
                 trait_values_page(tx, name, after)
             }),
             BackfillOf::Goal(id) => {
-                let key: Option<String> = conn
-                    .query_row(
-                        "SELECT key FROM goal_definitions WHERE id = ?1",
-                        [id],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                let Some(key) = key else {
+                let Some(key) = super::goals::goal_key(&conn, *id)? else {
                     // Deleted with its goal (which forgets it): nothing to send.
                     conn.execute("DELETE FROM trait_backfills WHERE id = ?1", [started.id])?;
                     return Ok(());

@@ -38,6 +38,17 @@ const ROWS_PER_TRANSACTION: usize = 10_000;
 const COLUMNS: &str = "id, key, definition, status, error, created_at, computed_at, started_at,
     model_id, users, quality";
 
+/// The goal's trait key, or `None` when no goal has the id (deleted meanwhile).
+pub(super) fn goal_key(conn: &rusqlite::Connection, id: i64) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT key FROM goal_definitions WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 fn control_key(key: &str) -> String {
     format!("{key}_is_control")
 }
@@ -336,14 +347,7 @@ impl GoalStore for SqliteStore {
         let mut conn = self.write_conn()?;
         let (key, started) = {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let key: Option<String> = tx
-                .query_row(
-                    "SELECT key FROM goal_definitions WHERE id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(key) = key else {
+            let Some(key) = goal_key(&tx, id)? else {
                 return Ok(false);
             };
             tx.execute(
@@ -440,14 +444,7 @@ impl GoalStore for SqliteStore {
         let mut conn = self.write_conn()?;
         // Immediate: read then written (see `add_snapshot_members`).
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let key: Option<String> = tx
-            .query_row(
-                "SELECT key FROM goal_definitions WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(key) = key else {
+        let Some(key) = goal_key(&tx, id)? else {
             return Ok(false);
         };
         tx.execute("DELETE FROM goal_definitions WHERE id = ?1", [id])?;
