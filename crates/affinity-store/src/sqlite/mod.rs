@@ -113,9 +113,15 @@ impl SqliteStore {
 
     /// A short-lived write connection for rare writes (settings, models, traits), keeping
     /// them off the ingest writer; SQLite serializes it with the writer through its lock.
+    ///
+    /// Its transactions begin IMMEDIATE: most of them read before they write, and in WAL mode
+    /// a deferred transaction whose snapshot another writer moved past gets `SQLITE_BUSY` at
+    /// its first write *at once*, without waiting out the busy timeout (CI met it as a 503 on
+    /// a catalog upload while a catalog build committed).
     pub(crate) fn write_conn(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open(self.path())?;
+        let mut conn = Connection::open(self.path())?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         Ok(conn)
     }
 
@@ -205,4 +211,45 @@ fn restrict(_: &Path) -> Result<(), StoreError> {
 #[cfg(not(unix))]
 fn restrict_files(_: &Path) -> Result<(), StoreError> {
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::SqliteStore;
+
+    /// A write connection's transaction takes the write lock when it begins, before its first
+    /// read: another writer then waits (here: fails, with no busy timeout) instead of
+    /// committing under it and making this transaction's first write fail without waiting.
+    #[test]
+    fn a_write_connection_s_transaction_holds_the_write_lock_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let mut conn = store.write_conn().unwrap();
+        let tx = conn.transaction().unwrap();
+        let _: i64 = tx
+            .query_row("SELECT count(*) FROM catalog_items", [], |r| r.get(0))
+            .unwrap();
+
+        let other = rusqlite::Connection::open(store.path()).unwrap();
+        other.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let err = other
+            .execute(
+                "INSERT INTO catalog_items (item_id, columns, updated_at) VALUES ('b', '{}', 0)",
+                [],
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy),
+            "{err}"
+        );
+
+        tx.execute(
+            "INSERT INTO catalog_items (item_id, columns, updated_at) VALUES ('a', '{}', 0)",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
 }
