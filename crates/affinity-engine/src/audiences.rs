@@ -1531,6 +1531,8 @@ mod tests {
                 name: "past_count".into(),
                 average_precision: 0.3,
                 lift_at_20: 2.5,
+                next_visit_average_precision: Some(0.4),
+                next_visit_lift_at_20: None,
             }],
         });
         let stored = serde_json::to_value(&e).expect("encode");

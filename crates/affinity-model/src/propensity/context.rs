@@ -4,7 +4,7 @@
 use affinity_core::item_catalog::ItemCatalog;
 
 use super::PropensityParams;
-use super::features::{count_user_days, user_day};
+use super::features::{UserDays, user_day};
 use crate::als::AlsModel;
 use crate::error::{ModelError, Result};
 use crate::interactions::Interactions;
@@ -31,6 +31,10 @@ pub(super) struct Activity {
     /// Distinct days with any interaction: the denominator of "share of the user's days
     /// that contained the target" (orders or sessions, at the grain every store has).
     pub active_days: Vec<u32>,
+    /// Each user's active days in order: the user's visits, so a target's place in them
+    /// (visits since it was last engaged with, its share of the last few) is measured in
+    /// visits, whatever the calendar time between them.
+    pub visits: UserDays,
 }
 
 /// The world as seen at one time: the CF model fitted on interactions up to it and
@@ -63,7 +67,14 @@ pub struct PropensityContext {
     /// order within an item, so a target's work is proportional to its own interactions.
     pub(super) item_offsets: Vec<usize>,
     pub(super) touches: Vec<Touch>,
+    /// Each user's first visit after the backtest time: the day (as [`user_day`] counts
+    /// days) of their first interaction in `(T_b, as_of]`, [`NO_VISIT`] when they had none.
+    /// The backtest's second question, "what does their next visit hold", asks about it.
+    pub(super) next_visit: Vec<u32>,
 }
+
+/// `next_visit` of a user who did not come back within the backtest window.
+pub(super) const NO_VISIT: u32 = u32::MAX;
 
 impl PropensityContext {
     /// Fits the past and now CF models and precomputes what audiences need. The slow part
@@ -121,6 +132,24 @@ impl PropensityContext {
             *slot += 1;
         }
 
+        let mut first_after = vec![i64::MAX; n_users];
+        for x in &catalog.interactions {
+            if x.timestamp > backtest_time && x.timestamp <= as_of {
+                let first = &mut first_after[x.user as usize];
+                *first = (*first).min(x.timestamp);
+            }
+        }
+        let next_visit = first_after
+            .into_iter()
+            .map(|t| {
+                if t == i64::MAX {
+                    NO_VISIT
+                } else {
+                    user_day(0, t) as u32
+                }
+            })
+            .collect();
+
         Ok(PropensityContext {
             params: params.clone(),
             n_users,
@@ -130,6 +159,7 @@ impl PropensityContext {
             now,
             item_offsets,
             touches,
+            next_visit,
         })
     }
 
@@ -219,7 +249,8 @@ fn snapshot(
         }
         day_keys.push(user_day(x.user, x.timestamp));
     }
-    let active_days = count_user_days(day_keys, n_users);
+    let visits = UserDays::from_keys(day_keys, n_users);
+    let active_days = (0..n_users).map(|u| visits.of(u).len() as u32).collect();
     Ok(Snapshot {
         time,
         als,
@@ -235,6 +266,7 @@ fn snapshot(
             recent,
             distinct,
             active_days,
+            visits,
         },
     })
 }

@@ -40,9 +40,29 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     // loyalty beside the lifetime share).
     "lapse",
     "recent_target_share",
+    // Counted in the user's visits (active days) rather than in days: the next order's
+    // question, where a shopper's next visit may come in a week or in three months. Visits
+    // since the target was last engaged with, the target's share of the last
+    // [`LAST_VISITS`] visits, and its share of all visits decayed by
+    // [`VISIT_HALF_LIFE`] visits (recent loyalty, as next-basket models weigh it).
+    "visits_since_target",
+    "last_visits_share",
+    "visit_decayed_share",
+    // "Due at the user's next visit", by the target's own cycle: in visits (visits since
+    // it over the user's visits per engagement with it), and in days from the user's last
+    // visit plus their usual gap (over the target's usual gap). Measured from the user's
+    // own last visit, not from the time the question is asked, so they are not
+    // time-anchored: they say which of a shopper's staples the next order will hold.
+    "visit_due",
+    "due_next_visit",
 ];
 
-pub(super) const N_FEATURES: usize = 22;
+pub(super) const N_FEATURES: usize = 27;
+
+/// The visits `last_visits_share` looks at.
+const LAST_VISITS: usize = 5;
+/// The half-life, in visits, of `visit_decayed_share`.
+const VISIT_HALF_LIFE: f64 = 3.0;
 
 /// Column indices of features the heuristics rank by.
 pub(super) mod col {
@@ -60,6 +80,24 @@ pub(super) mod col {
 /// asked. See `learner::TIMING_MARGIN`. Tenure (`days_since_first`) stays: without it a
 /// customer whose first orders were today looks like a one-time buyer of long ago.
 pub(super) const TIME_ANCHORED: [usize; 10] = [3, 5, 7, 10, 11, 12, 17, 18, 20, 21];
+
+/// The features counted in visits (visits since the target, its share of the last visits
+/// and of all visits decayed by visit, due in visits and at the next visit): the
+/// next-visit question's. The first question's learner does without them, so where that
+/// question is asked alone (few users come back within the horizon) nothing changes; it
+/// has the same notions counted in days, anchored at the time it is asked.
+pub(super) const NEXT_VISIT_ONLY: [usize; 5] = [22, 23, 24, 25, 26];
+
+/// `x` with the [`NEXT_VISIT_ONLY`] columns set to 0 (see [`without_time_anchored`]).
+pub(super) fn without_next_visit_only(x: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    for row in out.chunks_exact_mut(N_FEATURES) {
+        for &k in &NEXT_VISIT_ONLY {
+            row[k] = 0.0;
+        }
+    }
+    out
+}
 
 /// `x` (row-major, [`N_FEATURES`] columns) with the [`TIME_ANCHORED`] columns set to 0: a
 /// constant column gives a tree no split and a logistic regression a coefficient of 0, so a
@@ -105,6 +143,11 @@ pub(super) struct TargetView<'a> {
     days: Vec<u32>,
     /// Engagements decayed with a half-life of the horizon: count and recency in one number.
     decayed: Vec<f32>,
+    /// The user's visits (active days) after the last one with the target; every visit for
+    /// a user who never engaged with it.
+    visits_since: Vec<u32>,
+    last_visits_share: Vec<f32>,
+    visit_decayed_share: Vec<f32>,
     horizon_days: f64,
 }
 
@@ -153,7 +196,19 @@ impl<'a> TargetView<'a> {
             }
             item_counts.push(seen as f64);
         }
-        let days = count_user_days(day_keys, n);
+        let target_days = UserDays::from_keys(day_keys, n);
+        let visits = &snapshot.activity.visits;
+        let days: Vec<u32> = (0..n).map(|u| target_days.of(u).len() as u32).collect();
+        let mut visits_since: Vec<u32> = (0..n).map(|u| visits.of(u).len() as u32).collect();
+        let mut last_visits_share = vec![0f32; n];
+        let mut visit_decayed_share = vec![0f32; n];
+        for u in 0..n {
+            if let Some(v) = VisitFeatures::of(target_days.of(u), visits.of(u)) {
+                visits_since[u] = v.since;
+                last_visits_share[u] = v.last_share;
+                visit_decayed_share[u] = v.decayed_share;
+            }
+        }
 
         // Summed in f64 in target order: exact enough and independent of threads.
         let f = snapshot.als.factors();
@@ -184,6 +239,9 @@ impl<'a> TargetView<'a> {
             first,
             days,
             decayed,
+            visits_since,
+            last_visits_share,
+            visit_decayed_share,
             horizon_days,
         }
     }
@@ -246,6 +304,11 @@ impl<'a> TargetView<'a> {
             ln1p(f64::from(activity.active_days[u])),
             lapse(activity, u, s.time),
             (f64::from(self.recent[u]) / f64::from(activity.recent[u].max(1))) as f32,
+            ln1p(f64::from(self.visits_since[u])),
+            self.last_visits_share[u],
+            self.visit_decayed_share[u],
+            self.visit_due(u, activity),
+            self.due_next_visit(u, activity),
         ];
         row.copy_from_slice(&values);
     }
@@ -264,6 +327,40 @@ impl TargetView<'_> {
         let gap = (span_days / f64::from(self.days[u] - 1)).max(1.0);
         let since = ((time - self.last[u]) as f64 / DAY_MS as f64).max(0.0);
         ((since + self.horizon_days) / gap)
+            .ln()
+            .clamp(-DUE_CAP, DUE_CAP) as f32
+    }
+}
+
+impl TargetView<'_> {
+    /// ln((visits since the target + 1) / (the user's visits per day with the target)):
+    /// about 0 or above when as many visits as usual have passed since it. [`NO_CYCLE`]
+    /// before a second day with it.
+    fn visit_due(&self, u: usize, activity: &Activity) -> f32 {
+        if self.days[u] < 2 {
+            return NO_CYCLE;
+        }
+        let per_engagement = f64::from(activity.active_days[u]) / f64::from(self.days[u]);
+        ((f64::from(self.visits_since[u]) + 1.0) / per_engagement)
+            .ln()
+            .clamp(-DUE_CAP, DUE_CAP) as f32
+    }
+
+    /// ln((days from the target's last engagement to the user's last visit + the user's
+    /// usual gap between visits) / the target's usual gap): about 0 when the target falls
+    /// due at the visit after the last one. [`NO_CYCLE`] before a second day with the target
+    /// or with anything.
+    fn due_next_visit(&self, u: usize, activity: &Activity) -> f32 {
+        if self.days[u] < 2 || activity.active_days[u] < 2 {
+            return NO_CYCLE;
+        }
+        let days = |ms: i64| ms as f64 / DAY_MS as f64;
+        let target_gap =
+            (days(self.last[u] - self.first[u]) / f64::from(self.days[u] - 1)).max(1.0);
+        let user_gap =
+            days(activity.last[u] - activity.first[u]) / f64::from(activity.active_days[u] - 1);
+        let since = days(activity.last[u] - self.last[u]).max(0.0);
+        ((since + user_gap.max(1.0)) / target_gap)
             .ln()
             .clamp(-DUE_CAP, DUE_CAP) as f32
     }
@@ -291,17 +388,74 @@ pub(super) fn user_day(user: u32, timestamp: i64) -> u64 {
     (u64::from(user) << 32) | (timestamp.div_euclid(DAY_MS) as u64 & 0xffff_ffff)
 }
 
-/// Distinct days per user from (user, day) keys.
-pub(super) fn count_user_days(mut keys: Vec<u64>, n_users: usize) -> Vec<u32> {
-    keys.sort_unstable();
-    keys.dedup();
-    let mut days = vec![0u32; n_users];
-    for k in keys {
-        if let Some(d) = days.get_mut((k >> 32) as usize) {
-            *d += 1;
+/// Where the target's days fall among one user's visits.
+#[derive(Debug, PartialEq)]
+struct VisitFeatures {
+    since: u32,
+    last_share: f32,
+    decayed_share: f32,
+}
+
+impl VisitFeatures {
+    /// `mine`: the days with the target; `all`: every active day (a superset); both sorted.
+    /// `None` when the user never engaged with the target.
+    fn of(mine: &[u32], all: &[u32]) -> Option<VisitFeatures> {
+        let &last_target = mine.last()?;
+        let behind = |d: u32| all.len() - all.partition_point(|&v| v <= d);
+        let window = LAST_VISITS.min(all.len()).max(1);
+        let from = all.len().saturating_sub(window);
+        let in_window = all.get(from).map_or(0, |&first| {
+            mine.len() - mine.partition_point(|&d| d < first)
+        });
+        // Visit j from the end weighs ratio^j; all visits' weights sum to
+        // (1 − ratio^n) / (1 − ratio).
+        let ratio = 0.5f64.powf(1.0 / VISIT_HALF_LIFE);
+        let decayed: f64 = mine.iter().map(|&d| ratio.powi(behind(d) as i32)).sum();
+        let total = (1.0 - ratio.powi(all.len() as i32)) / (1.0 - ratio);
+        Some(VisitFeatures {
+            since: behind(last_target) as u32,
+            last_share: in_window as f32 / window as f32,
+            decayed_share: if total > 0.0 {
+                (decayed / total) as f32
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+/// Each user's distinct days, in order, from (user, day) keys.
+pub(super) struct UserDays {
+    offsets: Vec<usize>,
+    days: Vec<u32>,
+}
+
+impl UserDays {
+    pub(super) fn from_keys(mut keys: Vec<u64>, n_users: usize) -> UserDays {
+        keys.sort_unstable();
+        keys.dedup();
+        let mut offsets = vec![0usize; n_users + 1];
+        let mut days = Vec::with_capacity(keys.len());
+        for k in keys {
+            let u = (k >> 32) as usize;
+            if u < n_users {
+                offsets[u + 1] += 1;
+                days.push(k as u32);
+            }
+        }
+        for u in 0..n_users {
+            offsets[u + 1] += offsets[u];
+        }
+        UserDays { offsets, days }
+    }
+
+    /// User `u`'s days, oldest first (empty for a user out of range).
+    pub(super) fn of(&self, u: usize) -> &[u32] {
+        match (self.offsets.get(u), self.offsets.get(u + 1)) {
+            (Some(&a), Some(&b)) => &self.days[a..b],
+            _ => &[],
         }
     }
-    days
 }
 
 /// Who engaged with the target in `(from, until]`: the labels of the backtest.
@@ -315,6 +469,25 @@ pub(super) fn engaged_between(
     for &item in target {
         for t in ctx.item_touches(item) {
             if t.timestamp > from && t.timestamp <= until {
+                engaged[t.user as usize] = true;
+            }
+        }
+    }
+    engaged
+}
+
+/// Who engaged with the target on their first visit after the backtest time (only the
+/// interactions after it count, on that day): the labels of the next-visit question, for the
+/// users who came back (`next_visit` is not [`NO_VISIT`]).
+pub(super) fn engaged_on_next_visit(ctx: &PropensityContext, target: &[u32]) -> Vec<bool> {
+    let mut engaged = vec![false; ctx.n_users];
+    let (from, until) = (ctx.past.time, ctx.now.time);
+    for &item in target {
+        for t in ctx.item_touches(item) {
+            if t.timestamp > from
+                && t.timestamp <= until
+                && user_day(0, t.timestamp) as u32 == ctx.next_visit[t.user as usize]
+            {
                 engaged[t.user as usize] = true;
             }
         }
@@ -337,7 +510,24 @@ mod tests {
             recent: vec![0; n],
             distinct: vec![0; n],
             active_days: days.iter().map(|d| d.0).collect(),
+            visits: UserDays::from_keys(Vec::new(), n),
         }
+    }
+
+    #[test]
+    fn visit_features_count_visits_not_days() {
+        // Visits on days 1, 2, 3, 5, 8 and 9; the target on days 2 and 5.
+        let v = VisitFeatures::of(&[2, 5], &[1, 2, 3, 5, 8, 9]).expect("engaged");
+        assert_eq!(v.since, 2);
+        assert!((v.last_share - 2.0 / 5.0).abs() < 1e-6, "{v:?}");
+        let r = 0.5f64.powf(1.0 / 3.0);
+        let want = (r.powi(2) + r.powi(4)) / ((1.0 - r.powi(6)) / (1.0 - r));
+        assert!((f64::from(v.decayed_share) - want).abs() < 1e-6, "{v:?}");
+        // Every visit with the target: a share of 1 both ways, none since.
+        let v = VisitFeatures::of(&[4, 7], &[4, 7]).expect("engaged");
+        assert_eq!((v.since, v.last_share), (0, 1.0));
+        assert!((v.decayed_share - 1.0).abs() < 1e-6, "{v:?}");
+        assert_eq!(VisitFeatures::of(&[], &[1, 2]), None);
     }
 
     #[test]

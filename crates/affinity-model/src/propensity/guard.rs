@@ -11,8 +11,14 @@ use super::{Competitor, RankingChoice};
 /// few positives left nothing to learn from).
 pub(super) const LEARNED: &str = "learned";
 pub(super) const CF_AFFINITY: &str = "cf_affinity";
-/// A blend competitor is named `blend:<heuristic>`, and served under that name.
+/// The learned ranking of the backtest's second question (the user's next visit).
+pub(super) const LEARNED_NEXT_VISIT: &str = "learned_next_visit";
+/// The mean rank of the two learned rankings.
+pub(super) const LEARNED_BOTH: &str = "learned_both";
+/// A blend competitor is named `blend:<heuristic>` (with [`LEARNED`]) or
+/// `blend_next_visit:<heuristic>` (with [`LEARNED_NEXT_VISIT`]), and served under that name.
 pub(super) const BLEND_PREFIX: &str = "blend:";
+pub(super) const BLEND_NEXT_VISIT_PREFIX: &str = "blend_next_visit:";
 
 /// A hand-made ranking: by `primary`, ties by `secondary`, then by user index. Both read
 /// the feature row (transformed features are monotone in the raw ones, so the order is the
@@ -215,6 +221,38 @@ fn for_each_mid_rank(sorted: &[(u32, f64)], mut f: impl FnMut(u32, f64)) {
     }
 }
 
+/// The mean rank score of two rankings of the same held-out users (`a` and `b` list the
+/// same users in the same order, as two learners' held-out scores of one fold do); the
+/// labels and weights are `a`'s.
+pub(super) fn mean_rank(a: &[Scored], b: &[Scored]) -> Vec<Scored> {
+    let n = a.len();
+    let size = a.iter().map(|s| s.user as usize + 1).max().unwrap_or(0);
+    let mut mean = vec![0f64; size];
+    for list in [a, b] {
+        let mut sorted: Vec<(u32, f64)> = list.iter().map(|s| (s.user, s.score)).collect();
+        backtest::sort_ranking(&mut sorted, |&(u, s)| (s, u));
+        for_each_mid_rank(&sorted, |u, r| mean[u as usize] += rank_score(r, n) / 2.0);
+    }
+    a.iter()
+        .map(|s| Scored {
+            score: mean[s.user as usize],
+            ..*s
+        })
+        .collect()
+}
+
+/// Every user ranked by the mean rank score of two rankings of all `n` users (each best
+/// first), best first, ties by user index.
+pub(super) fn mean_rank_ranked(a: &[(u32, f32)], b: &[(u32, f32)], n: usize) -> Vec<(u32, f32)> {
+    let own_a = learned_rank_scores(a.iter().map(|&(u, s)| (u, f64::from(s))), n);
+    let own_b = learned_rank_scores(b.iter().map(|&(u, s)| (u, f64::from(s))), n);
+    let mut ranked: Vec<(u32, f32)> = (0..n)
+        .map(|u| (u as u32, ((own_a[u] + own_b[u]) / 2.0) as f32))
+        .collect();
+    backtest::sort_ranking(&mut ranked, |&(u, s)| (f64::from(s), u));
+    ranked
+}
+
 /// Rank scores of a learned ranking (best first) of all `n` users, indexed by user.
 fn learned_rank_scores(ranked: impl Iterator<Item = (u32, f64)>, n: usize) -> Vec<f64> {
     let sorted: Vec<(u32, f64)> = ranked.collect();
@@ -223,93 +261,197 @@ fn learned_rank_scores(ranked: impl Iterator<Item = (u32, f64)>, n: usize) -> Ve
     own
 }
 
-/// One competitor's backtest figures.
+/// One competitor's backtest figures: on the first question, and on the next-visit
+/// question when it was measured (its base rate and evaluations).
 pub(super) fn figures(
     name: &str,
     evaluations: &[Evaluation],
     base_rate: f64,
+    next_visit: Option<(&[Evaluation], f64)>,
     n_scored: usize,
 ) -> Competitor {
-    let curve = backtest::curve(evaluations, base_rate, n_scored);
+    let lift_at_20 = |evaluations: &[Evaluation], base_rate: f64| {
+        backtest::curve(evaluations, base_rate, n_scored)
+            .iter()
+            .find(|p| (p.fraction - 0.20).abs() < 1e-9)
+            .map_or(0.0, |p| p.lift)
+    };
     Competitor {
         name: name.to_string(),
         average_precision: backtest::mean_average_precision(evaluations),
-        lift_at_20: curve
-            .iter()
-            .find(|p| (p.fraction - 0.20).abs() < 1e-9)
-            .map_or(0.0, |p| p.lift),
+        lift_at_20: lift_at_20(evaluations, base_rate),
+        next_visit_average_precision: next_visit.map(|(e, _)| backtest::mean_average_precision(e)),
+        next_visit_lift_at_20: next_visit.map(|(e, rate)| lift_at_20(e, rate)),
     }
 }
 
-/// Which competitor serves. A heuristic (or the blend of the learned ranking with one)
-/// replaces the learned ranking (listed first) only if it has the better average precision
-/// on *every* held-out fold, and then the best mean average precision among such
-/// competitors serves. Average precision, not lift at one
-/// size, because it scores the whole ranking and the audience's size is the user's choice;
-/// every fold, because on a small store one fold's difference is often noise (on the
-/// MovieLens genres, "better on the mean" switched five genres to a heuristic and lost on
-/// the test window). `fold_ap[i]` are competitor i's per-fold average precisions. Returns
-/// the index of the winner and the choice as the estimate states it.
+/// One question the backtest asks of every ranking: its labels and, per fold, the members
+/// with their weights, in the folds' order (weight 0: a user this question does not ask
+/// about).
+pub(super) struct Question<'a> {
+    pub labels: &'a [bool],
+    pub folds: &'a [Vec<(u32, f64)>],
+}
+
+impl Question<'_> {
+    /// Held-out scores (one list per fold, in the folds' member order, as the learners give
+    /// them) with this question's labels and weights.
+    pub(super) fn relabel(&self, held_out: &[Vec<Scored>]) -> Vec<Vec<Scored>> {
+        held_out
+            .iter()
+            .zip(self.folds)
+            .map(|(scored, members)| {
+                scored
+                    .iter()
+                    .zip(members)
+                    .map(|(s, &(user, weight))| {
+                        debug_assert_eq!(s.user, user, "held-out scores follow the folds");
+                        Scored {
+                            positive: self.labels[user as usize],
+                            weight,
+                            ..*s
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Which competitor serves, given `fold_ap[i][q][k]`: competitor i's average precision on
+/// question q's held-out fold k. The first `n_own` competitors are the learned rankings
+/// (or the CF affinity); the rest are challengers (heuristics, blends).
+///
+/// Each competitor's *relative* figure is its mean average precision on each question over
+/// the best competitor's on that question, averaged over the questions: a ranking that is
+/// best on one question and poor on the other does not serve where one that is near the
+/// best on both exists. The own ranking with the best relative figure is the reference; a
+/// challenger replaces it only if it is better on *every* held-out fold (its average
+/// precision minus the reference's, over the question's best, averaged over the questions,
+/// is positive on each fold), and then the best relative figure among such challengers
+/// serves. Average precision, not lift at one size, because it scores the whole ranking and
+/// the audience's size is the user's choice; every fold, because on a small store one
+/// fold's difference is often noise (on the MovieLens genres, "better on the mean" switched
+/// five genres to a heuristic and lost on the test window). With one question this is "the
+/// best mean average precision among the challengers that beat the learned ranking on every
+/// fold". Returns the index of the winner and the choice as the estimate states it.
 pub(super) fn choose(
     competitors: Vec<Competitor>,
-    fold_ap: &[Vec<f64>],
+    fold_ap: &[Vec<Vec<f64>>],
+    n_own: usize,
     enabled: bool,
 ) -> (usize, RankingChoice) {
-    let beats_learned = |i: usize| {
-        let (own, other) = (&fold_ap[0], &fold_ap[i]);
-        !other.is_empty() && other.len() == own.len() && other.iter().zip(own).all(|(h, l)| h > l)
+    let n_q = fold_ap.first().map_or(0, Vec::len);
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
     };
-    let mut best = 0;
-    for (i, c) in competitors.iter().enumerate().skip(1).filter(|_| enabled) {
-        if beats_learned(i)
-            && (best == 0 || c.average_precision > competitors[best].average_precision)
-        {
+    let best_q: Vec<f64> = (0..n_q)
+        .map(|q| fold_ap.iter().map(|c| mean(&c[q])).fold(0.0, f64::max))
+        .collect();
+    let scale = |q: usize| if best_q[q] > 0.0 { best_q[q] } else { 1.0 };
+    let relative = |i: usize| {
+        (0..n_q)
+            .map(|q| mean(&fold_ap[i][q]) / scale(q))
+            .sum::<f64>()
+            / n_q.max(1) as f64
+    };
+    let own =
+        (0..n_own.min(fold_ap.len())).fold(0, |b, i| if relative(i) > relative(b) { i } else { b });
+    let beats_own = |i: usize| {
+        let folds = fold_ap[own].first().map_or(0, Vec::len);
+        folds > 0
+            && (0..n_q).all(|q| fold_ap[i][q].len() == fold_ap[own][q].len())
+            && (0..folds).all(|k| {
+                (0..n_q)
+                    .map(|q| (fold_ap[i][q][k] - fold_ap[own][q][k]) / scale(q))
+                    .sum::<f64>()
+                    > 0.0
+            })
+    };
+    let mut best = own;
+    for i in (n_own..competitors.len()).filter(|_| enabled) {
+        if beats_own(i) && (best == own || relative(i) > relative(best)) {
             best = i;
         }
     }
-    let served = competitors
-        .get(best)
-        .map_or_else(|| LEARNED.to_string(), |c| c.name.clone());
-    let reason = match competitors.first() {
+    let both = if n_q > 1 { " on both questions" } else { "" };
+    let figure = |i: usize| {
+        if n_q > 1 {
+            format!(
+                "average precision {:.4}, {:.0}% of the best on the questions' mean",
+                competitors[i].average_precision,
+                relative(i) * 100.0
+            )
+        } else {
+            format!("average precision {:.4}", competitors[i].average_precision)
+        }
+    };
+    let mut reason = String::new();
+    if n_own > 1 {
+        let others: Vec<String> = (0..n_own)
+            .filter(|&i| i != own)
+            .map(|i| format!("{} {:.0}%", competitors[i].name, relative(i) * 100.0))
+            .collect();
+        reason.push_str(&format!(
+            "{} is the learned ranking nearest the best{both} ({:.0}% of the best on the questions' mean; {}); ",
+            competitors[own].name,
+            relative(own) * 100.0,
+            others.join(", ")
+        ));
+    }
+    let own_name = competitors.get(own).map_or(LEARNED, |c| c.name.as_str());
+    reason.push_str(&match competitors.get(own) {
+        None => "no ranking was measured".to_string(),
         Some(first) if !enabled => format!(
             "{} serves: the best-of-heuristics guard is off for this audience",
             first.name
         ),
-        Some(first) if best == 0 => {
-            let runner_up = competitors
-                .iter()
-                .skip(1)
+        Some(first) if best == own => {
+            let runner_up = (n_own..competitors.len())
                 .rev() // max_by keeps the last of equals: reversed, the first listed
-                .max_by(|a, b| a.average_precision.total_cmp(&b.average_precision));
+                .max_by(|&a, &b| relative(a).total_cmp(&relative(b)));
             match runner_up {
-                Some(r) if r.average_precision > first.average_precision => format!(
-                    "{} serves: no heuristic ranked every held-out fold of the backtest better (average precision {:.4}; the best heuristic on the mean, {}, {:.4}, did not win every fold)",
-                    first.name, first.average_precision, r.name, r.average_precision
+                Some(r) if relative(r) > relative(own) => format!(
+                    "{} serves: no heuristic or blend ranked every held-out fold of the backtest better{both} ({}; the best of them on the mean, {}, {}, did not win every fold)",
+                    first.name,
+                    figure(own),
+                    competitors[r].name,
+                    figure(r)
                 ),
                 Some(r) => format!(
-                    "{} ranked the held-out backtest users best (average precision {:.4}; the best heuristic, {}, {:.4})",
-                    first.name, first.average_precision, r.name, r.average_precision
+                    "{} ranked the held-out backtest users best{both} ({}; the best heuristic or blend, {}, {})",
+                    first.name,
+                    figure(own),
+                    competitors[r].name,
+                    figure(r)
                 ),
                 None => format!("{} is the only ranking", first.name),
             }
         }
         Some(first) => {
             let name = &competitors[best].name;
-            let what = match name.strip_prefix(BLEND_PREFIX) {
-                Some(h) => format!(
-                    "the blend of the {} ranking and the heuristic {h} (the mean of their ranks)",
-                    first.name
+            let what = match blend_parts(name) {
+                Some((learned, h)) => format!(
+                    "the blend of the {learned} ranking and the heuristic {h} (the mean of their ranks)"
                 ),
                 None => format!("the heuristic {name}"),
             };
             format!(
-                "{what} ranked the held-out backtest users better than the {} ranking on every fold (average precision {:.4} vs {:.4}), so it serves",
-                first.name, competitors[best].average_precision, first.average_precision
+                "{what} ranked the held-out backtest users better than the {} ranking on every fold{both} ({} vs {}), so it serves",
+                first.name,
+                figure(best),
+                figure(own)
             )
         }
-        None => "no ranking was measured".to_string(),
-    };
-    let served = if best == 0 || served.starts_with(BLEND_PREFIX) {
+    });
+    let served = competitors
+        .get(best)
+        .map_or_else(|| own_name.to_string(), |c| c.name.clone());
+    let served = if best < n_own || blend_parts(&served).is_some() {
         served
     } else {
         format!("heuristic:{served}")
@@ -324,6 +466,17 @@ pub(super) fn choose(
     )
 }
 
+/// A blend competitor's learned ranking and heuristic: `blend:<h>` blends [`LEARNED`],
+/// `blend_next_visit:<h>` blends [`LEARNED_NEXT_VISIT`].
+pub(super) fn blend_parts(name: &str) -> Option<(&'static str, &str)> {
+    if let Some(h) = name.strip_prefix(BLEND_PREFIX) {
+        Some((LEARNED, h))
+    } else {
+        name.strip_prefix(BLEND_NEXT_VISIT_PREFIX)
+            .map(|h| (LEARNED_NEXT_VISIT, h))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +486,8 @@ mod tests {
             name: name.into(),
             average_precision: ap,
             lift_at_20: 1.0,
+            next_visit_average_precision: None,
+            next_visit_lift_at_20: None,
         }
     }
 
@@ -344,16 +499,64 @@ mod tests {
             c("past_share", 0.40),
         ];
         // past_share has the best mean but loses one fold; past_count wins both.
-        let folds = [vec![0.3, 0.3], vec![0.34, 0.36], vec![0.6, 0.2]];
-        let (best, choice) = choose(competitors.clone(), &folds, true);
+        let folds = [
+            vec![vec![0.3, 0.3]],
+            vec![vec![0.34, 0.36]],
+            vec![vec![0.6, 0.2]],
+        ];
+        let (best, choice) = choose(competitors.clone(), &folds, 1, true);
         assert_eq!((best, choice.served.as_str()), (1, "heuristic:past_count"));
         // Off: learned serves whatever the figures.
-        let (best, choice) = choose(competitors.clone(), &folds, false);
+        let (best, choice) = choose(competitors.clone(), &folds, 1, false);
         assert_eq!((best, choice.served.as_str()), (0, LEARNED));
         // Ties go to the learned ranking.
-        let tied = [vec![0.3, 0.3], vec![0.3, 0.3], vec![0.3, 0.3]];
-        let (best, choice) = choose(competitors, &tied, true);
+        let tied = [
+            vec![vec![0.3, 0.3]],
+            vec![vec![0.3, 0.3]],
+            vec![vec![0.3, 0.3]],
+        ];
+        let (best, choice) = choose(competitors, &tied, 1, true);
         assert_eq!((best, choice.served.as_str()), (0, LEARNED));
+    }
+
+    #[test]
+    fn with_two_questions_the_ranking_near_the_best_on_both_serves() {
+        // fold_ap[i][q][k]. `learned` is best on the first question and poor on the next
+        // visit; past_share the reverse; learned_next_visit is near the best on both.
+        let competitors = vec![
+            c(LEARNED, 0.40),
+            c(LEARNED_NEXT_VISIT, 0.38),
+            c("past_share", 0.30),
+        ];
+        let folds = [
+            vec![vec![0.40, 0.40], vec![0.20, 0.20]],
+            vec![vec![0.38, 0.38], vec![0.29, 0.29]],
+            vec![vec![0.30, 0.30], vec![0.30, 0.30]],
+        ];
+        let (best, choice) = choose(competitors.clone(), &folds, 2, true);
+        assert_eq!((best, choice.served.as_str()), (1, LEARNED_NEXT_VISIT));
+        assert!(
+            choice.reason.contains("both questions"),
+            "{}",
+            choice.reason
+        );
+        // past_share much better on the next visit and a little worse on the first: on the
+        // questions' mean it wins every fold against the nearer learned ranking, so it serves.
+        let folds = [
+            vec![vec![0.40, 0.40], vec![0.20, 0.20]],
+            vec![vec![0.38, 0.38], vec![0.25, 0.25]],
+            vec![vec![0.37, 0.37], vec![0.40, 0.40]],
+        ];
+        let (best, choice) = choose(competitors.clone(), &folds, 2, true);
+        assert_eq!((best, choice.served.as_str()), (2, "heuristic:past_share"));
+        // ... but not if it loses one fold on the mean.
+        let folds = [
+            vec![vec![0.40, 0.40], vec![0.20, 0.20]],
+            vec![vec![0.38, 0.38], vec![0.25, 0.25]],
+            vec![vec![0.37, 0.20], vec![0.40, 0.26]],
+        ];
+        let (best, _) = choose(competitors, &folds, 2, true);
+        assert_eq!(best, 1);
     }
 
     /// Eight users; users 4 and 5 engage. The learned ranking only knows 6 and 7 will not
@@ -401,8 +604,8 @@ mod tests {
             c("past_count", heuristic),
             c("blend:past_count", blend),
         ];
-        let folds = [vec![own], vec![heuristic], vec![blend]];
-        let (best, choice) = choose(competitors, &folds, true);
+        let folds = [vec![vec![own]], vec![vec![heuristic]], vec![vec![blend]]];
+        let (best, choice) = choose(competitors, &folds, 1, true);
         assert_eq!((best, choice.served.as_str()), (2, "blend:past_count"));
         assert!(choice.reason.contains("blend"), "{}", choice.reason);
     }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::backtest::{self, Evaluation, Folds, Scored};
 use super::boosting::{self, BoostParams, BoostSample, Ensemble};
-use super::features::{FEATURE_NAMES, N_FEATURES, TIME_ANCHORED, without_time_anchored};
+use super::features::{
+    FEATURE_NAMES, N_FEATURES, TIME_ANCHORED, without_next_visit_only, without_time_anchored,
+};
 use super::logistic::{Logistic, Sample};
 use super::{FeatureWeight, PropensityModel};
 
@@ -106,6 +108,7 @@ pub(super) fn learn_robust(
     choice: LearnerChoice,
     boost: &BoostParams,
 ) -> Learned {
+    let x = &without_next_visit_only(x);
     let full = learn(x, labels, folds, l2, choice, boost);
     let timeless = learn(&without_time_anchored(x), labels, folds, l2, choice, boost);
     let ap_full = backtest::mean_average_precision(&full.evaluations);
@@ -130,6 +133,28 @@ pub(super) fn learn_robust(
         None => why,
     });
     served
+}
+
+/// The learned ranking of the backtest's second question, "what does the user's next visit
+/// hold" (`labels` of the users who came back, the others weighted 0 in `folds`): without
+/// the time-anchored features, since when that visit comes is not known when the audience
+/// is served. Its held-out scores cover every member of `folds`, so it can be measured on
+/// the first question too.
+pub(super) fn learn_next_visit(
+    x: &[f32],
+    labels: &[bool],
+    folds: &Folds,
+    l2: f64,
+    choice: LearnerChoice,
+    boost: &BoostParams,
+) -> Learned {
+    let mut learned = learn(&without_time_anchored(x), labels, folds, l2, choice, boost);
+    let why = "trained on whether the target was in each user's first visit after the backtest time, among the users who came back, without the time-anchored features";
+    learned.model.chosen_because = Some(match learned.model.chosen_because.take() {
+        Some(learners) => format!("{why}; {learners}"),
+        None => why.to_string(),
+    });
+    learned
 }
 
 /// Cross-fits the learners `choice` allows on `folds`, keeps the one with the better mean

@@ -303,15 +303,24 @@ pub struct Competitor {
     pub average_precision: f64,
     /// Lift of the best 20% (precision over the base rate).
     pub lift_at_20: f64,
+    /// The same figures on the backtest's second question, "what does the user's next
+    /// visit hold" (among users who came back after the backtest time); absent when too
+    /// few did to measure it, and in estimates stored before it was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_visit_average_precision: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_visit_lift_at_20: Option<f64>,
 }
 
 /// The "best of" guard's decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RankingChoice {
-    /// `learned`, `cf_affinity`, `heuristic:<name>` or `blend:<heuristic>`.
+    /// `learned`, `learned_next_visit`, `cf_affinity`, `heuristic:<name>`,
+    /// `blend:<heuristic>` or `blend_next_visit:<heuristic>`.
     pub served: String,
     pub reason: String,
-    /// The learned (or CF-affinity) ranking first, then each heuristic, then the blend.
+    /// The learned rankings (or the CF affinity) first, then each heuristic, then the
+    /// blends.
     pub competitors: Vec<Competitor>,
 }
 

@@ -352,9 +352,15 @@ fn the_guard_serves_a_ranking_no_worse_than_an_exactly_right_heuristic() {
         .iter()
         .map(|c| c.average_precision)
         .fold(0.0, f64::max);
-    assert!(ap(served) >= best_heuristic - 1e-12, "{r:#?}");
+    // The guard weighs the next-visit question too, so the served ranking may give up a
+    // little of this question's exactness for a better next visit; not more than 1%.
+    assert!(ap(served) >= 0.99 * best_heuristic, "{r:#?}");
     assert!((scores.average_precision - ap(served)).abs() < 1e-12);
-    assert_eq!(scores.model.is_some(), r.served == "learned");
+    assert_eq!(
+        scores.model.is_some(),
+        ["learned", "learned_next_visit"].contains(&r.served.as_str()),
+        "{r:#?}"
+    );
     // And served now: the re-buyers (all due within the horizon) lead the ranking.
     let top: Vec<u32> = scores.ranked[..120].iter().map(|&(u, _)| u).collect();
     let rebuyers = top
@@ -392,15 +398,27 @@ fn a_heuristic_that_wins_every_fold_serves_and_the_guard_can_be_turned_off() {
                 },
             )
             .unwrap();
-        assert_eq!(off.ranking.served, "learned");
-        assert_eq!(off.ranking.competitors, on.ranking.competitors);
-        if on.ranking.served != "learned" {
-            assert!(on.model.is_none() && off.model.is_some());
-            assert!(
-                on.average_precision > off.average_precision,
-                "{:#?}",
-                on.ranking
-            );
+        assert!(
+            off.ranking.served.starts_with("learned"),
+            "{:#?}",
+            off.ranking
+        );
+        // The same figures, but for the mean rank of the two learned rankings, which only
+        // the guard may serve (off, a fitted model serves).
+        let without_both = |c: &[_]| -> Vec<affinity_model::propensity::Competitor> {
+            c.iter()
+                .filter(|c: &&affinity_model::propensity::Competitor| c.name != "learned_both")
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            without_both(&off.ranking.competitors),
+            without_both(&on.ranking.competitors)
+        );
+        if on.ranking.served != off.ranking.served {
+            // A heuristic or a blend: ranks, no model. (Whether it beat the learned ranking
+            // on every fold of both questions is the guard's unit tests' business.)
+            assert!(on.model.is_none());
             assert!(
                 on.ranking.reason.contains("every fold"),
                 "{}",
@@ -570,5 +588,71 @@ fn where_the_repeat_cycle_decides_who_buys_next_the_learned_ranking_beats_every_
             "learned AP {learned:.3} vs {name} {heuristic:.3}: {:#?}",
             scores.ranking
         );
+    }
+}
+
+/// 500 shoppers over 180 days, buying "t" on a third of their orders and other things
+/// otherwise; the first `gone` of them stop ordering after day 90.
+fn returning_store(gone: i64) -> ItemCatalog {
+    let config: CatalogConfig = serde_json::from_value(json!({
+        "events": [{"name": "Order Completed", "product_id_property": "product_id"}]
+    }))
+    .unwrap();
+    let end = SyntheticSpec::default().end_ms;
+    let start = end - 180 * DAY_MS;
+    let mut b = CatalogBuilder::new(config);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |m: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % m
+    };
+    for user in 0..500i64 {
+        let days = if user < gone { 90 } else { 180 };
+        let mut t = start + next(6 * DAY_MS as u64) as i64;
+        while t < start + days * DAY_MS {
+            let item = if next(3) == 0 {
+                "t".to_string()
+            } else {
+                format!("other-{}", next(40))
+            };
+            b.add_event(user, 0, t, &json!({ "product_id": item }));
+            t += (3 + next(6) as i64) * DAY_MS;
+        }
+    }
+    b.finish()
+}
+
+#[test]
+fn the_next_visit_question_is_asked_where_most_users_come_back_and_not_where_few_do() {
+    for (gone, asked) in [(0, true), (420, false)] {
+        let catalog = returning_store(gone);
+        let context = PropensityContext::build(
+            &catalog,
+            &PropensityParams {
+                horizon_days: 30,
+                ..params()
+            },
+        )
+        .unwrap();
+        let t = catalog.item_index("t").unwrap();
+        let r = context
+            .audience(&[t], &AudienceOptions::default())
+            .unwrap()
+            .ranking;
+        let next_visit = r
+            .competitors
+            .iter()
+            .find(|c| c.name == "learned_next_visit");
+        assert_eq!(next_visit.is_some(), asked, "{r:#?}");
+        assert_eq!(
+            r.competitors
+                .iter()
+                .all(|c| c.next_visit_average_precision.is_some()),
+            asked,
+            "{r:#?}"
+        );
+        assert_eq!(r.reason.contains("next-visit question"), asked, "{r:#?}");
     }
 }

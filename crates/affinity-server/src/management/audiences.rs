@@ -273,8 +273,9 @@ struct EstimateBody {
 /// The best-of-heuristics guard's decision.
 #[derive(Serialize)]
 struct RankingBody {
-    /// `learned`, `cf_affinity`, `heuristic:<name>` or `blend:<heuristic>` (`none` in the
-    /// preview of a target nothing can rank).
+    /// `learned`, `learned_next_visit`, `cf_affinity`, `heuristic:<name>`,
+    /// `blend:<heuristic>` or `blend_next_visit:<heuristic>` (`none` in the preview of a
+    /// target nothing can rank).
     served: String,
     reason: String,
     competitors: Vec<CompetitorBody>,
@@ -285,6 +286,11 @@ struct CompetitorBody {
     name: String,
     average_precision: f64,
     lift_at_20: f64,
+    /// On the backtest's next-visit question, when it was measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_visit_average_precision: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_visit_lift_at_20: Option<f64>,
 }
 
 impl From<RankingChoice> for RankingBody {
@@ -299,6 +305,8 @@ impl From<RankingChoice> for RankingBody {
                     name: c.name,
                     average_precision: c.average_precision,
                     lift_at_20: c.lift_at_20,
+                    next_visit_average_precision: c.next_visit_average_precision,
+                    next_visit_lift_at_20: c.next_visit_lift_at_20,
                 })
                 .collect(),
         }
