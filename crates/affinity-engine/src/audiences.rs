@@ -342,8 +342,10 @@ pub fn compute(
     let (context, scores, horizon) = score(model, items, spec.horizon_days, seed)?;
     let scored = scores.ranked.len();
     let wanted = spec.wanted(scored);
+    // The model's own scale where it predicts something else than the audience's question
+    // (a next visit).
     let floor = match &scores.model {
-        Some(_) => (scores.base_rate * MEANINGFUL_SHARE_OF_BASE_RATE) as f32,
+        Some(m) => (m.base_rate.unwrap_or(scores.base_rate) * MEANINGFUL_SHARE_OF_BASE_RATE) as f32,
         None => f32::NEG_INFINITY,
     };
     // A score of 0 or less is no evidence at all (a collaborative affinity of nothing): such

@@ -5,7 +5,9 @@ use rayon::prelude::*;
 
 use super::backtest::{self, Evaluation, Folds, Scored};
 use super::context::{NO_VISIT, PropensityContext};
-use super::features::{N_FEATURES, TargetView, col, engaged_between, engaged_on_next_visit};
+use super::features::{
+    N_FEATURES, TargetView, col, engaged_between, engaged_on_next_visit, zero_next_visit_only,
+};
 use super::guard::{
     self, BLEND_NEXT_VISIT_PREFIX, BLEND_PREFIX, CF_AFFINITY, HEURISTICS, Heuristic, LEARNED,
     LEARNED_BOTH, LEARNED_NEXT_VISIT, Question,
@@ -42,7 +44,7 @@ struct NextVisit {
     folds: Folds,
     base_rate: f64,
     /// The weight of the users who came back over all users' in the folds: the share of
-    /// the first question's users this one speaks about, and its weight in the guard.
+    /// the first question's users this one speaks about (at least [`NEXT_VISIT_MIN_SHARE`]).
     share: f64,
 }
 
@@ -59,7 +61,7 @@ impl PropensityContext {
         let target = self.checked_target(target_items)?;
 
         let past = TargetView::new(self, &self.past, &target, None);
-        let x_past = past.matrix();
+        let mut x_past = past.matrix();
         drop(past);
         let labels = engaged_between(self, &target, self.past.time, self.now.time);
         let (mut positives, mut negatives) = (Vec::new(), Vec::new());
@@ -109,6 +111,26 @@ impl PropensityContext {
             options.max_training_users,
             options.seed,
         );
+        // Asked of the same users on the same folds: the next-visit question's ranking
+        // learns what a shopper's next order holds, whenever it comes; the guard weighs
+        // every ranking on both questions.
+        let next = self.next_visit_question(&target, &folds, options.min_positives);
+        let learned_next = next.as_ref().map(|n| {
+            let mut learned = learner::learn_next_visit(
+                &x_past,
+                &n.labels,
+                &n.folds,
+                options.l2,
+                options.learner,
+                &options.boosting,
+            );
+            // Its probabilities are of a visit, not of the horizon: their scale is this.
+            learned.model.base_rate = Some(n.base_rate);
+            learned
+        });
+        // The first question's learner does without the next visit's features; no heuristic
+        // reads them.
+        zero_next_visit_only(&mut x_past);
         let learned = learner::learn_robust(
             &x_past,
             &labels,
@@ -117,20 +139,6 @@ impl PropensityContext {
             options.learner,
             &options.boosting,
         );
-        // Asked of the same users on the same folds: the next-visit question's ranking
-        // learns what a shopper's next order holds, whenever it comes; the guard weighs
-        // every ranking on both questions.
-        let next = self.next_visit_question(&target, &folds, options.min_positives);
-        let learned_next = next.as_ref().map(|n| {
-            learner::learn_next_visit(
-                &x_past,
-                &n.labels,
-                &n.folds,
-                options.l2,
-                options.learner,
-                &options.boosting,
-            )
-        });
         let (served, ranking, served_evaluations) = {
             let both: Option<Vec<Vec<Scored>>> = learned_next.as_ref().map(|l| {
                 learned

@@ -67,14 +67,14 @@ pub struct PropensityContext {
     /// order within an item, so a target's work is proportional to its own interactions.
     pub(super) item_offsets: Vec<usize>,
     pub(super) touches: Vec<Touch>,
-    /// Each user's first visit after the backtest time: the day (as [`user_day`] counts
-    /// days) of their first interaction in `(T_b, as_of]`, [`NO_VISIT`] when they had none.
+    /// Each user's first visit after the backtest time: the day (days since the epoch) of
+    /// their first interaction in `(T_b, as_of]`, [`NO_VISIT`] when they had none.
     /// The backtest's second question, "what does their next visit hold", asks about it.
-    pub(super) next_visit: Vec<u32>,
+    pub(super) next_visit: Vec<i64>,
 }
 
 /// `next_visit` of a user who did not come back within the backtest window.
-pub(super) const NO_VISIT: u32 = u32::MAX;
+pub(super) const NO_VISIT: i64 = i64::MIN;
 
 impl PropensityContext {
     /// Fits the past and now CF models and precomputes what audiences need. The slow part
@@ -145,7 +145,7 @@ impl PropensityContext {
                 if t == i64::MAX {
                     NO_VISIT
                 } else {
-                    user_day(0, t) as u32
+                    t.div_euclid(DAY_MS)
                 }
             })
             .collect();

@@ -88,15 +88,14 @@ pub(super) const TIME_ANCHORED: [usize; 10] = [3, 5, 7, 10, 11, 12, 17, 18, 20, 
 /// has the same notions counted in days, anchored at the time it is asked.
 pub(super) const NEXT_VISIT_ONLY: [usize; 5] = [22, 23, 24, 25, 26];
 
-/// `x` with the [`NEXT_VISIT_ONLY`] columns set to 0 (see [`without_time_anchored`]).
-pub(super) fn without_next_visit_only(x: &[f32]) -> Vec<f32> {
-    let mut out = x.to_vec();
-    for row in out.chunks_exact_mut(N_FEATURES) {
+/// Sets the [`NEXT_VISIT_ONLY`] columns of `x` to 0 (see [`without_time_anchored`]), in
+/// place: the feature matrix is the largest allocation of an audience.
+pub(super) fn zero_next_visit_only(x: &mut [f32]) {
+    for row in x.chunks_exact_mut(N_FEATURES) {
         for &k in &NEXT_VISIT_ONLY {
             row[k] = 0.0;
         }
     }
-    out
 }
 
 /// `x` (row-major, [`N_FEATURES`] columns) with the [`TIME_ANCHORED`] columns set to 0: a
@@ -486,7 +485,7 @@ pub(super) fn engaged_on_next_visit(ctx: &PropensityContext, target: &[u32]) -> 
         for t in ctx.item_touches(item) {
             if t.timestamp > from
                 && t.timestamp <= until
-                && user_day(0, t.timestamp) as u32 == ctx.next_visit[t.user as usize]
+                && t.timestamp.div_euclid(DAY_MS) == ctx.next_visit[t.user as usize]
             {
                 engaged[t.user as usize] = true;
             }

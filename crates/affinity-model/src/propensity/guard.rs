@@ -301,6 +301,7 @@ impl Question<'_> {
             .iter()
             .zip(self.folds)
             .map(|(scored, members)| {
+                debug_assert_eq!(scored.len(), members.len(), "one score per member");
                 scored
                     .iter()
                     .zip(members)

@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backtest::{self, Evaluation, Folds, Scored};
 use super::boosting::{self, BoostParams, BoostSample, Ensemble};
-use super::features::{
-    FEATURE_NAMES, N_FEATURES, TIME_ANCHORED, without_next_visit_only, without_time_anchored,
-};
+use super::features::{FEATURE_NAMES, N_FEATURES, TIME_ANCHORED, without_time_anchored};
 use super::logistic::{Logistic, Sample};
 use super::{FeatureWeight, PropensityModel};
 
@@ -98,7 +96,7 @@ fn evaluations(held_out: &[Vec<Scored>]) -> Vec<Evaluation> {
 pub(super) const TIMING_MARGIN: f64 = 0.02;
 
 /// [`learn`] twice: on every feature and without the [`TIME_ANCHORED`] ones, on the same
-/// folds; the timeless one serves unless the other's mean held-out average precision is
+/// folds (`x` without the next-visit question's features: the caller zeroes them); the timeless one serves unless the other's mean held-out average precision is
 /// better by more than [`TIMING_MARGIN`]. The served one's `chosen_because` says both.
 pub(super) fn learn_robust(
     x: &[f32],
@@ -108,7 +106,6 @@ pub(super) fn learn_robust(
     choice: LearnerChoice,
     boost: &BoostParams,
 ) -> Learned {
-    let x = &without_next_visit_only(x);
     let full = learn(x, labels, folds, l2, choice, boost);
     let timeless = learn(&without_time_anchored(x), labels, folds, l2, choice, boost);
     let ap_full = backtest::mean_average_precision(&full.evaluations);
@@ -167,22 +164,28 @@ pub(super) fn learn(
     choice: LearnerChoice,
     boost: &BoostParams,
 ) -> Learned {
+    // Members of weight 0 (users a question does not ask about) are scored, not trained on:
+    // they would only move the trees' bin edges and cost time.
+    let train = folds
+        .members
+        .clone()
+        .map(|m| m.into_iter().filter(|m| m.1 > 0.0).collect::<Vec<_>>());
     let all: Vec<(u32, f64)> = {
-        let mut v: Vec<(u32, f64)> = folds.members.iter().flatten().copied().collect();
+        let mut v: Vec<(u32, f64)> = train.iter().flatten().copied().collect();
         v.sort_unstable_by_key(|&(u, _)| u);
         v
     };
     let linear = (choice != LearnerChoice::Boosted).then(|| {
         let held_out: Vec<Vec<Scored>> = (0..2)
             .map(|held_out| {
-                let m = fit_logistic(x, labels, &folds.members[1 - held_out], l2);
+                let m = fit_logistic(x, labels, &train[1 - held_out], l2);
                 held_out_scores(x, labels, &folds.members[held_out], |r| m.predict(r))
             })
             .collect();
         (evaluations(&held_out), held_out)
     });
-    let trees =
-        (choice != LearnerChoice::Logistic).then(|| cross_fit_trees(x, labels, folds, boost));
+    let trees = (choice != LearnerChoice::Logistic)
+        .then(|| cross_fit_trees(x, labels, &train, &folds.members, boost));
 
     let mean_ap = |e: &[Evaluation]| backtest::mean_average_precision(e);
     let use_trees = match (&linear, &trees) {
@@ -241,15 +244,16 @@ pub(super) fn learn(
 fn cross_fit_trees(
     x: &[f32],
     labels: &[bool],
-    folds: &Folds,
+    train: &[Vec<(u32, f64)>; 2],
+    members: &[Vec<(u32, f64)>; 2],
     params: &BoostParams,
 ) -> (Vec<Evaluation>, Vec<Vec<Scored>>, usize, BoostParams) {
     let params = params.clone();
     let fitted: Vec<boosting::Fitted> = (0..2)
         .map(|held_out| {
-            let train = &folds.members[1 - held_out];
-            let rows: Vec<u32> = train.iter().map(|m| m.0).collect();
-            let w: Vec<f64> = train.iter().map(|m| m.1).collect();
+            let fit_on = &train[1 - held_out];
+            let rows: Vec<u32> = fit_on.iter().map(|m| m.0).collect();
+            let w: Vec<f64> = fit_on.iter().map(|m| m.1).collect();
             boosting::fit(
                 &BoostSample {
                     x,
@@ -257,7 +261,7 @@ fn cross_fit_trees(
                     rows: &rows,
                     y: labels,
                     w: &w,
-                    held_out: &folds.members[held_out],
+                    held_out: &train[held_out],
                 },
                 &params,
                 params.max_trees,
@@ -280,7 +284,7 @@ fn cross_fit_trees(
         .enumerate()
         .map(|(held_out, f)| {
             let m = f.ensemble.truncated(n_trees);
-            held_out_scores(x, labels, &folds.members[held_out], |r| m.predict(r))
+            held_out_scores(x, labels, &members[held_out], |r| m.predict(r))
         })
         .collect();
     (evaluations(&held_out), held_out, n_trees, params)
@@ -330,6 +334,7 @@ fn describe_logistic(
         training_positives: positives(members, labels),
         trees: None,
         chosen_because: Some(chosen_because),
+        base_rate: None,
     }
 }
 
@@ -377,6 +382,7 @@ fn describe_trees(
         training_positives: positives(members, labels),
         trees: Some(ensemble.clone()),
         chosen_because: Some(chosen_because),
+        base_rate: None,
     }
 }
 

@@ -193,6 +193,11 @@ pub struct PropensityModel {
     /// Why this learner: the cross-fitted figures of the learners that competed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chosen_because: Option<String>,
+    /// The weighted share of positives among the users it was fitted on, where that is not
+    /// the audience's `base_rate`: a model of the next-visit question predicts a visit's
+    /// probability, whose scale this is (a floor on meaningful scores is taken from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_rate: Option<f64>,
 }
 
 /// One feature's part in one user's score.
@@ -315,8 +320,9 @@ pub struct Competitor {
 /// The "best of" guard's decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RankingChoice {
-    /// `learned`, `learned_next_visit`, `cf_affinity`, `heuristic:<name>`,
-    /// `blend:<heuristic>` or `blend_next_visit:<heuristic>`.
+    /// `learned`, `learned_next_visit`, `learned_both` (the mean rank of the two),
+    /// `cf_affinity`, `heuristic:<name>`, `blend:<heuristic>` or
+    /// `blend_next_visit:<heuristic>`.
     pub served: String,
     pub reason: String,
     /// The learned rankings (or the CF affinity) first, then each heuristic, then the

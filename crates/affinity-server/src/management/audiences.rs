@@ -273,7 +273,7 @@ struct EstimateBody {
 /// The best-of-heuristics guard's decision.
 #[derive(Serialize)]
 struct RankingBody {
-    /// `learned`, `learned_next_visit`, `cf_affinity`, `heuristic:<name>`,
+    /// `learned`, `learned_next_visit`, `learned_both`, `cf_affinity`, `heuristic:<name>`,
     /// `blend:<heuristic>` or `blend_next_visit:<heuristic>` (`none` in the preview of a
     /// target nothing can rank).
     served: String,
