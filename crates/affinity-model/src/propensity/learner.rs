@@ -96,8 +96,9 @@ fn evaluations(held_out: &[Vec<Scored>]) -> Vec<Evaluation> {
 pub(super) const TIMING_MARGIN: f64 = 0.02;
 
 /// [`learn`] twice: on every feature and without the [`TIME_ANCHORED`] ones, on the same
-/// folds (`x` without the next-visit question's features: the caller zeroes them); the timeless one serves unless the other's mean held-out average precision is
-/// better by more than [`TIMING_MARGIN`]. The served one's `chosen_because` says both.
+/// folds (`x` without the next-visit question's features: the caller zeroes them); the
+/// timeless one serves unless the other's mean held-out average precision is better by
+/// more than [`TIMING_MARGIN`]. The served one's `chosen_because` says both.
 pub(super) fn learn_robust(
     x: &[f32],
     labels: &[bool],

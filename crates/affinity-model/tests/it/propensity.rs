@@ -30,6 +30,16 @@ fn config() -> CatalogConfig {
     .unwrap()
 }
 
+/// A fixed, dependency-free sequence (xorshift): each call gives a value below `m`.
+fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
+    move |m| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % m
+    }
+}
+
 /// The generated events as (profile, event index, time, properties), oldest first.
 fn events() -> Vec<(i64, usize, i64, Value)> {
     let config = config();
@@ -280,14 +290,7 @@ fn cycle_store() -> ItemCatalog {
     let end = SyntheticSpec::default().end_ms;
     let start = end - 180 * DAY_MS;
     let mut b = CatalogBuilder::new(config);
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = |m: u64| {
-        // xorshift: a fixed, dependency-free sequence.
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % m
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
     for user in 0..600i64 {
         for _ in 0..(2 + next(20)) {
             let t = start + next(180 * DAY_MS as u64) as i64;
@@ -492,14 +495,7 @@ fn due_store() -> (ItemCatalog, Vec<i64>) {
     let end = SyntheticSpec::default().end_ms;
     let start = end - 180 * DAY_MS;
     let mut b = CatalogBuilder::new(config);
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = |m: u64| {
-        // xorshift: a fixed, dependency-free sequence.
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % m
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
     let mut buyers_next = Vec::new();
     for user in 0..900i64 {
         for _ in 0..(2 + next(20)) {
@@ -601,13 +597,7 @@ fn returning_store(gone: i64) -> ItemCatalog {
     let end = SyntheticSpec::default().end_ms;
     let start = end - 180 * DAY_MS;
     let mut b = CatalogBuilder::new(config);
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = |m: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % m
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
     for user in 0..500i64 {
         let days = if user < gone { 90 } else { 180 };
         let mut t = start + next(6 * DAY_MS as u64) as i64;
