@@ -1,7 +1,7 @@
 //! Audiences and their numbered snapshots: an audience keeps its id, each computation is the
 //! next snapshot, with its own members, ranking of every scored user, estimate and changes.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::Value;
 
 use super::SqliteStore;
@@ -227,9 +227,7 @@ impl AudienceStore for SqliteStore {
         explanations: &[String],
     ) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
-        // Immediate: read then written, and a deferred transaction would fail at once
-        // (SQLITE_BUSY, without waiting) when ingest commits between the two.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         // Checked in the chunk's transaction: a deletion commits either before (nothing is
         // added) or after (it deletes what was added).
         let computing = tx

@@ -1,6 +1,6 @@
 //! Trait definitions and the computed values written onto profiles.
 
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
 
 use super::SqliteStore;
@@ -166,8 +166,7 @@ impl TraitStore for SqliteStore {
         // or the new one, never none.
         let mut conn = self.write_conn()?;
         for chunk in values.chunks(ROWS_PER_TRANSACTION) {
-            // Immediate: the previous values are read and overwritten under one write lock.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.transaction()?;
             if let Some(outbox) = outbox.as_deref_mut() {
                 let destinations = trait_destinations(&tx, name, outbox)?;
                 if !destinations.is_empty() {
@@ -217,7 +216,7 @@ impl TraitStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
         let started = {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.transaction()?;
             // The values and the record of their computation stay: only who receives them
             // changed.
             let n = tx.execute(
@@ -277,7 +276,7 @@ impl TraitStore for SqliteStore {
         outbox: Option<&mut ChangeOutbox<'_>>,
     ) -> Result<(), StoreError> {
         let mut conn = self.write_conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         if let Some(outbox) = outbox {
             let destinations = trait_destinations(&tx, name, outbox)?;
             if !destinations.is_empty() {

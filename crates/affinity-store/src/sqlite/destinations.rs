@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::SqliteStore;
@@ -112,7 +112,7 @@ impl DestinationStore for SqliteStore {
         hold: Option<i64>,
     ) -> Result<SpecSaved, StoreError> {
         let mut conn = self.write_conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         // `IS`: an audience with no live snapshot yet matches `None`.
         let n = tx.execute(
             "UPDATE audiences SET spec = ?2 WHERE id = ?1 AND live_snapshot IS ?3",

@@ -1,7 +1,7 @@
 //! Goal-based recommendation definitions, each user's list, and the scan of the events a goal
 //! learns from.
 
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
 
 use super::SqliteStore;
@@ -53,9 +53,17 @@ fn control_key(key: &str) -> String {
     format!("{key}_is_control")
 }
 
-/// The profile traits of one user's list, as destinations receive them: the values in order
-/// and the control flag (a control user's list is sent too: the tool behind the destination
-/// shows it, in its random order, or the experiment cannot run).
+/// The goal's stored definition (JSON), `None` once it is deleted.
+fn stored_definition(tx: &Transaction<'_>, id: i64) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT definition FROM goal_definitions WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 /// Queues, for each user the run did not reach whose list had been sent (a non-empty one),
 /// the goal's traits as null: as Segment Engage does for a computed trait that no longer
 /// applies.
@@ -66,14 +74,7 @@ fn dropped_lists_as_null(
     computed_at: i64,
     outbox: &mut ChangeOutbox<'_>,
 ) -> Result<(), StoreError> {
-    let definition: Option<String> = tx
-        .query_row(
-            "SELECT definition FROM goal_definitions WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(definition) = definition else {
+    let Some(definition) = stored_definition(tx, id)? else {
         return Ok(());
     };
     let definition = DEFINITION.decode(format_args!("{id}"), &definition)?;
@@ -106,6 +107,9 @@ fn dropped_lists_as_null(
     flush_page(tx, &destinations, &mut page, outbox.messages)
 }
 
+/// The profile traits of one user's list, as destinations receive them: the values in order
+/// and the control flag (a control user's list is sent too: the tool behind the destination
+/// shows it, in its random order, or the experiment cannot run).
 fn list_traits(key: &str, values: Vec<Value>, is_control: bool) -> Map<String, Value> {
     let mut traits = Map::new();
     traits.insert(key.to_string(), Value::Array(values));
@@ -243,16 +247,8 @@ impl GoalStore for SqliteStore {
         let control = control_key(key);
         let mut conn = self.write_conn()?;
         for chunk in results.chunks(ROWS_PER_TRANSACTION) {
-            // Immediate: the previous lists are read and overwritten under one write lock.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let definition: Option<String> = tx
-                .query_row(
-                    "SELECT definition FROM goal_definitions WHERE id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(definition) = definition else {
+            let tx = conn.transaction()?;
+            let Some(definition) = stored_definition(&tx, id)? else {
                 return Ok(false);
             };
             if let Some(outbox) = outbox.as_deref_mut() {
@@ -346,7 +342,7 @@ impl GoalStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
         let (key, started) = {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.transaction()?;
             let Some(key) = goal_key(&tx, id)? else {
                 return Ok(false);
             };
@@ -381,7 +377,7 @@ impl GoalStore for SqliteStore {
             quality,
         } = *run;
         let mut conn = self.write_conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         if let Some(outbox) = outbox {
             dropped_lists_as_null(&tx, id, key, computed_at, outbox)?;
         }
@@ -442,8 +438,7 @@ impl GoalStore for SqliteStore {
 
     fn delete_goal(&self, id: i64) -> Result<bool, StoreError> {
         let mut conn = self.write_conn()?;
-        // Immediate: read then written (see `add_snapshot_members`).
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let Some(key) = goal_key(&tx, id)? else {
             return Ok(false);
         };
