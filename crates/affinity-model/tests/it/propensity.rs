@@ -30,6 +30,18 @@ fn config() -> CatalogConfig {
     .unwrap()
 }
 
+/// The context of `catalog` with the test parameters and this horizon.
+fn context_with_horizon(catalog: &ItemCatalog, horizon_days: u32) -> PropensityContext {
+    PropensityContext::build(
+        catalog,
+        &PropensityParams {
+            horizon_days,
+            ..params()
+        },
+    )
+    .unwrap()
+}
+
 /// A fixed, dependency-free sequence (xorshift): each call gives a value below `m`.
 fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
     move |m| {
@@ -376,14 +388,7 @@ fn the_guard_serves_a_ranking_no_worse_than_an_exactly_right_heuristic() {
 #[test]
 fn a_heuristic_that_wins_every_fold_serves_and_the_guard_can_be_turned_off() {
     let catalog = cycle_store();
-    let context = PropensityContext::build(
-        &catalog,
-        &PropensityParams {
-            horizon_days: 30,
-            ..params()
-        },
-    )
-    .unwrap();
+    let context = context_with_horizon(&catalog, 30);
     let staple = catalog.item_index("staple").unwrap();
     // The least informative target: "other-0", bought at random. Whatever serves, the
     // estimate's figures are the served ranking's and an off guard always serves learned.
@@ -436,14 +441,7 @@ fn a_heuristic_that_wins_every_fold_serves_and_the_guard_can_be_turned_off() {
 #[test]
 fn a_tree_model_is_stored_and_explains_the_scores_it_served() {
     let catalog = cycle_store();
-    let context = PropensityContext::build(
-        &catalog,
-        &PropensityParams {
-            horizon_days: 30,
-            ..params()
-        },
-    )
-    .unwrap();
+    let context = context_with_horizon(&catalog, 30);
     let staple = catalog.item_index("staple").unwrap();
     let scores = context
         .audience(
@@ -524,14 +522,7 @@ fn due_store() -> (ItemCatalog, Vec<i64>) {
 #[test]
 fn where_the_repeat_cycle_decides_who_buys_next_the_learned_ranking_beats_every_heuristic() {
     let (catalog, buyers_next) = due_store();
-    let context = PropensityContext::build(
-        &catalog,
-        &PropensityParams {
-            horizon_days: 14,
-            ..params()
-        },
-    )
-    .unwrap();
+    let context = context_with_horizon(&catalog, 14);
     let staple = catalog.item_index("staple").unwrap();
     let scores = context
         .audience(&[staple], &AudienceOptions::default())
@@ -618,14 +609,7 @@ fn returning_store(gone: i64) -> ItemCatalog {
 fn the_next_visit_question_is_asked_where_most_users_come_back_and_not_where_few_do() {
     for (gone, asked) in [(0, true), (420, false)] {
         let catalog = returning_store(gone);
-        let context = PropensityContext::build(
-            &catalog,
-            &PropensityParams {
-                horizon_days: 30,
-                ..params()
-            },
-        )
-        .unwrap();
+        let context = context_with_horizon(&catalog, 30);
         let t = catalog.item_index("t").unwrap();
         let r = context
             .audience(&[t], &AudienceOptions::default())
