@@ -1,7 +1,7 @@
 //! The horizon from the data: when an audience does not say "within the next N days", the
-//! store's own rhythm with the target does. A target people come back to every ten days
-//! (staples) is asked about over two weeks; one they come back to every two months, over
-//! two or three.
+//! store's own rhythm with the target does, from a month up. A target people come back to
+//! every ten days (staples) is asked about over a month; one they come back to every two
+//! months, over two or three.
 //!
 //! Cost: one pass over the target's interactions in the catalog plus a sort of its
 //! (user, day) pairs; no model is fitted, so choosing never builds a propensity context
@@ -19,6 +19,14 @@ pub const HORIZON_CANDIDATES: [u32; 5] = [7, 14, 30, 60, 90];
 pub const FALLBACK_HORIZON_DAYS: u32 = 30;
 /// Users with at least two engagement days needed before their gaps say anything.
 const MIN_REPEATERS: usize = 10;
+/// The shortest horizon a rhythm chooses (the history can still cap it): a month, the
+/// question a marketer asks by default. A shorter window holds too few engagements for the
+/// backtest to learn from or to compare rankings on: on MovieLens 100K, 7 days before the
+/// cut held 6 to 38 users per genre (a median of 20), 30 days 7 to 74; genre audiences
+/// chosen at 7 or 14 days ranked 1.08× the best heuristic on lift@20%, at 30 days 1.14×.
+/// A target people come back to every few days is still asked about over a month: a week
+/// holds its regulars' next engagement, a month their habit.
+pub const MIN_HORIZON_DAYS: u32 = 30;
 
 /// A horizon chosen from the data, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,7 +94,7 @@ pub fn choose_horizon(catalog: &ItemCatalog, target_items: &[u32]) -> HorizonCho
     let fit = HORIZON_CANDIDATES
         .iter()
         .copied()
-        .find(|&h| f64::from(h) >= gap)
+        .find(|&h| f64::from(h) >= gap && h >= MIN_HORIZON_DAYS)
         .unwrap_or(HORIZON_CANDIDATES[HORIZON_CANDIDATES.len() - 1]);
     let horizon_days = fit.min(longest);
     let capped = if horizon_days < fit {
@@ -101,7 +109,7 @@ pub fn choose_horizon(catalog: &ItemCatalog, target_items: &[u32]) -> HorizonCho
         typical_gap_days: Some(gap),
         repeaters,
         reason: format!(
-            "horizon_days was not given: the {repeaters} users who engaged with the target on two days or more came back after a median {gap:.1} days, so {fit} days, the shortest of {HORIZON_CANDIDATES:?} that holds that gap{capped}"
+            "horizon_days was not given: the {repeaters} users who engaged with the target on two days or more came back after a median {gap:.1} days, so {fit} days, the shortest of {HORIZON_CANDIDATES:?} that holds that gap and is at least {MIN_HORIZON_DAYS} days (a shorter window holds too few engagements to learn from){capped}"
         ),
     }
 }
@@ -124,9 +132,9 @@ mod tests {
     use affinity_core::item_catalog::CatalogBuilder;
     use serde_json::json;
 
-    /// 180 days; 40 shoppers re-buy `staple` every ~10 days (9 to 11), 40 buy `rare` every
-    /// ~50 days, and everyone buys `once` one time.
-    fn store() -> ItemCatalog {
+    /// `days` days; 40 shoppers re-buy `staple` every ~10 days (9 to 11), 40 buy `rare`
+    /// every ~50 days, and everyone buys `once` one time.
+    fn store(days: i64) -> ItemCatalog {
         let config: CatalogConfig = serde_json::from_value(json!({
             "events": [{"name": "Order Completed", "product_id_property": "product_id"}]
         }))
@@ -137,13 +145,13 @@ mod tests {
         for u in 0..40i64 {
             let mut t = start + u * day / 7;
             let mut k = 0;
-            while t < start + 180 * day {
+            while t < start + days * day {
                 b.add_event(u, 0, t, &json!({"product_id": "staple"}));
                 t += (9 + k % 3) * day;
                 k += 1;
             }
             let mut t = start + (u % 30) * day;
-            while t < start + 180 * day {
+            while t < start + days * day {
                 b.add_event(100 + u, 0, t, &json!({"product_id": "rare"}));
                 t += 50 * day;
             }
@@ -153,11 +161,17 @@ mod tests {
     }
 
     #[test]
-    fn the_horizon_follows_the_targets_rhythm() {
-        let catalog = store();
+    fn the_horizon_follows_the_targets_rhythm_from_a_month_up() {
+        let catalog = store(180);
         let item = |id: &str| catalog.item_index(id).expect("item");
+        // Bought every ten days: a month, the shortest horizon chosen from a rhythm.
         let staple = choose_horizon(&catalog, &[item("staple")]);
-        assert_eq!(staple.horizon_days, 14, "{}", staple.reason);
+        assert_eq!(staple.horizon_days, MIN_HORIZON_DAYS, "{}", staple.reason);
+        assert!(
+            staple.reason.contains("at least 30 days"),
+            "{}",
+            staple.reason
+        );
         let gap = staple.typical_gap_days.expect("a gap");
         assert!((9.0..=11.0).contains(&gap), "{gap}");
         let rare = choose_horizon(&catalog, &[item("rare")]);
@@ -167,5 +181,15 @@ mod tests {
         assert_eq!(once.horizon_days, FALLBACK_HORIZON_DAYS);
         assert!(once.typical_gap_days.is_none());
         assert!(once.reason.contains("default"), "{}", once.reason);
+    }
+
+    #[test]
+    fn a_short_history_caps_the_horizon_below_a_month() {
+        // 40 days of data: a 30-day backtest would leave 10 days to learn from, so the
+        // longest horizon that leaves as much history as it predicts, 14 days, serves.
+        let catalog = store(40);
+        let staple = choose_horizon(&catalog, &[catalog.item_index("staple").expect("item")]);
+        assert_eq!(staple.horizon_days, 14, "{}", staple.reason);
+        assert!(staple.reason.contains("capped"), "{}", staple.reason);
     }
 }
