@@ -238,9 +238,14 @@ pub(super) fn fit(sample: &BoostSample<'_>, params: &BoostParams, max_trees: usi
             bin_edges(&mut v, params.max_bins)
         })
         .collect();
+    // A feature without edges (constant on the training rows: a column a learner does
+    // without is zeroed) offers no split; it gets no bins and no histograms.
     let bins: Vec<Vec<u8>> = (0..d)
         .into_par_iter()
         .map(|f| {
+            if edges[f].is_empty() {
+                return Vec::new();
+            }
             sample
                 .rows
                 .iter()
@@ -387,17 +392,29 @@ fn grow(
             slot_of[o.node] = s as u32;
         }
         let n_bins = params.max_bins;
+        // Each row's first histogram cell (its slot's), once per level rather than once per
+        // feature; `usize::MAX` for a row in a closed leaf.
+        let cell_of: Vec<usize> = node_of
+            .iter()
+            .map(|&node| match slot_of[node as usize] {
+                u32::MAX => usize::MAX,
+                s => s as usize * n_bins,
+            })
+            .collect();
         // hist[f][slot * n_bins + bin] = (g, h); one feature per task, rows in order.
         let hist: Vec<Vec<(f64, f64)>> = (0..d)
             .into_par_iter()
             .map(|f| {
+                let bf = &bins[f];
+                if bf.is_empty() {
+                    return Vec::new(); // constant: no split (see `fit`)
+                }
                 let mut hf = vec![(0f64, 0f64); open.len() * n_bins];
-                for j in 0..n {
-                    let s = slot_of[node_of[j] as usize];
-                    if s != u32::MAX {
-                        let cell = &mut hf[s as usize * n_bins + usize::from(bins[f][j])];
-                        cell.0 += g[j];
-                        cell.1 += h[j];
+                for (j, (&cell, &bin)) in cell_of.iter().zip(bf).enumerate() {
+                    if cell != usize::MAX {
+                        let c = &mut hf[cell + usize::from(bin)];
+                        c.0 += g[j];
+                        c.1 += h[j];
                     }
                 }
                 hf
@@ -409,7 +426,7 @@ fn grow(
         for (s, o) in open.iter().enumerate() {
             let parent = o.g * o.g / (o.h + params.lambda);
             let mut best: Option<(f64, usize, usize)> = None;
-            for (f, hf) in hist.iter().enumerate() {
+            for (f, hf) in hist.iter().enumerate().filter(|(_, hf)| !hf.is_empty()) {
                 let cells = &hf[s * n_bins..(s + 1) * n_bins];
                 let (mut gl, mut hl) = (0f64, 0f64);
                 for (b, &(cg, ch)) in cells.iter().enumerate().take(edges[f].len()) {
@@ -594,6 +611,42 @@ mod tests {
         let (one, four) = (run(1), run(4));
         assert_eq!(one.ensemble, four.ensemble);
         assert_eq!(one.held_out_loss, four.held_out_loss);
+    }
+
+    #[test]
+    fn a_constant_feature_changes_nothing() {
+        // The noise column (2) zeroed, as audiences zero the columns a learner does without:
+        // it gets no bins and no histograms, and the trees are those of a column that never
+        // splits, with every node on the same features as where it was noise.
+        let n = 3000;
+        let (mut x, y) = xor_data(n, 13);
+        let fitted = boost(&x, &y, n);
+        for row in x.chunks_exact_mut(3) {
+            row[2] = 0.0;
+        }
+        let constant = boost(&x, &y, n);
+        let features = |e: &Ensemble| -> Vec<u16> {
+            e.trees
+                .iter()
+                .flat_map(|t| t.nodes.iter().map(|n| n.feature))
+                .filter(|&f| f != LEAF)
+                .collect()
+        };
+        assert!(!features(&constant.ensemble).is_empty(), "it still splits");
+        assert!(features(&constant.ensemble).iter().all(|&f| f != 2));
+        assert!(
+            features(&fitted.ensemble).contains(&2),
+            "noise was split on before"
+        );
+        let (a, b) = (&constant.held_out_loss, &fitted.held_out_loss);
+        assert!(
+            a.iter().cloned().fold(f64::INFINITY, f64::min) < 0.5,
+            "{a:?}"
+        );
+        assert!(
+            b.iter().cloned().fold(f64::INFINITY, f64::min) < 0.5,
+            "{b:?}"
+        );
     }
 
     #[test]
