@@ -10,9 +10,11 @@
 # every user who rated before the cut, against who rated a movie of the genre at or after it,
 # with the heuristics (past count, share of active days with the genre, recency, decayed
 # count, activity, last activity) computed on the same messages in the same run
-# (bench/audiences_http.py, standard library only). The split has no seed: one run.
+# (bench/audiences_http.py, standard library only). The split has no seed: one run; other
+# cuts check that a result is not one cut's (TEST_SHARE=0.1 or 0.3: the share of rating
+# times held out).
 #
-# Usage: bench/audiences_movielens.sh
+# Usage: [TEST_SHARE=0.2] bench/audiences_movielens.sh
 # Data: scripts/fetch-ml100k.sh (bench/data/ml-100k); output in bench/out/audiences-movielens.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,4 +54,4 @@ echo "MovieLens 100K, cut at the 80% quantile of rating times, genre audiences"
 $py $helper table "$out/movielens.json"
 echo "product: POST /api/v1/audiences with the defaults and max_size 100%, members by rank (then the users it left out, in a seeded random order); heuristics on the same messages"
 echo "machine: $(nproc) cores; load avg after: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "rerun: bench/audiences_movielens.sh"
+echo "rerun: TEST_SHARE=${TEST_SHARE:-0.20} bench/audiences_movielens.sh"
