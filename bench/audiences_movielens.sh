@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Genre audiences through the product's default path, on MovieLens 100K.
 #
-# The cut is the 80% quantile of rating times (the protocol of the model crate's harness,
+# The cut is the 80% quantile of rating times by default (the protocol of the model crate's harness,
 # crates/affinity-model/examples/audiences_movielens.rs): the ratings before it are sent as
 # Segment "Movie Rated" tracks through the Tracking API (POST /v1/batch) to a fresh release
 # server with examples/movielens-catalog.json, a model is trained (POST /api/v1/models/train),
@@ -50,7 +50,7 @@ echo "model $id ready; computing audiences ..." >&2
 $py $helper score "$dir" "$url" adm_bench genre > "$out/movielens.json"
 stop_server
 echo
-echo "MovieLens 100K, cut at the 80% quantile of rating times, genre audiences"
+echo "MovieLens 100K, cut with ${TEST_SHARE:-0.20} of rating times held out, genre audiences"
 $py $helper table "$out/movielens.json"
 echo "product: POST /api/v1/audiences with the defaults and max_size 100%, members by rank (then the users it left out, in a seeded random order); heuristics on the same messages"
 echo "machine: $(nproc) cores; load avg after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -76,6 +76,8 @@ fn main() -> AnyResult<()> {
     // `--horizon-days auto`: each audience's horizon is chosen from the catalog as the API
     // does when `horizon_days` is not given (`choose_horizon`), capped at the 30 days of data
     // after the cutoff, and each target is evaluated on its own window (cutoff, cutoff + h].
+    // With a month the shortest horizon chosen from a rhythm, on a history of 60 days or
+    // more that is 30 days for every target.
     let auto_horizon = flags.get("horizon-days").is_some_and(|v| v == "auto");
     let horizon = if auto_horizon {
         AUTO_WINDOW_DAYS
