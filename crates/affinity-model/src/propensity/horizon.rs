@@ -82,22 +82,28 @@ pub fn choose_horizon(catalog: &ItemCatalog, target_items: &[u32]) -> HorizonCho
         .copied()
         .find(|&h| i64::from(h) * 2 <= span_days)
         .unwrap_or(HORIZON_CANDIDATES[0]);
+    // The horizon for the one a rule wanted, and what the reason adds (after `sep`) when
+    // the history caps it.
+    let cap = |wanted: u32, sep: &str| -> (u32, String) {
+        let horizon_days = wanted.min(longest);
+        let note = if horizon_days < wanted {
+            format!(
+                "{sep}capped at {horizon_days} days so the backtest keeps as much history as it predicts ({span_days} days of data)"
+            )
+        } else {
+            String::new()
+        };
+        (horizon_days, note)
+    };
     let repeaters = user_gaps.len();
     if repeaters < MIN_REPEATERS {
-        let horizon_days = FALLBACK_HORIZON_DAYS.min(longest);
+        let (horizon_days, capped) = cap(FALLBACK_HORIZON_DAYS, ", ");
         return HorizonChoice {
             horizon_days,
             typical_gap_days: None,
             repeaters,
             reason: format!(
-                "horizon_days was not given and only {repeaters} users engaged with the target on two days or more (at least {MIN_REPEATERS} are needed to measure its rhythm), so the default {FALLBACK_HORIZON_DAYS} days{}",
-                if horizon_days < FALLBACK_HORIZON_DAYS {
-                    format!(
-                        ", capped at {horizon_days} days so the backtest keeps as much history as it predicts ({span_days} days of data)"
-                    )
-                } else {
-                    String::new()
-                }
+                "horizon_days was not given and only {repeaters} users engaged with the target on two days or more (at least {MIN_REPEATERS} are needed to measure its rhythm), so the default {FALLBACK_HORIZON_DAYS} days{capped}"
             ),
         };
     }
@@ -122,14 +128,7 @@ pub fn choose_horizon(catalog: &ItemCatalog, target_items: &[u32]) -> HorizonCho
             format!("the longest of {HORIZON_CANDIDATES:?}"),
         ),
     };
-    let horizon_days = fit.min(longest);
-    let capped = if horizon_days < fit {
-        format!(
-            "; capped at {horizon_days} days so the backtest keeps as much history as it predicts ({span_days} days of data)"
-        )
-    } else {
-        String::new()
-    };
+    let (horizon_days, capped) = cap(fit, "; ");
     HorizonChoice {
         horizon_days,
         typical_gap_days: Some(gap),

@@ -126,11 +126,22 @@ pub(super) fn learn_robust(
             TIMING_MARGIN * 100.0
         )
     };
-    served.model.chosen_because = Some(match served.model.chosen_because.take() {
-        Some(learners) => format!("{learners}; {why}"),
-        None => why,
-    });
+    add_reason(&mut served.model, why, Place::After);
     served
+}
+
+/// Where a reason goes beside the learners' comparison already in `chosen_because`.
+enum Place {
+    Before,
+    After,
+}
+
+fn add_reason(model: &mut PropensityModel, why: String, place: Place) {
+    model.chosen_because = Some(match (model.chosen_because.take(), place) {
+        (Some(learners), Place::Before) => format!("{why}; {learners}"),
+        (Some(learners), Place::After) => format!("{learners}; {why}"),
+        (None, _) => why,
+    });
 }
 
 /// The learned ranking of the backtest's second question, "what does the user's next visit
@@ -148,10 +159,7 @@ pub(super) fn learn_next_visit(
 ) -> Learned {
     let mut learned = learn(&without_time_anchored(x), labels, folds, l2, choice, boost);
     let why = "trained on whether the target was in each user's first visit after the backtest time, among the users who came back, without the time-anchored features";
-    learned.model.chosen_because = Some(match learned.model.chosen_because.take() {
-        Some(learners) => format!("{why}; {learners}"),
-        None => why.to_string(),
-    });
+    add_reason(&mut learned.model, why.to_string(), Place::Before);
     learned
 }
 
