@@ -52,6 +52,17 @@ fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
     }
 }
 
+/// A store counting orders by `product_id`, with the 180 days the hand-made stores span:
+/// their start and the generator's end.
+fn orders_store() -> (CatalogBuilder, i64, i64) {
+    let config: CatalogConfig = serde_json::from_value(json!({
+        "events": [{"name": "Order Completed", "product_id_property": "product_id"}]
+    }))
+    .unwrap();
+    let end = SyntheticSpec::default().end_ms;
+    (CatalogBuilder::new(config), end - 180 * DAY_MS, end)
+}
+
 /// The generated events as (profile, event index, time, properties), oldest first.
 fn events() -> Vec<(i64, usize, i64, Value)> {
     let config = config();
@@ -295,13 +306,7 @@ fn empty_and_never_engaged_targets_fall_back_and_say_why() {
 /// from everyone else; around them, everyone buys other things at random, and 80 shoppers
 /// bought the staple once, long ago, to make the count matter beyond "ever bought".
 fn cycle_store() -> ItemCatalog {
-    let config: CatalogConfig = serde_json::from_value(json!({
-        "events": [{"name": "Order Completed", "product_id_property": "product_id"}]
-    }))
-    .unwrap();
-    let end = SyntheticSpec::default().end_ms;
-    let start = end - 180 * DAY_MS;
-    let mut b = CatalogBuilder::new(config);
+    let (mut b, start, end) = orders_store();
     let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
     for user in 0..600i64 {
         for _ in 0..(2 + next(20)) {
@@ -486,13 +491,7 @@ fn a_tree_model_is_stored_and_explains_the_scores_it_served() {
 /// exactly the ones who are not due first). Returns the catalog (everything up to `end`)
 /// and the staple buyers of the next 14 days.
 fn due_store() -> (ItemCatalog, Vec<i64>) {
-    let config: CatalogConfig = serde_json::from_value(json!({
-        "events": [{"name": "Order Completed", "product_id_property": "product_id"}]
-    }))
-    .unwrap();
-    let end = SyntheticSpec::default().end_ms;
-    let start = end - 180 * DAY_MS;
-    let mut b = CatalogBuilder::new(config);
+    let (mut b, start, end) = orders_store();
     let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
     let mut buyers_next = Vec::new();
     for user in 0..900i64 {
@@ -581,13 +580,7 @@ fn where_the_repeat_cycle_decides_who_buys_next_the_learned_ranking_beats_every_
 /// 500 shoppers over 180 days, buying "t" on a third of their orders and other things
 /// otherwise; the first `gone` of them stop ordering after day 90.
 fn returning_store(gone: i64) -> ItemCatalog {
-    let config: CatalogConfig = serde_json::from_value(json!({
-        "events": [{"name": "Order Completed", "product_id_property": "product_id"}]
-    }))
-    .unwrap();
-    let end = SyntheticSpec::default().end_ms;
-    let start = end - 180 * DAY_MS;
-    let mut b = CatalogBuilder::new(config);
+    let (mut b, start, _) = orders_store();
     let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
     for user in 0..500i64 {
         let days = if user < gone { 90 } else { 180 };
