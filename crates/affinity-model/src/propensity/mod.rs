@@ -30,6 +30,7 @@ mod guard;
 mod horizon;
 mod learner;
 mod logistic;
+mod visits;
 
 use serde::{Deserialize, Serialize};
 
