@@ -265,7 +265,7 @@ impl PropensityContext {
     /// their visits up to now (to refit). `None` where trees may not serve or a fold's
     /// visits hold no target or nothing else: then the next-visit question is learned from
     /// one row per user.
-    fn visit_rows(
+    pub(super) fn visit_rows(
         &self,
         target: &[u32],
         folds: &Folds,

@@ -314,13 +314,14 @@ impl<'a> TargetView<'a> {
         };
         let ln1p = |x: f64| x.ln_1p() as f32;
         let count = activity.count[u];
-        let v = visit_columns(self.target_days.of(u), activity.visits.of(u));
-        let values = [
+        // The visit columns are 0 here and filled below from `visit_columns`, the one
+        // function the visit-stacked rows use too.
+        let mut values = [
             dot(Isa::Baseline, uv, &self.mean_vector),
             dot(Isa::Baseline, uv, &self.popular_vector),
             ln1p(f64::from(self.weight[u])),
             ln1p(f64::from(self.recent[u])),
-            v[0],
+            0.0,
             ln1p(days_since(self.last[u])),
             (f64::from(self.count[u]) / f64::from(count.max(1))) as f32,
             ln1p(days_since(activity.last[u])),
@@ -331,19 +332,23 @@ impl<'a> TargetView<'a> {
             ln1p(f64::from(activity.recent[u])),
             ln1p(f64::from(activity.distinct[u])),
             ln1p(f64::from(self.count[u])),
-            v[1],
-            v[2],
+            0.0,
+            0.0,
             ln1p(f64::from(self.decayed[u])),
             self.due(u, s.time),
-            v[3],
+            0.0,
             lapse(activity, u, s.time),
             (f64::from(self.recent[u]) / f64::from(activity.recent[u].max(1))) as f32,
-            v[4],
-            v[5],
-            v[6],
-            v[7],
-            v[8],
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
         ];
+        let visits = visit_columns(self.target_days.of(u), activity.visits.of(u));
+        for (&k, v) in VISIT_COLUMNS.iter().zip(visits) {
+            values[k] = v;
+        }
         row.copy_from_slice(&values);
     }
 }

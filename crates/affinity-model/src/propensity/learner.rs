@@ -147,7 +147,9 @@ fn add_reason(model: &mut PropensityModel, why: String, place: Place) {
     });
 }
 
-/// The learned ranking of the backtest's second question, "what does the user's next visit
+/// The learned ranking of the backtest's second question from one row per user, where
+/// [`learn_visits`] cannot serve (an audience limited to logistic regression, or a fold
+/// whose visits all held the target or none did): "what does the user's next visit
 /// hold" (`labels` of the users who came back, the others weighted 0 in `folds`): without
 /// the time-anchored features, since when that visit comes is not known when the audience
 /// is served. Its held-out scores cover every member of `folds`, so it can be measured on
