@@ -12,8 +12,7 @@ use super::guard::{
     self, BLEND_NEXT_VISIT_PREFIX, BLEND_PREFIX, CF_AFFINITY, HEURISTICS, Heuristic, LEARNED,
     LEARNED_BOTH, LEARNED_NEXT_VISIT, Question,
 };
-use super::learner::{self, LearnerChoice, row};
-use super::visits::{self, VisitRows};
+use super::learner::{self, row};
 use super::{AudienceOptions, AudienceScores, Contribution, RankingChoice};
 use crate::error::{ModelError, Result};
 
@@ -117,24 +116,14 @@ impl PropensityContext {
         // every ranking on both questions.
         let next = self.next_visit_question(&target, &folds, options.min_positives);
         let learned_next = next.as_ref().map(|n| {
-            let mut learned = match self.visit_rows(&target, &folds, options) {
-                Some((cross, refit)) => learner::learn_visits(
-                    &cross,
-                    &refit,
-                    &x_past,
-                    &n.labels,
-                    &n.folds,
-                    &options.boosting,
-                ),
-                None => learner::learn_next_visit(
-                    &x_past,
-                    &n.labels,
-                    &n.folds,
-                    options.l2,
-                    options.learner,
-                    &options.boosting,
-                ),
-            };
+            let mut learned = learner::learn_next_visit(
+                &x_past,
+                &n.labels,
+                &n.folds,
+                options.l2,
+                options.learner,
+                &options.boosting,
+            );
             // Its probabilities are of a visit, not of the horizon: their scale is this.
             learned.model.base_rate = Some(n.base_rate);
             learned
@@ -258,34 +247,6 @@ impl PropensityContext {
             fallback_reason: None,
             ranking,
         })
-    }
-
-    /// The visit rows of the first question's users, for the next-visit question's trees:
-    /// per fold, the visits before the backtest time (to cross-fit and measure), and all
-    /// their visits up to now (to refit). `None` where trees may not serve or a fold's
-    /// visits hold no target or nothing else: then the next-visit question is learned from
-    /// one row per user.
-    pub(super) fn visit_rows(
-        &self,
-        target: &[u32],
-        folds: &Folds,
-        options: &AudienceOptions,
-    ) -> Option<(VisitRows, VisitRows)> {
-        if options.learner == LearnerChoice::Logistic {
-            return None;
-        }
-        let days = visits::target_days(self, target, self.now.time);
-        let [a, b] = &folds.members;
-        let cap = options.max_training_users;
-        let before = visits::day_of(self.past.time);
-        let cross = VisitRows::build(self, &days, &[a, b], Some(before), cap);
-        if !cross.learnable() {
-            return None;
-        }
-        let mut all: Vec<(u32, f64)> = a.iter().chain(b).copied().collect();
-        all.sort_unstable_by_key(|&(u, _)| u);
-        let refit = VisitRows::build(self, &days, &[&all], None, cap);
-        Some((cross, refit))
     }
 
     /// The next-visit question on the first question's folds, when enough of the users who

@@ -142,20 +142,6 @@ impl Ensemble {
         sigmoid(self.log_odds(row))
     }
 
-    /// The ensemble read on wider rows: feature `k` of the rows it was fitted on is column
-    /// `columns[k]` of the rows it will be applied to (a fit on a few columns, served and
-    /// explained on every feature).
-    pub(super) fn on_columns(mut self, columns: &[usize]) -> Ensemble {
-        for t in &mut self.trees {
-            for n in &mut t.nodes {
-                if n.feature != LEAF {
-                    n.feature = columns[usize::from(n.feature)] as u16;
-                }
-            }
-        }
-        self
-    }
-
     /// The first `n` trees only.
     pub(super) fn truncated(&self, n: usize) -> Ensemble {
         Ensemble {

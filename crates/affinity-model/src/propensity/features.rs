@@ -88,56 +88,6 @@ pub(super) const TIME_ANCHORED: [usize; 10] = [3, 5, 7, 10, 11, 12, 17, 18, 20, 
 /// has the same notions counted in days, anchored at the time it is asked.
 pub(super) const NEXT_VISIT_ONLY: [usize; 5] = [22, 23, 24, 25, 26];
 
-/// The features a user's visits (active days) and their days with the target say, and
-/// nothing else: [`visit_columns`] computes them from those two lists alone, so a row as of
-/// any past visit is computed as the row as of now is. The visit-stacked learner
-/// (`visits`) fits on them: one row per past visit, not one per user.
-pub(super) const VISIT_COLUMNS: [usize; 9] = [4, 15, 16, 19, 22, 23, 24, 25, 26];
-
-/// The [`VISIT_COLUMNS`] of a user whose days with the target are `mine` and whose visits
-/// are `all` (both sorted, days since the epoch; `mine` within `all`), in that order.
-pub(super) fn visit_columns(mine: &[u32], all: &[u32]) -> [f32; VISIT_COLUMNS.len()] {
-    let ln1p = |x: f64| x.ln_1p() as f32;
-    let (days, active) = (mine.len(), all.len());
-    let v = VisitFeatures::of(mine, all).unwrap_or(VisitFeatures {
-        since: active as u32,
-        last_share: 0.0,
-        decayed_share: 0.0,
-    });
-    let cycle = |x: f64| x.ln().clamp(-DUE_CAP, DUE_CAP) as f32;
-    // In visits: (visits since the target + 1) over the user's visits per day with it.
-    let visit_due = if days < 2 {
-        NO_CYCLE
-    } else {
-        cycle((f64::from(v.since) + 1.0) / (active as f64 / days as f64))
-    };
-    // In days: (days from the target's last day to the user's last visit + the user's usual
-    // gap between visits) over the target's usual gap: about 0 when the target falls due at
-    // the visit after the last one.
-    let due_next_visit = match (mine.first(), mine.last(), all.first(), all.last()) {
-        (Some(&first), Some(&last), Some(&all_first), Some(&all_last))
-            if days >= 2 && active >= 2 =>
-        {
-            let target_gap = (f64::from(last - first) / (days - 1) as f64).max(1.0);
-            let user_gap = f64::from(all_last - all_first) / (active - 1) as f64;
-            let since = f64::from(all_last.saturating_sub(last));
-            cycle((since + user_gap.max(1.0)) / target_gap)
-        }
-        _ => NO_CYCLE,
-    };
-    [
-        if days == 0 { 1.0 } else { 0.0 },
-        ln1p(days as f64),
-        (days as f64 / active.max(1) as f64) as f32,
-        ln1p(active as f64),
-        ln1p(f64::from(v.since)),
-        v.last_share,
-        v.decayed_share,
-        visit_due,
-        due_next_visit,
-    ]
-}
-
 /// Sets the [`NEXT_VISIT_ONLY`] columns of `x` to 0 (see [`without_time_anchored`]), in
 /// place: the feature matrix is the largest allocation of an audience.
 pub(super) fn zero_next_visit_only(x: &mut [f32]) {
@@ -192,8 +142,11 @@ pub(super) struct TargetView<'a> {
     days: Vec<u32>,
     /// Engagements decayed with a half-life of the horizon: count and recency in one number.
     decayed: Vec<f32>,
-    /// Each user's days with the target.
-    target_days: UserDays,
+    /// The user's visits (active days) after the last one with the target; every visit for
+    /// a user who never engaged with it.
+    visits_since: Vec<u32>,
+    last_visits_share: Vec<f32>,
+    visit_decayed_share: Vec<f32>,
     horizon_days: f64,
 }
 
@@ -243,7 +196,18 @@ impl<'a> TargetView<'a> {
             item_counts.push(seen as f64);
         }
         let target_days = UserDays::from_keys(day_keys, n);
+        let visits = &snapshot.activity.visits;
         let days: Vec<u32> = (0..n).map(|u| target_days.of(u).len() as u32).collect();
+        let mut visits_since: Vec<u32> = (0..n).map(|u| visits.of(u).len() as u32).collect();
+        let mut last_visits_share = vec![0f32; n];
+        let mut visit_decayed_share = vec![0f32; n];
+        for u in 0..n {
+            if let Some(v) = VisitFeatures::of(target_days.of(u), visits.of(u)) {
+                visits_since[u] = v.since;
+                last_visits_share[u] = v.last_share;
+                visit_decayed_share[u] = v.decayed_share;
+            }
+        }
 
         // Summed in f64 in target order: exact enough and independent of threads.
         let f = snapshot.als.factors();
@@ -274,7 +238,9 @@ impl<'a> TargetView<'a> {
             first,
             days,
             decayed,
-            target_days,
+            visits_since,
+            last_visits_share,
+            visit_decayed_share,
             horizon_days,
         }
     }
@@ -314,14 +280,12 @@ impl<'a> TargetView<'a> {
         };
         let ln1p = |x: f64| x.ln_1p() as f32;
         let count = activity.count[u];
-        // The visit columns are 0 here and filled below from `visit_columns`, the one
-        // function the visit-stacked rows use too.
-        let mut values = [
+        let values = [
             dot(Isa::Baseline, uv, &self.mean_vector),
             dot(Isa::Baseline, uv, &self.popular_vector),
             ln1p(f64::from(self.weight[u])),
             ln1p(f64::from(self.recent[u])),
-            0.0,
+            if self.count[u] == 0 { 1.0 } else { 0.0 },
             ln1p(days_since(self.last[u])),
             (f64::from(self.count[u]) / f64::from(count.max(1))) as f32,
             ln1p(days_since(activity.last[u])),
@@ -332,23 +296,19 @@ impl<'a> TargetView<'a> {
             ln1p(f64::from(activity.recent[u])),
             ln1p(f64::from(activity.distinct[u])),
             ln1p(f64::from(self.count[u])),
-            0.0,
-            0.0,
+            ln1p(f64::from(self.days[u])),
+            (f64::from(self.days[u]) / f64::from(activity.active_days[u].max(1))) as f32,
             ln1p(f64::from(self.decayed[u])),
             self.due(u, s.time),
-            0.0,
+            ln1p(f64::from(activity.active_days[u])),
             lapse(activity, u, s.time),
             (f64::from(self.recent[u]) / f64::from(activity.recent[u].max(1))) as f32,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
+            ln1p(f64::from(self.visits_since[u])),
+            self.last_visits_share[u],
+            self.visit_decayed_share[u],
+            self.visit_due(u, activity),
+            self.due_next_visit(u, activity),
         ];
-        let visits = visit_columns(self.target_days.of(u), activity.visits.of(u));
-        for (&k, v) in VISIT_COLUMNS.iter().zip(visits) {
-            values[k] = v;
-        }
         row.copy_from_slice(&values);
     }
 }
@@ -366,6 +326,40 @@ impl TargetView<'_> {
         let gap = (span_days / f64::from(self.days[u] - 1)).max(1.0);
         let since = ((time - self.last[u]) as f64 / DAY_MS as f64).max(0.0);
         ((since + self.horizon_days) / gap)
+            .ln()
+            .clamp(-DUE_CAP, DUE_CAP) as f32
+    }
+}
+
+impl TargetView<'_> {
+    /// ln((visits since the target + 1) / (the user's visits per day with the target)):
+    /// about 0 or above when as many visits as usual have passed since it. [`NO_CYCLE`]
+    /// before a second day with it.
+    fn visit_due(&self, u: usize, activity: &Activity) -> f32 {
+        if self.days[u] < 2 {
+            return NO_CYCLE;
+        }
+        let per_engagement = f64::from(activity.active_days[u]) / f64::from(self.days[u]);
+        ((f64::from(self.visits_since[u]) + 1.0) / per_engagement)
+            .ln()
+            .clamp(-DUE_CAP, DUE_CAP) as f32
+    }
+
+    /// ln((days from the target's last engagement to the user's last visit + the user's
+    /// usual gap between visits) / the target's usual gap): about 0 when the target falls
+    /// due at the visit after the last one. [`NO_CYCLE`] before a second day with the target
+    /// or with anything.
+    fn due_next_visit(&self, u: usize, activity: &Activity) -> f32 {
+        if self.days[u] < 2 || activity.active_days[u] < 2 {
+            return NO_CYCLE;
+        }
+        let days = |ms: i64| ms as f64 / DAY_MS as f64;
+        let target_gap =
+            (days(self.last[u] - self.first[u]) / f64::from(self.days[u] - 1)).max(1.0);
+        let user_gap =
+            days(activity.last[u] - activity.first[u]) / f64::from(activity.active_days[u] - 1);
+        let since = days(activity.last[u] - self.last[u]).max(0.0);
+        ((since + user_gap.max(1.0)) / target_gap)
             .ln()
             .clamp(-DUE_CAP, DUE_CAP) as f32
     }
@@ -533,42 +527,6 @@ mod tests {
         assert_eq!((v.since, v.last_share), (0, 1.0));
         assert!((v.decayed_share - 1.0).abs() < 1e-6, "{v:?}");
         assert_eq!(VisitFeatures::of(&[], &[1, 2]), None);
-    }
-
-    #[test]
-    fn visit_columns_are_the_features_of_visits_and_days() {
-        let names: Vec<&str> = VISIT_COLUMNS.iter().map(|&k| FEATURE_NAMES[k]).collect();
-        assert_eq!(
-            names,
-            [
-                "target_never",
-                "target_days",
-                "target_day_share",
-                "active_days",
-                "visits_since_target",
-                "last_visits_share",
-                "visit_decayed_share",
-                "visit_due",
-                "due_next_visit",
-            ]
-        );
-        // Visits every 10 days from day 100; the target on days 100, 120 and 140 (every
-        // other visit: due at the next one, 150).
-        let all: Vec<u32> = (0..6).map(|k| 100 + 10 * k).collect();
-        let v = visit_columns(&[100, 120, 140], &all);
-        assert_eq!(v[0], 0.0);
-        assert!((v[1] - 4f32.ln()).abs() < 1e-6, "{v:?}");
-        assert!((v[2] - 0.5).abs() < 1e-6, "{v:?}");
-        assert!((v[4] - 2f32.ln()).abs() < 1e-6, "{v:?}");
-        // (1 visit since + 1) over 2 visits per day with the target: due.
-        assert!(v[7].abs() < 1e-6, "{v:?}");
-        // (10 days from day 140 to the last visit + a 10-day gap) over the 20-day cycle.
-        assert!(v[8].abs() < 1e-6, "{v:?}");
-        // Never: every visit since, no share, no cycle.
-        let v = visit_columns(&[], &all);
-        assert_eq!(v[0], 1.0);
-        assert!((v[4] - 7f32.ln()).abs() < 1e-6, "{v:?}");
-        assert_eq!((v[5], v[6], v[7], v[8]), (0.0, 0.0, NO_CYCLE, NO_CYCLE));
     }
 
     #[test]

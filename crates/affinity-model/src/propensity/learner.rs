@@ -10,11 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::backtest::{self, Evaluation, Folds, Scored};
 use super::boosting::{self, BoostParams, BoostSample, Ensemble};
-use super::features::{
-    FEATURE_NAMES, N_FEATURES, TIME_ANCHORED, VISIT_COLUMNS, without_time_anchored,
-};
+use super::features::{FEATURE_NAMES, N_FEATURES, TIME_ANCHORED, without_time_anchored};
 use super::logistic::{Logistic, Sample};
-use super::visits::{RECENT_VISITS, VisitRows};
 use super::{FeatureWeight, PropensityModel};
 
 /// Which learners an audience may use. `auto` (the default) cross-fits both and keeps the
@@ -147,9 +144,7 @@ fn add_reason(model: &mut PropensityModel, why: String, place: Place) {
     });
 }
 
-/// The learned ranking of the backtest's second question from one row per user, where
-/// [`learn_visits`] cannot serve (an audience limited to logistic regression, or a fold
-/// whose visits all held the target or none did): "what does the user's next visit
+/// The learned ranking of the backtest's second question, "what does the user's next visit
 /// hold" (`labels` of the users who came back, the others weighted 0 in `folds`): without
 /// the time-anchored features, since when that visit comes is not known when the audience
 /// is served. Its held-out scores cover every member of `folds`, so it can be measured on
@@ -166,54 +161,6 @@ pub(super) fn learn_next_visit(
     let why = "trained on whether the target was in each user's first visit after the backtest time, among the users who came back, without the time-anchored features";
     add_reason(&mut learned.model, why.to_string(), Place::Before);
     learned
-}
-
-/// The next-visit question's learned ranking, fitted on visit rows: trees cross-fitted on
-/// each fold's users' visits before the backtest time (`cross`, one group per fold; each
-/// fold's rows stop the other's trees), measured on the folds' users as of the backtest
-/// time (`x`, `labels` and `folds`: the next-visit question's, as [`learn_next_visit`]
-/// is), and refitted on the visits up to now (`refit`, one group).
-pub(super) fn learn_visits(
-    cross: &VisitRows,
-    refit: &VisitRows,
-    x: &[f32],
-    labels: &[bool],
-    folds: &Folds,
-    boost: &BoostParams,
-) -> Learned {
-    let d = VISIT_COLUMNS.len();
-    let (held_out, n_trees) = cross_fit_trees(
-        &cross.x,
-        d,
-        &cross.y,
-        [&cross.groups[0], &cross.groups[1]],
-        boost,
-        |h, m| {
-            let m = m.clone().on_columns(&VISIT_COLUMNS);
-            held_out_scores(x, labels, &folds.members[h], |r| m.predict(r))
-        },
-    );
-    let rows = &refit.groups[0];
-    let ensemble = fit_trees(&refit.x, d, &refit.y, rows, &[], boost, n_trees)
-        .ensemble
-        .on_columns(&VISIT_COLUMNS);
-    let positives = rows.iter().filter(|&&(r, _)| refit.y[r as usize]).count();
-    let moments = Moments::of(
-        rows.iter()
-            .map(|&(r, _)| &refit.x[r as usize * d..(r as usize + 1) * d]),
-        &VISIT_COLUMNS,
-    );
-    let why = format!(
-        "trained on whether the target was in each of the users' last visits (up to {RECENT_VISITS} per user, {} visits, {positives} with the target), with what their earlier visits said; gradient-boosted trees ({n_trees} trees), cross-fitted on the visits before the backtest time",
-        rows.len()
-    );
-    let model = describe_trees(&ensemble, &moments, rows.len(), positives, boost, why);
-    Learned {
-        learner: Learner::Boosted(ensemble),
-        evaluations: evaluations(&held_out),
-        held_out,
-        model,
-    }
 }
 
 /// Cross-fits the learners `choice` allows on `folds`, keeps the one with the better mean
@@ -246,17 +193,8 @@ pub(super) fn learn(
             .collect();
         (evaluations(&held_out), held_out)
     });
-    let trees = (choice != LearnerChoice::Logistic).then(|| {
-        let (held_out, n_trees) = cross_fit_trees(
-            x,
-            N_FEATURES,
-            labels,
-            [&train[0], &train[1]],
-            boost,
-            |h, m| held_out_scores(x, labels, &folds.members[h], |r| m.predict(r)),
-        );
-        (evaluations(&held_out), held_out, n_trees, boost.clone())
-    });
+    let trees = (choice != LearnerChoice::Logistic)
+        .then(|| cross_fit_trees(x, labels, &train, &folds.members, boost));
 
     let mean_ap = |e: &[Evaluation]| backtest::mean_average_precision(e);
     let use_trees = match (&linear, &trees) {
@@ -274,16 +212,22 @@ pub(super) fn learn(
     };
     if use_trees {
         let (evaluations, held_out, n_trees, params) = trees.expect("trees were cross-fitted");
-        let ensemble = fit_trees(x, N_FEATURES, labels, &all, &[], &params, n_trees).ensemble;
-        let moments = Moments::of(all.iter().map(|&(u, _)| row(x, u)), &ALL_COLUMNS);
-        let model = describe_trees(
-            &ensemble,
-            &moments,
-            all.len(),
-            positives(&all, labels),
+        let rows: Vec<u32> = all.iter().map(|m| m.0).collect();
+        let w: Vec<f64> = all.iter().map(|m| m.1).collect();
+        let ensemble = boosting::fit(
+            &BoostSample {
+                x,
+                d: N_FEATURES,
+                rows: &rows,
+                y: labels,
+                w: &w,
+                held_out: &[],
+            },
             &params,
-            compared,
-        );
+            n_trees,
+        )
+        .ensemble;
+        let model = describe_trees(&ensemble, x, &all, labels, &params, compared);
         Learned {
             learner: Learner::Boosted(ensemble),
             evaluations,
@@ -303,66 +247,56 @@ pub(super) fn learn(
     }
 }
 
-/// Trees on `fit_on` (rows of the `d`-column matrix `x`, each with its weight), their
-/// log-loss on `held_out` recorded after each one.
-fn fit_trees(
-    x: &[f32],
-    d: usize,
-    y: &[bool],
-    fit_on: &[(u32, f64)],
-    held_out: &[(u32, f64)],
-    params: &BoostParams,
-    max_trees: usize,
-) -> boosting::Fitted {
-    let rows: Vec<u32> = fit_on.iter().map(|m| m.0).collect();
-    let w: Vec<f64> = fit_on.iter().map(|m| m.1).collect();
-    let sample = BoostSample {
-        x,
-        d,
-        rows: &rows,
-        y,
-        w: &w,
-        held_out,
-    };
-    boosting::fit(&sample, params, max_trees)
-}
-
-/// Both folds' trees (each fitted on the other's `train` rows, which stop it), cut to the
-/// one number of trees that minimizes their summed held-out log-loss (so the refit can use
-/// it); `score(fold, trees)` gives a fold's held-out scores. Returns them and the number.
+/// Both folds' trees, stopped at the one number of trees that minimizes their summed
+/// held-out log-loss (so the refit can use it); the held-out evaluations and scores at that
+/// number.
 fn cross_fit_trees(
     x: &[f32],
-    d: usize,
-    y: &[bool],
-    train: [&[(u32, f64)]; 2],
+    labels: &[bool],
+    train: &[Vec<(u32, f64)>; 2],
+    members: &[Vec<(u32, f64)>; 2],
     params: &BoostParams,
-    score: impl Fn(usize, &Ensemble) -> Vec<Scored>,
-) -> (Vec<Vec<Scored>>, usize) {
+) -> (Vec<Evaluation>, Vec<Vec<Scored>>, usize, BoostParams) {
+    let params = params.clone();
     let fitted: Vec<boosting::Fitted> = (0..2)
-        .map(|h| fit_trees(x, d, y, train[1 - h], train[h], params, params.max_trees))
+        .map(|held_out| {
+            let fit_on = &train[1 - held_out];
+            let rows: Vec<u32> = fit_on.iter().map(|m| m.0).collect();
+            let w: Vec<f64> = fit_on.iter().map(|m| m.1).collect();
+            boosting::fit(
+                &BoostSample {
+                    x,
+                    d: N_FEATURES,
+                    rows: &rows,
+                    y: labels,
+                    w: &w,
+                    held_out: &train[held_out],
+                },
+                &params,
+                params.max_trees,
+            )
+        })
         .collect();
-    let n_trees = best_tree_count(&fitted);
-    let held_out = fitted
-        .iter()
-        .enumerate()
-        .map(|(h, f)| score(h, &f.ensemble.truncated(n_trees)))
-        .collect();
-    (held_out, n_trees)
-}
-
-/// The one number of trees that minimizes the folds' summed held-out log-loss.
-fn best_tree_count(fitted: &[boosting::Fitted]) -> usize {
     let steps = fitted
         .iter()
         .map(|f| f.held_out_loss.len())
         .min()
         .unwrap_or(0);
-    (0..steps)
+    let n_trees = (0..steps)
         .min_by(|&a, &b| {
             let loss = |t: usize| fitted.iter().map(|f| f.held_out_loss[t]).sum::<f64>();
             loss(a).total_cmp(&loss(b)).then(a.cmp(&b))
         })
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let held_out: Vec<Vec<Scored>> = fitted
+        .iter()
+        .enumerate()
+        .map(|(held_out, f)| {
+            let m = f.ensemble.truncated(n_trees);
+            held_out_scores(x, labels, &members[held_out], |r| m.predict(r))
+        })
+        .collect();
+    (evaluations(&held_out), held_out, n_trees, params)
 }
 
 fn fit_logistic(x: &[f32], labels: &[bool], members: &[(u32, f64)], l2: f64) -> Logistic {
@@ -413,78 +347,48 @@ fn describe_logistic(
     }
 }
 
-/// Every feature, in order: the columns of a full feature row.
-const ALL_COLUMNS: [usize; N_FEATURES] = {
-    let mut c = [0; N_FEATURES];
-    let mut k = 0;
-    while k < N_FEATURES {
-        c[k] = k;
-        k += 1;
-    }
-    c
-};
-
-/// The training rows' mean and standard deviation of each feature.
-struct Moments {
-    mean: [f64; N_FEATURES],
-    std: [f64; N_FEATURES],
-}
-
-impl Moments {
-    /// Of `rows` whose values are the features `columns` (the others count as 0).
-    fn of<'a>(rows: impl Iterator<Item = &'a [f32]>, columns: &[usize]) -> Moments {
-        let mut n = 0usize;
-        let mut mean = [0f64; N_FEATURES];
-        let mut square = [0f64; N_FEATURES];
-        for r in rows {
-            n += 1;
-            for (&k, &v) in columns.iter().zip(r) {
-                mean[k] += f64::from(v);
-                square[k] += f64::from(v) * f64::from(v);
-            }
-        }
-        let n = n.max(1) as f64;
-        let mut std = [1f64; N_FEATURES];
-        for k in 0..N_FEATURES {
-            mean[k] /= n;
-            let var = (square[k] / n - mean[k] * mean[k]).max(0.0);
-            // A constant feature still divides cleanly when explained.
-            if var > 0.0 {
-                std[k] = var.sqrt();
-            }
-        }
-        Moments { mean, std }
-    }
-}
-
 /// Trees have no coefficients: each feature's `coefficient` is its share of the ensemble's
 /// splits (by the spread of the children's values), and mean / std describe the training
-/// rows' values, so an explanation can still say how unusual a user is.
+/// users' values, so an explanation can still say how unusual a user is.
 fn describe_trees(
     ensemble: &Ensemble,
-    moments: &Moments,
-    training_users: usize,
-    training_positives: usize,
+    x: &[f32],
+    members: &[(u32, f64)],
+    labels: &[bool],
     params: &BoostParams,
     chosen_because: String,
 ) -> PropensityModel {
     let importance = ensemble.importance(N_FEATURES);
+    let n = members.len().max(1) as f64;
+    let mut mean = [0f64; N_FEATURES];
+    let mut square = [0f64; N_FEATURES];
+    for &(u, _) in members {
+        for (k, &v) in row(x, u).iter().enumerate() {
+            mean[k] += f64::from(v);
+            square[k] += f64::from(v) * f64::from(v);
+        }
+    }
     PropensityModel {
         family: BOOSTED_FAMILY.to_string(),
         intercept: ensemble.bias(),
         features: FEATURE_NAMES
             .iter()
             .enumerate()
-            .map(|(k, name)| FeatureWeight {
-                name: (*name).to_string(),
-                coefficient: importance[k],
-                mean: moments.mean[k],
-                std: moments.std[k],
+            .map(|(k, name)| {
+                let m = mean[k] / n;
+                let var = (square[k] / n - m * m).max(0.0);
+                FeatureWeight {
+                    name: (*name).to_string(),
+                    coefficient: importance[k],
+                    mean: m,
+                    // A constant feature still divides cleanly when explained.
+                    std: if var > 0.0 { var.sqrt() } else { 1.0 },
+                }
             })
             .collect(),
         l2: params.lambda,
-        training_users,
-        training_positives,
+        training_users: members.len(),
+        training_positives: positives(members, labels),
         trees: Some(ensemble.clone()),
         chosen_because: Some(chosen_because),
         base_rate: None,

@@ -30,7 +30,6 @@ mod guard;
 mod horizon;
 mod learner;
 mod logistic;
-mod visits;
 
 use serde::{Deserialize, Serialize};
 
@@ -103,8 +102,7 @@ pub struct AudienceOptions {
     pub min_positives: usize,
     /// Cap on the users a logistic fit sees. Above it, all positives are kept and negatives
     /// are sampled and up-weighted, so the fit and the estimate stay unbiased while an
-    /// audience over millions of users stays fast. The next-visit ranking's visit rows are
-    /// kept within it too (fewer visits per user).
+    /// audience over millions of users stays fast.
     pub max_training_users: usize,
     /// The "best of" guard: serve a heuristic ranking when it beat the learned one on the
     /// backtest. Off, the learned ranking always serves (the competitors are still measured
@@ -171,9 +169,7 @@ pub struct FeatureWeight {
     pub name: String,
     /// On the standardized feature: the change in log-odds per standard deviation.
     pub coefficient: f64,
-    /// Standardization of the raw (transformed) feature, measured on the training users (the
-    /// visits, for the next-visit ranking learned from visits; a feature it does without
-    /// reads mean 0 and std 1).
+    /// Standardization of the raw (transformed) feature, measured on the training users.
     pub mean: f64,
     pub std: f64,
 }
@@ -188,9 +184,7 @@ pub struct PropensityModel {
     pub intercept: f64,
     pub features: Vec<FeatureWeight>,
     pub l2: f64,
-    /// Users the final fit saw (after any sampling of negatives) and positives among them; for
-    /// the next-visit ranking learned from visits, the visits it saw and those with the
-    /// target.
+    /// Users the final fit saw (after any sampling of negatives) and positives among them.
     pub training_users: usize,
     pub training_positives: usize,
     /// The trees of a `gradient_boosted_trees` model (absent in models stored before them).
@@ -199,10 +193,9 @@ pub struct PropensityModel {
     /// Why this learner: the cross-fitted figures of the learners that competed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chosen_because: Option<String>,
-    /// The next-visit question's base rate (the weighted share of the backtest's returning
-    /// users whose first visit after the backtest time held the target), where the model is
-    /// that question's: it predicts a visit's probability, whose scale this is (a floor on
-    /// meaningful scores is taken from it), not the audience's `base_rate`.
+    /// The weighted share of positives among the users it was fitted on, where that is not
+    /// the audience's `base_rate`: a model of the next-visit question predicts a visit's
+    /// probability, whose scale this is (a floor on meaningful scores is taken from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_rate: Option<f64>,
 }
