@@ -4,6 +4,7 @@
 use affinity_core::item_catalog::ItemCatalog;
 
 use super::PropensityParams;
+use super::content::{ContentValues, UserValues};
 use super::features::{UserDays, user_day};
 use crate::als::AlsModel;
 use crate::error::{ModelError, Result};
@@ -43,6 +44,8 @@ pub(super) struct Snapshot {
     pub time: i64,
     pub als: AlsModel,
     pub activity: Activity,
+    /// Each user's engagements by shared column value (see [`ContentValues`]).
+    pub values: UserValues,
 }
 
 /// One interaction in the item-major index.
@@ -71,6 +74,8 @@ pub struct PropensityContext {
     /// their first interaction in `(T_b, as_of]`, [`NO_VISIT`] when they had none.
     /// The backtest's second question, "what does their next visit hold", asks about it.
     pub(super) next_visit: Vec<i64>,
+    /// The catalog's shared column values ("items like the target").
+    pub(super) content: ContentValues,
 }
 
 /// `next_visit` of a user who did not come back within the backtest window.
@@ -102,8 +107,9 @@ impl PropensityContext {
             }
         }
 
-        let past = snapshot(catalog, backtest_time, horizon_ms, params)?;
-        let now = snapshot(catalog, as_of, horizon_ms, params)?;
+        let content = ContentValues::new(catalog);
+        let past = snapshot(catalog, &content, backtest_time, horizon_ms, params)?;
+        let now = snapshot(catalog, &content, as_of, horizon_ms, params)?;
 
         // Counting sort by item; stable, so each item's touches keep the catalog's time order.
         let mut item_offsets = vec![0usize; n_items + 1];
@@ -160,6 +166,7 @@ impl PropensityContext {
             item_offsets,
             touches,
             next_visit,
+            content,
         })
     }
 
@@ -207,6 +214,7 @@ fn event_weight(catalog: &ItemCatalog, event: u8) -> f32 {
 
 fn snapshot(
     catalog: &ItemCatalog,
+    content: &ContentValues,
     time: i64,
     horizon_ms: i64,
     params: &PropensityParams,
@@ -254,6 +262,7 @@ fn snapshot(
     Ok(Snapshot {
         time,
         als,
+        values: UserValues::build(catalog, content, time),
         activity: Activity {
             last,
             first: first

@@ -3,10 +3,12 @@
 //!
 //! Cost per target: O(users × factors) for the CF affinities (one dot product per user with
 //! the target's summed item vector, never one per target item) plus O(interactions of the
-//! target's items) for the engagement statistics.
+//! target's items) for the engagement statistics, plus O(users × their distinct brand,
+//! category... values) for the content share.
 
 use rayon::prelude::*;
 
+use super::content::TargetContent;
 use super::context::{Activity, DAY_MS, PropensityContext, Snapshot};
 use crate::cpu::Isa;
 use crate::dense::dot;
@@ -55,9 +57,14 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     // time-anchored: they say which of a shopper's staples the next order will hold.
     "visit_due",
     "due_next_visit",
+    // "Likes things like it": the share of the user's engagements outside the target that
+    // were with its brand, its category or its other shared column values (weighted by
+    // where the target's demand is). What ranks the many who never engaged with the target
+    // itself; for a brand, its own column adds nothing (no other item has the brand).
+    "content_share",
 ];
 
-pub(super) const N_FEATURES: usize = 27;
+pub(super) const N_FEATURES: usize = 28;
 
 /// The visits `last_visits_share` looks at.
 const LAST_VISITS: usize = 5;
@@ -147,6 +154,8 @@ pub(super) struct TargetView<'a> {
     visits_since: Vec<u32>,
     last_visits_share: Vec<f32>,
     visit_decayed_share: Vec<f32>,
+    content: TargetContent,
+    own_content: Vec<f32>,
     horizon_days: f64,
 }
 
@@ -209,6 +218,26 @@ impl<'a> TargetView<'a> {
             }
         }
 
+        let content = TargetContent::new(
+            &ctx.content,
+            &target
+                .iter()
+                .zip(&item_counts)
+                .map(|(&item, &c)| (item, c))
+                .collect::<Vec<_>>(),
+        );
+        // What the target's own engagements add to each user's content sum: taken out, so
+        // the feature says how much the user engages with *other* items like it.
+        let mut own_content = vec![0f32; n];
+        for &item in target {
+            let like = content.of_item(&ctx.content, item);
+            for t in ctx.item_touches(item) {
+                if t.timestamp <= time && only_user.is_none_or(|u| u == t.user) {
+                    own_content[t.user as usize] += like;
+                }
+            }
+        }
+
         // Summed in f64 in target order: exact enough and independent of threads.
         let f = snapshot.als.factors();
         let items = snapshot.als.item_factors();
@@ -241,6 +270,8 @@ impl<'a> TargetView<'a> {
             visits_since,
             last_visits_share,
             visit_decayed_share,
+            content,
+            own_content,
             horizon_days,
         }
     }
@@ -308,6 +339,8 @@ impl<'a> TargetView<'a> {
             self.visit_decayed_share[u],
             self.visit_due(u, activity),
             self.due_next_visit(u, activity),
+            self.content
+                .share(s.values.of(u), count, self.own_content[u], self.count[u]),
         ];
         row.copy_from_slice(&values);
     }

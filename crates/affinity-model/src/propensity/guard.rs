@@ -360,19 +360,40 @@ pub(super) fn choose(
             .sum::<f64>()
             / n_q.max(1) as f64
     };
-    let own =
-        (0..n_own.min(fold_ap.len())).fold(0, |b, i| if relative(i) > relative(b) { i } else { b });
-    let beats_own = |i: usize| {
-        let folds = fold_ap[own].first().map_or(0, Vec::len);
+    // `i` better than `j` on every held-out fold, on the questions' mean.
+    let beats = |i: usize, j: usize| {
+        let folds = fold_ap[j].first().map_or(0, Vec::len);
         folds > 0
-            && (0..n_q).all(|q| fold_ap[i][q].len() == fold_ap[own][q].len())
+            && (0..n_q).all(|q| fold_ap[i][q].len() == fold_ap[j][q].len())
             && (0..folds).all(|k| {
                 (0..n_q)
-                    .map(|q| (fold_ap[i][q][k] - fold_ap[own][q][k]) / scale(q))
+                    .map(|q| (fold_ap[i][q][k] - fold_ap[j][q][k]) / scale(q))
                     .sum::<f64>()
                     > 0.0
             })
     };
+    let n_own = n_own.min(fold_ap.len());
+    // Where both questions are asked, the mean rank of their two learned rankings answers
+    // both; one learned for a single question replaces it only on the evidence a challenger
+    // needs (better on every fold). Picking whichever is nearest the best on the mean
+    // followed differences of a percent, which on a shop's two folds are noise, and where
+    // the first question's ranking won that way on the repeat-purchase benchmark, its
+    // held-out next orders' average precision was up to a quarter below the mean rank's.
+    // With one question, the own ranking nearest the best serves.
+    let compromise = (0..n_own).find(|&i| competitors[i].name == LEARNED_BOTH);
+    let own = match compromise {
+        Some(c) => (0..n_own)
+            .filter(|&i| i != c && beats(i, c))
+            .fold(c, |b, i| {
+                if b == c || relative(i) > relative(b) {
+                    i
+                } else {
+                    b
+                }
+            }),
+        None => (0..n_own).fold(0, |b, i| if relative(i) > relative(b) { i } else { b }),
+    };
+    let beats_own = |i: usize| beats(i, own);
     let mut best = own;
     for i in (n_own..competitors.len()).filter(|_| enabled) {
         if beats_own(i) && (best == own || relative(i) > relative(best)) {
@@ -397,9 +418,22 @@ pub(super) fn choose(
             .filter(|&i| i != own)
             .map(|i| format!("{} {:.0}%", competitors[i].name, relative(i) * 100.0))
             .collect();
+        let what = match compromise {
+            Some(c) if c == own => format!(
+                "{} is the learned ranking: the mean rank of the two questions' learned rankings, which neither beat on every fold",
+                competitors[own].name
+            ),
+            Some(c) => format!(
+                "{} is the learned ranking: it beat {} on every fold{both}",
+                competitors[own].name, competitors[c].name
+            ),
+            None => format!(
+                "{} is the learned ranking nearest the best{both}",
+                competitors[own].name
+            ),
+        };
         reason.push_str(&format!(
-            "{} is the learned ranking nearest the best{both} ({:.0}% of the best on the questions' mean; {}); ",
-            competitors[own].name,
+            "{what} ({:.0}% of the best on the questions' mean; {}); ",
             relative(own) * 100.0,
             others.join(", ")
         ));
@@ -558,6 +592,42 @@ mod tests {
         ];
         let (best, _) = choose(competitors, &folds, 2, true);
         assert_eq!(best, 1);
+    }
+
+    #[test]
+    fn where_both_questions_are_asked_their_mean_rank_serves_unless_beaten_on_every_fold() {
+        let competitors = vec![
+            c(LEARNED, 0.405),
+            c(LEARNED_NEXT_VISIT, 0.36),
+            c(LEARNED_BOTH, 0.39),
+        ];
+        // `learned` is nearest the best on the questions' mean, but worse than the mean rank
+        // on fold 1: the mean rank serves.
+        let folds = [
+            vec![vec![0.44, 0.37], vec![0.30, 0.30]],
+            vec![vec![0.36, 0.36], vec![0.31, 0.31]],
+            vec![vec![0.39, 0.39], vec![0.30, 0.30]],
+        ];
+        let (best, choice) = choose(competitors.clone(), &folds, 3, true);
+        assert_eq!((best, choice.served.as_str()), (2, LEARNED_BOTH));
+        assert!(
+            choice.reason.contains("neither beat on every fold"),
+            "{}",
+            choice.reason
+        );
+        // Better on both folds: it serves, and says so.
+        let folds = [
+            vec![vec![0.44, 0.41], vec![0.30, 0.30]],
+            vec![vec![0.36, 0.36], vec![0.31, 0.31]],
+            vec![vec![0.39, 0.39], vec![0.30, 0.30]],
+        ];
+        let (best, choice) = choose(competitors, &folds, 3, true);
+        assert_eq!((best, choice.served.as_str()), (0, LEARNED));
+        assert!(
+            choice.reason.contains("beat learned_both on every fold"),
+            "{}",
+            choice.reason
+        );
     }
 
     /// Eight users; users 4 and 5 engage. The learned ranking only knows 6 and 7 will not

@@ -24,6 +24,7 @@
 mod audience;
 mod backtest;
 mod boosting;
+mod content;
 mod context;
 mod features;
 mod guard;

@@ -623,3 +623,54 @@ fn the_next_visit_question_is_asked_where_most_users_come_back_and_not_where_few
         assert_eq!(r.reason.contains("next-visit question"), asked, "{r:#?}");
     }
 }
+
+/// `content_share`: the share of a user's engagements outside the target that were with its
+/// brand and its category (each column weighted alike), as of now; a column with a value per
+/// item (a name) says nothing of likeness and is left out.
+#[test]
+fn content_share_measures_the_users_other_engagements_like_the_target() {
+    let columns: Vec<Value> = ["brand", "category", "name"]
+        .iter()
+        .map(|c| json!({"name": c, "properties": {"Order Completed": c}}))
+        .collect();
+    let config: CatalogConfig = serde_json::from_value(json!({
+        "events": [{"name": "Order Completed", "product_id_property": "product_id"}],
+        "columns": columns
+    }))
+    .unwrap();
+    let mut b = CatalogBuilder::new(config);
+    let item = |id: &str, brand: &str, category: &str| json!({"product_id": id, "brand": brand, "category": category, "name": id});
+    let (p1, p2, p3, p4) = (
+        item("p1", "A", "X"),
+        item("p2", "A", "Y"),
+        item("p3", "B", "X"),
+        item("p4", "B", "Y"),
+    );
+    let mut t = SyntheticSpec::default().end_ms - 100 * DAY_MS;
+    let mut order = |b: &mut CatalogBuilder, user: i64, product: &Value| {
+        t += DAY_MS;
+        b.add_event(user, 0, t, product);
+    };
+    for (user, products) in [
+        (1, vec![&p2, &p2, &p3, &p3]), // half in brand A, half in category X: 0.5
+        (2, vec![&p4, &p4, &p4]),      // neither: 0
+        (3, vec![&p1, &p1]),           // only the target: nothing outside it, 0
+        (4, vec![&p1, &p2]),           // outside the target, p2: brand A only, 0.5
+    ] {
+        for p in products {
+            order(&mut b, user, p);
+        }
+    }
+    let catalog = b.finish();
+    let context = context_with_horizon(&catalog, 30);
+    let target = catalog.item_index("p1").unwrap();
+    let k = FEATURE_NAMES
+        .iter()
+        .position(|&n| n == "content_share")
+        .unwrap();
+    for (user, want) in [(1, 0.5), (2, 0.0), (3, 0.0), (4, 0.5)] {
+        let u = catalog.user_index(user).unwrap();
+        let got = context.features(&[target], u).unwrap()[k];
+        assert!((got - want).abs() < 1e-6, "user {user}: {got} vs {want}");
+    }
+}

@@ -1,0 +1,262 @@
+//! "Items like the target": what each user engages with, counted by the values of the
+//! catalog's shared columns (brand, category, genre), and the target's own spread over those
+//! values. A shopper who never bought a product but fills their orders with its brand and
+//! its category is likelier to try it than one who never touches either; the target's own
+//! statistics are zero for both, and the CF affinity mixes taste with activity.
+
+use affinity_core::item_catalog::ItemCatalog;
+use rayon::prelude::*;
+
+/// The catalog columns whose values items share, their values interned into one id space.
+pub(super) struct ContentValues {
+    n_values: usize,
+    /// The column (among the shared ones, 0-based) of each value id.
+    column_of: Vec<u32>,
+    n_columns: usize,
+    /// `item_values[item_offsets[i]..item_offsets[i + 1]]`: item `i`'s value ids.
+    item_offsets: Vec<usize>,
+    item_values: Vec<u32>,
+}
+
+impl ContentValues {
+    /// A column counts when its values are shared: at least two distinct values, and on
+    /// average at least two items per value. A title or an id (one value per item) would
+    /// only repeat the target's own statistics, at the cost of one entry per item a user
+    /// touched.
+    pub(super) fn new(catalog: &ItemCatalog) -> ContentValues {
+        let n_items = catalog.items.len();
+        let mut column_of = Vec::new();
+        let mut per_item: Vec<Vec<u32>> = vec![Vec::new(); n_items];
+        let mut n_columns = 0;
+        for c in 0..catalog.column_names.len() {
+            let index = catalog.column_index(c);
+            let distinct = index.values.len();
+            if distinct < 2 || distinct * 2 > n_items {
+                continue;
+            }
+            let offset = column_of.len() as u32;
+            column_of.extend(std::iter::repeat_n(n_columns as u32, distinct));
+            for (item, values) in index.of_item.iter().enumerate() {
+                per_item[item].extend(values.iter().map(|&v| offset + v));
+            }
+            n_columns += 1;
+        }
+        let mut item_offsets = Vec::with_capacity(n_items + 1);
+        item_offsets.push(0);
+        let mut item_values = Vec::new();
+        for values in per_item {
+            item_values.extend(values);
+            item_offsets.push(item_values.len());
+        }
+        ContentValues {
+            n_values: column_of.len(),
+            column_of,
+            n_columns,
+            item_offsets,
+            item_values,
+        }
+    }
+
+    fn of_item(&self, item: u32) -> &[u32] {
+        let i = item as usize;
+        match (self.item_offsets.get(i), self.item_offsets.get(i + 1)) {
+            (Some(&a), Some(&b)) => &self.item_values[a..b],
+            _ => &[],
+        }
+    }
+}
+
+/// Each user's engagements per shared value, up to one time: `(value id, count)` sorted by
+/// value id.
+pub(super) struct UserValues {
+    offsets: Vec<usize>,
+    entries: Vec<(u32, u32)>,
+}
+
+impl UserValues {
+    pub(super) fn build(catalog: &ItemCatalog, content: &ContentValues, time: i64) -> UserValues {
+        let n_users = catalog.users.len();
+        // Interactions grouped by user (a counting sort of their indices): each user's values
+        // are then gathered and counted on their own, in parallel, with no table the size of
+        // interactions × values.
+        let mut starts = vec![0usize; n_users + 1];
+        for x in &catalog.interactions {
+            if x.timestamp <= time && (x.user as usize) < n_users {
+                starts[x.user as usize + 1] += 1;
+            }
+        }
+        for u in 0..n_users {
+            starts[u + 1] += starts[u];
+        }
+        let mut next = starts.clone();
+        let mut by_user = vec![0u32; starts[n_users]];
+        for x in &catalog.interactions {
+            if x.timestamp <= time && (x.user as usize) < n_users {
+                let slot = &mut next[x.user as usize];
+                by_user[*slot] = x.item;
+                *slot += 1;
+            }
+        }
+        let per_user: Vec<Vec<(u32, u32)>> = (0..n_users)
+            .into_par_iter()
+            .map(|u| {
+                let mut ids: Vec<u32> = by_user[starts[u]..starts[u + 1]]
+                    .iter()
+                    .flat_map(|&item| content.of_item(item).iter().copied())
+                    .collect();
+                ids.sort_unstable();
+                let mut counted: Vec<(u32, u32)> = Vec::new();
+                for id in ids {
+                    match counted.last_mut() {
+                        Some((last, n)) if *last == id => *n += 1,
+                        _ => counted.push((id, 1)),
+                    }
+                }
+                counted
+            })
+            .collect();
+        let mut offsets = Vec::with_capacity(n_users + 1);
+        offsets.push(0);
+        let mut entries = Vec::with_capacity(per_user.iter().map(Vec::len).sum());
+        for list in per_user {
+            entries.extend(list);
+            offsets.push(entries.len());
+        }
+        UserValues { offsets, entries }
+    }
+
+    pub(super) fn of(&self, u: usize) -> &[(u32, u32)] {
+        match (self.offsets.get(u), self.offsets.get(u + 1)) {
+            (Some(&a), Some(&b)) => &self.entries[a..b],
+            _ => &[],
+        }
+    }
+}
+
+/// The target's demand spread over the shared values: per column, the share of the target's
+/// engagements whose item has each value (a product: its brand and its category, 1 each; a
+/// brand: 1 for itself and its spread over the categories), divided by the number of columns
+/// the target has values in.
+pub(super) struct TargetContent {
+    weight: Vec<f32>,
+}
+
+impl TargetContent {
+    /// `items`: the target's items with their engagements so far (an item with none yet
+    /// still says what the target is, with a small weight).
+    pub(super) fn new(content: &ContentValues, items: &[(u32, f64)]) -> TargetContent {
+        let mut weight = vec![0f64; content.n_values];
+        for &(item, engagements) in items {
+            let values = content.of_item(item);
+            // A list column (several genres) splits the item's weight among its values.
+            let mut per_column = vec![0u32; content.n_columns];
+            for &v in values {
+                per_column[content.column_of[v as usize] as usize] += 1;
+            }
+            for &v in values {
+                let c = content.column_of[v as usize] as usize;
+                weight[v as usize] += (engagements + 0.1) / f64::from(per_column[c]);
+            }
+        }
+        let mut totals = vec![0f64; content.n_columns];
+        for (v, w) in weight.iter().enumerate() {
+            totals[content.column_of[v] as usize] += w;
+        }
+        let columns = totals.iter().filter(|&&t| t > 0.0).count().max(1) as f64;
+        TargetContent {
+            weight: weight
+                .iter()
+                .enumerate()
+                .map(|(v, &w)| {
+                    let total = totals[content.column_of[v] as usize];
+                    if total > 0.0 {
+                        (w / total / columns) as f32
+                    } else {
+                        0.0
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// What one engagement with `item` adds to a user's content sum: the target's weights
+    /// of the item's values.
+    pub(super) fn of_item(&self, content: &ContentValues, item: u32) -> f32 {
+        content
+            .of_item(item)
+            .iter()
+            .map(|&v| self.weight[v as usize])
+            .sum()
+    }
+
+    /// The user's engagements like the target's, as a share of their engagements outside
+    /// it: in each column, their engagements with each value weighted by the target's share
+    /// of it, summed, averaged over the target's columns, with what their `own_engagements`
+    /// with the target items added (`own`, by [`Self::of_item`]) taken out, over their
+    /// `engagements` less those. In [0, 1]; 0 without engagements outside the target.
+    pub(super) fn share(
+        &self,
+        values: &[(u32, u32)],
+        engagements: u32,
+        own: f32,
+        own_engagements: u32,
+    ) -> f32 {
+        let others = engagements.saturating_sub(own_engagements);
+        if others == 0 || self.weight.is_empty() {
+            return 0.0;
+        }
+        let sum: f64 = values
+            .iter()
+            .map(|&(v, n)| f64::from(self.weight[v as usize]) * f64::from(n))
+            .sum();
+        ((sum - f64::from(own)).max(0.0) / f64::from(others)).min(1.0) as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Items 0..4: brand A, A, B, B; category x, y, x, y. Nothing else.
+    fn content() -> ContentValues {
+        ContentValues {
+            n_values: 4,
+            // A, B (column 0), x, y (column 1)
+            column_of: vec![0, 0, 1, 1],
+            n_columns: 2,
+            item_offsets: vec![0, 2, 4, 6, 8],
+            item_values: vec![0, 2, 0, 3, 1, 2, 1, 3],
+        }
+    }
+
+    #[test]
+    fn a_product_is_its_brand_and_its_category() {
+        let c = content();
+        let target = TargetContent::new(&c, &[(0, 10.0)]);
+        // A user whose 4 engagements were items 1 (A, y) ×2 and 2 (B, x) ×2: half their
+        // engagements in brand A, half in category x.
+        let user = [(0, 2), (1, 2), (2, 2), (3, 2)];
+        assert!((target.share(&user, 4, 0.0, 0) - 0.5).abs() < 1e-6);
+        // All in brand B, category y: nothing like item 0.
+        assert_eq!(target.share(&[(1, 3), (3, 3)], 3, 0.0, 0), 0.0);
+        assert_eq!(target.share(&[], 0, 0.0, 0), 0.0);
+        // Item 0 itself bought twice more: it counts neither way.
+        let own = 2.0 * target.of_item(&c, 0);
+        let with_own = [(0, 4), (1, 2), (2, 4), (3, 2)];
+        assert!((target.share(&with_own, 6, own, 2) - 0.5).abs() < 1e-6);
+        // Only ever the target: nothing outside it to measure.
+        assert_eq!(target.share(&[(0, 3), (2, 3)], 3, 3.0 * own / 2.0, 3), 0.0);
+    }
+
+    #[test]
+    fn a_brand_is_weighted_by_where_its_demand_is() {
+        let c = content();
+        // Brand A: item 0 (category x) has nearly all of its engagements, item 1 (y) none.
+        let target = TargetContent::new(&c, &[(0, 29.9), (1, 0.0)]);
+        let x_only = target.share(&[(1, 1), (2, 1)], 1, 0.0, 0); // item 2: brand B, category x
+        let y_only = target.share(&[(1, 1), (3, 1)], 1, 0.0, 0); // item 3: brand B, category y
+        assert!(x_only > 10.0 * y_only, "{x_only} vs {y_only}");
+        // Its own brand counts in full.
+        assert!((target.share(&[(0, 1), (2, 1)], 1, 0.0, 0) - 0.5 - x_only).abs() < 1e-6);
+    }
+}
