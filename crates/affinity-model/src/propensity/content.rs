@@ -19,10 +19,10 @@ pub(super) struct ContentValues {
 }
 
 impl ContentValues {
-    /// A column counts when its values are shared: at least two distinct values, and on
-    /// average at least two items per value. A title or an id (one value per item) would
-    /// only repeat the target's own statistics, at the cost of one entry per item a user
-    /// touched.
+    /// A column counts when its values are shared: at least two distinct values, held on
+    /// average by at least two items each (list elements counted one by one). A title or an
+    /// id (one value per item) would only repeat the target's own statistics, at the cost of
+    /// one entry per item a user touched.
     pub(super) fn new(catalog: &ItemCatalog) -> ContentValues {
         let n_items = catalog.items.len();
         let mut column_of = Vec::new();
@@ -31,7 +31,8 @@ impl ContentValues {
         for c in 0..catalog.column_names.len() {
             let index = catalog.column_index(c);
             let distinct = index.values.len();
-            if distinct < 2 || distinct * 2 > n_items {
+            let held: usize = index.of_item.iter().map(Vec::len).sum();
+            if distinct < 2 || held < 2 * distinct {
                 continue;
             }
             let offset = column_of.len() as u32;
@@ -76,6 +77,12 @@ pub(super) struct UserValues {
 impl UserValues {
     pub(super) fn build(catalog: &ItemCatalog, content: &ContentValues, time: i64) -> UserValues {
         let n_users = catalog.users.len();
+        if content.n_values == 0 {
+            return UserValues {
+                offsets: vec![0; n_users + 1],
+                entries: Vec::new(),
+            };
+        }
         // Interactions grouped by user (a counting sort of their indices): each user's values
         // are then gathered and counted on their own, in parallel, with no table the size of
         // interactions × values.
@@ -142,20 +149,23 @@ pub(super) struct TargetContent {
 }
 
 impl TargetContent {
-    /// `items`: the target's items with their engagements so far (an item with none yet
-    /// still says what the target is, with a small weight).
+    /// `items`: the target's items with their engagements so far (where none has any yet,
+    /// each item counts alike: what the target is, if not yet where its demand is).
     pub(super) fn new(content: &ContentValues, items: &[(u32, f64)]) -> TargetContent {
         let mut weight = vec![0f64; content.n_values];
+        let untried = items.iter().all(|&(_, e)| e <= 0.0);
+        let mut per_column = vec![0u32; content.n_columns];
         for &(item, engagements) in items {
             let values = content.of_item(item);
             // A list column (several genres) splits the item's weight among its values.
-            let mut per_column = vec![0u32; content.n_columns];
+            per_column.fill(0);
             for &v in values {
                 per_column[content.column_of[v as usize] as usize] += 1;
             }
+            let w = if untried { 1.0 } else { engagements };
             for &v in values {
                 let c = content.column_of[v as usize] as usize;
-                weight[v as usize] += (engagements + 0.1) / f64::from(per_column[c]);
+                weight[v as usize] += w / f64::from(per_column[c]);
             }
         }
         let mut totals = vec![0f64; content.n_columns];
@@ -181,11 +191,11 @@ impl TargetContent {
 
     /// What one engagement with `item` adds to a user's content sum: the target's weights
     /// of the item's values.
-    pub(super) fn of_item(&self, content: &ContentValues, item: u32) -> f32 {
+    pub(super) fn of_item(&self, content: &ContentValues, item: u32) -> f64 {
         content
             .of_item(item)
             .iter()
-            .map(|&v| self.weight[v as usize])
+            .map(|&v| f64::from(self.weight[v as usize]))
             .sum()
     }
 
@@ -198,7 +208,7 @@ impl TargetContent {
         &self,
         values: &[(u32, u32)],
         engagements: u32,
-        own: f32,
+        own: f64,
         own_engagements: u32,
     ) -> f32 {
         let others = engagements.saturating_sub(own_engagements);
@@ -209,7 +219,7 @@ impl TargetContent {
             .iter()
             .map(|&(v, n)| f64::from(self.weight[v as usize]) * f64::from(n))
             .sum();
-        ((sum - f64::from(own)).max(0.0) / f64::from(others)).min(1.0) as f32
+        ((sum - own).max(0.0) / f64::from(others)).min(1.0) as f32
     }
 }
 
@@ -248,11 +258,68 @@ mod tests {
         assert_eq!(target.share(&[(0, 3), (2, 3)], 3, 3.0 * own / 2.0, 3), 0.0);
     }
 
+    /// Columns from a real catalog: a brand, a list of tags and a name; one user's
+    /// engagements counted as of two times.
+    #[test]
+    fn shared_columns_and_each_users_values_as_of_a_time() {
+        use affinity_core::catalog::CatalogConfig;
+        use affinity_core::item_catalog::CatalogBuilder;
+        use serde_json::json;
+        let config: CatalogConfig = serde_json::from_value(json!({
+            "events": [{"name": "Order Completed", "product_id_property": "product_id"}],
+            "columns": [
+                {"name": "brand", "properties": {"Order Completed": "brand"}},
+                {"name": "tags", "properties": {"Order Completed": "tags"}},
+                {"name": "name", "properties": {"Order Completed": "name"}}
+            ]
+        }))
+        .expect("a valid config");
+        let mut b = CatalogBuilder::new(config);
+        let day = 86_400_000i64;
+        // Tags x ×3, y ×2, z ×1: six over three values, shared enough; names one each.
+        for (t, (id, brand, tags)) in [
+            ("a", "A", vec!["x", "y"]),
+            ("b", "A", vec!["x"]),
+            ("c", "B", vec!["y"]),
+            ("d", "B", vec!["x", "z"]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let props = json!({"product_id": id, "brand": brand, "tags": tags, "name": id});
+            b.add_event(2, 0, 1_000 * day + t as i64, &props);
+        }
+        let a = json!({"product_id": "a", "brand": "A", "tags": ["x", "y"], "name": "a"});
+        let c = json!({"product_id": "c", "brand": "B", "tags": ["y"], "name": "c"});
+        b.add_event(1, 0, 1_001 * day, &a);
+        b.add_event(1, 0, 1_010 * day, &c);
+        let catalog = b.finish();
+        let content = ContentValues::new(&catalog);
+        assert_eq!(
+            (content.n_columns, content.n_values),
+            (2, 5),
+            "name left out"
+        );
+        let user = catalog.user_index(1).expect("user 1 engaged") as usize;
+        let counts = |time: i64| -> Vec<u32> {
+            let values = UserValues::build(&catalog, &content, time);
+            values.of(user).iter().map(|&(_, n)| n).collect()
+        };
+        // Before c: a's brand and its two tags, once each.
+        assert_eq!(counts(1_005 * day), [1, 1, 1]);
+        // After: A, B, x once, y twice (a and c).
+        let mut after = counts(1_010 * day);
+        after.sort_unstable();
+        assert_eq!(after, [1, 1, 1, 2]);
+        // Nobody before their first engagement.
+        assert!(counts(999 * day).is_empty());
+    }
+
     #[test]
     fn a_brand_is_weighted_by_where_its_demand_is() {
         let c = content();
         // Brand A: item 0 (category x) has nearly all of its engagements, item 1 (y) none.
-        let target = TargetContent::new(&c, &[(0, 29.9), (1, 0.0)]);
+        let target = TargetContent::new(&c, &[(0, 30.0), (1, 0.1)]);
         let x_only = target.share(&[(1, 1), (2, 1)], 1, 0.0, 0); // item 2: brand B, category x
         let y_only = target.share(&[(1, 1), (3, 1)], 1, 0.0, 0); // item 3: brand B, category y
         assert!(x_only > 10.0 * y_only, "{x_only} vs {y_only}");

@@ -155,7 +155,7 @@ pub(super) struct TargetView<'a> {
     last_visits_share: Vec<f32>,
     visit_decayed_share: Vec<f32>,
     content: TargetContent,
-    own_content: Vec<f32>,
+    own_content: Vec<f64>,
     horizon_days: f64,
 }
 
@@ -228,7 +228,7 @@ impl<'a> TargetView<'a> {
         );
         // What the target's own engagements add to each user's content sum: taken out, so
         // the feature says how much the user engages with *other* items like it.
-        let mut own_content = vec![0f32; n];
+        let mut own_content = vec![0f64; n];
         for &item in target {
             let like = content.of_item(&ctx.content, item);
             for t in ctx.item_touches(item) {

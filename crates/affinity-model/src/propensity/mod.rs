@@ -215,15 +215,25 @@ pub struct Contribution {
 impl PropensityModel {
     /// Each of the model's features' contribution to the log-odds of a user with these raw
     /// features (all of [`FEATURE_NAMES`], in order, as [`PropensityContext::features`]
-    /// returns them).
+    /// returns them). Fewer are accepted when the model uses none of the missing ones: the
+    /// features are only ever appended, so a member's explanation stored before one was
+    /// added still explains under the model it was stored with.
     pub fn contributions(&self, raw: &[f32]) -> Result<Vec<Contribution>> {
-        if raw.len() != FEATURE_NAMES.len() {
+        let position = |name: &str| FEATURE_NAMES.iter().position(|n| *n == name);
+        let uses_missing = self
+            .features
+            .iter()
+            .any(|f| position(&f.name).is_some_and(|k| k >= raw.len()));
+        if raw.len() > FEATURE_NAMES.len() || uses_missing {
             return Err(ModelError::DimensionMismatch {
                 what: "propensity features",
                 expected: FEATURE_NAMES.len(),
                 got: raw.len(),
             });
         }
+        let mut full = raw.to_vec();
+        full.resize(FEATURE_NAMES.len(), 0.0);
+        let raw = &full[..];
         if let Some(trees) = &self.trees {
             // Path attribution: each split's change of the node value goes to its feature.
             let parts = trees.contributions(raw, FEATURE_NAMES.len());

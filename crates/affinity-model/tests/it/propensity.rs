@@ -429,8 +429,9 @@ fn a_heuristic_that_wins_every_fold_serves_and_the_guard_can_be_turned_off() {
             without_both(&on.ranking.competitors)
         );
         if on.ranking.served != off.ranking.served {
-            // A heuristic or a blend: ranks, no model. (Whether it beat the learned ranking
-            // on every fold of both questions is the guard's unit tests' business.)
+            // A heuristic, a blend or the mean rank of the two learned rankings: ranks, no
+            // model. (Whether it beat the learned ranking on every fold of both questions, or
+            // neither learned ranking beat it, is the guard's unit tests' business.)
             assert!(on.model.is_none());
             assert!(
                 on.ranking.reason.contains("every fold"),
@@ -470,6 +471,17 @@ fn a_tree_model_is_stored_and_explains_the_scores_it_served() {
         let p = stored.predict(&raw).unwrap();
         assert!((p as f32 - score).abs() < 1e-5, "{p} vs {score}");
     }
+    // A model and a member's features stored before `content_share` was appended (this
+    // store has no columns, so no tree splits on it): they still explain, alike; a model
+    // that lists the feature cannot explain a row without it.
+    let mut old = stored.clone();
+    old.features.retain(|f| f.name != "content_share");
+    let raw = context.features(&[staple], scores.ranked[0].0).unwrap();
+    let short = &raw[..raw.len() - 1];
+    let mut want = stored.contributions(&raw).unwrap();
+    want.retain(|c| c.feature != "content_share");
+    assert_eq!(old.contributions(short).unwrap(), want);
+    assert!(stored.contributions(short).is_err());
     // Auto: both learners measured on the same folds, and the choice says so.
     let auto = context
         .audience(&[staple], &AudienceOptions::default())
