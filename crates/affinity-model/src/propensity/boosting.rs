@@ -132,6 +132,18 @@ impl Tree {
 }
 
 impl Ensemble {
+    /// The number of feature columns its splits read (one past the highest split feature;
+    /// 0 for trees of leaves only): a row at least this long is one it can score.
+    pub(super) fn columns_read(&self) -> usize {
+        self.trees
+            .iter()
+            .flat_map(|t| &t.nodes)
+            .filter(|n| n.feature != LEAF)
+            .map(|n| usize::from(n.feature) + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
     pub(super) fn log_odds(&self, row: &[f32]) -> f64 {
         self.trees
             .iter()

@@ -153,7 +153,11 @@ impl TargetContent {
     /// each item counts alike: what the target is, if not yet where its demand is).
     pub(super) fn new(content: &ContentValues, items: &[(u32, f64)]) -> TargetContent {
         let mut weight = vec![0f64; content.n_values];
-        let untried = items.iter().all(|&(_, e)| e <= 0.0);
+        // Over the items that say something (hold a shared value): engagements with others
+        // leave every weight at 0.
+        let untried = items
+            .iter()
+            .all(|&(item, e)| e <= 0.0 || content.of_item(item).is_empty());
         let mut per_column = vec![0u32; content.n_columns];
         for &(item, engagements) in items {
             let values = content.of_item(item);
@@ -316,9 +320,23 @@ mod tests {
     }
 
     #[test]
+    fn a_target_nobody_engaged_with_yet_is_weighted_by_its_items() {
+        let c = content();
+        // Brand A before anyone engaged with it: its two items alike, categories x and y
+        // half each.
+        let untried = TargetContent::new(&c, &[(0, 0.0), (1, 0.0)]);
+        let x_only = untried.share(&[(1, 1), (2, 1)], 1, 0.0, 0);
+        let y_only = untried.share(&[(1, 1), (3, 1)], 1, 0.0, 0);
+        assert!((x_only - 0.25).abs() < 1e-6 && (y_only - 0.25).abs() < 1e-6);
+        // Once one has engagements, where the demand is decides: none goes to y.
+        let tried = TargetContent::new(&c, &[(0, 30.0), (1, 0.0)]);
+        assert_eq!(tried.share(&[(1, 1), (3, 1)], 1, 0.0, 0), 0.0);
+    }
+
+    #[test]
     fn a_brand_is_weighted_by_where_its_demand_is() {
         let c = content();
-        // Brand A: item 0 (category x) has nearly all of its engagements, item 1 (y) none.
+        // Brand A: item 0 (category x) has nearly all of its engagements, item 1 (y) few.
         let target = TargetContent::new(&c, &[(0, 30.0), (1, 0.1)]);
         let x_only = target.share(&[(1, 1), (2, 1)], 1, 0.0, 0); // item 2: brand B, category x
         let y_only = target.share(&[(1, 1), (3, 1)], 1, 0.0, 0); // item 3: brand B, category y

@@ -326,13 +326,14 @@ impl Question<'_> {
 /// Each competitor's *relative* figure is its mean average precision on each question over
 /// the best competitor's on that question, averaged over the questions: a ranking that is
 /// best on one question and poor on the other does not serve where one that is near the
-/// best on both exists. The reference is the mean rank of the two learned rankings
-/// ([`LEARNED_BOTH`]) where it is among them, unless another does at least as well on every
-/// fold (as below); otherwise the own ranking with the best relative figure. A challenger replaces
-/// the reference only if it is better on *every* held-out fold (its average precision minus
-/// the reference's, over the question's best, averaged over the questions, is positive on
-/// each fold) and no worse on either question's mean, and then the best relative figure
-/// among such challengers serves. Average precision, not lift at one size, because it scores the whole ranking and
+/// best on both exists. Where both questions are measured and the mean rank of the two
+/// learned rankings ([`LEARNED_BOTH`]) is among them, it is the reference unless another
+/// does at least as well on every fold and on each question's mean; otherwise the own
+/// ranking with the best relative figure is. A challenger replaces the reference only if it
+/// is better on *every* held-out fold (its average precision minus the reference's, over
+/// the question's best, averaged over the questions, is positive on each fold) and no worse
+/// on either question's mean, and then the best relative figure among such challengers
+/// serves. Average precision, not lift at one size, because it scores the whole ranking and
 /// the audience's size is the user's choice; every fold, because on a small store one
 /// fold's difference is often noise (on the MovieLens genres, "better on the mean" switched
 /// five genres to a heuristic and lost on the test window). With one question this is "the
@@ -375,12 +376,18 @@ pub(super) fn choose(
                 d > 0.0 || (or_equal && d == 0.0)
             })
     };
-    let beats = |i: usize, j: usize| better_on_every_fold(i, j, false);
+    // The first question on which `i`'s mean average precision is below `j`'s: where the
+    // two questions disagree, a ranking that wins their mean by being much better at one
+    // answers the other question, not ours. None with one question (winning every fold
+    // implies a better mean).
+    let worse_on =
+        |i: usize, j: usize| (0..n_q).find(|&q| mean(&fold_ap[i][q]) < mean(&fold_ap[j][q]));
     let n_own = n_own.min(fold_ap.len());
     // Where both questions are asked, the mean rank of their two learned rankings answers
     // both; one learned for a single question replaces it only where it does at least as
-    // well on every fold (then it serves with its model: explanations, and the propensity
-    // floor that keeps an audience from filling up with users it has no case for). Picking
+    // well on every fold and on each question's mean (then it serves with its model:
+    // explanations, and the propensity floor that keeps an audience from filling up with
+    // users it has no case for; so a tie goes to it). Picking
     // whichever is nearest the best on the mean followed differences of a percent, which
     // on a shop's two folds are noise, and where the first question's ranking won that way
     // on the repeat-purchase benchmark, its held-out next orders' average precision was up
@@ -391,7 +398,7 @@ pub(super) fn choose(
         .filter(|_| n_q > 1);
     let own = match compromise {
         Some(c) => (0..n_own)
-            .filter(|&i| i != c && better_on_every_fold(i, c, true))
+            .filter(|&i| i != c && better_on_every_fold(i, c, true) && worse_on(i, c).is_none())
             .fold(c, |b, i| {
                 if b == c || relative(i) > relative(b) {
                     i
@@ -401,19 +408,27 @@ pub(super) fn choose(
             }),
         None => (0..n_own).fold(0, |b, i| if relative(i) > relative(b) { i } else { b }),
     };
-    // A challenger (a hand-made ranking or a blend) must also be at least as good on each
-    // question's mean: where the two questions disagree, winning the mean of both by being
-    // much better at one says it answers a different question, not that it answers ours.
-    let beats_own = |i: usize| {
-        beats(i, own) && (0..n_q).all(|q| mean(&fold_ap[i][q]) >= mean(&fold_ap[own][q]))
-    };
+    // A challenger (a hand-made ranking or a blend) must win every fold and be no worse on
+    // either question's mean.
+    let beats_own = |i: usize| better_on_every_fold(i, own, false) && worse_on(i, own).is_none();
     let mut best = own;
     for i in (n_own..competitors.len()).filter(|_| enabled) {
         if beats_own(i) && (best == own || relative(i) > relative(best)) {
             best = i;
         }
     }
-    let both = if n_q > 1 { " on both questions" } else { "" };
+    let both = if n_q > 1 {
+        " on the two questions' mean"
+    } else {
+        ""
+    };
+    let question = |q: usize| {
+        if q == 0 {
+            "the first question's (engaged within the horizon)"
+        } else {
+            "the next-visit question's"
+        }
+    };
     let figure = |i: usize| {
         if n_q > 1 {
             format!(
@@ -433,11 +448,11 @@ pub(super) fn choose(
             .collect();
         let what = match compromise {
             Some(c) if c == own => format!(
-                "{} is the learned ranking: the mean rank of the two questions' learned rankings, which neither beat on every fold",
+                "{} is the learned ranking: the mean rank of the two questions' learned rankings, which neither matched on every fold and on each question's mean",
                 competitors[own].name
             ),
             Some(c) => format!(
-                "{} is the learned ranking: it did at least as well as {} on every fold{both}",
+                "{} is the learned ranking: it did at least as well as {} on every fold{both} and on each question's mean",
                 competitors[own].name, competitors[c].name
             ),
             None => format!(
@@ -463,13 +478,24 @@ pub(super) fn choose(
                 .rev() // max_by keeps the last of equals: reversed, the first listed
                 .max_by(|&a, &b| relative(a).total_cmp(&relative(b)));
             match runner_up {
-                Some(r) if relative(r) > relative(own) => format!(
-                    "{} serves: no heuristic or blend ranked every held-out fold of the backtest better{both} ({}; the best of them on the mean, {}, {}, did not win every fold)",
-                    first.name,
-                    figure(own),
-                    competitors[r].name,
-                    figure(r)
-                ),
+                Some(r) if relative(r) > relative(own) => {
+                    let why_not = match worse_on(r, own) {
+                        Some(q) if better_on_every_fold(r, own, false) => format!(
+                            "won every fold{both} but was worse on {} mean, {:.4} vs {:.4}",
+                            question(q),
+                            mean(&fold_ap[r][q]),
+                            mean(&fold_ap[own][q])
+                        ),
+                        _ => "did not win every fold".to_string(),
+                    };
+                    format!(
+                        "{} serves: no heuristic or blend ranked every held-out fold of the backtest better{both} and no worse on each question ({}; the best of them on the mean, {}, {}, {why_not})",
+                        first.name,
+                        figure(own),
+                        competitors[r].name,
+                        figure(r)
+                    )
+                }
                 Some(r) => format!(
                     "{} ranked the held-out backtest users best{both} ({}; the best heuristic or blend, {}, {})",
                     first.name,
@@ -584,7 +610,7 @@ mod tests {
         let (best, choice) = choose(competitors.clone(), &folds, 2, true);
         assert_eq!((best, choice.served.as_str()), (1, LEARNED_NEXT_VISIT));
         assert!(
-            choice.reason.contains("both questions"),
+            choice.reason.contains("the two questions' mean"),
             "{}",
             choice.reason
         );
@@ -604,8 +630,15 @@ mod tests {
             vec![vec![0.38, 0.38], vec![0.25, 0.25]],
             vec![vec![0.37, 0.37], vec![0.40, 0.40]],
         ];
-        let (best, _) = choose(competitors.clone(), &folds, 2, true);
+        let (best, choice) = choose(competitors.clone(), &folds, 2, true);
         assert_eq!(best, 1);
+        assert!(
+            choice.reason.contains(
+                "won every fold on the two questions' mean but was worse on the first question's"
+            ),
+            "{}",
+            choice.reason
+        );
         // ... nor if it loses one fold on the mean.
         let folds = [
             vec![vec![0.40, 0.40], vec![0.20, 0.20]],
@@ -617,7 +650,7 @@ mod tests {
     }
 
     #[test]
-    fn where_both_questions_are_asked_their_mean_rank_serves_unless_beaten_on_every_fold() {
+    fn the_mean_rank_serves_unless_matched_on_every_fold_and_question() {
         let competitors = vec![
             c(LEARNED, 0.405),
             c(LEARNED_NEXT_VISIT, 0.36),
@@ -633,7 +666,7 @@ mod tests {
         let (best, choice) = choose(competitors.clone(), &folds, 3, true);
         assert_eq!((best, choice.served.as_str()), (2, LEARNED_BOTH));
         assert!(
-            choice.reason.contains("neither beat on every fold"),
+            choice.reason.contains("neither matched on every fold"),
             "{}",
             choice.reason
         );
@@ -652,6 +685,22 @@ mod tests {
             "{}",
             choice.reason
         );
+        // Equal on every fold and question: the ranking with a model serves.
+        let tied = [
+            vec![vec![0.39, 0.39], vec![0.30, 0.30]],
+            vec![vec![0.36, 0.36], vec![0.31, 0.31]],
+            vec![vec![0.39, 0.39], vec![0.30, 0.30]],
+        ];
+        let (best, _) = choose(competitors.clone(), &tied, 3, true);
+        assert_eq!(best, 0);
+        // Better on every fold of the mean, worse on the next visit's mean: the mean rank.
+        let lopsided = [
+            vec![vec![0.45, 0.45], vec![0.29, 0.29]],
+            vec![vec![0.36, 0.36], vec![0.31, 0.31]],
+            vec![vec![0.39, 0.39], vec![0.30, 0.30]],
+        ];
+        let (best, _) = choose(competitors.clone(), &lopsided, 3, true);
+        assert_eq!(best, 2);
         // One question measured (the mean rank listed all the same): the own ranking
         // nearest the best serves, as without it.
         let one = [

@@ -220,10 +220,15 @@ impl PropensityModel {
     /// added still explains under the model it was stored with.
     pub fn contributions(&self, raw: &[f32]) -> Result<Vec<Contribution>> {
         let position = |name: &str| FEATURE_NAMES.iter().position(|n| *n == name);
+        // Trees read columns by position, whatever the list of features says.
         let uses_missing = self
             .features
             .iter()
-            .any(|f| position(&f.name).is_some_and(|k| k >= raw.len()));
+            .any(|f| position(&f.name).is_some_and(|k| k >= raw.len()))
+            || self
+                .trees
+                .as_ref()
+                .is_some_and(|t| t.columns_read() > raw.len());
         if raw.len() > FEATURE_NAMES.len() || uses_missing {
             return Err(ModelError::DimensionMismatch {
                 what: "propensity features",
