@@ -96,7 +96,7 @@ impl Csr {
     /// Counting-sort `entries` (row, col, weight) into CSR with `n_rows` rows.
     /// Within a row, entries keep their input order, which the caller relies on
     /// (sorted input stays sorted, and duplicate sums are order-deterministic).
-    fn from_sorted_by_row(
+    pub(crate) fn from_sorted_by_row(
         n_rows: usize,
         nnz: usize,
         entries: impl Iterator<Item = (u32, u32, f32)> + Clone,

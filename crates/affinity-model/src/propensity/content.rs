@@ -7,15 +7,18 @@
 use affinity_core::item_catalog::ItemCatalog;
 use rayon::prelude::*;
 
+use crate::error::{ModelError, Result};
+use crate::interactions::Csr;
+
 /// The catalog columns whose values items share, their values interned into one id space.
 pub(super) struct ContentValues {
     n_values: usize,
     /// The column (among the shared ones, 0-based) of each value id.
     column_of: Vec<u32>,
     n_columns: usize,
-    /// `item_values[item_offsets[i]..item_offsets[i + 1]]`: item `i`'s value ids.
-    item_offsets: Vec<usize>,
-    item_values: Vec<u32>,
+    /// Row `i`: item `i`'s value ids, each with the item's share of its column (1, or 1/k
+    /// for each of a list's k values).
+    items: Csr,
 }
 
 impl ContentValues {
@@ -23,10 +26,10 @@ impl ContentValues {
     /// average by at least two items each (list elements counted one by one). A title or an
     /// id (one value per item) would only repeat the target's own statistics, at the cost of
     /// one entry per item a user touched.
-    pub(super) fn new(catalog: &ItemCatalog) -> ContentValues {
+    pub(super) fn new(catalog: &ItemCatalog) -> Result<ContentValues> {
         let n_items = catalog.items.len();
         let mut column_of = Vec::new();
-        let mut per_item: Vec<Vec<u32>> = vec![Vec::new(); n_items];
+        let mut per_item: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n_items];
         let mut n_columns = 0;
         for c in 0..catalog.column_names.len() {
             let index = catalog.column_index(c);
@@ -38,105 +41,89 @@ impl ContentValues {
             let offset = column_of.len() as u32;
             column_of.extend(std::iter::repeat_n(n_columns as u32, distinct));
             for (item, values) in index.of_item.iter().enumerate() {
-                per_item[item].extend(values.iter().map(|&v| offset + v));
+                let share = 1.0 / values.len() as f32;
+                per_item[item].extend(values.iter().map(|&v| (offset + v, share)));
             }
             n_columns += 1;
         }
-        let mut item_offsets = Vec::with_capacity(n_items + 1);
-        item_offsets.push(0);
-        let mut item_values = Vec::new();
-        for values in per_item {
-            item_values.extend(values);
-            item_offsets.push(item_values.len());
-        }
-        ContentValues {
-            n_values: column_of.len(),
+        let n_values = column_of.len();
+        Ok(ContentValues {
+            n_values,
             column_of,
             n_columns,
-            item_offsets,
-            item_values,
-        }
-    }
-
-    fn of_item(&self, item: u32) -> &[u32] {
-        let i = item as usize;
-        match (self.item_offsets.get(i), self.item_offsets.get(i + 1)) {
-            (Some(&a), Some(&b)) => &self.item_values[a..b],
-            _ => &[],
-        }
+            items: sparse_rows(per_item, n_values)?,
+        })
     }
 }
 
-/// Each user's engagements per shared value, up to one time: `(value id, count)` sorted by
-/// value id.
-pub(super) struct UserValues {
-    offsets: Vec<usize>,
-    entries: Vec<(u32, u32)>,
+/// Rows of `(id, weight)` pairs, ids ascending within each, as a [`Csr`] of `n_cols` columns.
+fn sparse_rows(rows: Vec<Vec<(u32, f32)>>, n_cols: usize) -> Result<Csr> {
+    let mut ptr = Vec::with_capacity(rows.len() + 1);
+    ptr.push(0);
+    let nnz = rows.iter().map(Vec::len).sum();
+    let (mut ids, mut weights) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
+    for row in rows {
+        for (id, w) in row {
+            ids.push(id);
+            weights.push(w);
+        }
+        ptr.push(ids.len());
+    }
+    Csr::from_raw(ptr, ids, weights, n_cols).map_err(|reason| ModelError::InvalidParameter {
+        name: "catalog",
+        reason,
+    })
 }
+
+/// Each user's engagements per shared value, up to one time: row `u` holds user `u`'s
+/// value ids with their engagement counts.
+pub(super) struct UserValues(Csr);
 
 impl UserValues {
-    pub(super) fn build(catalog: &ItemCatalog, content: &ContentValues, time: i64) -> UserValues {
+    pub(super) fn build(
+        catalog: &ItemCatalog,
+        content: &ContentValues,
+        time: i64,
+    ) -> Result<UserValues> {
         let n_users = catalog.users.len();
         if content.n_values == 0 {
-            return UserValues {
-                offsets: vec![0; n_users + 1],
-                entries: Vec::new(),
-            };
+            return sparse_rows(vec![Vec::new(); n_users], 0).map(UserValues);
         }
-        // Interactions grouped by user (a counting sort of their indices): each user's values
-        // are then gathered and counted on their own, in parallel, with no table the size of
+        // The items of each user's interactions (the weights unused): each user's values are
+        // then gathered and counted on their own, in parallel, with no table the size of
         // interactions × values.
-        let mut starts = vec![0usize; n_users + 1];
-        for x in &catalog.interactions {
-            if x.timestamp <= time && (x.user as usize) < n_users {
-                starts[x.user as usize + 1] += 1;
-            }
-        }
-        for u in 0..n_users {
-            starts[u + 1] += starts[u];
-        }
-        let mut next = starts.clone();
-        let mut by_user = vec![0u32; starts[n_users]];
-        for x in &catalog.interactions {
-            if x.timestamp <= time && (x.user as usize) < n_users {
-                let slot = &mut next[x.user as usize];
-                by_user[*slot] = x.item;
-                *slot += 1;
-            }
-        }
-        let per_user: Vec<Vec<(u32, u32)>> = (0..n_users)
+        let until = catalog.interactions.iter().filter(|x| x.timestamp <= time);
+        let by_user = Csr::from_sorted_by_row(
+            n_users,
+            until.clone().count(),
+            until.map(|x| (x.user, x.item, 0.0)),
+        );
+        let per_user: Vec<Vec<(u32, f32)>> = (0..n_users)
             .into_par_iter()
             .map(|u| {
-                let mut ids: Vec<u32> = by_user[starts[u]..starts[u + 1]]
+                let mut ids: Vec<u32> = by_user
+                    .row(u)
+                    .ids
                     .iter()
-                    .flat_map(|&item| content.of_item(item).iter().copied())
+                    .flat_map(|&item| content.items.row(item as usize).ids.iter().copied())
                     .collect();
                 ids.sort_unstable();
-                let mut counted: Vec<(u32, u32)> = Vec::new();
+                let mut counted: Vec<(u32, f32)> = Vec::new();
                 for id in ids {
                     match counted.last_mut() {
-                        Some((last, n)) if *last == id => *n += 1,
-                        _ => counted.push((id, 1)),
+                        Some((last, n)) if *last == id => *n += 1.0,
+                        _ => counted.push((id, 1.0)),
                     }
                 }
                 counted
             })
             .collect();
-        let mut offsets = Vec::with_capacity(n_users + 1);
-        offsets.push(0);
-        let mut entries = Vec::with_capacity(per_user.iter().map(Vec::len).sum());
-        for list in per_user {
-            entries.extend(list);
-            offsets.push(entries.len());
-        }
-        UserValues { offsets, entries }
+        sparse_rows(per_user, content.n_values).map(UserValues)
     }
 
-    pub(super) fn of(&self, u: usize) -> &[(u32, u32)] {
-        match (self.offsets.get(u), self.offsets.get(u + 1)) {
-            (Some(&a), Some(&b)) => &self.entries[a..b],
-            _ => &[],
-        }
+    /// User `u`'s `(value id, engagements)`, ascending by id.
+    pub(super) fn of(&self, u: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        self.0.row(u).iter()
     }
 }
 
@@ -157,19 +144,12 @@ impl TargetContent {
         // leave every weight at 0.
         let untried = items
             .iter()
-            .all(|&(item, e)| e <= 0.0 || content.of_item(item).is_empty());
-        let mut per_column = vec![0u32; content.n_columns];
+            .all(|&(item, e)| e <= 0.0 || content.items.row(item as usize).is_empty());
         for &(item, engagements) in items {
-            let values = content.of_item(item);
-            // A list column (several genres) splits the item's weight among its values.
-            per_column.fill(0);
-            for &v in values {
-                per_column[content.column_of[v as usize] as usize] += 1;
-            }
             let w = if untried { 1.0 } else { engagements };
-            for &v in values {
-                let c = content.column_of[v as usize] as usize;
-                weight[v as usize] += w / f64::from(per_column[c]);
+            // A list column (several genres) splits the item's weight among its values.
+            for (v, share) in content.items.row(item as usize).iter() {
+                weight[v as usize] += w * f64::from(share);
             }
         }
         let mut totals = vec![0f64; content.n_columns];
@@ -197,7 +177,9 @@ impl TargetContent {
     /// of the item's values.
     pub(super) fn of_item(&self, content: &ContentValues, item: u32) -> f64 {
         content
-            .of_item(item)
+            .items
+            .row(item as usize)
+            .ids
             .iter()
             .map(|&v| f64::from(self.weight[v as usize]))
             .sum()
@@ -210,7 +192,7 @@ impl TargetContent {
     /// `engagements` less those. In [0, 1]; 0 without engagements outside the target.
     pub(super) fn share(
         &self,
-        values: &[(u32, u32)],
+        values: impl Iterator<Item = (u32, f32)>,
         engagements: u32,
         own: f64,
         own_engagements: u32,
@@ -220,8 +202,7 @@ impl TargetContent {
             return 0.0;
         }
         let sum: f64 = values
-            .iter()
-            .map(|&(v, n)| f64::from(self.weight[v as usize]) * f64::from(n))
+            .map(|(v, n)| f64::from(self.weight[v as usize]) * f64::from(n))
             .sum();
         ((sum - own).max(0.0) / f64::from(others)).min(1.0) as f32
     }
@@ -233,14 +214,22 @@ mod tests {
 
     /// Items 0..4: brand A, A, B, B; category x, y, x, y. Nothing else.
     fn content() -> ContentValues {
+        // A, B (column 0), x, y (column 1)
+        let rows = [[0, 2], [0, 3], [1, 2], [1, 3]]
+            .iter()
+            .map(|r| r.iter().map(|&v| (v, 1.0)).collect())
+            .collect();
         ContentValues {
             n_values: 4,
-            // A, B (column 0), x, y (column 1)
             column_of: vec![0, 0, 1, 1],
             n_columns: 2,
-            item_offsets: vec![0, 2, 4, 6, 8],
-            item_values: vec![0, 2, 0, 3, 1, 2, 1, 3],
+            items: sparse_rows(rows, 4).expect("valid rows"),
         }
+    }
+
+    /// A user's `(value id, engagements)`, as [`UserValues::of`] gives them.
+    fn user(pairs: &[(u32, u32)]) -> impl Iterator<Item = (u32, f32)> + '_ {
+        pairs.iter().map(|&(v, n)| (v, n as f32))
     }
 
     #[test]
@@ -249,17 +238,20 @@ mod tests {
         let target = TargetContent::new(&c, &[(0, 10.0)]);
         // A user whose 4 engagements were items 1 (A, y) ×2 and 2 (B, x) ×2: half their
         // engagements in brand A, half in category x.
-        let user = [(0, 2), (1, 2), (2, 2), (3, 2)];
-        assert!((target.share(&user, 4, 0.0, 0) - 0.5).abs() < 1e-6);
+        let mixed = [(0, 2), (1, 2), (2, 2), (3, 2)];
+        assert!((target.share(user(&mixed), 4, 0.0, 0) - 0.5).abs() < 1e-6);
         // All in brand B, category y: nothing like item 0.
-        assert_eq!(target.share(&[(1, 3), (3, 3)], 3, 0.0, 0), 0.0);
-        assert_eq!(target.share(&[], 0, 0.0, 0), 0.0);
+        assert_eq!(target.share(user(&[(1, 3), (3, 3)]), 3, 0.0, 0), 0.0);
+        assert_eq!(target.share(user(&[]), 0, 0.0, 0), 0.0);
         // Item 0 itself bought twice more: it counts neither way.
         let own = 2.0 * target.of_item(&c, 0);
         let with_own = [(0, 4), (1, 2), (2, 4), (3, 2)];
-        assert!((target.share(&with_own, 6, own, 2) - 0.5).abs() < 1e-6);
+        assert!((target.share(user(&with_own), 6, own, 2) - 0.5).abs() < 1e-6);
         // Only ever the target: nothing outside it to measure.
-        assert_eq!(target.share(&[(0, 3), (2, 3)], 3, 3.0 * own / 2.0, 3), 0.0);
+        assert_eq!(
+            target.share(user(&[(0, 3), (2, 3)]), 3, 3.0 * own / 2.0, 3),
+            0.0
+        );
     }
 
     /// Columns from a real catalog: a brand, a list of tags and a name; one user's
@@ -298,16 +290,16 @@ mod tests {
         b.add_event(1, 0, 1_001 * day, &a);
         b.add_event(1, 0, 1_010 * day, &c);
         let catalog = b.finish();
-        let content = ContentValues::new(&catalog);
+        let content = ContentValues::new(&catalog).expect("valid rows");
         assert_eq!(
             (content.n_columns, content.n_values),
             (2, 5),
             "name left out"
         );
-        let user = catalog.user_index(1).expect("user 1 engaged") as usize;
+        let one = catalog.user_index(1).expect("user 1 engaged") as usize;
         let counts = |time: i64| -> Vec<u32> {
-            let values = UserValues::build(&catalog, &content, time);
-            values.of(user).iter().map(|&(_, n)| n).collect()
+            let values = UserValues::build(&catalog, &content, time).expect("valid rows");
+            values.of(one).map(|(_, n)| n as u32).collect()
         };
         // Before c: a's brand and its two tags, once each.
         assert_eq!(counts(1_005 * day), [1, 1, 1]);
@@ -325,12 +317,12 @@ mod tests {
         // Brand A before anyone engaged with it: its two items alike, categories x and y
         // half each.
         let untried = TargetContent::new(&c, &[(0, 0.0), (1, 0.0)]);
-        let x_only = untried.share(&[(1, 1), (2, 1)], 1, 0.0, 0);
-        let y_only = untried.share(&[(1, 1), (3, 1)], 1, 0.0, 0);
+        let x_only = untried.share(user(&[(1, 1), (2, 1)]), 1, 0.0, 0);
+        let y_only = untried.share(user(&[(1, 1), (3, 1)]), 1, 0.0, 0);
         assert!((x_only - 0.25).abs() < 1e-6 && (y_only - 0.25).abs() < 1e-6);
         // Once one has engagements, where the demand is decides: none goes to y.
         let tried = TargetContent::new(&c, &[(0, 30.0), (1, 0.0)]);
-        assert_eq!(tried.share(&[(1, 1), (3, 1)], 1, 0.0, 0), 0.0);
+        assert_eq!(tried.share(user(&[(1, 1), (3, 1)]), 1, 0.0, 0), 0.0);
     }
 
     #[test]
@@ -338,10 +330,10 @@ mod tests {
         let c = content();
         // Brand A: item 0 (category x) has nearly all of its engagements, item 1 (y) few.
         let target = TargetContent::new(&c, &[(0, 30.0), (1, 0.1)]);
-        let x_only = target.share(&[(1, 1), (2, 1)], 1, 0.0, 0); // item 2: brand B, category x
-        let y_only = target.share(&[(1, 1), (3, 1)], 1, 0.0, 0); // item 3: brand B, category y
+        let x_only = target.share(user(&[(1, 1), (2, 1)]), 1, 0.0, 0); // item 2: brand B, category x
+        let y_only = target.share(user(&[(1, 1), (3, 1)]), 1, 0.0, 0); // item 3: brand B, category y
         assert!(x_only > 10.0 * y_only, "{x_only} vs {y_only}");
         // Its own brand counts in full.
-        assert!((target.share(&[(0, 1), (2, 1)], 1, 0.0, 0) - 0.5 - x_only).abs() < 1e-6);
+        assert!((target.share(user(&[(0, 1), (2, 1)]), 1, 0.0, 0) - 0.5 - x_only).abs() < 1e-6);
     }
 }

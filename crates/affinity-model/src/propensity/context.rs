@@ -107,7 +107,7 @@ impl PropensityContext {
             }
         }
 
-        let content = ContentValues::new(catalog);
+        let content = ContentValues::new(catalog)?;
         let past = snapshot(catalog, &content, backtest_time, horizon_ms, params)?;
         let now = snapshot(catalog, &content, as_of, horizon_ms, params)?;
 
@@ -262,7 +262,7 @@ fn snapshot(
     Ok(Snapshot {
         time,
         als,
-        values: UserValues::build(catalog, content, time),
+        values: UserValues::build(catalog, content, time)?,
         activity: Activity {
             last,
             first: first

@@ -383,40 +383,46 @@ pub(super) fn choose(
     let worse_on =
         |i: usize, j: usize| (0..n_q).find(|&q| mean(&fold_ap[i][q]) < mean(&fold_ap[j][q]));
     let n_own = n_own.min(fold_ap.len());
-    // Where both questions are asked, the mean rank of their two learned rankings answers
-    // both; one learned for a single question replaces it only where it does at least as
-    // well on every fold and on each question's mean (then it serves with its model:
-    // explanations, and the propensity floor that keeps an audience from filling up with
-    // users it has no case for; so a tie goes to it). Picking
-    // whichever is nearest the best on the mean followed differences of a percent, which
-    // on a shop's two folds are noise, and where the first question's ranking won that way
-    // on the repeat-purchase benchmark, its held-out next orders' average precision was up
-    // to a quarter below the mean rank's. With one question, the own ranking nearest the
-    // best serves.
-    let compromise = (0..n_own)
-        .find(|&i| competitors[i].name == LEARNED_BOTH)
-        .filter(|_| n_q > 1);
-    let own = match compromise {
-        Some(c) => (0..n_own)
-            .filter(|&i| i != c && better_on_every_fold(i, c, true) && worse_on(i, c).is_none())
-            .fold(c, |b, i| {
-                if b == c || relative(i) > relative(b) {
+    // The best relative figure among the `candidates` that do better than `reference` on
+    // every fold (`or_equal`: at least as well) and no worse on either question's mean;
+    // `reference` when none does.
+    let replacing = |reference: usize, candidates: std::ops::Range<usize>, or_equal: bool| {
+        candidates
+            .filter(|&i| {
+                i != reference
+                    && better_on_every_fold(i, reference, or_equal)
+                    && worse_on(i, reference).is_none()
+            })
+            .fold(reference, |b, i| {
+                if b == reference || relative(i) > relative(b) {
                     i
                 } else {
                     b
                 }
-            }),
+            })
+    };
+    // Where both questions are asked, the mean rank of their two learned rankings answers
+    // both; one learned for a single question replaces it only where it does at least as
+    // well on every fold and on each question's mean (then it serves with its model:
+    // explanations, and the propensity floor that keeps an audience from filling up with
+    // users it has no case for; so a tie goes to it). Picking whichever is nearest the best
+    // on the mean followed differences of a percent, which on a shop's two folds are noise,
+    // and where the first question's ranking won that way on the repeat-purchase benchmark,
+    // its held-out next orders' average precision was up to a quarter below the mean
+    // rank's. With one question, the own ranking nearest the best serves.
+    let compromise = (0..n_own)
+        .find(|&i| competitors[i].name == LEARNED_BOTH)
+        .filter(|_| n_q > 1);
+    let own = match compromise {
+        Some(c) => replacing(c, 0..n_own, true),
         None => (0..n_own).fold(0, |b, i| if relative(i) > relative(b) { i } else { b }),
     };
-    // A challenger (a hand-made ranking or a blend) must win every fold and be no worse on
-    // either question's mean.
-    let beats_own = |i: usize| better_on_every_fold(i, own, false) && worse_on(i, own).is_none();
-    let mut best = own;
-    for i in (n_own..competitors.len()).filter(|_| enabled) {
-        if beats_own(i) && (best == own || relative(i) > relative(best)) {
-            best = i;
-        }
-    }
+    // A challenger (a hand-made ranking or a blend) must win every fold, strictly.
+    let best = if enabled {
+        replacing(own, n_own..competitors.len(), false)
+    } else {
+        own
+    };
     let both = if n_q > 1 {
         " on the two questions' mean"
     } else {

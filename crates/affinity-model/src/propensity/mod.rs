@@ -246,7 +246,7 @@ impl PropensityModel {
                 .features
                 .iter()
                 .filter_map(|f| {
-                    let k = FEATURE_NAMES.iter().position(|n| *n == f.name)?;
+                    let k = position(&f.name)?;
                     let x = f64::from(raw[k]);
                     Some(Contribution {
                         feature: f.name.clone(),
@@ -261,13 +261,10 @@ impl PropensityModel {
         self.features
             .iter()
             .map(|f| {
-                let k = FEATURE_NAMES
-                    .iter()
-                    .position(|n| *n == f.name)
-                    .ok_or_else(|| ModelError::InvalidParameter {
-                        name: "features",
-                        reason: format!("the model uses an unknown feature {:?}", f.name),
-                    })?;
+                let k = position(&f.name).ok_or_else(|| ModelError::InvalidParameter {
+                    name: "features",
+                    reason: format!("the model uses an unknown feature {:?}", f.name),
+                })?;
                 let x = raw[k];
                 let standardized = (f64::from(x) - f.mean) / f.std;
                 Ok(Contribution {
