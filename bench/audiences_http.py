@@ -15,12 +15,15 @@ protocols). Standard library only.
   send OUT_DIR URL WRITE_KEY         posts train.jsonl to /v1/batch (the Tracking API)
   score OUT_DIR URL TOKEN KIND...    creates one audience per target of each KIND (`genre`;
                                      `product`, `brand`, `category`) with the defaults and
-                                     max_size 100%, reads every member's rank, computes the
-                                     heuristics on the same training messages, prints one
-                                     JSON row
+                                     max_size 100% (AUDIENCE_EVENT=NAME: with `"event": NAME`
+                                     too, the interaction event the audience predicts; unset:
+                                     the product's default), reads every member's rank,
+                                     computes the heuristics on the same training messages,
+                                     prints one JSON row
   table ROW.json...                  per-target table of the first row's run, then the means
                                      per kind and per seed, and each kind's ratio to the best
-                                     heuristic
+                                     heuristic among those in the rows (a column for every
+                                     heuristic of any row; '-' where a row has none)
 
 The population of a run is fixed by the protocol (MovieLens: every user who rated before the
 cut; repeat: every tested shopper) and every ranking orders exactly that population: the
@@ -48,6 +51,17 @@ Heuristics (a marketer's rankings, ties broken by the other obvious signal, then
                   month, not tuned; ties: most recent activity)
   most_active     all the user's engagements (ties: most recent activity)
   most_recent     the user's last engagement with anything (ties: most_active)
+These use the interactions (orders; MovieLens: ratings) only. When the run's catalog counts
+"Product Viewed" or "Product Added" too (CATALOG_FILE, exported by bench/audiences_repeat.sh)
+and the training messages hold them, four more use every engagement the catalog counts:
+views, cart adds and orders' products, each message's products counted once per product (the
+product is given views, so the marketer is too; the positives are still held-out orders):
+  any_count       the user's engagements with the target (ties: most recent engagement)
+  any_share       share of the user's active days (UTC days with any engagement) on which they
+                  engaged with the target (ties: any_count)
+  any_recency     time of the user's last engagement with the target (ties: any_count)
+  any_decayed     engagements with the target decayed with a 30-day half-life (ties: most
+                  recent engagement)
 """
 import json
 import os
@@ -76,6 +90,9 @@ TARGETS = {"product": 20, "brand": 15, "category": None, "genre": None}
 HEURISTICS = ("past_count", "past_share", "target_recency", "decayed_count", "most_active",
               "most_recent")
 INTERACTIONS = ("Movie Rated", "Order Completed")
+# Heuristics on every shop engagement, when the training messages hold views or cart adds.
+ANY_HEURISTICS = ("any_count", "any_share", "any_recency", "any_decayed")
+BROWSING = ("Product Viewed", "Product Added")
 
 
 def seconds(ts):
@@ -91,6 +108,24 @@ def engagements(m):
         return [(str(x["product_id"]), {"brand": [x.get("brand")], "category": [x.get("category")]})
                 for x in p["products"]]
     return [(str(p["product_id"]), {"genre": p.get("genres") or []})]
+
+
+def shop_engagements(m):
+    """The (item, attributes) a shop message engages with, each product once: the viewed or
+    added product, or an order's products."""
+    if m.get("type") != "track":
+        return []
+    p = m.get("properties") or {}
+    if m.get("event") in BROWSING:
+        if p.get("product_id") is None:
+            return []
+        return [(str(p["product_id"]), {"brand": [p.get("brand")], "category": [p.get("category")]})]
+    if not is_order(m):
+        return []
+    once = {}
+    for item, attrs in engagements(m):
+        once.setdefault(item, attrs)
+    return list(once.items())
 
 
 def split_movielens(data, out):
@@ -183,6 +218,34 @@ def history(out, occasion):
     return per_user, attributes, counts
 
 
+def counted_browsing():
+    """The browsing events the run's catalog (CATALOG_FILE) counts; none without one."""
+    path = os.environ.get("CATALOG_FILE")
+    if not path:
+        return set()
+    events = json.load(open(path, encoding="utf-8")).get("events", [])
+    return {e["name"] for e in events} & set(BROWSING)
+
+
+def shop_history(out):
+    """Per user: [(time, UTC day, item, attrs)] of every shop engagement the catalog counts in
+    the training messages (views and cart adds where counted, orders' products), or None when
+    it counts no view or cart add or the messages hold none (MovieLens, orders-only catalogs:
+    the order-based heuristics only)."""
+    counted = counted_browsing()
+    per_user, browsing = defaultdict(list), False
+    for line in open(f"{out}/train.jsonl", encoding="utf-8"):
+        m = json.loads(line)
+        if m.get("type") == "track" and m.get("event") in BROWSING:
+            if m["event"] not in counted:
+                continue
+            browsing = True
+        for item, attrs in shop_engagements(m):
+            t = seconds(m["timestamp"])
+            per_user[person(m)].append((t, int(t // DAY_S), item, attrs))
+    return per_user if browsing else None
+
+
 def targets_of(kinds, attributes, counts):
     """The targets of each kind: the most engaged-with products and brands, every category and
     genre, most engaged-with first."""
@@ -204,21 +267,24 @@ def rank(users, key):
     return sorted(users, key=lambda u: (key(u), u))
 
 
-def heuristics(population, per_user, target, now):
-    stats = {}
-    for u in population:
-        events = per_user.get(u, [])
-        occasions = {e[1] for e in events}
-        hit = [e for e in events if matches(target, e[2], e[3])]
-        stats[u] = {
-            "count": len(hit),
-            "share": len({e[1] for e in hit}) / max(len(occasions), 1),
-            "last": max((e[0] for e in hit), default=float("-inf")),
-            "decayed": sum(0.5 ** ((now - e[0]) / DAY_S / HALF_LIFE_DAYS) for e in hit),
-            "all": len(events),
-            "recent": max((e[0] for e in events), default=float("-inf")),
-        }
-    s = stats
+def target_stats(events, target, now):
+    """One user's [(time, occasion, item, attrs)] summed up for a target."""
+    occasions = {e[1] for e in events}
+    hit = [e for e in events if matches(target, e[2], e[3])]
+    return {
+        "count": len(hit),
+        "share": len({e[1] for e in hit}) / max(len(occasions), 1),
+        "last": max((e[0] for e in hit), default=float("-inf")),
+        "decayed": sum(0.5 ** ((now - e[0]) / DAY_S / HALF_LIFE_DAYS) for e in hit),
+        "all": len(events),
+        "recent": max((e[0] for e in events), default=float("-inf")),
+    }
+
+
+def heuristics(population, per_user, target, now, shop=None):
+    """Every heuristic's ranking of the population; with shop = (shop_history(), its newest
+    time), the all-engagement ones too."""
+    s = {u: target_stats(per_user.get(u, []), target, now) for u in population}
     keys = {
         "past_count": lambda u: (-s[u]["count"], -s[u]["recent"]),
         "past_share": lambda u: (-s[u]["share"], -s[u]["count"]),
@@ -227,7 +293,18 @@ def heuristics(population, per_user, target, now):
         "most_active": lambda u: (-s[u]["all"], -s[u]["recent"]),
         "most_recent": lambda u: (-s[u]["recent"], -s[u]["all"]),
     }
-    return {name: rank(population, keys[name]) for name in HEURISTICS}
+    out = {name: rank(population, keys[name]) for name in HEURISTICS}
+    if shop is not None:
+        shop_events, shop_now = shop
+        a = {u: target_stats(shop_events.get(u, []), target, shop_now) for u in population}
+        keys = {
+            "any_count": lambda u: (-a[u]["count"], -a[u]["recent"]),
+            "any_share": lambda u: (-a[u]["share"], -a[u]["count"]),
+            "any_recency": lambda u: (-a[u]["last"], -a[u]["count"]),
+            "any_decayed": lambda u: (-a[u]["decayed"], -a[u]["recent"]),
+        }
+        out.update({name: rank(population, keys[name]) for name in ANY_HEURISTICS})
+    return out
 
 
 def only(ranking, subset):
@@ -253,6 +330,8 @@ def audience(url, auth, kind, value):
     body = {"name": f"bench {kind} {value}", "target": target, "max_size": {"percent": 100}}
     if os.environ.get("HORIZON_DAYS"):  # exploration only: the benchmarks measure the default
         body["horizon_days"] = int(os.environ["HORIZON_DAYS"])
+    if os.environ.get("AUDIENCE_EVENT"):  # the interaction event the audience predicts
+        body["event"] = os.environ["AUDIENCE_EVENT"]
     while True:
         try:
             created = request(f"{url}/api/v1/audiences", body, auth)
@@ -289,6 +368,9 @@ def score(out, url, token, *kinds):
     in_population = set(population)
     per_user, attributes, counts = history(out, test["occasion"])
     now = max(e[0] for es in per_user.values() for e in es)
+    shop_events = shop_history(out)
+    shop = None if shop_events is None else \
+        (shop_events, max(e[0] for es in shop_events.values() for e in es))
     shuffled = list(population)
     random.Random(0).shuffle(shuffled)
     # With a common cut on orders, the basket question too: among the shoppers who ordered
@@ -321,7 +403,7 @@ def score(out, url, token, *kinds):
         placed = set(ranked)
         product = ranked + [u for u in shuffled if u not in placed]
         rankings = {"product": product, "random": shuffled,
-                    **heuristics(population, per_user, target, now)}
+                    **heuristics(population, per_user, target, now, shop)}
         # Each label set may measure a part of the population: the rankings are filtered to
         # it, keeping their order.
         subsets = {}
@@ -342,14 +424,19 @@ def score(out, url, token, *kinds):
                                  for name, r in rankings.items()}
                          for label, pos in labels.items() if pos},
         })
-    print(json.dumps({"targets": rows_out, "audience_s": time.time() - started}))
+    event = os.environ.get("AUDIENCE_EVENT")
+    print(json.dumps({"targets": rows_out, "audience_s": time.time() - started,
+                      **({"event": event} if event else {})}))
 
 
 def table(paths):
     import statistics
 
-    methods = ("product",) + HEURISTICS + ("random",)
     runs = [json.load(open(p, encoding="utf-8")) for p in paths]
+    # A column for every heuristic of any row, in a fixed order.
+    present = {m for run in runs for r in run["targets"] for x in r["measures"].values() for m in x}
+    methods = ("product",) + tuple(m for m in HEURISTICS + ANY_HEURISTICS if m in present) + \
+        ("random",)
     names = [Path(p).stem.removeprefix("seed") for p in paths]
     label_sets = sorted({label for run in runs for r in run["targets"] for label in r["measures"]})
     for label in label_sets:
@@ -362,7 +449,7 @@ def table(paths):
             x = r["measures"][label]
             print(f"{(r['kind'] + ' ' + str(r['value']))[:21]:<22}{r['positives']:>5}{r['ranked']:>7}  "
                   f"{str(r['served'])[:14]:<15}{str(r['horizon_days']):>4}" +
-                  "".join(f"{x[m][0]:>9.2f} {x[m][1]:.3f}" for m in methods))
+                  "".join(cell(x, m) for m in methods))
         kinds = sorted({r["kind"] for run in runs for r in run["targets"]})
         print("means per kind and run: lift@20% / AP; ratio = product over the best heuristic")
         print(f"{'kind':<10}{'run':<6}{'n':>4}" + "".join(f"{m:>16}" for m in methods) +
@@ -375,13 +462,14 @@ def table(paths):
                 if not rs:
                     continue
                 mean = {m: (statistics.mean(x[m][0] for x in rs), statistics.mean(x[m][1] for x in rs))
-                        for m in methods}
+                        for m in methods if all(m in x for x in rs)}
                 summary[kind].append(mean)
                 print_mean(kind, name, len(rs), mean, methods)
         for kind, means in summary.items():
             if len(means) > 1:
                 mean = {m: (statistics.mean(x[m][0] for x in means),
-                            statistics.mean(x[m][1] for x in means)) for m in methods}
+                            statistics.mean(x[m][1] for x in means))
+                        for m in methods if all(m in x for x in means)}
                 print_mean(kind, "mean", len(means), mean, methods)
     served = Counter((r["kind"], r["served"]) for run in runs for r in run["targets"])
     horizons = Counter((r["kind"], r["horizon_days"]) for run in runs for r in run["targets"])
@@ -401,10 +489,17 @@ LABELS = {
 }
 
 
+def cell(x, m):
+    """A method's lift@20% / AP, '-' where the row has no such method."""
+    return f"{x[m][0]:>9.2f} {x[m][1]:.3f}" if m in x else f"{'-':>15}"
+
+
 def print_mean(kind, name, n, mean, methods):
-    best_lift = max(HEURISTICS, key=lambda m: mean[m][0])
-    best_ap = max(HEURISTICS, key=lambda m: mean[m][1])
-    print(f"{kind:<10}{name:<6}{n:>4}" + "".join(f"{mean[m][0]:>9.2f} {mean[m][1]:.3f}" for m in methods) +
+    # The best of every heuristic the rows hold (the all-engagement ones compete too).
+    present = [m for m in HEURISTICS + ANY_HEURISTICS if m in mean]
+    best_lift = max(present, key=lambda m: mean[m][0])
+    best_ap = max(present, key=lambda m: mean[m][1])
+    print(f"{kind:<10}{name:<6}{n:>4}" + "".join(cell(mean, m) for m in methods) +
           f"   {mean['product'][0] / mean[best_lift][0]:.3f}x ({best_lift:<14})"
           f" {mean['product'][1] / mean[best_ap][1]:.3f}x ({best_ap})")
 

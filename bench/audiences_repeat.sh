@@ -7,13 +7,16 @@
 # their user id and who ordered at least once before it: bench/recommendations_repeat.py's
 # split); every other message is sent through the Tracking API (POST /v1/batch) to a fresh
 # release server whose catalog counts orders with brand and category columns
-# (bench/repeat-catalog.json); a model is trained (POST /api/v1/models/train); then, for the
+# (bench/repeat-catalog.json; CATALOG=path uses another, e.g. one that counts views and cart
+# adds too); a model is trained (POST /api/v1/models/train); then, for the
 # 20 most ordered products, the 15 most ordered brands and every category, an audience is
 # created with the defaults (no horizon_days: the product chooses it) and max_size 100%, and
 # its members are read in rank order. Lift@20% and AP over the tested shoppers, against who
 # bought the target in their held-out order, with the heuristics (past count, share of past
 # orders with the target, recency, decayed count, activity, last activity) computed on the
-# same messages in the same run (bench/audiences_http.py, standard library only).
+# same messages in the same run (bench/audiences_http.py, standard library only); with a
+# catalog that counts views or cart adds, four more heuristics use every engagement it counts
+# (any_count, any_share, any_recency, any_decayed), still against orders.
 #
 # A second protocol asks the product's own question ("window"): a common cut 60 days before
 # the last message, every message before it sent, every shopper who ordered before it in the
@@ -24,6 +27,9 @@
 #
 # Usage: [PROTOCOLS="next-order window"] bench/audiences_repeat.sh [SEEDS="0 1"] [generate flags...]
 # AFFINITY_BIN=path measures that binary instead of building the release one.
+# CATALOG=path: the catalog file (default bench/repeat-catalog.json).
+# AUDIENCE_EVENT=name: each audience is created with `"event": name` (the interaction event it
+# predicts; default unset: the product's default), read by the helper from the environment.
 # Output in bench/out/audiences-repeat.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,7 +50,9 @@ out=bench/out/audiences-repeat
 mkdir -p "$out/next-order" "$out/window"
 py=python3
 helper=bench/audiences_http.py
-catalog=bench/repeat-catalog.json
+catalog=${CATALOG:-bench/repeat-catalog.json}
+export CATALOG_FILE=$catalog
+export AUDIENCE_EVENT=${AUDIENCE_EVENT:-}
 bin=${AFFINITY_BIN:-}
 if [[ -z $bin ]]; then
   cargo build --release -q -p affinity-cli
@@ -90,10 +98,11 @@ for protocol in $protocols; do
   else
     echo "### window: a common cut $window_days days before the last message; the population is every shopper who ordered before it"
   fi
-  echo "synthetic repeat-purchase shop: affinity generate --repeat ${size[*]} ${extra[*]:-}"
+  echo "synthetic repeat-purchase shop: affinity generate --repeat ${size[*]}${extra[*]:+ ${extra[*]}};" \
+    "catalog $catalog; audience event ${AUDIENCE_EVENT:-unset (the product default)}"
   $py $helper table "${rows[@]}"
 done
 echo
-echo "product: POST /api/v1/audiences with the defaults and max_size 100%, members by rank (then the shoppers it left out, in a seeded random order); heuristics on the same messages"
+echo "product: POST /api/v1/audiences with the defaults${AUDIENCE_EVENT:+ and event \"$AUDIENCE_EVENT\"} and max_size 100%, members by rank (then the shoppers it left out, in a seeded random order); heuristics on the same messages"
 echo "machine: $(nproc) cores; load avg after: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "rerun: PROTOCOLS=\"$protocols\" bench/audiences_repeat.sh \"$seeds\" ${extra[*]:-}"
+echo "rerun: ${CATALOG:+CATALOG=\"$CATALOG\" }${AUDIENCE_EVENT:+AUDIENCE_EVENT=\"$AUDIENCE_EVENT\" }PROTOCOLS=\"$protocols\" bench/audiences_repeat.sh \"$seeds\" ${extra[*]:-}"

@@ -148,6 +148,8 @@ pub fn run(server: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
         control_percent: 10.0,
         destinations: Vec::new(),
         refresh: Default::default(),
+        // "Buyers": who will order it, learned from their views and cart adds too.
+        event: Some("Order Completed".into()),
     };
     let t = Instant::now();
     let (id, computed) = audiences::create_now(&store, &serving, &spec, args.seed)?;
@@ -165,7 +167,7 @@ pub fn run(server: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     println!(
-        "   Backtested estimate: precision {:.3} vs base rate {:.3} → lift {:.2}× over a random audience; ~{:.0} of them engage within 30 days.",
+        "   Backtested estimate: precision {:.3} vs base rate {:.3} → lift {:.2}× over a random audience; ~{:.0} of them order it within 30 days.",
         at_size.expected_precision,
         e.base_rate,
         at_size.lift,

@@ -37,6 +37,10 @@ pub struct AudienceSpec {
     /// refreshed themselves read as `manual`.
     #[serde(default)]
     pub refresh: Refresh,
+    /// The catalog event the audience predicts ("who will order it"), by name; every
+    /// interaction still informs the ranking. `None`: any of the catalog's interactions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 /// When an audience makes its next snapshot by itself.
@@ -67,7 +71,7 @@ impl Refresh {
 /// The horizon when neither the request nor the data says one (too few repeat engagements
 /// with the target to measure its rhythm).
 pub const DEFAULT_HORIZON_DAYS: u32 = 30;
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 8] = [
     "name",
     "target",
     "max_size",
@@ -75,6 +79,7 @@ const FIELDS: [&str; 7] = [
     "control_percent",
     "destinations",
     "refresh",
+    "event",
 ];
 
 /// One problem with a request, located by field.
@@ -100,6 +105,50 @@ pub fn parse_horizon(v: Option<&Value>, out: &mut Vec<FieldProblem>) -> Option<u
                 None
             }
         },
+    }
+}
+
+/// Parses an optional `event`: absent or null → `None` (any of the catalog's interactions).
+/// Whether the catalog counts it is checked against the catalog ([`resolve_event`]).
+pub fn parse_event(v: Option<&Value>, out: &mut Vec<FieldProblem>) -> Option<String> {
+    match v {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 => Some(s.clone()),
+        Some(v) => {
+            out.push(p(
+                "event",
+                format!(
+                    "must be the name of one of the catalog's interaction events (e.g. \"Order Completed\"), or omitted for any of them; got {v}"
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// The index in the catalog config of the event an audience predicts; a problem naming
+/// the catalog's events when it counts no such event.
+pub fn resolve_event(
+    catalog: &ItemCatalog,
+    event: Option<&str>,
+) -> Result<Option<u8>, FieldProblem> {
+    let Some(name) = event else {
+        return Ok(None);
+    };
+    let events = &catalog.config.events;
+    match events.iter().position(|e| e.name == name) {
+        Some(i) => Ok(Some(i as u8)),
+        None => Err(p(
+            "event",
+            format!(
+                "the catalog counts no event {name:?} (names match exactly); its events: {}; count it with PUT /api/v1/catalog",
+                events
+                    .iter()
+                    .map(|e| format!("{:?}", e.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
     }
 }
 
@@ -182,6 +231,7 @@ impl AudienceSpec {
             },
         };
         let horizon_days = parse_horizon(obj.get("horizon_days"), &mut out);
+        let event = parse_event(obj.get("event"), &mut out);
         let control_percent = match obj.get("control_percent") {
             None => 0.0,
             Some(v) => match v.as_f64() {
@@ -225,6 +275,7 @@ impl AudienceSpec {
                 control_percent,
                 destinations,
                 refresh,
+                event,
             }),
             _ => Err(out),
         }
@@ -394,6 +445,33 @@ mod tests {
                 .1
                 .contains(r#""manual", "after_training", "daily""#),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_event_is_a_name_the_catalog_counts_or_left_out() {
+        let mut body = json!({"name": "a", "target": {"item_id": "sku-1"}});
+        assert_eq!(AudienceSpec::parse(&body).expect("valid").event, None);
+        body["event"] = json!("Order Completed");
+        let spec = AudienceSpec::parse(&body).expect("valid");
+        assert_eq!(spec.event.as_deref(), Some("Order Completed"));
+        body["event"] = json!(3);
+        let problems = AudienceSpec::parse(&body).expect_err("not a name");
+        assert_eq!(problems[0].0, "event", "{problems:?}");
+
+        let config: crate::catalog::CatalogConfig = serde_json::from_value(json!({"events": [
+            {"name": "Order Completed", "product_id_property": "product_id"},
+            {"name": "Product Viewed", "product_id_property": "product_id"}]}))
+        .expect("config");
+        let catalog = crate::item_catalog::CatalogBuilder::new(config).finish();
+        assert_eq!(resolve_event(&catalog, None), Ok(None));
+        assert_eq!(resolve_event(&catalog, Some("Product Viewed")), Ok(Some(1)));
+        let (field, message) =
+            resolve_event(&catalog, Some("order completed")).expect_err("names match exactly");
+        assert_eq!(field, "event");
+        assert!(
+            message.contains(r#""Order Completed", "Product Viewed""#),
+            "{message}"
         );
     }
 }

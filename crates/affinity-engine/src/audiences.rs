@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use affinity_core::IdKind;
-use affinity_core::audience::{AudienceSpec, Refresh, Target};
+use affinity_core::audience::{AudienceSpec, Refresh, Target, resolve_event};
 use affinity_core::item_catalog::ItemCatalog;
 use affinity_core::timestamp::format_millis;
 use affinity_model::propensity::{
@@ -35,7 +35,7 @@ use crate::Engine;
 use crate::audience_target::{self, BasisKind, RankingBasis, ResolvedTarget};
 use crate::clock::Clock;
 use crate::engine::blocking;
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Invalid, Result};
 use crate::training::ServingModel;
 
 /// Users below this share of the base rate have no meaningful propensity: an audience stops
@@ -110,7 +110,18 @@ pub struct Horizon {
 
 /// The audience's own horizon, or one chosen from the store's rhythm with the target
 /// (`propensity::choose_horizon`: one pass over the target's interactions, no model fit).
-pub fn resolve_horizon(model: &ServingModel, items: &[u32], given: Option<u32>) -> Horizon {
+/// The catalog index of the event an audience predicts (a 422 when the serving model's
+/// catalog counts no such event).
+fn event_index(model: &ServingModel, event: Option<&str>) -> Result<Option<u8>> {
+    resolve_event(&model.catalog, event).map_err(|p| EngineError::invalid(Invalid::Audience, [p]))
+}
+
+pub fn resolve_horizon(
+    model: &ServingModel,
+    items: &[u32],
+    given: Option<u32>,
+    event: Option<u8>,
+) -> Horizon {
     match given {
         Some(days) => Horizon {
             days,
@@ -118,7 +129,7 @@ pub fn resolve_horizon(model: &ServingModel, items: &[u32], given: Option<u32>) 
             reason: None,
         },
         None => {
-            let choice = choose_horizon(&model.catalog, items);
+            let choice = choose_horizon(&model.catalog, items, event);
             Horizon {
                 days: choice.horizon_days,
                 source: "from_data",
@@ -280,14 +291,17 @@ fn score(
     model: &ServingModel,
     items: &[u32],
     horizon_days: Option<u32>,
+    event: Option<&str>,
     seed: u64,
 ) -> Result<(Arc<PropensityContext>, AudienceScores, Horizon)> {
-    let horizon = resolve_horizon(model, items, horizon_days);
+    let event = event_index(model, event)?;
+    let horizon = resolve_horizon(model, items, horizon_days, event);
     let context = model.propensity(horizon.days)?;
     let scores = context.audience(
         items,
         &AudienceOptions {
             seed,
+            event,
             ..AudienceOptions::default()
         },
     )?;
@@ -339,7 +353,8 @@ pub fn compute(
         return Ok(nothing_to_rank(model, spec, target));
     }
     let items = &target.items;
-    let (context, scores, horizon) = score(model, items, spec.horizon_days, seed)?;
+    let (context, scores, horizon) =
+        score(model, items, spec.horizon_days, spec.event.as_deref(), seed)?;
     let scored = scores.ranked.len();
     let wanted = spec.wanted(scored);
     // The model's own scale where it predicts something else than the audience's question
@@ -641,7 +656,7 @@ fn similar_engaged<'a>(
 /// An audience whose target gives nothing to rank by: empty, live, with the reason (never
 /// everyone at a score of 0).
 fn nothing_to_rank(model: &ServingModel, spec: &AudienceSpec, target: &ResolvedTarget) -> Computed {
-    let horizon = resolve_horizon(model, &[], spec.horizon_days);
+    let horizon = resolve_horizon(model, &[], spec.horizon_days, None);
     let as_of = model.catalog.as_of;
     let reason = target.basis.reason.clone();
     Computed {
@@ -922,7 +937,10 @@ fn explain(
     // The horizon the estimate's model was fitted at (features such as "recent" depend on it).
     let horizon_days = match estimate {
         Some(e) => e.backtest.horizon_days,
-        None => resolve_horizon(model, &items, spec.horizon_days).days,
+        None => {
+            let event = event_index(model, spec.event.as_deref())?;
+            resolve_horizon(model, &items, spec.horizon_days, event).days
+        }
     };
     let context = model.propensity(horizon_days)?;
     let contributions = match estimate.and_then(|e| e.model.as_ref()) {
@@ -1026,7 +1044,7 @@ fn empty_preview(
     horizon_days: Option<u32>,
     resolved: ResolvedTarget,
 ) -> Preview {
-    let horizon = resolve_horizon(model, &[], horizon_days);
+    let horizon = resolve_horizon(model, &[], horizon_days, None);
     let reason = resolved.basis.reason.clone().unwrap_or_default();
     Preview {
         target,
@@ -1084,8 +1102,10 @@ impl Engine {
 
     async fn start_snapshot(&self, spec: AudienceSpec, existing: Option<i64>) -> Result<Audience> {
         let model = self.serving()?;
-        // Resolved once, here, so an unknown column is refused before anything is stored.
+        // Resolved once, here, so an unknown column or event is refused before anything is
+        // stored.
         let target = self.resolve_target(&model, spec.target.clone()).await?;
+        event_index(&model, spec.event.as_deref())?;
         // A place in the bounded queue before anything is stored: a refused audience leaves no
         // row, an accepted one is sure to be computed.
         let ticket = self.snapshots.admit()?;
@@ -1473,6 +1493,7 @@ impl Engine {
         &self,
         target: Target,
         horizon_days: Option<u32>,
+        event: Option<String>,
     ) -> Result<Preview> {
         let model = self.serving()?;
         let seed = self.config.seed;
@@ -1482,10 +1503,17 @@ impl Engine {
             .run(None, move || {
                 let newest = newest.as_deref().unwrap_or(&model.catalog);
                 let resolved = audience_target::resolve(&model.catalog, newest, &target)?;
+                event_index(&model, event.as_deref())?;
                 if resolved.basis.basis == BasisKind::Nothing {
                     return Ok(empty_preview(&model, target, horizon_days, resolved));
                 }
-                let (_, scores, horizon) = score(&model, &resolved.items, horizon_days, seed)?;
+                let (_, scores, horizon) = score(
+                    &model,
+                    &resolved.items,
+                    horizon_days,
+                    event.as_deref(),
+                    seed,
+                )?;
                 Ok(Preview {
                     at_20_percent: expectation_at(&scores.curve, 0.2),
                     target,

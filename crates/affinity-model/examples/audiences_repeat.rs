@@ -213,7 +213,7 @@ fn main() -> AnyResult<()> {
         .iter()
         .map(|(_, _, items)| {
             if auto_horizon {
-                choose_horizon(&catalog, items)
+                choose_horizon(&catalog, items, None)
                     .horizon_days
                     .min(AUTO_WINDOW_DAYS)
             } else {

@@ -58,12 +58,21 @@ impl PropensityContext {
         options: &AudienceOptions,
     ) -> Result<AudienceScores> {
         options.validate()?;
+        if let Some(e) = options.event.filter(|&e| usize::from(e) >= self.n_events) {
+            return Err(ModelError::InvalidParameter {
+                name: "event",
+                reason: format!(
+                    "event index {e} is out of range: the catalog has {} events",
+                    self.n_events
+                ),
+            });
+        }
         let target = self.checked_target(target_items)?;
 
         let past = TargetView::new(self, &self.past, &target, None);
         let mut x_past = past.matrix();
         drop(past);
-        let labels = engaged_between(self, &target, self.past.time, self.now.time);
+        let labels = engaged_between(self, &target, self.past.time, self.now.time, options.event);
         let (mut positives, mut negatives) = (Vec::new(), Vec::new());
         for (u, (&count, &engaged)) in self.past.activity.count.iter().zip(&labels).enumerate() {
             if count == 0 {
@@ -114,7 +123,7 @@ impl PropensityContext {
         // Asked of the same users on the same folds: the next-visit question's ranking
         // learns what a shopper's next order holds, whenever it comes; the guard weighs
         // every ranking on both questions.
-        let next = self.next_visit_question(&target, &folds, options.min_positives);
+        let next = self.next_visit_question(&target, &folds, options);
         let learned_next = next.as_ref().map(|n| {
             let mut learned = learner::learn_next_visit(
                 &x_past,
@@ -256,10 +265,12 @@ impl PropensityContext {
         &self,
         target: &[u32],
         folds: &Folds,
-        min_positives: usize,
+        options: &AudienceOptions,
     ) -> Option<NextVisit> {
-        let labels = engaged_on_next_visit(self, target);
-        let came_back = |u: u32| self.next_visit[u as usize] != NO_VISIT;
+        let min_positives = options.min_positives;
+        let labels = engaged_on_next_visit(self, target, options.event);
+        let next_visit = self.next_visits(options.event);
+        let came_back = |u: u32| next_visit[u as usize] != NO_VISIT;
         let members = folds.members.clone().map(|fold| {
             fold.into_iter()
                 .map(|(u, w)| (u, if came_back(u) { w } else { 0.0 }))

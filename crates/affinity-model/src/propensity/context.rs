@@ -54,6 +54,8 @@ pub(super) struct Touch {
     pub timestamp: i64,
     pub user: u32,
     pub weight: f32,
+    /// The catalog event (index in the config) of the interaction.
+    pub event: u8,
 }
 
 /// Built once per training run by [`PropensityContext::build`]; every audience reads it.
@@ -74,6 +76,12 @@ pub struct PropensityContext {
     /// their first interaction in `(T_b, as_of]`, [`NO_VISIT`] when they had none.
     /// The backtest's second question, "what does their next visit hold", asks about it.
     pub(super) next_visit: Vec<i64>,
+    /// The same, counting one catalog event only (`[event][user]`): the next visit of an
+    /// audience that predicts one event is the next time the user did that. Empty when the
+    /// catalog has one event (`next_visit` is that one's).
+    pub(super) next_visit_by_event: Vec<Vec<i64>>,
+    /// How many events the catalog config has.
+    pub(super) n_events: usize,
     /// The catalog's shared column values ("items like the target").
     pub(super) content: ContentValues,
 }
@@ -125,6 +133,7 @@ impl PropensityContext {
                 timestamp: 0,
                 user: 0,
                 weight: 0.0,
+                event: 0,
             };
             catalog.interactions.len()
         ];
@@ -134,27 +143,20 @@ impl PropensityContext {
                 timestamp: x.timestamp,
                 user: x.user,
                 weight: event_weight(catalog, x.event),
+                event: x.event,
             };
             *slot += 1;
         }
 
-        let mut first_after = vec![i64::MAX; n_users];
-        for x in &catalog.interactions {
-            if x.timestamp > backtest_time && x.timestamp <= as_of {
-                let first = &mut first_after[x.user as usize];
-                *first = (*first).min(x.timestamp);
-            }
-        }
-        let next_visit = first_after
-            .into_iter()
-            .map(|t| {
-                if t == i64::MAX {
-                    NO_VISIT
-                } else {
-                    t.div_euclid(DAY_MS)
-                }
-            })
-            .collect();
+        let n_events = catalog.config.events.len().max(1);
+        let next_visit = first_visits(catalog, backtest_time, None);
+        let next_visit_by_event = if n_events > 1 {
+            (0..n_events)
+                .map(|e| first_visits(catalog, backtest_time, Some(e as u8)))
+                .collect()
+        } else {
+            Vec::new()
+        };
 
         Ok(PropensityContext {
             params: params.clone(),
@@ -166,6 +168,8 @@ impl PropensityContext {
             item_offsets,
             touches,
             next_visit,
+            next_visit_by_event,
+            n_events,
             content,
         })
     }
@@ -197,11 +201,46 @@ impl PropensityContext {
         &self.now.als
     }
 
+    /// Each user's next visit after the backtest time, counting `event` only when given.
+    pub(super) fn next_visits(&self, event: Option<u8>) -> &[i64] {
+        match event {
+            Some(e) if !self.next_visit_by_event.is_empty() => {
+                &self.next_visit_by_event[e as usize]
+            }
+            _ => &self.next_visit,
+        }
+    }
+
     /// The interactions of one item, oldest first.
     pub(super) fn item_touches(&self, item: u32) -> &[Touch] {
         let i = item as usize;
         &self.touches[self.item_offsets[i]..self.item_offsets[i + 1]]
     }
+}
+
+/// Each user's first visit after `backtest_time` (the day of their first interaction in
+/// `(backtest_time, as_of]`, of `event` only when given), [`NO_VISIT`] when they had none.
+fn first_visits(catalog: &ItemCatalog, backtest_time: i64, event: Option<u8>) -> Vec<i64> {
+    let mut first_after = vec![i64::MAX; catalog.users.len()];
+    for x in &catalog.interactions {
+        if x.timestamp > backtest_time
+            && x.timestamp <= catalog.as_of
+            && event.is_none_or(|e| e == x.event)
+        {
+            let first = &mut first_after[x.user as usize];
+            *first = (*first).min(x.timestamp);
+        }
+    }
+    first_after
+        .into_iter()
+        .map(|t| {
+            if t == i64::MAX {
+                NO_VISIT
+            } else {
+                t.div_euclid(DAY_MS)
+            }
+        })
+        .collect()
 }
 
 fn event_weight(catalog: &ItemCatalog, event: u8) -> f32 {

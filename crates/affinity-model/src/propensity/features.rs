@@ -496,11 +496,12 @@ pub(super) fn engaged_between(
     target: &[u32],
     from: i64,
     until: i64,
+    event: Option<u8>,
 ) -> Vec<bool> {
     let mut engaged = vec![false; ctx.n_users];
     for &item in target {
         for t in ctx.item_touches(item) {
-            if t.timestamp > from && t.timestamp <= until {
+            if t.timestamp > from && t.timestamp <= until && event.is_none_or(|e| e == t.event) {
                 engaged[t.user as usize] = true;
             }
         }
@@ -511,14 +512,20 @@ pub(super) fn engaged_between(
 /// Who engaged with the target on their first visit after the backtest time (only the
 /// interactions after it count, on that day): the labels of the next-visit question, for the
 /// users who came back (`next_visit` is not [`NO_VISIT`]).
-pub(super) fn engaged_on_next_visit(ctx: &PropensityContext, target: &[u32]) -> Vec<bool> {
+pub(super) fn engaged_on_next_visit(
+    ctx: &PropensityContext,
+    target: &[u32],
+    event: Option<u8>,
+) -> Vec<bool> {
     let mut engaged = vec![false; ctx.n_users];
     let (from, until) = (ctx.past.time, ctx.now.time);
+    let next_visit = ctx.next_visits(event);
     for &item in target {
         for t in ctx.item_touches(item) {
             if t.timestamp > from
                 && t.timestamp <= until
-                && t.timestamp.div_euclid(DAY_MS) == ctx.next_visit[t.user as usize]
+                && event.is_none_or(|e| e == t.event)
+                && t.timestamp.div_euclid(DAY_MS) == next_visit[t.user as usize]
             {
                 engaged[t.user as usize] = true;
             }

@@ -47,14 +47,24 @@ pub struct HorizonChoice {
 /// longest when none does). Capped so the backtest window (`as_of − horizon`) leaves at
 /// least as much history before it as the window itself: under 60 days of history, 14 or
 /// 7 days.
-pub fn choose_horizon(catalog: &ItemCatalog, target_items: &[u32]) -> HorizonChoice {
+/// Counts the interactions of `event` only when given (an audience that predicts orders asks
+/// about the rhythm of orders).
+pub fn choose_horizon(
+    catalog: &ItemCatalog,
+    target_items: &[u32],
+    event: Option<u8>,
+) -> HorizonChoice {
     let mut target = target_items.to_vec();
     target.sort_unstable();
     target.dedup();
     let mut keys: Vec<(u32, i64)> = catalog
         .interactions
         .iter()
-        .filter(|x| x.timestamp <= catalog.as_of && target.binary_search(&x.item).is_ok())
+        .filter(|x| {
+            x.timestamp <= catalog.as_of
+                && event.is_none_or(|e| e == x.event)
+                && target.binary_search(&x.item).is_ok()
+        })
         .map(|x| (x.user, x.timestamp.div_euclid(DAY_MS)))
         .collect();
     keys.sort_unstable();
@@ -190,7 +200,7 @@ mod tests {
         let catalog = store(180);
         let item = |id: &str| catalog.item_index(id).expect("item");
         // Bought every ten days: a month, the shortest horizon chosen from a rhythm.
-        let staple = choose_horizon(&catalog, &[item("staple")]);
+        let staple = choose_horizon(&catalog, &[item("staple")], None);
         assert_eq!(staple.horizon_days, MIN_HORIZON_DAYS, "{}", staple.reason);
         assert!(
             staple
@@ -201,7 +211,7 @@ mod tests {
         );
         let gap = staple.typical_gap_days.expect("a gap");
         assert!((9.0..=11.0).contains(&gap), "{gap}");
-        let rare = choose_horizon(&catalog, &[item("rare")]);
+        let rare = choose_horizon(&catalog, &[item("rare")], None);
         assert_eq!(rare.horizon_days, 60, "{}", rare.reason);
         assert!(
             rare.reason.contains("that holds that gap"),
@@ -209,7 +219,7 @@ mod tests {
             rare.reason
         );
         // Nobody re-buys it: the default, and the reason says so.
-        let once = choose_horizon(&catalog, &[item("once")]);
+        let once = choose_horizon(&catalog, &[item("once")], None);
         assert_eq!(once.horizon_days, FALLBACK_HORIZON_DAYS);
         assert!(once.typical_gap_days.is_none());
         assert!(once.reason.contains("default"), "{}", once.reason);
@@ -220,7 +230,11 @@ mod tests {
         // 40 days of data: a 30-day backtest would leave 10 days to learn from, so the
         // longest horizon that leaves as much history as it predicts, 14 days, serves.
         let catalog = store(40);
-        let staple = choose_horizon(&catalog, &[catalog.item_index("staple").expect("item")]);
+        let staple = choose_horizon(
+            &catalog,
+            &[catalog.item_index("staple").expect("item")],
+            None,
+        );
         assert_eq!(staple.horizon_days, 14, "{}", staple.reason);
         assert!(staple.reason.contains("capped"), "{}", staple.reason);
     }

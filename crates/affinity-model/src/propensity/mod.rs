@@ -113,6 +113,10 @@ pub struct AudienceOptions {
     pub learner: LearnerChoice,
     /// The gradient-boosted trees' knobs.
     pub boosting: BoostParams,
+    /// The catalog event (its index in the catalog config) the audience predicts: "who will
+    /// order it", while every interaction still informs the features. `None`: any of the
+    /// catalog's interactions (the spec's "engages with").
+    pub event: Option<u8>,
 }
 
 impl Default for AudienceOptions {
@@ -125,6 +129,7 @@ impl Default for AudienceOptions {
             best_of_heuristics: true,
             learner: LearnerChoice::Auto,
             boosting: BoostParams::default(),
+            event: None,
         }
     }
 }

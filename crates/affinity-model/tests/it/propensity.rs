@@ -686,3 +686,60 @@ fn content_share_measures_the_users_other_engagements_like_the_target() {
         assert!((got - want).abs() < 1e-6, "user {user}: {got} vs {want}");
     }
 }
+
+/// An audience that predicts one event ("who will order it") learns from the users who did
+/// that event with the target in the backtest window, not from everyone who engaged (views
+/// are most of the store): its positives are exactly those users, fewer than with any event,
+/// and an event the catalog does not have is refused.
+#[test]
+fn an_audience_of_one_event_learns_who_did_that_event() {
+    let (catalog, _) = split(SyntheticSpec::default().end_ms + 1);
+    let context = PropensityContext::build(&catalog, &params()).unwrap();
+    let column = catalog.column("category").unwrap();
+    let target = catalog.items_matching(column, "Category 01");
+    let (from, until) = (context.backtest_time(), context.as_of());
+    // Users known at the backtest time, and among them who did `event` with the target after it.
+    let mut known = vec![false; catalog.users.len()];
+    for x in catalog.interactions.iter().filter(|x| x.timestamp <= from) {
+        known[x.user as usize] = true;
+    }
+    let did = |event: Option<u8>| {
+        let mut users: Vec<u32> = catalog
+            .interactions
+            .iter()
+            .filter(|x| {
+                x.timestamp > from
+                    && x.timestamp <= until
+                    && known[x.user as usize]
+                    && event.is_none_or(|e| e == x.event)
+                    && target.contains(&x.item)
+            })
+            .map(|x| x.user)
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        users.len()
+    };
+    let positives = |event: Option<u8>| {
+        let options = AudienceOptions {
+            event,
+            ..AudienceOptions::default()
+        };
+        let scores = context.audience(&target, &options).unwrap();
+        assert!(scores.fallback_reason.is_none(), "{scores:?}");
+        scores.positives_in_backtest
+    };
+    let (orders, any) = (positives(Some(0)), positives(None));
+    assert_eq!(orders, did(Some(0)));
+    assert_eq!(any, did(None));
+    assert!(10 <= orders && orders < any, "orders {orders}, any {any}");
+
+    let out_of_range = AudienceOptions {
+        event: Some(3),
+        ..AudienceOptions::default()
+    };
+    assert!(matches!(
+        context.audience(&target, &out_of_range),
+        Err(ModelError::InvalidParameter { name: "event", .. })
+    ));
+}

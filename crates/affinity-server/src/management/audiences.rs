@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use affinity_core::audience::UnseenTarget;
 use affinity_core::audience::{
-    AudienceSpec, MaxSize, Refresh, Target, parse_horizon, parse_target,
+    AudienceSpec, MaxSize, Refresh, Target, parse_event, parse_horizon, parse_target,
 };
 use affinity_core::timestamp::format_millis;
 use affinity_engine::audience_target::RankingBasis;
@@ -48,6 +48,8 @@ pub struct AudienceBody {
     control_percent: f64,
     destinations: Vec<String>,
     refresh: Refresh,
+    /// The catalog event the audience predicts; null: any of the catalog's interactions.
+    event: Option<String>,
     /// The newest snapshot's status.
     status: &'static str,
     /// The newest snapshot's number (1 for the first).
@@ -145,6 +147,7 @@ impl From<Audience> for AudienceBody {
             control_percent: a.spec.control_percent,
             destinations: a.spec.destinations,
             refresh: a.spec.refresh,
+            event: a.spec.event,
             status: a.latest.status.as_str(),
             snapshot: a.latest.number,
             live_snapshot: live.as_ref().map(|l| l.number),
@@ -802,12 +805,14 @@ pub async fn member(
 }
 
 /// The fields a preview takes.
-const PREVIEW_FIELDS: [&str; 2] = ["target", "horizon_days"];
+const PREVIEW_FIELDS: [&str; 3] = ["target", "horizon_days", "event"];
 
 #[derive(Serialize)]
 pub struct PreviewBody {
     target: Target,
     horizon_days: u32,
+    /// The catalog event predicted; null: any of the catalog's interactions.
+    event: Option<String>,
     /// How the horizon was chosen from the data, when the request did not give one.
     #[serde(skip_serializing_if = "Option::is_none")]
     horizon_reason: Option<String>,
@@ -847,7 +852,8 @@ impl From<CurvePoint> for CurvePointBody {
     }
 }
 
-/// `POST /api/v1/audiences/preview`: `{"target", "horizon_days"}` → the whole size curve.
+/// `POST /api/v1/audiences/preview`: `{"target", "horizon_days", "event"}` → the whole size
+/// curve.
 pub async fn preview(
     _: Admin,
     State(state): State<AppState>,
@@ -859,19 +865,24 @@ pub async fn preview(
         if !PREVIEW_FIELDS.contains(&key.as_str()) {
             problems.push((
                 key.clone(),
-                "unknown field; preview takes target and horizon_days".to_string(),
+                "unknown field; preview takes target, horizon_days and event".to_string(),
             ));
         }
     }
     let target = parse_target(body.get("target"), &mut problems);
     let horizon_days = parse_horizon(body.get("horizon_days"), &mut problems);
+    let event = parse_event(body.get("event"), &mut problems);
     let Some(target) = target.filter(|_| problems.is_empty()) else {
         return Err(invalid(problems));
     };
-    let preview = state.engine.preview_audience(target, horizon_days).await?;
+    let preview = state
+        .engine
+        .preview_audience(target, horizon_days, event.clone())
+        .await?;
     Ok(Json(PreviewBody {
         target: preview.target,
         horizon_days: preview.horizon_days,
+        event,
         horizon_reason: preview.horizon_reason,
         scored_users: preview.scores.ranked.len(),
         target_items: preview.target_items,

@@ -63,7 +63,7 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
         &app,
         "/api/v1/audiences",
         json!({"target": {"column": "brand"}, "max_size": {"percent": 0},
-        "horizon_days": 0, "control_percent": 60, "destinations": ["d1"], "colour": 1}),
+        "horizon_days": 0, "event": 5, "control_percent": 60, "destinations": ["d1"], "colour": 1}),
     )
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
@@ -76,6 +76,7 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
             "target",
             "max_size",
             "horizon_days",
+            "event",
             "control_percent",
             "destinations"
         ]
@@ -304,6 +305,56 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 
+    // An audience may predict one of the catalog's events ("who will order it") while every
+    // interaction still informs the ranking: on the same users and window, fewer ordered
+    // than engaged at all.
+    let brand = json!({"column": "brand", "value": "Brand 001"});
+    let (s, orders) = post(
+        &app,
+        "/api/v1/audiences/preview",
+        json!({"target": brand, "horizon_days": horizon, "event": "Order Completed"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{orders}");
+    assert_eq!(orders["event"], "Order Completed", "{orders}");
+    let (_, any) = post(
+        &app,
+        "/api/v1/audiences/preview",
+        json!({"target": brand, "horizon_days": horizon}),
+    )
+    .await;
+    assert!(any["event"].is_null(), "{any}");
+    let rate = |p: &Value| p["base_rate"].as_f64().expect("base rate");
+    assert!(
+        0.0 < rate(&orders) && rate(&orders) < rate(&any),
+        "orders {} vs any engagement {}",
+        rate(&orders),
+        rate(&any)
+    );
+    let (s, b) = post(
+        &app,
+        "/api/v1/audiences",
+        json!({"name": "buyers", "target": brand, "event": "Order Placed"}),
+    )
+    .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        r#"the catalog counts no event "Order Placed""#,
+    );
+    assert_eq!(problem_fields(&b), vec!["event"], "{b}");
+    let (s, b) = post(
+        &app,
+        "/api/v1/audiences",
+        json!({"name": "Brand 001 buyers", "target": brand, "event": "Order Completed"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let buyers = live(&app, &b["id"]).await;
+    assert_eq!(buyers["event"], "Order Completed", "{buyers}");
+    assert!(buyers["size"].as_u64().is_some_and(|n| n > 0), "{buyers}");
+
     // A refresh is the audience's next snapshot, which reports who entered and exited.
     let (s, refreshed) = post(
         &app,
@@ -338,9 +389,9 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     assert!(item["size"].as_u64().expect("size") <= 25);
 
     // The refresh made no new audience: the two empty ones for unseen targets, the brand
-    // audience (at its second snapshot), its twin and the item audience.
+    // audience (at its second snapshot), its twin, the buyers and the item audience.
     let (_, list) = app.admin_get("/api/v1/audiences").await;
-    assert_eq!(list["audiences"].as_array().expect("list").len(), 5);
+    assert_eq!(list["audiences"].as_array().expect("list").len(), 6);
     let r = app
         .client
         .delete(app.url(&format!("/api/v1/audiences/{}", created["id"])))
