@@ -521,6 +521,8 @@ struct Explainer<'a> {
     context: &'a PropensityContext,
     items: &'a [u32],
     learned: bool,
+    /// The audience's event (its features are the model's input).
+    event: Option<u8>,
     /// Positions in `catalog.interactions` grouped by user (oldest first within a user):
     /// user `u`'s are `by_user[starts[u]..starts[u + 1]]`. Four bytes per interaction, built
     /// once, instead of a pass over every interaction per chunk.
@@ -536,6 +538,7 @@ impl<'a> Explainer<'a> {
         context: &'a PropensityContext,
         items: &'a [u32],
         learned: bool,
+        event: Option<u8>,
     ) -> Self {
         let catalog = &model.catalog;
         let n = catalog.users.len();
@@ -558,6 +561,7 @@ impl<'a> Explainer<'a> {
             context,
             items,
             learned,
+            event,
             starts,
             by_user,
             target: items.iter().copied().collect(),
@@ -570,7 +574,7 @@ impl<'a> Explainer<'a> {
         use rayon::prelude::*;
         let catalog = &self.model.catalog;
         let features = if self.learned {
-            self.context.feature_rows(self.items, users)?
+            self.context.feature_rows(self.items, users, self.event)?
         } else {
             vec![Vec::new(); users.len()]
         };
@@ -719,12 +723,14 @@ fn finish_snapshot(
     // The members with their explanations, a chunk at a time, each in a transaction of its
     // own: unread until the snapshot is live, deleted if it fails.
     let started = std::time::Instant::now();
+    let event = event_index(model, audience.spec.event.as_deref())?;
     let explainer = computed.context.as_deref().map(|context| {
         Explainer::new(
             model,
             context,
             &target.items,
             computed.estimate.model.is_some(),
+            event,
         )
     });
     let mut why_bytes = 0;
@@ -935,16 +941,14 @@ fn explain(
     };
     let items = target.items.clone();
     // The horizon the estimate's model was fitted at (features such as "recent" depend on it).
+    let event = event_index(model, spec.event.as_deref())?;
     let horizon_days = match estimate {
         Some(e) => e.backtest.horizon_days,
-        None => {
-            let event = event_index(model, spec.event.as_deref())?;
-            resolve_horizon(model, &items, spec.horizon_days, event).days
-        }
+        None => resolve_horizon(model, &items, spec.horizon_days, event).days,
     };
     let context = model.propensity(horizon_days)?;
     let contributions = match estimate.and_then(|e| e.model.as_ref()) {
-        Some(m) => Some(m.contributions(&context.features(&items, user)?)?),
+        Some(m) => Some(m.contributions(&context.features(&items, user, event)?)?),
         None => None,
     };
     let target: HashSet<u32> = items.iter().copied().collect();

@@ -9,8 +9,8 @@ use super::features::{
     N_FEATURES, TargetView, col, engaged_between, engaged_on_next_visit, zero_next_visit_only,
 };
 use super::guard::{
-    self, BLEND_NEXT_VISIT_PREFIX, BLEND_PREFIX, CF_AFFINITY, HEURISTICS, Heuristic, LEARNED,
-    LEARNED_BOTH, LEARNED_NEXT_VISIT, Question,
+    self, BLEND_NEXT_VISIT_PREFIX, BLEND_PREFIX, CF_AFFINITY, Heuristic, LEARNED, LEARNED_BOTH,
+    LEARNED_NEXT_VISIT, Question,
 };
 use super::learner::{self, row};
 use super::{AudienceOptions, AudienceScores, Contribution, RankingChoice};
@@ -69,7 +69,7 @@ impl PropensityContext {
         }
         let target = self.checked_target(target_items)?;
 
-        let past = TargetView::new(self, &self.past, &target, None);
+        let past = TargetView::new(self, &self.past, &target, None, options.event);
         let mut x_past = past.matrix();
         drop(past);
         let labels = engaged_between(self, &target, self.past.time, self.now.time, options.event);
@@ -192,7 +192,7 @@ impl PropensityContext {
         };
         drop(x_past);
 
-        let now = TargetView::new(self, &self.now, &target, None);
+        let now = TargetView::new(self, &self.now, &target, None, options.event);
         let x_now = now.matrix();
         drop(now);
         let (own, blend) = match served {
@@ -341,8 +341,9 @@ impl PropensityContext {
             })
             .collect();
         let mut names: Vec<String> = owns.iter().map(|(name, _)| name.to_string()).collect();
+        let listed = guard::heuristics(options.event.is_some());
         // Independent of each other, so in parallel; each result is the same on any thread.
-        let heuristics: Vec<Vec<Vec<Evaluation>>> = HEURISTICS
+        let heuristics: Vec<Vec<Vec<Evaluation>>> = listed
             .par_iter()
             .map(|h| {
                 questions
@@ -352,7 +353,7 @@ impl PropensityContext {
             })
             .collect();
         all.extend(heuristics);
-        names.extend(HEURISTICS.iter().map(|h| h.name.to_string()));
+        names.extend(listed.iter().map(|h| h.name.to_string()));
         // The learned ranking and the best heuristic often know different things (the model
         // where the target says little, the heuristic how loyal a user is); their mean rank
         // competes too, measured on the same held-out users. The best heuristic by its mean
@@ -360,7 +361,7 @@ impl PropensityContext {
         let partner = blends.then(|| {
             let ap = |k: usize, q: usize| backtest::mean_average_precision(&all[owns.len() + k][q]);
             let best_q: Vec<f64> = (0..questions.len())
-                .map(|q| (0..HEURISTICS.len()).map(|k| ap(k, q)).fold(0.0, f64::max))
+                .map(|q| (0..listed.len()).map(|k| ap(k, q)).fold(0.0, f64::max))
                 .collect();
             let relative = |k: usize| -> f64 {
                 (0..questions.len())
@@ -373,11 +374,11 @@ impl PropensityContext {
                     })
                     .sum()
             };
-            (0..HEURISTICS.len())
+            (0..listed.len())
                 .rev()
                 .max_by(|&a, &b| relative(a).total_cmp(&relative(b)))
         });
-        let partner = partner.flatten().map(|k| &HEURISTICS[k]);
+        let partner = partner.flatten().map(|k| &listed[k]);
         if let Some(h) = partner {
             // The two learned rankings' own blends; the mean of both learned is one already.
             for (i, (_, held_out)) in owns.iter().enumerate().take(2) {
@@ -434,18 +435,19 @@ impl PropensityContext {
         let n_own = owns.len();
         let served = match partner {
             _ if best < n_own => Served::Own(best),
-            Some(h) if best >= n_own + HEURISTICS.len() => {
-                Served::Blend(h, best - n_own - HEURISTICS.len())
+            Some(h) if best >= n_own + listed.len() => {
+                Served::Blend(h, best - n_own - listed.len())
             }
-            _ => Served::Heuristic(&HEURISTICS[best - n_own]),
+            _ => Served::Heuristic(&listed[best - n_own]),
         };
         let evaluations = all.swap_remove(best).swap_remove(0);
         (served, choice, evaluations)
     }
 
     /// The raw (transformed, unstandardized) features of one user for a target as of now,
-    /// in [`FEATURE_NAMES`] order: the input of [`PropensityModel::contributions`].
-    pub fn features(&self, target_items: &[u32], user: u32) -> Result<Vec<f32>> {
+    /// in [`FEATURE_NAMES`] order: the input of [`PropensityModel::contributions`]. `event`
+    /// is the audience's ([`AudienceOptions::event`]).
+    pub fn features(&self, target_items: &[u32], user: u32, event: Option<u8>) -> Result<Vec<f32>> {
         let target = self.checked_target(target_items)?;
         if user as usize >= self.n_users {
             return Err(ModelError::UserOutOfRange {
@@ -453,13 +455,18 @@ impl PropensityContext {
                 n_users: self.n_users,
             });
         }
-        Ok(TargetView::new(self, &self.now, &target, Some(user)).row(user))
+        Ok(TargetView::new(self, &self.now, &target, Some(user), event).row(user))
     }
 
     /// The features of many users at once, as [`Self::features`] gives them one by one: the
     /// target's statistics are gathered once (one user at a time would scan the target's
     /// interactions and allocate full-length arrays per user).
-    pub fn feature_rows(&self, target_items: &[u32], users: &[u32]) -> Result<Vec<Vec<f32>>> {
+    pub fn feature_rows(
+        &self,
+        target_items: &[u32],
+        users: &[u32],
+        event: Option<u8>,
+    ) -> Result<Vec<Vec<f32>>> {
         let target = self.checked_target(target_items)?;
         if let Some(&user) = users.iter().find(|&&u| u as usize >= self.n_users) {
             return Err(ModelError::UserOutOfRange {
@@ -467,7 +474,7 @@ impl PropensityContext {
                 n_users: self.n_users,
             });
         }
-        let view = TargetView::new(self, &self.now, &target, None);
+        let view = TargetView::new(self, &self.now, &target, None, event);
         Ok(users.iter().map(|&u| view.row(u)).collect())
     }
 
@@ -478,11 +485,12 @@ impl PropensityContext {
         target_items: &[u32],
         scores: &AudienceScores,
         user: u32,
+        event: Option<u8>,
     ) -> Result<Option<Vec<Contribution>>> {
         let Some(model) = &scores.model else {
             return Ok(None);
         };
-        let raw = self.features(target_items, user)?;
+        let raw = self.features(target_items, user, event)?;
         model.contributions(&raw).map(Some)
     }
 
@@ -544,7 +552,7 @@ impl PropensityContext {
             base_rate,
             options,
         );
-        let now = TargetView::new(self, &self.now, target, None);
+        let now = TargetView::new(self, &self.now, target, None, options.event);
         let x_now = now.matrix();
         let ranked = match served {
             Served::Heuristic(heuristic) | Served::Blend(heuristic, _) => heuristic.ranked(&x_now),

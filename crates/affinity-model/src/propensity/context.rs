@@ -36,6 +36,19 @@ pub(super) struct Activity {
     /// (visits since it was last engaged with, its share of the last few) is measured in
     /// visits, whatever the calendar time between them.
     pub visits: UserDays,
+    /// Each user's days with each catalog event (`[event]`): an event audience's visits
+    /// (a shopper's orders, not their browsing days). Empty when the catalog has one event
+    /// (`visits` are that one's).
+    pub event_visits: Vec<UserDays>,
+}
+
+impl Activity {
+    /// The users' days with `event`: their visits, for an audience of that event.
+    pub fn visits_of(&self, event: u8) -> &UserDays {
+        self.event_visits
+            .get(usize::from(event))
+            .unwrap_or(&self.visits)
+    }
 }
 
 /// The world as seen at one time: the CF model fitted on interactions up to it and
@@ -277,6 +290,8 @@ fn snapshot(
     let mut week = vec![0u32; n_users];
     let mut recent = vec![0u32; n_users];
     let mut day_keys = Vec::new();
+    let n_events = catalog.config.events.len();
+    let mut event_keys: Vec<Vec<u64>> = vec![Vec::new(); if n_events > 1 { n_events } else { 0 }];
     let recent_from = time.saturating_sub(horizon_ms);
     let day_from = time.saturating_sub(DAY_MS);
     let week_from = time.saturating_sub(7 * DAY_MS);
@@ -295,8 +310,15 @@ fn snapshot(
             recent[u] += 1;
         }
         day_keys.push(user_day(x.user, x.timestamp));
+        if let Some(keys) = event_keys.get_mut(usize::from(x.event)) {
+            keys.push(user_day(x.user, x.timestamp));
+        }
     }
     let visits = UserDays::from_keys(day_keys, n_users);
+    let event_visits = event_keys
+        .into_iter()
+        .map(|keys| UserDays::from_keys(keys, n_users))
+        .collect();
     let active_days = (0..n_users).map(|u| visits.of(u).len() as u32).collect();
     Ok(Snapshot {
         time,
@@ -315,6 +337,7 @@ fn snapshot(
             distinct,
             active_days,
             visits,
+            event_visits,
         },
     })
 }

@@ -62,9 +62,15 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     // where the target's demand is). What ranks the many who never engaged with the target
     // itself; for a brand, its own column adds nothing (no other item has the brand).
     "content_share",
+    // An audience of one event ("who will order it"): the user's past engagements of that
+    // event with the target, and the share of their days with that event that held it
+    // (share of their orders), beside the same notions over every interaction (views
+    // included). 0 for an audience of any event, where the others say it.
+    "event_count",
+    "event_share",
 ];
 
-pub(super) const N_FEATURES: usize = 28;
+pub(super) const N_FEATURES: usize = 30;
 
 /// The visits `last_visits_share` looks at.
 const LAST_VISITS: usize = 5;
@@ -80,6 +86,8 @@ pub(super) mod col {
     pub const TARGET_COUNT: usize = 14;
     pub const TARGET_DAY_SHARE: usize = 16;
     pub const TARGET_DECAYED: usize = 17;
+    pub const EVENT_COUNT: usize = 28;
+    pub const EVENT_SHARE: usize = 29;
 }
 
 /// The features that say *when* (days since, activity in the last day, week or horizon,
@@ -157,6 +165,15 @@ pub(super) struct TargetView<'a> {
     content: TargetContent,
     own_content: Vec<f64>,
     horizon_days: f64,
+    /// The audience's event, and each user's engagements of it with the target (empty
+    /// without an event).
+    event: Option<u8>,
+    event_count: Vec<u32>,
+    /// The share of the user's days with the event that held the target; with an event, the
+    /// visit features are counted in those days (a shopper's orders, not their browsing).
+    event_share: Vec<f32>,
+    event_visit_due: Vec<f32>,
+    event_due_next_visit: Vec<f32>,
 }
 
 impl<'a> TargetView<'a> {
@@ -167,6 +184,7 @@ impl<'a> TargetView<'a> {
         snapshot: &'a Snapshot,
         target: &[u32],
         only_user: Option<u32>,
+        event: Option<u8>,
     ) -> TargetView<'a> {
         let n = ctx.n_users;
         let time = snapshot.time;
@@ -178,6 +196,8 @@ impl<'a> TargetView<'a> {
         let mut first = vec![i64::MAX; n];
         let mut decayed = vec![0f32; n];
         let mut day_keys: Vec<u64> = Vec::new();
+        let mut event_count = vec![0u32; if event.is_some() { n } else { 0 }];
+        let mut event_keys: Vec<u64> = Vec::new();
         let horizon_days = (ctx.horizon_ms as f64 / DAY_MS as f64).max(1.0);
         let mut item_counts = Vec::with_capacity(target.len());
         for &item in target {
@@ -201,20 +221,40 @@ impl<'a> TargetView<'a> {
                 let age_days = (time - t.timestamp) as f64 / DAY_MS as f64;
                 decayed[u] += 0.5f64.powf(age_days / horizon_days) as f32;
                 day_keys.push(user_day(t.user, t.timestamp));
+                if event == Some(t.event) {
+                    event_count[u] += 1;
+                    event_keys.push(user_day(t.user, t.timestamp));
+                }
             }
             item_counts.push(seen as f64);
         }
         let target_days = UserDays::from_keys(day_keys, n);
-        let visits = &snapshot.activity.visits;
         let days: Vec<u32> = (0..n).map(|u| target_days.of(u).len() as u32).collect();
+        // The visits the visit features count: every active day, or the days with the
+        // audience's event (and the target's among them).
+        let event_target_days = event.map(|_| UserDays::from_keys(event_keys, n));
+        let (mine, visits) = match (&event_target_days, event) {
+            (Some(t), Some(e)) => (t, snapshot.activity.visits_of(e)),
+            _ => (&target_days, &snapshot.activity.visits),
+        };
         let mut visits_since: Vec<u32> = (0..n).map(|u| visits.of(u).len() as u32).collect();
         let mut last_visits_share = vec![0f32; n];
         let mut visit_decayed_share = vec![0f32; n];
         for u in 0..n {
-            if let Some(v) = VisitFeatures::of(target_days.of(u), visits.of(u)) {
+            if let Some(v) = VisitFeatures::of(mine.of(u), visits.of(u)) {
                 visits_since[u] = v.since;
                 last_visits_share[u] = v.last_share;
                 visit_decayed_share[u] = v.decayed_share;
+            }
+        }
+        let (mut event_share, mut event_visit_due, mut event_due_next_visit) =
+            (Vec::new(), Vec::new(), Vec::new());
+        if event_target_days.is_some() {
+            for (u, &since) in visits_since.iter().enumerate() {
+                let (t, v) = (mine.of(u), visits.of(u));
+                event_share.push(t.len() as f32 / v.len().max(1) as f32);
+                event_visit_due.push(visit_due_in_days(t, v, since));
+                event_due_next_visit.push(due_next_visit_in_days(t, v));
             }
         }
 
@@ -273,6 +313,11 @@ impl<'a> TargetView<'a> {
             content,
             own_content,
             horizon_days,
+            event,
+            event_count,
+            event_share,
+            event_visit_due,
+            event_due_next_visit,
         }
     }
 
@@ -337,13 +382,58 @@ impl<'a> TargetView<'a> {
             ln1p(f64::from(self.visits_since[u])),
             self.last_visits_share[u],
             self.visit_decayed_share[u],
-            self.visit_due(u, activity),
-            self.due_next_visit(u, activity),
+            match self.event {
+                Some(_) => self.event_visit_due[u],
+                None => self.visit_due(u, activity),
+            },
+            match self.event {
+                Some(_) => self.event_due_next_visit[u],
+                None => self.due_next_visit(u, activity),
+            },
             self.content
                 .share(s.values.of(u), count, self.own_content[u], self.count[u]),
+            match self.event {
+                Some(_) => ln1p(f64::from(self.event_count[u])),
+                None => 0.0,
+            },
+            match self.event {
+                Some(_) => self.event_share[u],
+                None => 0.0,
+            },
         ];
         row.copy_from_slice(&values);
     }
+}
+
+/// [`TargetView::visit_due`] counted in the days of an audience's event: `mine` the user's
+/// days of it with the target, `all` their days of it, `since` visits (of those days) since
+/// the target.
+fn visit_due_in_days(mine: &[u32], all: &[u32], since: u32) -> f32 {
+    if mine.len() < 2 {
+        return NO_CYCLE;
+    }
+    let per_engagement = all.len() as f64 / mine.len() as f64;
+    ((f64::from(since) + 1.0) / per_engagement)
+        .ln()
+        .clamp(-DUE_CAP, DUE_CAP) as f32
+}
+
+/// [`TargetView::due_next_visit`] counted in the days of an audience's event (whole days).
+fn due_next_visit_in_days(mine: &[u32], all: &[u32]) -> f32 {
+    let (Some((&t_first, &t_last)), Some((&first, &last))) =
+        (mine.first().zip(mine.last()), all.first().zip(all.last()))
+    else {
+        return NO_CYCLE;
+    };
+    if mine.len() < 2 || all.len() < 2 {
+        return NO_CYCLE;
+    }
+    let target_gap = (f64::from(t_last - t_first) / (mine.len() - 1) as f64).max(1.0);
+    let user_gap = f64::from(last - first) / (all.len() - 1) as f64;
+    let since = f64::from(last.saturating_sub(t_last));
+    ((since + user_gap.max(1.0)) / target_gap)
+        .ln()
+        .clamp(-DUE_CAP, DUE_CAP) as f32
 }
 
 impl TargetView<'_> {
@@ -550,6 +640,7 @@ mod tests {
             distinct: vec![0; n],
             active_days: days.iter().map(|d| d.0).collect(),
             visits: UserDays::from_keys(Vec::new(), n),
+            event_visits: Vec::new(),
         }
     }
 

@@ -34,7 +34,7 @@ fn recency(row: &[f32]) -> f64 {
 }
 
 /// The competitors, in the order the estimate lists them.
-pub(super) const HEURISTICS: [Heuristic; 6] = [
+pub(super) const HEURISTICS: [Heuristic; 8] = [
     // "How often did they buy it": count of past engagements with the target.
     Heuristic {
         name: "past_count",
@@ -70,7 +70,25 @@ pub(super) const HEURISTICS: [Heuristic; 6] = [
         primary: recency,
         secondary: |r| f64::from(r[col::ACTIVITY]),
     },
+    // An audience of one event ("who will order it"): how often they did that with the
+    // target, and its share of their days with that event (share of their orders).
+    Heuristic {
+        name: "event_count",
+        primary: |r| f64::from(r[col::EVENT_COUNT]),
+        secondary: recency,
+    },
+    Heuristic {
+        name: "event_share",
+        primary: |r| f64::from(r[col::EVENT_SHARE]),
+        secondary: |r| f64::from(r[col::EVENT_COUNT]),
+    },
 ];
+
+/// The heuristics that compete: the last two only for an audience of one event (without
+/// one their columns are 0).
+pub(super) fn heuristics(event: bool) -> &'static [Heuristic] {
+    if event { &HEURISTICS } else { &HEURISTICS[..6] }
+}
 
 impl Heuristic {
     /// `members` (user, weight) ordered best first: by primary, then secondary (both

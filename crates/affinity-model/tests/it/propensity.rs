@@ -214,7 +214,10 @@ fn the_learned_audience_beats_random_and_most_active_on_the_future() {
         let model = scores.model.as_ref().unwrap();
         assert_eq!(model.features.len(), FEATURE_NAMES.len());
         let (top, score) = scores.ranked[0];
-        let parts = context.explain(&target, &scores, top).unwrap().unwrap();
+        let parts = context
+            .explain(&target, &scores, top, None)
+            .unwrap()
+            .unwrap();
         let z = model.intercept + parts.iter().map(|p| p.contribution).sum::<f64>();
         let p = 1.0 / (1.0 + (-z).exp());
         assert!((p - f64::from(score)).abs() < 1e-4, "{p} vs {score}");
@@ -286,7 +289,12 @@ fn empty_and_never_engaged_targets_fall_back_and_say_why() {
         assert_eq!(scores.positives_in_backtest, 0);
         assert_eq!(scores.ranked.len(), catalog.users.len());
         assert!(scores.curve.iter().all(|p| p.expected_engaged == 0.0));
-        assert!(context.explain(&target, &scores, 0).unwrap().is_none());
+        assert!(
+            context
+                .explain(&target, &scores, 0, None)
+                .unwrap()
+                .is_none()
+        );
     }
 
     let out_of_range = catalog.items.len() as u32;
@@ -467,7 +475,7 @@ fn a_tree_model_is_stored_and_explains_the_scores_it_served() {
     let stored: PropensityModel =
         serde_json::from_value(serde_json::to_value(model).unwrap()).unwrap();
     for &(user, score) in scores.ranked.iter().step_by(37) {
-        let raw = context.features(&[staple], user).unwrap();
+        let raw = context.features(&[staple], user, None).unwrap();
         let p = stored.predict(&raw).unwrap();
         assert!((p as f32 - score).abs() < 1e-5, "{p} vs {score}");
     }
@@ -476,7 +484,9 @@ fn a_tree_model_is_stored_and_explains_the_scores_it_served() {
     // that lists the feature cannot explain a row without it.
     let mut old = stored.clone();
     old.features.retain(|f| f.name != "content_share");
-    let raw = context.features(&[staple], scores.ranked[0].0).unwrap();
+    let raw = context
+        .features(&[staple], scores.ranked[0].0, None)
+        .unwrap();
     let short = &raw[..raw.len() - 1];
     let mut want = stored.contributions(&raw).unwrap();
     want.retain(|c| c.feature != "content_share");
@@ -682,7 +692,7 @@ fn content_share_measures_the_users_other_engagements_like_the_target() {
         .unwrap();
     for (user, want) in [(1, 0.5), (2, 0.0), (3, 0.0), (4, 0.5)] {
         let u = catalog.user_index(user).unwrap();
-        let got = context.features(&[target], u).unwrap()[k];
+        let got = context.features(&[target], u, None).unwrap()[k];
         assert!((got - want).abs() < 1e-6, "user {user}: {got} vs {want}");
     }
 }
@@ -690,7 +700,7 @@ fn content_share_measures_the_users_other_engagements_like_the_target() {
 /// An audience that predicts one event ("who will order it") learns from the users who did
 /// that event with the target in the backtest window, not from everyone who engaged (views
 /// are most of the store): its positives are exactly those users, fewer than with any event,
-/// and an event the catalog does not have is refused.
+/// the event's own heuristics compete, and an event the catalog does not have is refused.
 #[test]
 fn an_audience_of_one_event_learns_who_did_that_event() {
     let (catalog, _) = split(SyntheticSpec::default().end_ms + 1);
@@ -727,6 +737,16 @@ fn an_audience_of_one_event_learns_who_did_that_event() {
         };
         let scores = context.audience(&target, &options).unwrap();
         assert!(scores.fallback_reason.is_none(), "{scores:?}");
+        // The event's own heuristics compete only where there is an event.
+        let names: Vec<&str> = scores
+            .ranking
+            .competitors
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        for name in ["event_count", "event_share"] {
+            assert_eq!(names.contains(&name), event.is_some(), "{names:?}");
+        }
         scores.positives_in_backtest
     };
     let (orders, any) = (positives(Some(0)), positives(None));
@@ -742,4 +762,53 @@ fn an_audience_of_one_event_learns_who_did_that_event() {
         context.audience(&target, &out_of_range),
         Err(ModelError::InvalidParameter { name: "event", .. })
     ));
+}
+
+/// `event_count` and `event_share` count the audience's event only: the user's engagements
+/// of that event with the target, and the share of their days with that event that held it;
+/// both 0 for an audience of any event. The visit features count that event's days too.
+#[test]
+fn event_features_count_the_audience_s_event_only() {
+    let config: CatalogConfig = serde_json::from_value(json!({"events": [
+        {"name": "Order Completed", "product_id_property": "product_id", "weight": 3.0},
+        {"name": "Product Viewed", "product_id_property": "product_id"}]}))
+    .unwrap();
+    let mut b = CatalogBuilder::new(config);
+    let start = SyntheticSpec::default().end_ms - 100 * DAY_MS;
+    let (p1, p2) = (json!({"product_id": "p1"}), json!({"product_id": "p2"}));
+    // User 1 viewed p1 on days 0-4 (twice on day 0), ordered it on day 4 and p2 on days 6, 8.
+    for (day, event, product) in [
+        (0, 1, &p1),
+        (0, 1, &p1),
+        (1, 1, &p1),
+        (2, 1, &p1),
+        (3, 1, &p1),
+        (4, 1, &p1),
+        (4, 0, &p1),
+        (6, 0, &p2),
+        (8, 0, &p2),
+    ] {
+        b.add_event(1, event, start + day * DAY_MS, product);
+    }
+    b.add_event(2, 0, start, &p2);
+    let catalog = b.finish();
+    let context = context_with_horizon(&catalog, 30);
+    let target = [catalog.item_index("p1").unwrap()];
+    let u = catalog.user_index(1).unwrap();
+    let at = |name: &str| FEATURE_NAMES.iter().position(|&n| n == name).unwrap();
+    let (count, share) = (at("event_count"), at("event_share"));
+    let close = |a: f32, b: f64| (f64::from(a) - b).abs() < 1e-6;
+    let orders = context.features(&target, u, Some(0)).unwrap();
+    assert!(close(orders[count], 2f64.ln()), "{}", orders[count]);
+    assert!(close(orders[share], 1.0 / 3.0), "{}", orders[share]);
+    let views = context.features(&target, u, Some(1)).unwrap();
+    assert!(close(views[count], 7f64.ln()), "{}", views[count]);
+    assert!(close(views[share], 1.0), "{}", views[share]);
+    let any = context.features(&target, u, None).unwrap();
+    assert_eq!((any[count], any[share]), (0.0, 0.0));
+    // The visit features count the event's days: p1 was in one of the last three orders,
+    // and on three of the last five days with any engagement.
+    let last = at("last_visits_share");
+    assert!(close(orders[last], 1.0 / 3.0), "{}", orders[last]);
+    assert!(close(any[last], 0.6), "{}", any[last]);
 }
