@@ -141,7 +141,7 @@ pub fn resolve_event(
         None => Err(p(
             "event",
             format!(
-                "the catalog counts no event {name:?} (names match exactly); its events: {}; count it with PUT /api/v1/catalog",
+                "the serving model's catalog counts no event {name:?} (names match exactly); its events: {}; to count another, add it with PUT /api/v1/catalog and train",
                 events
                     .iter()
                     .map(|e| format!("{:?}", e.name))

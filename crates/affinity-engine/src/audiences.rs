@@ -108,14 +108,14 @@ pub struct Horizon {
     pub reason: Option<String>,
 }
 
-/// The audience's own horizon, or one chosen from the store's rhythm with the target
-/// (`propensity::choose_horizon`: one pass over the target's interactions, no model fit).
 /// The catalog index of the event an audience predicts (a 422 when the serving model's
 /// catalog counts no such event).
 fn event_index(model: &ServingModel, event: Option<&str>) -> Result<Option<u8>> {
     resolve_event(&model.catalog, event).map_err(|p| EngineError::invalid(Invalid::Audience, [p]))
 }
 
+/// The audience's own horizon, or one chosen from the store's rhythm with the target
+/// (`propensity::choose_horizon`: one pass over the target's interactions, no model fit).
 pub fn resolve_horizon(
     model: &ServingModel,
     items: &[u32],
@@ -831,6 +831,7 @@ pub fn create_now(
     seed: u64,
 ) -> Result<(i64, Computed)> {
     let target = target_items(&model.catalog, &spec.target)?;
+    event_index(model, spec.event.as_deref())?;
     let clock = Clock::default();
     let id = store.create_audience(
         &spec.name,
@@ -1500,6 +1501,8 @@ impl Engine {
         event: Option<String>,
     ) -> Result<Preview> {
         let model = self.serving()?;
+        // Refused before taking a place in the queue.
+        event_index(&model, event.as_deref())?;
         let seed = self.config.seed;
         let ticket = self.previews.admit()?;
         let newest = self.catalog.snapshot().catalog;
@@ -1507,7 +1510,6 @@ impl Engine {
             .run(None, move || {
                 let newest = newest.as_deref().unwrap_or(&model.catalog);
                 let resolved = audience_target::resolve(&model.catalog, newest, &target)?;
-                event_index(&model, event.as_deref())?;
                 if resolved.basis.basis == BasisKind::Nothing {
                     return Ok(empty_preview(&model, target, horizon_days, resolved));
                 }

@@ -50,23 +50,20 @@ struct NextVisit {
 
 impl PropensityContext {
     /// Scores every user of the catalog for engaging with any of `target_items` within the
-    /// horizon, with the backtested expectations of the ranking. Item indices are the
-    /// catalog's; duplicates are ignored; an index out of range is an error.
+    /// horizon (doing the options' `event` with them, when it names one), with the
+    /// backtested expectations of the ranking. Item indices are the catalog's; duplicates are
+    /// ignored; an index out of range is an error.
     pub fn audience(
         &self,
         target_items: &[u32],
         options: &AudienceOptions,
     ) -> Result<AudienceScores> {
         options.validate()?;
-        if let Some(e) = options.event.filter(|&e| usize::from(e) >= self.n_events) {
-            return Err(ModelError::InvalidParameter {
-                name: "event",
-                reason: format!(
-                    "event index {e} is out of range: the catalog has {} events",
-                    self.n_events
-                ),
-            });
-        }
+        // With one event in the catalog, an audience of it is an audience of any.
+        let options = &AudienceOptions {
+            event: self.checked_event(options.event)?,
+            ..options.clone()
+        };
         let target = self.checked_target(target_items)?;
 
         let past = TargetView::new(self, &self.past, &target, None, options.event);
@@ -91,18 +88,22 @@ impl PropensityContext {
             0.0
         };
 
+        let engaged = match options.event {
+            Some(_) => "did the audience's event with",
+            None => "engaged with",
+        };
         let reason = if target.is_empty() {
             Some("the target has no items".to_string())
         } else if positives.len() < options.min_positives {
             Some(format!(
-                "only {} of {eligible} users engaged with the target in the {}-day backtest window (at least {} are needed to learn from)",
+                "only {} of {eligible} users {engaged} the target in the {}-day backtest window (at least {} are needed to learn from)",
                 positives.len(),
                 self.params.horizon_days,
                 options.min_positives
             ))
         } else if negatives.len() < options.min_positives {
             Some(format!(
-                "{} of {eligible} users engaged with the target in the backtest window: too few did not to learn from",
+                "{} of {eligible} users {engaged} the target in the backtest window: too few did not to learn from",
                 positives.len()
             ))
         } else {
@@ -455,6 +456,7 @@ impl PropensityContext {
                 n_users: self.n_users,
             });
         }
+        let event = self.checked_event(event)?;
         Ok(TargetView::new(self, &self.now, &target, Some(user), event).row(user))
     }
 
@@ -474,6 +476,7 @@ impl PropensityContext {
                 n_users: self.n_users,
             });
         }
+        let event = self.checked_event(event)?;
         let view = TargetView::new(self, &self.now, &target, None, event);
         Ok(users.iter().map(|&u| view.row(u)).collect())
     }
@@ -492,6 +495,23 @@ impl PropensityContext {
         };
         let raw = self.features(target_items, user, event)?;
         model.contributions(&raw).map(Some)
+    }
+
+    /// The audience's event as the features and labels use it: `None` when the catalog has
+    /// one event (an audience of it is an audience of any); an index past the catalog's
+    /// events is an error.
+    fn checked_event(&self, event: Option<u8>) -> Result<Option<u8>> {
+        let n_events = self.event_weights.len();
+        match event {
+            Some(e) if usize::from(e) >= n_events => Err(ModelError::InvalidParameter {
+                name: "event",
+                reason: format!(
+                    "event index {e} is out of range: the catalog has {n_events} events"
+                ),
+            }),
+            Some(_) if n_events == 1 => Ok(None),
+            event => Ok(event),
+        }
     }
 
     fn checked_target(&self, target_items: &[u32]) -> Result<Vec<u32>> {

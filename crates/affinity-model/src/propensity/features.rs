@@ -211,7 +211,7 @@ impl<'a> TargetView<'a> {
                     continue;
                 }
                 let u = t.user as usize;
-                weight[u] += t.weight;
+                weight[u] += ctx.weight(t);
                 count[u] += 1;
                 if t.timestamp > recent_from {
                     recent[u] += 1;
@@ -234,7 +234,7 @@ impl<'a> TargetView<'a> {
         // audience's event (and the target's among them).
         let event_target_days = event.map(|_| UserDays::from_keys(event_keys, n));
         let (mine, visits) = match (&event_target_days, event) {
-            (Some(t), Some(e)) => (t, snapshot.activity.visits_of(e)),
+            (Some(t), Some(_)) => (t, ctx.visits_of(snapshot, event)),
             _ => (&target_days, &snapshot.activity.visits),
         };
         let mut visits_since: Vec<u32> = (0..n).map(|u| visits.of(u).len() as u32).collect();
@@ -640,7 +640,6 @@ mod tests {
             distinct: vec![0; n],
             active_days: days.iter().map(|d| d.0).collect(),
             visits: UserDays::from_keys(Vec::new(), n),
-            event_visits: Vec::new(),
         }
     }
 

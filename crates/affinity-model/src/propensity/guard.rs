@@ -84,10 +84,17 @@ pub(super) const HEURISTICS: [Heuristic; 8] = [
     },
 ];
 
-/// The heuristics that compete: the last two only for an audience of one event (without
-/// one their columns are 0).
+/// How many of [`HEURISTICS`] compete for an audience of any event: the rest read the
+/// columns of an audience's event, which are 0 without one.
+const ANY_EVENT_HEURISTICS: usize = 6;
+
+/// The heuristics that compete for an audience (of one event, or of any).
 pub(super) fn heuristics(event: bool) -> &'static [Heuristic] {
-    if event { &HEURISTICS } else { &HEURISTICS[..6] }
+    if event {
+        &HEURISTICS
+    } else {
+        &HEURISTICS[..ANY_EVENT_HEURISTICS]
+    }
 }
 
 impl Heuristic {

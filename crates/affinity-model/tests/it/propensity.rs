@@ -479,17 +479,19 @@ fn a_tree_model_is_stored_and_explains_the_scores_it_served() {
         let p = stored.predict(&raw).unwrap();
         assert!((p as f32 - score).abs() < 1e-5, "{p} vs {score}");
     }
-    // A model and a member's features stored before `content_share` was appended (this
-    // store has no columns, so no tree splits on it): they still explain, alike; a model
-    // that lists the feature cannot explain a row without it.
+    // A model and a member's features stored before `content_share` and the event features
+    // were appended (this store has no columns and no event, so no tree splits on them):
+    // they still explain, alike; a model that lists a feature cannot explain a row without it.
+    let appended = ["content_share", "event_count", "event_share"];
     let mut old = stored.clone();
-    old.features.retain(|f| f.name != "content_share");
+    old.features
+        .retain(|f| !appended.contains(&f.name.as_str()));
     let raw = context
         .features(&[staple], scores.ranked[0].0, None)
         .unwrap();
-    let short = &raw[..raw.len() - 1];
+    let short = &raw[..raw.len() - appended.len()];
     let mut want = stored.contributions(&raw).unwrap();
-    want.retain(|c| c.feature != "content_share");
+    want.retain(|c| !appended.contains(&c.feature.as_str()));
     assert_eq!(old.contributions(short).unwrap(), want);
     assert!(stored.contributions(short).is_err());
     // Auto: both learners measured on the same folds, and the choice says so.

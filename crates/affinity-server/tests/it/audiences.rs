@@ -341,7 +341,7 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
         s,
         &b,
         StatusCode::UNPROCESSABLE_ENTITY,
-        r#"the catalog counts no event "Order Placed""#,
+        r#"catalog counts no event "Order Placed""#,
     );
     assert_eq!(problem_fields(&b), vec!["event"], "{b}");
     let (s, b) = post(
