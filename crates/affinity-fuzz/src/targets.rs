@@ -319,13 +319,15 @@ fn audience(input: &[u8]) -> String {
         Err(problems) => {
             assert!(!problems.is_empty(), "a refusal names its problems");
             // Unknown fields are named after the input's keys: one signature for all of them.
-            const KNOWN: [&str; 6] = [
+            const KNOWN: [&str; 8] = [
                 "name",
                 "target",
                 "max_size",
                 "horizon_days",
                 "control_percent",
                 "destinations",
+                "refresh",
+                "event",
             ];
             let mut fields: Vec<&str> = problems
                 .iter()

@@ -6,14 +6,15 @@ use rayon::prelude::*;
 use super::backtest::{self, Evaluation, Folds, Scored};
 use super::context::{NO_VISIT, PropensityContext};
 use super::features::{
-    N_FEATURES, TargetView, col, engaged_between, engaged_on_next_visit, zero_next_visit_only,
+    EVENT_ONLY, FEATURE_NAMES, N_FEATURES, TargetView, col, engaged_between, engaged_on_next_visit,
+    zero_next_visit_only,
 };
 use super::guard::{
     self, BLEND_NEXT_VISIT_PREFIX, BLEND_PREFIX, CF_AFFINITY, Heuristic, LEARNED, LEARNED_BOTH,
     LEARNED_NEXT_VISIT, Question,
 };
 use super::learner::{self, row};
-use super::{AudienceOptions, AudienceScores, Contribution, RankingChoice};
+use super::{AudienceOptions, AudienceScores, Contribution, PropensityModel, RankingChoice};
 use crate::error::{ModelError, Result};
 
 /// Users per parallel scoring task.
@@ -46,6 +47,19 @@ struct NextVisit {
     /// The weight of the users who came back over all users' in the folds: the share of
     /// the first question's users this one speaks about (at least [`NEXT_VISIT_MIN_SHARE`]).
     share: f64,
+}
+
+/// The model as the estimate shows it: for an audience of any event, without the event
+/// features (always 0 there: no split and no weight, so every score and contribution is
+/// the same without them).
+fn described(model: &PropensityModel, options: &AudienceOptions) -> PropensityModel {
+    let mut model = model.clone();
+    if options.event.is_none() {
+        model
+            .features
+            .retain(|f| !EVENT_ONLY.iter().any(|&k| FEATURE_NAMES[k] == f.name));
+    }
+    model
 }
 
 impl PropensityContext {
@@ -232,14 +246,20 @@ impl PropensityContext {
             ranked
         };
         let (ranked, description) = match (own, &learned_next) {
-            (1, Some(next)) => (predicted(&next.learner), Some(next.model.clone())),
+            (1, Some(next)) => (
+                predicted(&next.learner),
+                Some(described(&next.model, options)),
+            ),
             (2, Some(next)) => {
                 // Ranks, like a blend's: no one model to show.
                 let a = predicted(&learned.learner);
                 let b = predicted(&next.learner);
                 (guard::mean_rank_ranked(&a, &b, self.n_users), None)
             }
-            _ => (predicted(&learned.learner), Some(learned.model.clone())),
+            _ => (
+                predicted(&learned.learner),
+                Some(described(&learned.model, options)),
+            ),
         };
         // A blend's scores are ranks, like a heuristic's: no model is shown for them.
         let (ranked, model) = match blend {

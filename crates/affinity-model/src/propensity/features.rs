@@ -103,6 +103,10 @@ pub(super) const TIME_ANCHORED: [usize; 10] = [3, 5, 7, 10, 11, 12, 17, 18, 20, 
 /// has the same notions counted in days, anchored at the time it is asked.
 pub(super) const NEXT_VISIT_ONLY: [usize; 5] = [22, 23, 24, 25, 26];
 
+/// The features of an audience of one event (`event_count`, `event_share`): 0 for an
+/// audience of any event, whose models do not list them.
+pub(super) const EVENT_ONLY: [usize; 2] = [col::EVENT_COUNT, col::EVENT_SHARE];
+
 /// Sets the [`NEXT_VISIT_ONLY`] columns of `x` to 0 (see [`without_time_anchored`]), in
 /// place: the feature matrix is the largest allocation of an audience.
 pub(super) fn zero_next_visit_only(x: &mut [f32]) {

@@ -212,7 +212,8 @@ fn the_learned_audience_beats_random_and_most_active_on_the_future() {
 
         // Explanations add up to the score.
         let model = scores.model.as_ref().unwrap();
-        assert_eq!(model.features.len(), FEATURE_NAMES.len());
+        // Every feature but the two of an audience of one event (0 here, and not listed).
+        assert_eq!(model.features.len(), FEATURE_NAMES.len() - 2);
         let (top, score) = scores.ranked[0];
         let parts = context
             .explain(&target, &scores, top, None)
@@ -748,6 +749,11 @@ fn an_audience_of_one_event_learns_who_did_that_event() {
             .collect();
         for name in ["event_count", "event_share"] {
             assert_eq!(names.contains(&name), event.is_some(), "{names:?}");
+        }
+        // So do the event features in the model shown (always 0 without an event).
+        if let Some(model) = &scores.model {
+            let listed = model.features.iter().any(|f| f.name == "event_count");
+            assert_eq!(listed, event.is_some(), "{:?}", model.features);
         }
         scores.positives_in_backtest
     };
