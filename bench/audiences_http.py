@@ -281,29 +281,27 @@ def target_stats(events, target, now):
     }
 
 
+def target_rankings(population, s, names):
+    """The population ranked by each user's target stats `s` (target_stats): by count, share,
+    recency and decayed count, under the four `names`."""
+    keys = (lambda u: (-s[u]["count"], -s[u]["recent"]),
+            lambda u: (-s[u]["share"], -s[u]["count"]),
+            lambda u: (-s[u]["last"], -s[u]["count"]),
+            lambda u: (-s[u]["decayed"], -s[u]["recent"]))
+    return {name: rank(population, key) for name, key in zip(names, keys, strict=True)}
+
+
 def heuristics(population, per_user, target, now, shop=None):
     """Every heuristic's ranking of the population; with shop = (shop_history(), its newest
     time), the all-engagement ones too."""
     s = {u: target_stats(per_user.get(u, []), target, now) for u in population}
-    keys = {
-        "past_count": lambda u: (-s[u]["count"], -s[u]["recent"]),
-        "past_share": lambda u: (-s[u]["share"], -s[u]["count"]),
-        "target_recency": lambda u: (-s[u]["last"], -s[u]["count"]),
-        "decayed_count": lambda u: (-s[u]["decayed"], -s[u]["recent"]),
-        "most_active": lambda u: (-s[u]["all"], -s[u]["recent"]),
-        "most_recent": lambda u: (-s[u]["recent"], -s[u]["all"]),
-    }
-    out = {name: rank(population, keys[name]) for name in HEURISTICS}
+    out = target_rankings(population, s, HEURISTICS[:4])
+    out["most_active"] = rank(population, lambda u: (-s[u]["all"], -s[u]["recent"]))
+    out["most_recent"] = rank(population, lambda u: (-s[u]["recent"], -s[u]["all"]))
     if shop is not None:
         shop_events, shop_now = shop
         a = {u: target_stats(shop_events.get(u, []), target, shop_now) for u in population}
-        keys = {
-            "any_count": lambda u: (-a[u]["count"], -a[u]["recent"]),
-            "any_share": lambda u: (-a[u]["share"], -a[u]["count"]),
-            "any_recency": lambda u: (-a[u]["last"], -a[u]["count"]),
-            "any_decayed": lambda u: (-a[u]["decayed"], -a[u]["recent"]),
-        }
-        out.update({name: rank(population, keys[name]) for name in ANY_HEURISTICS})
+        out.update(target_rankings(population, a, ANY_HEURISTICS))
     return out
 
 

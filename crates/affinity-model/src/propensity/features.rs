@@ -176,8 +176,9 @@ pub(super) struct TargetView<'a> {
     /// The share of the user's days with the event that held the target; with an event, the
     /// visit features are counted in those days (a shopper's orders, not their browsing).
     event_share: Vec<f32>,
-    event_visit_due: Vec<f32>,
     event_due_next_visit: Vec<f32>,
+    /// "Due at the visit after the last one", in the visits the visit features count.
+    visit_due: Vec<f32>,
 }
 
 impl<'a> TargetView<'a> {
@@ -244,20 +245,20 @@ impl<'a> TargetView<'a> {
         let mut visits_since: Vec<u32> = (0..n).map(|u| visits.of(u).len() as u32).collect();
         let mut last_visits_share = vec![0f32; n];
         let mut visit_decayed_share = vec![0f32; n];
+        let mut visit_due = vec![NO_CYCLE; n];
         for u in 0..n {
             if let Some(v) = VisitFeatures::of(mine.of(u), visits.of(u)) {
                 visits_since[u] = v.since;
                 last_visits_share[u] = v.last_share;
                 visit_decayed_share[u] = v.decayed_share;
             }
+            visit_due[u] = visit_due_of(mine.of(u), visits.of(u), visits_since[u]);
         }
-        let (mut event_share, mut event_visit_due, mut event_due_next_visit) =
-            (Vec::new(), Vec::new(), Vec::new());
+        let (mut event_share, mut event_due_next_visit) = (Vec::new(), Vec::new());
         if event_target_days.is_some() {
-            for (u, &since) in visits_since.iter().enumerate() {
+            for u in 0..n {
                 let (t, v) = (mine.of(u), visits.of(u));
                 event_share.push(t.len() as f32 / v.len().max(1) as f32);
-                event_visit_due.push(visit_due_in_days(t, v, since));
                 event_due_next_visit.push(due_next_visit_in_days(t, v));
             }
         }
@@ -320,8 +321,8 @@ impl<'a> TargetView<'a> {
             event,
             event_count,
             event_share,
-            event_visit_due,
             event_due_next_visit,
+            visit_due,
         }
     }
 
@@ -386,10 +387,7 @@ impl<'a> TargetView<'a> {
             ln1p(f64::from(self.visits_since[u])),
             self.last_visits_share[u],
             self.visit_decayed_share[u],
-            match self.event {
-                Some(_) => self.event_visit_due[u],
-                None => self.visit_due(u, activity),
-            },
+            self.visit_due[u],
             match self.event {
                 Some(_) => self.event_due_next_visit[u],
                 None => self.due_next_visit(u, activity),
@@ -409,10 +407,12 @@ impl<'a> TargetView<'a> {
     }
 }
 
-/// [`TargetView::visit_due`] counted in the days of an audience's event: `mine` the user's
-/// days of it with the target, `all` their days of it, `since` visits (of those days) since
-/// the target.
-fn visit_due_in_days(mine: &[u32], all: &[u32], since: u32) -> f32 {
+/// `visit_due`: ln((visits since the target + 1) / (the user's visits per day with the
+/// target)), about 0 or above when as many visits as usual have passed since it.
+/// [`NO_CYCLE`] before a second day with it. `mine`: the user's days with the target, `all`:
+/// their visits (every active day, or the days with an audience's event), `since`: visits
+/// since the target.
+fn visit_due_of(mine: &[u32], all: &[u32], since: u32) -> f32 {
     if mine.len() < 2 {
         return NO_CYCLE;
     }
@@ -459,19 +459,6 @@ impl TargetView<'_> {
 }
 
 impl TargetView<'_> {
-    /// ln((visits since the target + 1) / (the user's visits per day with the target)):
-    /// about 0 or above when as many visits as usual have passed since it. [`NO_CYCLE`]
-    /// before a second day with it.
-    fn visit_due(&self, u: usize, activity: &Activity) -> f32 {
-        if self.days[u] < 2 {
-            return NO_CYCLE;
-        }
-        let per_engagement = f64::from(activity.active_days[u]) / f64::from(self.days[u]);
-        ((f64::from(self.visits_since[u]) + 1.0) / per_engagement)
-            .ln()
-            .clamp(-DUE_CAP, DUE_CAP) as f32
-    }
-
     /// ln((days from the target's last engagement to the user's last visit + the user's
     /// usual gap between visits) / the target's usual gap): about 0 when the target falls
     /// due at the visit after the last one. [`NO_CYCLE`] before a second day with the target
