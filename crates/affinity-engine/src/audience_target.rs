@@ -21,8 +21,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use affinity_core::audience::{Target, UnseenTarget, resolve_target, unseen_target};
+use affinity_core::catalog::value_matches;
 use affinity_core::column_similarity::{
-    BAND_RATIO, ColumnValues, SharedValue, alike_by_columns, engaged_items, values_of,
+    BAND_RATIO, ColumnValues, SharedValue, alike_by_columns, values_of,
 };
 use affinity_core::item_catalog::ItemCatalog;
 
@@ -103,6 +104,77 @@ pub struct ResolvedTarget {
     /// Items holding the target in the newest catalog.
     pub target_items: usize,
     pub basis: RankingBasis,
+    /// Targets of the same kind, each as items of the serving model's catalog, whose rows
+    /// train the audience's learners with the target's own (basis `interactions` only).
+    pub related: Vec<Vec<u32>>,
+}
+
+/// Related targets at most: their users' rows train an audience's learners beside the
+/// target's own (the model's `related.rs` says why). The most engaged first; 15 is every
+/// category and brand of the repeat-purchase benchmark's top ones, and the model bounds
+/// the rows they lend on a large store.
+const MAX_RELATED: usize = 15;
+
+/// Interactions per item as of the catalog's build.
+fn engagement_counts(catalog: &ItemCatalog) -> Vec<u64> {
+    let mut counts = vec![0u64; catalog.items.len()];
+    for x in catalog
+        .interactions
+        .iter()
+        .filter(|x| x.timestamp <= catalog.as_of)
+    {
+        counts[x.item as usize] += 1;
+    }
+    counts
+}
+
+/// The targets of the same kind as `target` (whose items are `own`, sorted), most engaged
+/// first: the other values of its column, or for an item the other items. None engaged is
+/// left out.
+fn related_targets(
+    model: &ItemCatalog,
+    target: &Target,
+    own: &[u32],
+    counts: &[u64],
+) -> Vec<Vec<u32>> {
+    let mut candidates: Vec<(u64, u32, Vec<u32>)> = match target {
+        Target::Item { .. } => (0..model.items.len() as u32)
+            .filter(|&i| counts[i as usize] > 0 && own.binary_search(&i).is_err())
+            .map(|i| (counts[i as usize], model.item_ranks()[i as usize], vec![i]))
+            .collect(),
+        Target::Column { column, value } => {
+            let Some(c) = model.column(column) else {
+                return Vec::new();
+            };
+            let index = model.column_index(c);
+            let mut items = vec![Vec::new(); index.values.len()];
+            for (item, values) in index.of_item.iter().enumerate() {
+                for &v in values {
+                    items[v as usize].push(item as u32);
+                }
+            }
+            // The target's own value is left out by value, not by its items: `own` may come
+            // from a newer catalog, where an item's value changed.
+            items
+                .into_iter()
+                .enumerate()
+                .filter(|(v, items)| {
+                    !value_matches(&index.values[*v], value) && items.as_slice() != own
+                })
+                .map(|(v, items)| {
+                    let count = items.iter().map(|&i| counts[i as usize]).sum();
+                    (count, index.ranks[v], items)
+                })
+                .collect()
+        }
+    };
+    candidates.retain(|c| c.0 > 0);
+    candidates.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    candidates
+        .into_iter()
+        .take(MAX_RELATED)
+        .map(|c| c.2)
+        .collect()
 }
 
 fn describe(target: &Target, n: usize) -> String {
@@ -160,10 +232,14 @@ pub fn resolve(
     target: &Target,
 ) -> Result<ResolvedTarget> {
     let ids = target_ids(model, newest, target)?;
-    let own: Vec<u32> = ids.iter().filter_map(|id| model.item_index(id)).collect();
-    let engaged = engaged_items(model);
+    let mut own: Vec<u32> = ids.iter().filter_map(|id| model.item_index(id)).collect();
+    own.sort_unstable();
+    own.dedup();
+    let counts = engagement_counts(model);
+    let engaged: Vec<bool> = counts.iter().map(|&c| c > 0).collect();
     if own.iter().any(|&i| engaged[i as usize]) {
         return Ok(ResolvedTarget {
+            related: related_targets(model, target, &own, &counts),
             items: own,
             target_items: ids.len(),
             basis: RankingBasis {
@@ -175,6 +251,7 @@ pub fn resolve(
         });
     }
     let nothing = |reason: String| ResolvedTarget {
+        related: Vec::new(),
         items: Vec::new(),
         target_items: ids.len(),
         basis: RankingBasis {
@@ -224,6 +301,7 @@ pub fn resolve(
         shared_text(&shared)
     );
     Ok(ResolvedTarget {
+        related: Vec::new(),
         target_items: ids.len(),
         basis: RankingBasis {
             basis: BasisKind::Columns,
@@ -283,5 +361,75 @@ impl Engine {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use affinity_core::catalog::CatalogConfig;
+    use affinity_core::item_catalog::CatalogBuilder;
+    use serde_json::json;
+
+    /// Brand A's two items are ordered twice in all, Brand B's one item three times, and
+    /// Brand C's item never.
+    fn catalog() -> ItemCatalog {
+        let config: CatalogConfig = serde_json::from_value(json!({
+            "events": [{"name": "Order Completed", "product_id_property": "product_id"}],
+            "columns": [{"name": "brand", "properties": {"Order Completed": "brand"}}]
+        }))
+        .expect("a valid config");
+        let mut b = CatalogBuilder::new(config);
+        let t = 1_767_225_600_000i64;
+        for (user, item, brand) in [
+            (1, "a1", "Brand A"),
+            (2, "a2", "Brand A"),
+            (1, "b1", "Brand B"),
+            (2, "b1", "Brand B"),
+            (3, "b1", "Brand B"),
+        ] {
+            b.add_event(user, 0, t, &json!({"product_id": item, "brand": brand}));
+        }
+        b.add_upload(
+            "c1",
+            json!({"brand": "Brand C"}).as_object().expect("an object"),
+        );
+        b.finish()
+    }
+
+    fn ids(catalog: &ItemCatalog, related: &[Vec<u32>]) -> Vec<Vec<String>> {
+        related
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|&i| catalog.items[i as usize].clone())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn related_targets_are_the_column_s_other_engaged_values_or_the_other_engaged_items() {
+        let c = catalog();
+        let brand = |value: &str| Target::Column {
+            column: "brand".to_string(),
+            value: value.to_string(),
+        };
+        let resolved = resolve(&c, &c, &brand("Brand A")).expect("resolved");
+        assert_eq!(resolved.basis.basis, BasisKind::Interactions);
+        // Not itself, not Brand C (nobody engaged with it).
+        assert_eq!(ids(&c, &resolved.related), vec![vec!["b1"]]);
+        let resolved = resolve(&c, &c, &brand("Brand B")).expect("resolved");
+        assert_eq!(ids(&c, &resolved.related), vec![vec!["a1", "a2"]]);
+        // An item: the other engaged items, the most engaged first.
+        let item = |id: &str| Target::Item {
+            item_id: id.to_string(),
+        };
+        let resolved = resolve(&c, &c, &item("a1")).expect("resolved");
+        assert_eq!(ids(&c, &resolved.related), vec![vec!["b1"], vec!["a2"]]);
+        // A target nobody engaged with is ranked by similar items, with nothing related.
+        let resolved = resolve(&c, &c, &brand("Brand C")).expect("resolved");
+        assert_ne!(resolved.basis.basis, BasisKind::Interactions);
+        assert!(resolved.related.is_empty());
     }
 }

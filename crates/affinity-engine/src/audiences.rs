@@ -290,6 +290,7 @@ fn target_items(catalog: &ItemCatalog, target: &Target) -> Result<ResolvedTarget
 fn score(
     model: &ServingModel,
     items: &[u32],
+    related: &[Vec<u32>],
     horizon_days: Option<u32>,
     event: Option<&str>,
     seed: u64,
@@ -302,6 +303,7 @@ fn score(
         &AudienceOptions {
             seed,
             event,
+            related: related.to_vec(),
             ..AudienceOptions::default()
         },
     )?;
@@ -353,8 +355,14 @@ pub fn compute(
         return Ok(nothing_to_rank(model, spec, target));
     }
     let items = &target.items;
-    let (context, scores, horizon) =
-        score(model, items, spec.horizon_days, spec.event.as_deref(), seed)?;
+    let (context, scores, horizon) = score(
+        model,
+        items,
+        &target.related,
+        spec.horizon_days,
+        spec.event.as_deref(),
+        seed,
+    )?;
     let scored = scores.ranked.len();
     let wanted = spec.wanted(scored);
     // The model's own scale where it predicts something else than the audience's question
@@ -1516,6 +1524,7 @@ impl Engine {
                 let (_, scores, horizon) = score(
                     &model,
                     &resolved.items,
+                    &resolved.related,
                     horizon_days,
                     event.as_deref(),
                     seed,

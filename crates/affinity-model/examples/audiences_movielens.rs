@@ -180,8 +180,36 @@ fn main() -> AnyResult<()> {
         println!(" | {:^14}", "model's estimate");
     }
 
+    // Each genre's related targets are the 15 most rated other genres, as the engine
+    // chooses them (audience_target.rs).
+    let mut rated = vec![0usize; catalog.items.len()];
+    for x in catalog
+        .interactions
+        .iter()
+        .filter(|x| x.timestamp <= catalog.as_of)
+    {
+        rated[x.item as usize] += 1;
+    }
+    let mut by_ratings: Vec<(usize, &String, Vec<u32>)> = genres
+        .iter()
+        .map(|g| {
+            let items = catalog.items_matching(column, g);
+            (items.iter().map(|&i| rated[i as usize]).sum(), g, items)
+        })
+        .filter(|g| g.0 > 0)
+        .collect();
+    by_ratings.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
     for genre in &genres {
         let target = catalog.items_matching(column, genre);
+        let options = AudienceOptions {
+            related: by_ratings
+                .iter()
+                .filter(|g| g.1 != genre)
+                .take(15)
+                .map(|g| g.2.clone())
+                .collect(),
+            ..options.clone()
+        };
         let started = Instant::now();
         // The learned ranking on its own (guard off), then the product's (guard on).
         let scores = context.audience(

@@ -42,6 +42,8 @@ mod flags;
 
 type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
+/// Related targets per audience, as the engine's `MAX_RELATED`.
+const RELATED: usize = 15;
 const DAY_MS: i64 = 86_400_000;
 const TOP: f64 = 0.20;
 /// With `--horizon-days auto`: days of data kept after the cutoff to evaluate on.
@@ -180,6 +182,17 @@ fn main() -> AnyResult<()> {
     for &i in by_orders.iter().take(n_products) {
         targets.push(("product", catalog.items[i as usize].clone(), vec![i]));
     }
+    // Each kind's targets, the most ordered first: an audience's related targets are the
+    // first 15 others of its kind, as the engine chooses them (audience_target.rs).
+    let mut ranked: BTreeMap<&str, Vec<(String, Vec<u32>)>> = BTreeMap::new();
+    ranked.insert(
+        "product",
+        by_orders
+            .iter()
+            .filter(|&&i| item_orders[i as usize] > 0)
+            .map(|&i| (catalog.items[i as usize].clone(), vec![i]))
+            .collect(),
+    );
     for (kind, limit) in [("brand", n_brands), ("category", usize::MAX)] {
         let column = catalog.column(kind).ok_or("column")?;
         let mut values: Vec<(usize, String, Vec<u32>)> = catalog
@@ -195,6 +208,14 @@ fn main() -> AnyResult<()> {
             })
             .collect();
         values.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        ranked.insert(
+            kind,
+            values
+                .iter()
+                .filter(|v| v.0 > 0)
+                .map(|v| (v.1.clone(), v.2.clone()))
+                .collect(),
+        );
         for (_, v, items) in values.into_iter().take(limit) {
             targets.push((kind, v, items));
         }
@@ -244,6 +265,15 @@ fn main() -> AnyResult<()> {
         let (context, baselines) = &contexts[&h];
         let until = cutoff + i64::from(h) * DAY_MS;
         let started = Instant::now();
+        let options = AudienceOptions {
+            related: ranked[kind]
+                .iter()
+                .filter(|(other, _)| other != name)
+                .take(RELATED)
+                .map(|(_, items)| items.clone())
+                .collect(),
+            ..options.clone()
+        };
         let learned = context.audience(
             items,
             &AudienceOptions {

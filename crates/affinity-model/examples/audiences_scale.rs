@@ -5,7 +5,8 @@
 //! `--events` interactions over 90 days (user activity and item popularity follow power
 //! laws; every user has at least one interaction; each user prefers two brands), builds the
 //! catalog, then times `PropensityContext::build` and one audience for one brand (≈ items /
-//! brands items), and reports peak memory (VmHWM).
+//! brands items, with up to `--related` other brands lending rows, 15 by default as in the
+//! engine), and reports peak memory (VmHWM).
 //!
 //! Events are generated directly (not through `affinity_core::synthetic::Generator`, whose
 //! full Segment messages would make generation, not the model, dominate the run).
@@ -116,7 +117,17 @@ fn main() -> AnyResult<()> {
 
     let column = catalog.column("brand").ok_or("no brand column")?;
     let target = catalog.items_matching(column, &brand_names[0]);
-    let options = AudienceOptions::default();
+    // As the engine asks for a brand: the other brands (up to 15) lend their rows to the
+    // learners (`--related 0`: the target's own rows only).
+    let related = get("related", 15)? as usize;
+    let options = AudienceOptions {
+        related: brand_names[1..]
+            .iter()
+            .take(related)
+            .map(|b| catalog.items_matching(column, b))
+            .collect(),
+        ..AudienceOptions::default()
+    };
     let mut in_target = vec![false; catalog.items.len()];
     for &i in &target {
         in_target[i as usize] = true;
@@ -138,10 +149,11 @@ fn main() -> AnyResult<()> {
             .find(|p| (p.fraction - 0.20).abs() < 1e-9)
             .ok_or("no 20% point")?;
         println!(
-            "audience run {run}: target {} ({} items, {} of their interactions), 20% audience = {} users: {seconds:.2} s; backtest: {} eligible, {} positives, base rate {:.4}, expected lift@20% {:.2}, AP {:.3}{}; VmHWM {} MiB",
+            "audience run {run}: target {} ({} items, {} of their interactions; {} related targets), 20% audience = {} users: {seconds:.2} s; backtest: {} eligible, {} positives, base rate {:.4}, expected lift@20% {:.2}, AP {:.3}{}; VmHWM {} MiB",
             brand_names[0],
             target.len(),
             target_interactions,
+            options.related.len(),
             top.len(),
             scores.eligible_in_backtest,
             scores.positives_in_backtest,

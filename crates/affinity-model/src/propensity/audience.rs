@@ -1,6 +1,8 @@
 //! One audience: learn the target's propensity on the backtest, estimate it honestly by
 //! 2-fold cross-fitting, refit, and score everyone as of now.
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
 use super::backtest::{self, Evaluation, Folds, Scored};
@@ -13,7 +15,8 @@ use super::guard::{
     self, BLEND_NEXT_VISIT_PREFIX, BLEND_PREFIX, CF_AFFINITY, Heuristic, LEARNED, LEARNED_BOTH,
     LEARNED_NEXT_VISIT, Question,
 };
-use super::learner::{self, row};
+use super::learner::{self, Borrowed, row};
+use super::related::Related;
 use super::{AudienceOptions, AudienceScores, Contribution, PropensityModel, RankingChoice};
 use crate::error::{ModelError, Result};
 
@@ -79,9 +82,14 @@ impl PropensityContext {
             ..options.clone()
         };
         let target = self.checked_target(target_items)?;
+        let related: Vec<Vec<u32>> = options
+            .related
+            .iter()
+            .map(|r| self.checked_target(r))
+            .collect::<Result<_>>()?;
 
         let past = TargetView::new(self, &self.past, &target, None, options.event);
-        let mut x_past = past.matrix();
+        let x_past = past.matrix();
         drop(past);
         let labels = engaged_between(self, &target, self.past.time, self.now.time, options.event);
         let (mut positives, mut negatives) = (Vec::new(), Vec::new());
@@ -139,30 +147,68 @@ impl PropensityContext {
         // learns what a shopper's next order holds, whenever it comes; the guard weighs
         // every ranking on both questions.
         let next = self.next_visit_question(&target, &folds, options);
-        let learned_next = next.as_ref().map(|n| {
+        // The learners also fit on related targets' rows of the same users (after the
+        // target's own `n` rows of `x_past`); everything else reads the own rows only.
+        let n = self.n_users;
+        let related = (!related.is_empty())
+            .then(|| Related::new(self, &related, &target, &folds, options.event))
+            .filter(|r| r.rows() > 0);
+        let mut x_past = match &related {
+            Some(r) => r.matrix(x_past),
+            None => x_past,
+        };
+        // Says what the fits borrowed: the rows of weight > 0 on the learner's question.
+        let borrowed_note = |learned: &mut learner::Learned, borrowed: &Borrowed| {
+            if let Some(r) = &related {
+                let why = format!(
+                    "its fits also saw {} rows of the same users toward {} related targets (the other values of the target's column, or other items); its held-out figures are of the target's own users",
+                    borrowed[0].len() + borrowed[1].len(),
+                    r.targets
+                );
+                learner::add_reason(&mut learned.model, why, learner::Place::After);
+            }
+        };
+        let learned_next = next.as_ref().map(|q| {
+            let (labels, borrowed) = match &related {
+                Some(r) => (Cow::Owned(r.labels(&q.labels, true)), r.extra(&q.folds, n)),
+                None => (Cow::Borrowed(&q.labels), Borrowed::default()),
+            };
             let mut learned = learner::learn_next_visit(
                 &x_past,
-                &n.labels,
-                &n.folds,
+                &labels,
+                &q.folds,
+                &borrowed,
                 options.l2,
                 options.learner,
                 &options.boosting,
             );
             // Its probabilities are of a visit, not of the horizon: their scale is this.
-            learned.model.base_rate = Some(n.base_rate);
+            learned.model.base_rate = Some(q.base_rate);
+            borrowed_note(&mut learned, &borrowed);
             learned
         });
         // The first question's learner does without the next visit's features; no heuristic
         // reads them.
         zero_next_visit_only(&mut x_past);
-        let learned = learner::learn_robust(
-            &x_past,
-            &labels,
-            &folds,
-            options.l2,
-            options.learner,
-            &options.boosting,
-        );
+        let learned = {
+            let (labels, borrowed) = match &related {
+                Some(r) => (Cow::Owned(r.labels(&labels, false)), r.extra(&folds, n)),
+                None => (Cow::Borrowed(&labels), Borrowed::default()),
+            };
+            let mut learned = learner::learn_robust(
+                &x_past,
+                &labels,
+                &folds,
+                &borrowed,
+                options.l2,
+                options.learner,
+                &options.boosting,
+            );
+            borrowed_note(&mut learned, &borrowed);
+            learned
+        };
+        drop(related);
+        x_past.truncate(n * N_FEATURES);
         let (served, ranking, served_evaluations) = {
             let both: Option<Vec<Vec<Scored>>> = learned_next.as_ref().map(|l| {
                 learned

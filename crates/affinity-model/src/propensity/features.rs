@@ -340,6 +340,19 @@ impl<'a> TargetView<'a> {
         x
     }
 
+    /// Features of `users` only, row-major, in their order.
+    pub(super) fn rows(&self, users: &[u32]) -> Vec<f32> {
+        let mut x = vec![0f32; users.len() * N_FEATURES];
+        x.par_chunks_mut(N_FEATURES * ROWS_PER_TASK)
+            .zip(users.par_chunks(ROWS_PER_TASK))
+            .for_each(|(block, users)| {
+                for (row, &u) in block.chunks_exact_mut(N_FEATURES).zip(users) {
+                    self.fill_row(u, row);
+                }
+            });
+        x
+    }
+
     pub(super) fn row(&self, user: u32) -> Vec<f32> {
         let mut row = vec![0f32; N_FEATURES];
         self.fill_row(user, &mut row);

@@ -103,12 +103,15 @@ pub(super) fn learn_robust(
     x: &[f32],
     labels: &[bool],
     folds: &Folds,
+    borrowed: &Borrowed,
     l2: f64,
     choice: LearnerChoice,
     boost: &BoostParams,
 ) -> Learned {
-    let full = learn(x, labels, folds, l2, choice, boost);
-    let timeless = learn(&without_time_anchored(x), labels, folds, l2, choice, boost);
+    let full = learn(x, labels, folds, borrowed, l2, choice, boost);
+    let x_timeless = without_time_anchored(x);
+    let timeless = learn(&x_timeless, labels, folds, borrowed, l2, choice, boost);
+    drop(x_timeless);
     let ap_full = backtest::mean_average_precision(&full.evaluations);
     let ap_timeless = backtest::mean_average_precision(&timeless.evaluations);
     let anchored: Vec<&str> = TIME_ANCHORED.iter().map(|&k| FEATURE_NAMES[k]).collect();
@@ -131,12 +134,12 @@ pub(super) fn learn_robust(
 }
 
 /// Where a reason goes beside the learners' comparison already in `chosen_because`.
-enum Place {
+pub(super) enum Place {
     Before,
     After,
 }
 
-fn add_reason(model: &mut PropensityModel, why: String, place: Place) {
+pub(super) fn add_reason(model: &mut PropensityModel, why: String, place: Place) {
     model.chosen_because = Some(match (model.chosen_because.take(), place) {
         (Some(learners), Place::Before) => format!("{why}; {learners}"),
         (Some(learners), Place::After) => format!("{learners}; {why}"),
@@ -153,35 +156,58 @@ pub(super) fn learn_next_visit(
     x: &[f32],
     labels: &[bool],
     folds: &Folds,
+    borrowed: &Borrowed,
     l2: f64,
     choice: LearnerChoice,
     boost: &BoostParams,
 ) -> Learned {
-    let mut learned = learn(&without_time_anchored(x), labels, folds, l2, choice, boost);
+    let x_timeless = without_time_anchored(x);
+    let mut learned = learn(&x_timeless, labels, folds, borrowed, l2, choice, boost);
     let why = "trained on whether the target was in each user's first visit after the backtest time, among the users who came back, without the time-anchored features";
     add_reason(&mut learned.model, why.to_string(), Place::Before);
     learned
 }
 
-/// Cross-fits the learners `choice` allows on `folds`, keeps the one with the better mean
-/// held-out average precision (trees on a tie), and refits it on both folds.
+/// Rows of `x` past the target's own users that train with each fold's users (borrowed
+/// from related targets: `related.rs`), with their weights; both empty for none.
+pub(super) type Borrowed = [Vec<(u32, f64)>; 2];
+
+/// Cross-fits the learners `choice` allows on `folds` (with the `borrowed` rows of each
+/// fold in its fits), keeps the one with the better mean held-out average precision (trees
+/// on a tie), and refits it on both folds. Held-out scores are of the folds' own members.
 pub(super) fn learn(
     x: &[f32],
     labels: &[bool],
     folds: &Folds,
+    borrowed: &Borrowed,
     l2: f64,
     choice: LearnerChoice,
     boost: &BoostParams,
 ) -> Learned {
     // Members of weight 0 (users a question does not ask about) are scored, not trained on:
     // they would only move the trees' bin edges and cost time.
-    let train = folds
+    let own = folds
         .members
         .clone()
         .map(|m| m.into_iter().filter(|m| m.1 > 0.0).collect::<Vec<_>>());
+    let train: [Vec<(u32, f64)>; 2] = std::array::from_fn(|f| {
+        let mut v = own[f].clone();
+        v.extend(borrowed[f].iter().filter(|m| m.1 > 0.0));
+        v
+    });
+    let sorted = |v: &mut Vec<(u32, f64)>| v.sort_unstable_by_key(|&(u, _)| u);
     let all: Vec<(u32, f64)> = {
         let mut v: Vec<(u32, f64)> = train.iter().flatten().copied().collect();
-        v.sort_unstable_by_key(|&(u, _)| u);
+        sorted(&mut v);
+        v
+    };
+    // What the model shows (training users and positives; for trees, the feature means
+    // an explanation compares a user with) is of the target's own users. A logistic
+    // regression's means and spreads are its fit's, borrowed rows included: its
+    // coefficients are on that scale.
+    let own_all: Vec<(u32, f64)> = {
+        let mut v: Vec<(u32, f64)> = own.iter().flatten().copied().collect();
+        sorted(&mut v);
         v
     };
     let linear = (choice != LearnerChoice::Boosted).then(|| {
@@ -227,7 +253,7 @@ pub(super) fn learn(
             n_trees,
         )
         .ensemble;
-        let model = describe_trees(&ensemble, x, &all, labels, &params, compared);
+        let model = describe_trees(&ensemble, x, &own_all, labels, &params, compared);
         Learned {
             learner: Learner::Boosted(ensemble),
             evaluations,
@@ -236,7 +262,7 @@ pub(super) fn learn(
         }
     } else {
         let m = fit_logistic(x, labels, &all, l2);
-        let model = describe_logistic(&m, &all, labels, l2, compared);
+        let model = describe_logistic(&m, &own_all, labels, l2, compared);
         let (evaluations, held_out) = linear.expect("logistic was cross-fitted");
         Learned {
             learner: Learner::Logistic(m),
@@ -430,11 +456,50 @@ mod tests {
             &x,
             &labels,
             &folds,
+            &Borrowed::default(),
             1e-2,
             LearnerChoice::Auto,
             &BoostParams::default(),
         );
         l.model.chosen_because.expect("a reason")
+    }
+
+    #[test]
+    fn borrowed_rows_teach_the_rule_through_their_own_labels() {
+        // 2000 rows that follow one rule (10% flipped): the first 150 are the target's own
+        // users, the rest are borrowed, half with each fold.
+        let (x, labels, _) = sample(|count, days| count >= 2.0 && days < 2.5);
+        let own = 150u32;
+        let (pos, neg): (Vec<u32>, Vec<u32>) = (0..own).partition(|&u| labels[u as usize]);
+        let folds = Folds::new(&pos, &neg, 1_000_000, 3);
+        let borrowed: Borrowed = std::array::from_fn(|f| {
+            (own..2000)
+                .filter(|u| u % 2 == f as u32)
+                .map(|u| (u, 1.0))
+                .collect()
+        });
+        let ap = |labels: &[bool], borrowed: &Borrowed| {
+            let l = learn(
+                &x,
+                labels,
+                &folds,
+                borrowed,
+                1e-2,
+                LearnerChoice::Boosted,
+                &BoostParams::default(),
+            );
+            backtest::mean_average_precision(&l.evaluations)
+        };
+        let alone = ap(&labels, &Borrowed::default());
+        let helped = ap(&labels, &borrowed);
+        // The same rows with their labels turned over teach the opposite rule.
+        let mut misled = labels.clone();
+        for l in &mut misled[own as usize..] {
+            *l = !*l;
+        }
+        let misled = ap(&misled, &borrowed);
+        assert!(helped > alone, "alone {alone:.4}, helped {helped:.4}");
+        assert!(misled < alone, "alone {alone:.4}, misled {misled:.4}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod guard;
 mod horizon;
 mod learner;
 mod logistic;
+mod related;
 
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +118,10 @@ pub struct AudienceOptions {
     /// order it", while every interaction still informs the features. `None`: any of the
     /// catalog's interactions (the spec's "engages with").
     pub event: Option<u8>,
+    /// Targets of the same kind as the audience's (the other values of its column, or other
+    /// items), each its catalog item indices: their rows, for the same training users,
+    /// train the learned rankings too (see `related.rs`). Empty: the target's own rows only.
+    pub related: Vec<Vec<u32>>,
 }
 
 impl Default for AudienceOptions {
@@ -130,6 +135,7 @@ impl Default for AudienceOptions {
             learner: LearnerChoice::Auto,
             boosting: BoostParams::default(),
             event: None,
+            related: Vec::new(),
         }
     }
 }

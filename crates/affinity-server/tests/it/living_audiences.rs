@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use affinity_core::timestamp::{format_millis, parse_millis};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -203,16 +204,40 @@ async fn audiences_keep_their_id_across_snapshots_and_explain_with_the_snapshot_
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
-    // New buyers of the brand, dated inside the data (the model's "now"), then a new model.
+    // Six shoppers below the cutoff, each with their own history, turn into the brand's
+    // most frequent buyers: six orders of it every third day for the last 12 days of the
+    // data (up to the model's "now"), then a new model. They must enter: a shopper who has
+    // just become the brand's most frequent buyer belongs in its audience. (Learned from
+    // this brand's rows alone, the ranking left some of them out; learned with every
+    // brand's rows, as the engine asks, it does not. Six brand-new profiles with six
+    // orders on one day and nothing else, as this test had before, it ranks mid-table: a
+    // case the backtest never shows.)
     let as_of = first_model["as_of"].as_str().expect("as_of").to_string();
+    let as_of = parse_millis(&as_of).expect("an RFC 3339 as_of");
     let items = items_of(&app, "Brand 001").await;
-    let newcomers: Vec<String> = (0..6).map(|i| format!("newcomer-{i}")).collect();
+    let mut newcomers: Vec<String> = Vec::new();
+    for u in (0..400)
+        .map(|u| format!("u{u}"))
+        .filter(|u| !in1.contains(u))
+    {
+        let (s, b) = app
+            .admin_get(&format!("/api/v1/audiences/{id}/members/{u}?snapshot=1"))
+            .await;
+        if s == StatusCode::OK && b["standing"] == "below_cutoff" {
+            newcomers.push(u);
+        }
+        if newcomers.len() == 6 {
+            break;
+        }
+    }
+    assert_eq!(newcomers.len(), 6, "six scored non-members");
     let mut batch = Vec::new();
     for (n, user) in newcomers.iter().enumerate() {
-        for k in 0..6 {
+        for k in 0..30 {
+            let at = format_millis(as_of - (k as i64 / 6) * 3 * 86_400_000);
             batch.push(
                 json!({"type": "track", "event": "Order Completed", "userId": user,
-                "timestamp": as_of, "messageId": format!("new-{n}-{k}"),
+                "timestamp": at, "messageId": format!("new-{n}-{k}"),
                 "properties": {"product_id": items[k % items.len()], "brand": "Brand 001"}}),
             );
         }
