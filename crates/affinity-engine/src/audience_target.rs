@@ -347,6 +347,16 @@ impl Engine {
         .await
     }
 
+    /// Checks the event an audience would predict against the serving model's catalog (a 422
+    /// for one it does not count); without a model there is nothing to check it against, and
+    /// creating the audience says so.
+    pub async fn check_audience_event(&self, event: Option<&str>) -> Result<()> {
+        match self.serving() {
+            Ok(model) => crate::audiences::event_index(&model, event).map(|_| ()),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Checks an audience target before it is created: a 422 for a column no catalog has, a
     /// warning with close values for a value or item no item holds yet (allowed), else `None`.
     pub async fn check_audience_target(&self, target: Target) -> Result<Option<UnseenTarget>> {

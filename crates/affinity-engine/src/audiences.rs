@@ -110,7 +110,7 @@ pub struct Horizon {
 
 /// The catalog index of the event an audience predicts (a 422 when the serving model's
 /// catalog counts no such event).
-fn event_index(model: &ServingModel, event: Option<&str>) -> Result<Option<u8>> {
+pub(crate) fn event_index(model: &ServingModel, event: Option<&str>) -> Result<Option<u8>> {
     resolve_event(&model.catalog, event).map_err(|p| EngineError::invalid(Invalid::Audience, [p]))
 }
 

@@ -117,6 +117,57 @@ impl EngineError {
             problems: problems.into_iter().map(Into::into).collect(),
         }
     }
+
+    /// Several independent checks of one definition as one result: every problem of the
+    /// `Invalid` ones together (with the first one's kind), so a client fixes them all in one
+    /// round; any other error (no model yet, a failed read) first, as it is.
+    pub fn together(checks: impl IntoIterator<Item = Result<()>>) -> Result<()> {
+        let mut invalid: Option<(Invalid, Vec<Problem>)> = None;
+        for check in checks {
+            match check {
+                Ok(()) => {}
+                Err(Self::Invalid { kind, problems }) => match &mut invalid {
+                    Some((_, all)) => all.extend(problems),
+                    None => invalid = Some((kind, problems)),
+                },
+                Err(other) => return Err(other),
+            }
+        }
+        match invalid {
+            Some((kind, problems)) => Err(Self::Invalid { kind, problems }),
+            None => Ok(()),
+        }
+    }
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(field: &str) -> Result<()> {
+        Err(EngineError::invalid(
+            Invalid::Audience,
+            [Problem::new(field, "wrong")],
+        ))
+    }
+
+    #[test]
+    fn checks_together_report_every_problem_and_let_other_errors_through_first() {
+        assert!(EngineError::together([Ok(()), Ok(())]).is_ok());
+        match EngineError::together([problem("target"), Ok(()), problem("event")]) {
+            Err(EngineError::Invalid { kind, problems }) => {
+                assert_eq!(kind, Invalid::Audience);
+                let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+                assert_eq!(fields, ["target", "event"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let other = EngineError::together([
+            problem("target"),
+            Err(EngineError::Internal("a read failed".to_string())),
+        ]);
+        assert!(matches!(other, Err(EngineError::Internal(_))), "{other:?}");
+    }
+}

@@ -448,14 +448,24 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<AudienceBody>), ApiError> {
     let body: serde_json::Value = json_body::parse(body).await?;
     let spec = AudienceSpec::parse(&body).map_err(invalid)?;
-    state
+    // Every check against the store, then their problems together.
+    let destinations = state
         .engine
         .check_destinations(spec.destinations.clone(), Invalid::Audience)
-        .await?;
-    let warning = state
+        .await;
+    let (warning, target) = match state
         .engine
         .check_audience_target(spec.target.clone())
-        .await?;
+        .await
+    {
+        Ok(warning) => (warning, Ok(())),
+        Err(e) => (None, Err(e)),
+    };
+    let event = state
+        .engine
+        .check_audience_event(spec.event.as_deref())
+        .await;
+    EngineError::together([destinations, target, event])?;
     let mut audience = AudienceBody::from(state.engine.create_audience(spec).await?);
     audience.warnings = warning.into_iter().map(TargetWarningBody::from).collect();
     Ok((StatusCode::ACCEPTED, Json(audience)))
@@ -875,6 +885,13 @@ pub async fn preview(
     let Some(target) = target.filter(|_| problems.is_empty()) else {
         return Err(invalid(problems));
     };
+    let target_check = state
+        .engine
+        .check_audience_target(target.clone())
+        .await
+        .map(|_| ());
+    let event_check = state.engine.check_audience_event(event.as_deref()).await;
+    EngineError::together([target_check, event_check])?;
     let preview = state
         .engine
         .preview_audience(target, horizon_days, event.clone())

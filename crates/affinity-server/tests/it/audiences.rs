@@ -344,6 +344,31 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
         r#"catalog counts no event "Order Placed""#,
     );
     assert_eq!(problem_fields(&b), vec!["event"], "{b}");
+    // Problems found against the store come together: an unknown column, an unknown event
+    // and an unknown destination in one 422, on create and on preview.
+    let (s, b) = post(
+        &app,
+        "/api/v1/audiences",
+        json!({"name": "buyers", "target": {"column": "colour", "value": "red"},
+               "event": "Order Placed", "destinations": ["999"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let mut fields = problem_fields(&b);
+    fields.sort();
+    assert_eq!(
+        fields,
+        vec!["destinations", "event", "target.column"],
+        "{b}"
+    );
+    let (s, b) = post(
+        &app,
+        "/api/v1/audiences/preview",
+        json!({"target": {"column": "colour", "value": "red"}, "event": "Order Placed"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(problem_fields(&b), vec!["target.column", "event"], "{b}");
     let (s, b) = post(
         &app,
         "/api/v1/audiences",
