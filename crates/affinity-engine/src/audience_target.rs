@@ -442,4 +442,36 @@ mod tests {
         assert_ne!(resolved.basis.basis, BasisKind::Interactions);
         assert!(resolved.related.is_empty());
     }
+
+    #[test]
+    fn at_most_fifteen_related_targets_the_most_engaged_first_ties_by_value() {
+        let config: CatalogConfig = serde_json::from_value(json!({
+            "events": [{"name": "Order Completed", "product_id_property": "product_id"}],
+            "columns": [{"name": "brand", "properties": {"Order Completed": "brand"}}]
+        }))
+        .expect("a valid config");
+        let mut b = CatalogBuilder::new(config);
+        let t = 1_767_225_600_000i64;
+        // Brand 00 to 19, one item each; brands 17 to 19 ordered twice, the rest once.
+        for k in 0..20i64 {
+            for user in 0..(if k >= 17 { 2 } else { 1 }) {
+                b.add_event(
+                    user,
+                    0,
+                    t,
+                    &json!({"product_id": format!("i{k:02}"), "brand": format!("Brand {k:02}")}),
+                );
+            }
+        }
+        let c = b.finish();
+        let target = Target::Column {
+            column: "brand".to_string(),
+            value: "Brand 18".to_string(),
+        };
+        let related = resolve(&c, &c, &target).expect("resolved").related;
+        let got: Vec<String> = ids(&c, &related).into_iter().flatten().collect();
+        let mut want = vec!["i17".to_string(), "i19".to_string()];
+        want.extend((0..13).map(|k| format!("i{k:02}")));
+        assert_eq!(got, want);
+    }
 }
