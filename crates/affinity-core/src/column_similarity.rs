@@ -64,18 +64,23 @@ pub fn values_of(catalog: &ItemCatalog, item: u32, skip: Option<&str>) -> Column
         .collect()
 }
 
-/// Per item: has at least one interaction at or before the catalog's `as_of` (what the models
-/// learn from).
-pub fn engaged_items(catalog: &ItemCatalog) -> Vec<bool> {
-    let mut engaged = vec![false; catalog.items.len()];
+/// Per item: its interactions at or before the catalog's `as_of` (what the models learn
+/// from).
+pub fn engagement_counts(catalog: &ItemCatalog) -> Vec<u64> {
+    let mut counts = vec![0u64; catalog.items.len()];
     for x in catalog
         .interactions
         .iter()
         .filter(|x| x.timestamp <= catalog.as_of)
     {
-        engaged[x.item as usize] = true;
+        counts[x.item as usize] += 1;
     }
-    engaged
+    counts
+}
+
+/// Per item: has at least one interaction at or before the catalog's `as_of`.
+pub fn engaged_items(catalog: &ItemCatalog) -> Vec<bool> {
+    engagement_counts(catalog).iter().map(|&c| c > 0).collect()
 }
 
 fn text(v: &Value) -> String {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use affinity_core::audience::{Target, UnseenTarget, resolve_target, unseen_target};
 use affinity_core::catalog::value_matches;
 use affinity_core::column_similarity::{
-    BAND_RATIO, ColumnValues, SharedValue, alike_by_columns, values_of,
+    BAND_RATIO, ColumnValues, SharedValue, alike_by_columns, engagement_counts, values_of,
 };
 use affinity_core::item_catalog::ItemCatalog;
 
@@ -114,19 +114,6 @@ pub struct ResolvedTarget {
 /// category and brand of the repeat-purchase benchmark's top ones, and the model bounds
 /// the rows they lend on a large store.
 const MAX_RELATED: usize = 15;
-
-/// Interactions per item as of the catalog's build.
-fn engagement_counts(catalog: &ItemCatalog) -> Vec<u64> {
-    let mut counts = vec![0u64; catalog.items.len()];
-    for x in catalog
-        .interactions
-        .iter()
-        .filter(|x| x.timestamp <= catalog.as_of)
-    {
-        counts[x.item as usize] += 1;
-    }
-    counts
-}
 
 /// The targets of the same kind as `target` (whose items are `own`, sorted), most engaged
 /// first: the other values of its column, or for an item the other items. None engaged is
@@ -381,15 +368,20 @@ mod tests {
     use affinity_core::item_catalog::CatalogBuilder;
     use serde_json::json;
 
-    /// Brand A's two items are ordered twice in all, Brand B's one item three times, and
-    /// Brand C's item never.
-    fn catalog() -> ItemCatalog {
+    /// A store counting orders, with a brand column.
+    fn orders_by_brand() -> CatalogBuilder {
         let config: CatalogConfig = serde_json::from_value(json!({
             "events": [{"name": "Order Completed", "product_id_property": "product_id"}],
             "columns": [{"name": "brand", "properties": {"Order Completed": "brand"}}]
         }))
         .expect("a valid config");
-        let mut b = CatalogBuilder::new(config);
+        CatalogBuilder::new(config)
+    }
+
+    /// Brand A's two items are ordered twice in all, Brand B's one item three times, and
+    /// Brand C's item never.
+    fn catalog() -> ItemCatalog {
+        let mut b = orders_by_brand();
         let t = 1_767_225_600_000i64;
         for (user, item, brand) in [
             (1, "a1", "Brand A"),
@@ -445,12 +437,7 @@ mod tests {
 
     #[test]
     fn at_most_fifteen_related_targets_the_most_engaged_first_ties_by_value() {
-        let config: CatalogConfig = serde_json::from_value(json!({
-            "events": [{"name": "Order Completed", "product_id_property": "product_id"}],
-            "columns": [{"name": "brand", "properties": {"Order Completed": "brand"}}]
-        }))
-        .expect("a valid config");
-        let mut b = CatalogBuilder::new(config);
+        let mut b = orders_by_brand();
         let t = 1_767_225_600_000i64;
         // Brand 00 to 19, one item each; brands 17 to 19 ordered twice, the rest once.
         for k in 0..20i64 {

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use affinity_core::catalog::CatalogConfig;
+use affinity_core::column_similarity::engagement_counts;
 use affinity_core::item_catalog::{CatalogBuilder, ItemCatalog};
 use affinity_core::timestamp::parse_millis;
 use affinity_model::propensity::{AudienceOptions, PropensityContext, PropensityParams};
@@ -182,15 +183,8 @@ fn main() -> AnyResult<()> {
 
     // Each genre's related targets are the 15 most rated other genres, as the engine
     // chooses them (audience_target.rs).
-    let mut rated = vec![0usize; catalog.items.len()];
-    for x in catalog
-        .interactions
-        .iter()
-        .filter(|x| x.timestamp <= catalog.as_of)
-    {
-        rated[x.item as usize] += 1;
-    }
-    let mut by_ratings: Vec<(usize, &String, Vec<u32>)> = genres
+    let rated = engagement_counts(&catalog);
+    let mut by_ratings: Vec<(u64, &String, Vec<u32>)> = genres
         .iter()
         .map(|g| {
             let items = catalog.items_matching(column, g);

@@ -111,7 +111,6 @@ pub(super) fn learn_robust(
     let full = learn(x, labels, folds, borrowed, l2, choice, boost);
     let x_timeless = without_time_anchored(x);
     let timeless = learn(&x_timeless, labels, folds, borrowed, l2, choice, boost);
-    drop(x_timeless);
     let ap_full = backtest::mean_average_precision(&full.evaluations);
     let ap_timeless = backtest::mean_average_precision(&timeless.evaluations);
     let anchored: Vec<&str> = TIME_ANCHORED.iter().map(|&k| FEATURE_NAMES[k]).collect();
