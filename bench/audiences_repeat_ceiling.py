@@ -9,7 +9,8 @@ brands, as the benchmark does, by:
 - past_share: the share of the shopper's past orders that held the target (the heuristic
   the product's lift is measured against);
 - per_target: LightGBM fitted on that target's rows alone, features as of six cuts 15 days
-  apart before the end, labelled by whether the shopper's next order after the cut held it;
+  apart before the end (CUTS and CUT_DAYS in the environment change them), labelled by
+  whether the shopper's next order after the cut held it;
 - pooled: one LightGBM fitted on every target's rows of that kind (the same cuts and labels).
 
 Features (relative to the target, as the product's): orders, orders with the target, their
@@ -26,6 +27,7 @@ Usage: python bench/audiences_repeat_ceiling.py DIR [DIR ...] (each a seedN dire
 import collections
 import json
 import math
+import os
 import sys
 from datetime import datetime
 
@@ -33,8 +35,10 @@ import lightgbm as lgb
 import numpy as np
 
 DAY = 86400.0
-CUTS = 6
-CUT_DAYS = 15
+# How many cuts the LightGBM rankings learn from, and how far apart (the product learns
+# from two a horizon apart, 30 days for most of the shop's targets: CUTS=2 CUT_DAYS=30).
+CUTS = int(os.environ.get("CUTS", "6"))
+CUT_DAYS = int(os.environ.get("CUT_DAYS", "15"))
 PARAMS = dict(objective="binary", learning_rate=0.05, num_leaves=15, min_data_in_leaf=40,
               feature_fraction=0.9, verbose=-1, seed=0, deterministic=True, num_threads=2)
 KINDS = {"category": 1, "brand": 2}

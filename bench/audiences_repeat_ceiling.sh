@@ -3,7 +3,8 @@
 # past orders" LightGBM rankings get on the same held-out next orders, fitted per target and
 # pooled over every target of a kind (bench/audiences_repeat_ceiling.py says how).
 #
-# Usage: PROTOCOLS=next-order bench/audiences_repeat.sh "0 1"; bench/audiences_repeat_ceiling.sh
+# Usage: PROTOCOLS=next-order bench/audiences_repeat.sh "0 1"; [CUTS=6] [CUT_DAYS=15]
+# bench/audiences_repeat_ceiling.sh (the LightGBM rankings learn from CUTS cuts CUT_DAYS apart)
 # It reads that run's splits (bench/out/audiences-repeat/next-order/seed*) and installs numpy
 # and lightgbm into the git-ignored bench/.venv once.
 set -euo pipefail
@@ -20,4 +21,4 @@ if [[ ! -x bench/.venv/bin/python ]] || ! bench/.venv/bin/python -c 'import nump
   bench/.venv/bin/pip install --quiet --disable-pip-version-check numpy lightgbm >&2
 fi
 bench/.venv/bin/python bench/audiences_repeat_ceiling.py "${dirs[@]}"
-echo "rerun: bench/audiences_repeat_ceiling.sh (after PROTOCOLS=next-order bench/audiences_repeat.sh)"
+echo "rerun: CUTS=${CUTS:-6} CUT_DAYS=${CUT_DAYS:-15} bench/audiences_repeat_ceiling.sh (after PROTOCOLS=next-order bench/audiences_repeat.sh)"

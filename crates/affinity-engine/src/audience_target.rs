@@ -110,7 +110,7 @@ pub struct ResolvedTarget {
 }
 
 /// Related targets at most: their users' rows train an audience's learners beside the
-/// target's own (the model's `related.rs` says why). The most engaged first; 15 is every
+/// target's own (the model's `propensity/lent_rows.rs` says why). The most engaged first; 15 is every
 /// category and brand of the repeat-purchase benchmark's top ones, and the model bounds
 /// the rows they lend on a large store.
 const MAX_RELATED: usize = 15;

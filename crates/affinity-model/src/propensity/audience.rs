@@ -16,7 +16,7 @@ use super::guard::{
     LEARNED_NEXT_VISIT, Question,
 };
 use super::learner::{self, Borrowed, row};
-use super::related::Related;
+use super::lent_rows::LentRows;
 use super::{AudienceOptions, AudienceScores, Contribution, PropensityModel, RankingChoice};
 use crate::error::{ModelError, Result};
 
@@ -88,12 +88,20 @@ impl PropensityContext {
             .map(|r| self.checked_target(r))
             .collect::<Result<_>>()?;
 
-        let past = TargetView::new(self, &self.past, &target, None, options.event);
+        let past = TargetView::new(self, &self.past.snapshot, &target, None, options.event);
         let x_past = past.matrix();
         drop(past);
-        let labels = engaged_between(self, &target, self.past.time, self.now.time, options.event);
+        let labels = engaged_between(
+            self,
+            &target,
+            self.past.time(),
+            self.past.until,
+            options.event,
+        );
         let (mut positives, mut negatives) = (Vec::new(), Vec::new());
-        for (u, (&count, &engaged)) in self.past.activity.count.iter().zip(&labels).enumerate() {
+        for (u, (&count, &engaged)) in
+            (self.past.snapshot.activity.count.iter().zip(&labels)).enumerate()
+        {
             if count == 0 {
                 continue; // unknown at the backtest time: nothing to learn from
             }
@@ -147,30 +155,29 @@ impl PropensityContext {
         // learns what a shopper's next order holds, whenever it comes; the guard weighs
         // every ranking on both questions.
         let next = self.next_visit_question(&target, &folds, options);
-        // The learners also fit on related targets' rows of the same users (after the
-        // target's own `n` rows of `x_past`); everything else reads the own rows only.
+        // The learners also fit on rows lent by related targets and the earlier cut, of the
+        // same users (after the target's own `n` rows of `x_past`); everything else reads
+        // the own rows only.
         let n = self.n_users;
-        let related = (!related.is_empty())
-            .then(|| Related::new(self, &related, &target, &folds, options.event))
+        let lent = (!related.is_empty() || self.earlier.is_some())
+            .then(|| LentRows::new(self, &related, &target, &folds, options.event))
             .filter(|r| r.rows() > 0);
-        let mut x_past = match &related {
+        let mut x_past = match &lent {
             Some(r) => r.matrix(x_past),
             None => x_past,
         };
         // Says what the fits borrowed: the rows of weight > 0 on the learner's question.
         let borrowed_note = |learned: &mut learner::Learned, borrowed: &Borrowed| {
-            if let Some(r) = &related {
-                let why = format!(
-                    "its fits also saw {} rows of the same users toward {} related targets (the other values of the target's column, or other items); its held-out figures are of the target's own users",
-                    borrowed[0].len() + borrowed[1].len(),
-                    r.targets
-                );
+            if let Some(why) = lent.as_ref().and_then(|r| r.note(borrowed, n)) {
                 learner::add_reason(&mut learned.model, why, learner::Place::After);
             }
         };
         let learned_next = next.as_ref().map(|q| {
-            let (labels, borrowed) = match &related {
-                Some(r) => (Cow::Owned(r.labels(&q.labels, true)), r.extra(&q.folds, n)),
+            let (labels, borrowed) = match &lent {
+                Some(r) => (
+                    Cow::Owned(r.labels(&q.labels, true)),
+                    r.extra(&q.folds, n, true),
+                ),
                 None => (Cow::Borrowed(&q.labels), Borrowed::default()),
             };
             let mut learned = learner::learn_next_visit(
@@ -191,8 +198,11 @@ impl PropensityContext {
         // reads them.
         zero_next_visit_only(&mut x_past);
         let learned = {
-            let (labels, borrowed) = match &related {
-                Some(r) => (Cow::Owned(r.labels(&labels, false)), r.extra(&folds, n)),
+            let (labels, borrowed) = match &lent {
+                Some(r) => (
+                    Cow::Owned(r.labels(&labels, false)),
+                    r.extra(&folds, n, false),
+                ),
                 None => (Cow::Borrowed(&labels), Borrowed::default()),
             };
             let mut learned = learner::learn_robust(
@@ -207,7 +217,7 @@ impl PropensityContext {
             borrowed_note(&mut learned, &borrowed);
             learned
         };
-        drop(related);
+        drop(lent);
         x_past.truncate(n * N_FEATURES);
         let (served, ranking, served_evaluations) = {
             let both: Option<Vec<Vec<Scored>>> = learned_next.as_ref().map(|l| {
@@ -335,8 +345,8 @@ impl PropensityContext {
         options: &AudienceOptions,
     ) -> Option<NextVisit> {
         let min_positives = options.min_positives;
-        let labels = engaged_on_next_visit(self, target, options.event);
-        let next_visit = self.next_visits(options.event);
+        let labels = engaged_on_next_visit(self, &self.past, target, options.event);
+        let next_visit = self.past.next_visits(self, options.event);
         let came_back = |u: u32| next_visit[u as usize] != NO_VISIT;
         let members = folds.members.clone().map(|fold| {
             fold.into_iter()

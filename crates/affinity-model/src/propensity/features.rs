@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::content::TargetContent;
-use super::context::{Activity, DAY_MS, PropensityContext, Snapshot};
+use super::context::{Activity, Cut, DAY_MS, PropensityContext, Snapshot};
 use crate::cpu::Isa;
 use crate::dense::dot;
 
@@ -603,17 +603,18 @@ pub(super) fn engaged_between(
     engaged
 }
 
-/// Who engaged with the target on their first visit after the backtest time (only the
-/// interactions after it count, on that day): the labels of the next-visit question, for the
-/// users who came back (`next_visit` is not [`NO_VISIT`]).
+/// Who engaged with the target on their first visit in `cut`'s window (only the
+/// interactions in it count, on that day): the labels of the next-visit question, for the
+/// users who came back (their next visit is not [`NO_VISIT`](super::context::NO_VISIT)).
 pub(super) fn engaged_on_next_visit(
     ctx: &PropensityContext,
+    cut: &Cut,
     target: &[u32],
     event: Option<u8>,
 ) -> Vec<bool> {
     let mut engaged = vec![false; ctx.n_users];
-    let (from, until) = (ctx.past.time, ctx.now.time);
-    let next_visit = ctx.next_visits(event);
+    let (from, until) = (cut.time(), cut.until);
+    let next_visit = cut.next_visits(ctx, event);
     for &item in target {
         for t in ctx.item_touches(item) {
             if t.timestamp > from

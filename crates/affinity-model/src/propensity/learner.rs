@@ -168,7 +168,8 @@ pub(super) fn learn_next_visit(
 }
 
 /// Rows of `x` past the target's own users that train with each fold's users (borrowed
-/// from related targets: `related.rs`), with their weights; both empty for none.
+/// from related targets and the earlier cut: `lent_rows.rs`), with their weights; both
+/// empty for none.
 pub(super) type Borrowed = [Vec<(u32, f64)>; 2];
 
 /// Cross-fits the learners `choice` allows on `folds` (with the `borrowed` rows of each

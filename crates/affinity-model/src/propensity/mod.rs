@@ -8,10 +8,12 @@
 //!    `T_b = as_of − horizon`, fits two ALS models — one on the interactions up to `T_b`
 //!    ("past"), one on everything ("now") — and precomputes per-user activity statistics at
 //!    both times plus an item-major index of interactions, so per-target work only touches
-//!    the target's own interactions.
+//!    the target's own interactions. In stores of up to 250 000 users it does the same one
+//!    horizon before `T_b` (the earlier cut), whose rows the learners fit on too.
 //! 2. [`PropensityContext::audience`] (per target) computes features of every user at `T_b`
 //!    with the past model, labels them by whether they engaged with the target in
-//!    `(T_b, as_of]`, fits gradient-boosted trees and a logistic regression with and
+//!    `(T_b, as_of]`, fits gradient-boosted trees and a logistic regression (on these rows
+//!    and the ones `lent_rows` borrows: related targets', the earlier cut's) with and
 //!    without the time-anchored features (`learner`), measures them honestly by 2-fold
 //!    cross-fitting (fit on one seeded half, rank the other), refits the chosen one on all
 //!    users eligible at `T_b`, and applies the refit at `as_of` with the now-model to every
@@ -30,8 +32,8 @@ mod features;
 mod guard;
 mod horizon;
 mod learner;
+mod lent_rows;
 mod logistic;
-mod related;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,8 +54,11 @@ pub struct PropensityParams {
     /// The question's horizon: "engages within the next `horizon_days`". Also the length of
     /// the backtest window the model learns from.
     pub horizon_days: u32,
-    /// The two collaborative-filtering models (past and now) share these.
+    /// The collaborative-filtering models (of every cut, and now) share these.
     pub als: AlsParams,
+    /// Learn from an earlier cut too, one horizon before the backtest time, in stores of up
+    /// to 250 000 users (see `context.rs`). Off: the backtest time's rows only.
+    pub earlier_cut: bool,
 }
 
 impl Default for PropensityParams {
@@ -72,6 +77,7 @@ impl Default for PropensityParams {
                 cg_steps: 3,
                 seed: 0,
             },
+            earlier_cut: true,
         }
     }
 }
@@ -102,7 +108,8 @@ pub struct AudienceOptions {
     /// from, and the honest estimate would be noise): the ranking falls back to the
     /// collaborative-filtering affinity.
     pub min_positives: usize,
-    /// Cap on the users a logistic fit sees. Above it, all positives are kept and negatives
+    /// Cap on the users a logistic fit sees (the context's `EARLIER_CUT_MAX_USERS` matches
+    /// the default: the earlier cut lends rows only to unsampled folds). Above it, all positives are kept and negatives
     /// are sampled and up-weighted, so the fit and the estimate stay unbiased while an
     /// audience over millions of users stays fast.
     pub max_training_users: usize,
@@ -120,7 +127,8 @@ pub struct AudienceOptions {
     pub event: Option<u8>,
     /// Targets of the same kind as the audience's (the other values of its column, or other
     /// items), each its catalog item indices: their rows, for the same training users,
-    /// train the learned rankings too (see `related.rs`). Empty: the target's own rows only.
+    /// train the learned rankings too (see `lent_rows.rs`). Empty: the target's own rows only
+    /// (and, in stores with an earlier cut, the target's rows there).
     pub related: Vec<Vec<u32>>,
 }
 

@@ -118,6 +118,7 @@ fn params() -> PropensityParams {
             factors: 16,
             ..PropensityParams::default().als
         },
+        ..PropensityParams::default()
     }
 }
 
@@ -850,16 +851,34 @@ fn few_rebuyers_store() -> ItemCatalog {
     b.finish()
 }
 
-#[test]
-fn related_targets_rows_train_the_learner_and_leave_the_figures_the_target_s_own() {
-    let catalog = few_rebuyers_store();
-    let context = context_with_horizon(&catalog, 20);
-    let staple = |k: usize| catalog.item_index(&format!("staple-{k}")).unwrap();
-    let own_only = AudienceOptions {
+/// Audiences that serve the boosted trees' learned ranking, whatever the guard would say.
+fn boosted_only() -> AudienceOptions {
+    AudienceOptions {
         best_of_heuristics: false,
         learner: LearnerChoice::Boosted,
         ..AudienceOptions::default()
-    };
+    }
+}
+
+/// The learned ranking's held-out average precision of `own` (the target's own rows) and of
+/// `borrowing` (the same audience with borrowed rows, which its model `says`), after
+/// checking that both figures are of the same users.
+fn own_and_borrowing_ap(
+    own: &AudienceScores,
+    borrowing: &AudienceScores,
+    says: &str,
+) -> (f64, f64) {
+    assert_eq!(own.eligible_in_backtest, borrowing.eligible_in_backtest);
+    assert_eq!(own.positives_in_backtest, borrowing.positives_in_backtest);
+    assert_eq!(own.base_rate, borrowing.base_rate);
+    let (mo, mb) = (
+        own.model.as_ref().unwrap(),
+        borrowing.model.as_ref().unwrap(),
+    );
+    assert_eq!(mo.training_users, mb.training_users);
+    let why = mb.chosen_because.as_deref().unwrap();
+    assert!(why.contains(says), "{why}");
+    assert!(!mo.chosen_because.as_deref().unwrap().contains(says));
     let learned_ap = |s: &AudienceScores| {
         s.ranking
             .competitors
@@ -868,6 +887,57 @@ fn related_targets_rows_train_the_learner_and_leave_the_figures_the_target_s_own
             .map(|c| c.average_precision)
             .unwrap()
     };
+    (learned_ap(own), learned_ap(borrowing))
+}
+
+#[test]
+fn the_earlier_cut_s_rows_train_the_learner_and_leave_the_figures_the_backtest_s() {
+    let catalog = few_rebuyers_store();
+    let build = |earlier_cut| {
+        PropensityContext::build(
+            &catalog,
+            &PropensityParams {
+                horizon_days: 20,
+                earlier_cut,
+                ..params()
+            },
+        )
+        .unwrap()
+    };
+    let (without, with) = (build(false), build(true));
+    assert_eq!(without.backtest_time(), with.backtest_time());
+    let staple = |k: usize| catalog.item_index(&format!("staple-{k}")).unwrap();
+    let (mut alone, mut earlier) = (0.0, 0.0);
+    for k in 0..4 {
+        let a = without.audience(&[staple(k)], &boosted_only()).unwrap();
+        let e = with.audience(&[staple(k)], &boosted_only()).unwrap();
+        let (ap_a, ap_e) = own_and_borrowing_ap(&a, &e, "one horizon earlier");
+        eprintln!("staple-{k}: learned AP without the earlier cut {ap_a:.4}, with it {ap_e:.4}");
+        alone += ap_a;
+        earlier += ap_e;
+    }
+    // The held-out ranking of the target's own users is better with the earlier rows.
+    assert!(
+        earlier > alone * 1.05,
+        "alone {alone:.4}, with the earlier cut {earlier:.4}"
+    );
+}
+
+#[test]
+fn related_targets_rows_train_the_learner_and_leave_the_figures_the_target_s_own() {
+    let catalog = few_rebuyers_store();
+    // The backtest time's rows only: the earlier cut's are measured on their own above.
+    let context = PropensityContext::build(
+        &catalog,
+        &PropensityParams {
+            horizon_days: 20,
+            earlier_cut: false,
+            ..params()
+        },
+    )
+    .unwrap();
+    let staple = |k: usize| catalog.item_index(&format!("staple-{k}")).unwrap();
+    let own_only = boosted_only();
     let (mut alone, mut pooled) = (0.0, 0.0);
     for k in 0..4 {
         let others: Vec<Vec<u32>> = (0..16)
@@ -884,21 +954,10 @@ fn related_targets_rows_train_the_learner_and_leave_the_figures_the_target_s_own
                 },
             )
             .unwrap();
-        // The figures are of the target's own users: the same users, base rate and count.
-        assert_eq!(a.eligible_in_backtest, p.eligible_in_backtest);
-        assert_eq!(a.positives_in_backtest, p.positives_in_backtest);
-        let (ma, mp) = (a.model.as_ref().unwrap(), p.model.as_ref().unwrap());
-        assert_eq!(ma.training_users, mp.training_users);
-        let why = mp.chosen_because.as_deref().unwrap();
-        assert!(why.contains("related targets"), "{why}");
-        assert!(!ma.chosen_because.as_deref().unwrap().contains("related"));
-        eprintln!(
-            "staple-{k}: learned AP alone {:.4}, with related {:.4}",
-            learned_ap(&a),
-            learned_ap(&p)
-        );
-        alone += learned_ap(&a);
-        pooled += learned_ap(&p);
+        let (ap_a, ap_p) = own_and_borrowing_ap(&a, &p, "related targets");
+        eprintln!("staple-{k}: learned AP alone {ap_a:.4}, with related {ap_p:.4}");
+        alone += ap_a;
+        pooled += ap_p;
     }
     // The held-out ranking of the target's own users is better with the others' rows.
     assert!(
