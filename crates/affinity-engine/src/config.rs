@@ -60,8 +60,10 @@ pub struct WorkLimits {
     pub preview_workers: usize,
     /// Preview requests waiting for a worker (their clients wait with them); beyond, `429`.
     pub preview_queue: usize,
-    /// Propensity contexts (one per `horizon_days`, 10–15 MB each on a large store) kept per
-    /// serving model; the least recently used is dropped beyond this.
+    /// Propensity contexts (one per `horizon_days`; each about 1 GB at 1M users, 113 MB at
+    /// 100 000: two ALS user-factor tables and per-user activity, measured by
+    /// `examples/audiences_scale`) kept per serving model; the least recently used is
+    /// dropped beyond this.
     pub propensity_contexts: usize,
 }
 
