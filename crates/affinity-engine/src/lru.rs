@@ -1,6 +1,6 @@
 //! A small least-recently-used cache. Its users hold a handful of large values (propensity
-//! contexts of 10–15 MB each), so a linear scan over a short list beats a linked hash map and
-//! needs no new dependency.
+//! contexts: about 113 MB each at 100 000 users, 1 GB at 1M), so a linear scan over a short
+//! list beats a linked hash map and needs no new dependency.
 
 /// At most `capacity` values; inserting beyond it evicts the one used longest ago.
 #[derive(Debug)]

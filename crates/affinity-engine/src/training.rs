@@ -34,9 +34,9 @@ pub struct ServingModel {
     pub model: TrainedModel,
     /// "Also engaged with" lists are computed from this at query time (any lookback).
     pub co_occurrence: CoOccurrence,
-    /// Propensity contexts by horizon (days), built on first use: two ALS fits each, 10–15
-    /// MB on a large store. Least recently used first out, so that a client asking for every
-    /// horizon from 1 to 365 cannot hold 365 of them.
+    /// Propensity contexts by horizon (days), built on first use: two or three ALS fits
+    /// each, about 113 MB at 100 000 users and 1 GB at 1M. Least recently used first out,
+    /// so that a client asking for every horizon from 1 to 365 cannot hold 365 of them.
     propensity: std::sync::Mutex<LruCache<u32, Arc<PropensityContext>>>,
 }
 
