@@ -31,6 +31,7 @@ struct FileConfig {
     preview_workers: Option<u64>,
     preview_queue: Option<u64>,
     propensity_contexts: Option<u64>,
+    propensity_context_mb: Option<u64>,
     export_dir: Option<PathBuf>,
     delivery_deadline: Option<String>,
     delivery_backoff: Option<String>,
@@ -83,6 +84,7 @@ pub fn load(
         preview_workers: number(&env, "AFFINITY_PREVIEW_WORKERS")?,
         preview_queue: number(&env, "AFFINITY_PREVIEW_QUEUE")?,
         propensity_contexts: number(&env, "AFFINITY_PROPENSITY_CONTEXTS")?,
+        propensity_context_mb: number(&env, "AFFINITY_PROPENSITY_CONTEXT_MB")?,
         export_dir: env("AFFINITY_EXPORT_DIR").map(PathBuf::from),
         delivery_deadline: env("AFFINITY_DELIVERY_DEADLINE"),
         delivery_backoff: env("AFFINITY_DELIVERY_BACKOFF"),
@@ -206,6 +208,12 @@ fn apply(config: &mut ServerConfig, layer: FileConfig, origin: &str) -> anyhow::
             &mut work.propensity_contexts,
             true,
         ),
+        (
+            "propensity_context_mb",
+            layer.propensity_context_mb,
+            &mut work.propensity_context_mb,
+            true,
+        ),
     ] {
         if let Some(n) = value {
             let n = if at_least_one { positive(name, n)? } else { n };
@@ -295,7 +303,8 @@ mod tests {
         let file = dir.path().join("w.toml");
         std::fs::write(
             &file,
-            "audience_workers = 2\naudience_queue = 0\npropensity_contexts = 8\n",
+            "audience_workers = 2\naudience_queue = 0\npropensity_contexts = 8\n\
+             propensity_context_mb = 512\n",
         )
         .expect("write");
         let env = env_of(&[("AFFINITY_PREVIEW_QUEUE", "9")]);
@@ -307,9 +316,10 @@ mod tests {
                 w.audience_queue,
                 w.preview_workers,
                 w.preview_queue,
-                w.propensity_contexts
+                w.propensity_contexts,
+                w.propensity_context_mb
             ),
-            (2, 0, 1, 9, 8)
+            (2, 0, 1, 9, 8, 512)
         );
         let env = env_of(&[("AFFINITY_AUDIENCE_WORKERS", "0")]);
         let e = load(None, &Overrides::default(), env).expect_err("no workers");

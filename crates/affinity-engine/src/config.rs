@@ -65,6 +65,10 @@ pub struct WorkLimits {
     /// `examples/audiences_scale`) kept per serving model; the least recently used is
     /// dropped beyond this.
     pub propensity_contexts: usize,
+    /// The memory those contexts may hold together, MiB (as each counts itself); the least
+    /// recently used are dropped beyond it, but one is always kept. 2 GiB keeps four of a
+    /// 250 000-user store and two of a million-user one.
+    pub propensity_context_mb: usize,
 }
 
 impl Default for WorkLimits {
@@ -75,6 +79,7 @@ impl Default for WorkLimits {
             preview_workers: 1,
             preview_queue: 4,
             propensity_contexts: 4,
+            propensity_context_mb: 2048,
         }
     }
 }

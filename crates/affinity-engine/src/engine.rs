@@ -15,7 +15,7 @@ use crate::credentials::{Credentials, GeneratedCredential};
 use crate::delivery::Delivery;
 use crate::error::{EngineError, Result};
 use crate::goals::GoalJobs;
-use crate::training::ModelState;
+use crate::training::{ContextLimits, ModelState};
 use crate::traits::TraitJobs;
 use crate::work_queue::{WorkQueue, WorkStats};
 
@@ -51,7 +51,7 @@ impl Engine {
                 store,
                 credentials: Arc::new(credentials),
                 catalog,
-                models: ModelState::new(config.work.propensity_contexts),
+                models: ModelState::new(ContextLimits::from(&config.work)),
                 traits: TraitJobs::default(),
                 goals: GoalJobs::default(),
                 config: Arc::new(config.clone()),

@@ -40,9 +40,31 @@ pub struct ServingModel {
     propensity: std::sync::Mutex<LruCache<u32, Arc<PropensityContext>>>,
 }
 
-/// Propensity contexts kept per model when the caller sets no bound (`affinity train`,
-/// `affinity demo`: one process, one or two horizons).
-pub const DEFAULT_PROPENSITY_CONTEXTS: usize = 4;
+/// How many propensity contexts a serving model keeps, and how much memory they may hold
+/// together (as each context counts itself: [`PropensityContext::heap_bytes`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContextLimits {
+    pub contexts: usize,
+    pub bytes: usize,
+}
+
+/// The limits of a model whose caller sets none (`affinity train`, `affinity demo`: one
+/// process, one or two horizons): the settings' defaults.
+impl Default for ContextLimits {
+    fn default() -> Self {
+        let work = crate::config::WorkLimits::default();
+        ContextLimits::from(&work)
+    }
+}
+
+impl From<&crate::config::WorkLimits> for ContextLimits {
+    fn from(work: &crate::config::WorkLimits) -> Self {
+        ContextLimits {
+            contexts: work.propensity_contexts,
+            bytes: work.propensity_context_mb.saturating_mul(1 << 20),
+        }
+    }
+}
 
 impl ServingModel {
     /// The propensity context for `horizon_days`, building it (seconds on large stores) the
@@ -58,13 +80,15 @@ impl ServingModel {
             ..PropensityParams::default()
         };
         let context = Arc::new(PropensityContext::build(&self.catalog, &params)?);
-        cache.insert(horizon_days, context.clone());
-        if cache.evictions() > 0 && cache.len() == cache.capacity() {
+        let evicted = cache.evictions();
+        cache.insert(horizon_days, context.clone(), context.heap_bytes());
+        if cache.evictions() > evicted {
             tracing::debug!(
                 horizon_days,
                 kept = cache.len(),
+                mib = cache.bytes() >> 20,
                 evictions = cache.evictions(),
-                "propensity context cache full: least recently used horizon dropped"
+                "propensity context cache full (contexts or bytes): least recently used horizons dropped"
             );
         }
         Ok(context)
@@ -89,8 +113,10 @@ impl ServingModel {
     }
 }
 
-fn propensity_cache(capacity: usize) -> std::sync::Mutex<LruCache<u32, Arc<PropensityContext>>> {
-    std::sync::Mutex::new(LruCache::new(capacity))
+fn propensity_cache(
+    limits: ContextLimits,
+) -> std::sync::Mutex<LruCache<u32, Arc<PropensityContext>>> {
+    std::sync::Mutex::new(LruCache::new(limits.contexts, limits.bytes))
 }
 
 /// The model that currently serves, if any.
@@ -107,19 +133,20 @@ pub struct ModelState {
     /// Runs queued or in progress: answers say a model is training from the moment a run is
     /// queued, not only once it holds `running`.
     pending: Arc<AtomicUsize>,
-    /// Propensity contexts each published model keeps (`WorkLimits::propensity_contexts`).
-    propensity_contexts: usize,
+    /// Propensity contexts each published model keeps (`WorkLimits::propensity_contexts`
+    /// and `propensity_context_mb`).
+    context_limits: ContextLimits,
 }
 
 impl ModelState {
-    pub fn new(propensity_contexts: usize) -> Self {
+    pub fn new(context_limits: ContextLimits) -> Self {
         Self {
             current: Arc::default(),
             running: Arc::default(),
             waiting: Arc::default(),
             loading: Arc::default(),
             pending: Arc::default(),
-            propensity_contexts,
+            context_limits,
         }
     }
 
@@ -283,8 +310,7 @@ pub fn run_training(
                     .lookback_days
                     .map(|d| format_millis(catalog.as_of - i64::from(d) * 86_400_000)),
             });
-            let contexts =
-                serve.map_or(DEFAULT_PROPENSITY_CONTEXTS, |(_, m)| m.propensity_contexts);
+            let contexts = serve.map_or_else(ContextLimits::default, |(_, m)| m.context_limits);
             let serving = ServingModel {
                 record,
                 co_occurrence: CoOccurrence::new(&catalog),
@@ -351,7 +377,7 @@ enum NotLoaded {
 fn load_last(
     store: &SqliteStore,
     catalog_state: &CatalogState,
-    propensity_contexts: usize,
+    context_limits: ContextLimits,
 ) -> std::result::Result<(ServingModel, bool), NotLoaded> {
     let record = store
         .last_ready_model()
@@ -385,7 +411,7 @@ fn load_last(
         ServingModel {
             record,
             co_occurrence: CoOccurrence::new(&catalog),
-            propensity: propensity_cache(propensity_contexts),
+            propensity: propensity_cache(context_limits),
             catalog,
             model,
         },
@@ -433,7 +459,7 @@ impl Engine {
     /// a model was loaded; otherwise the schedule clears it once it has queued a training.
     pub(crate) async fn load_saved_model(&self) -> bool {
         let (store, catalog) = (self.store.clone(), self.catalog.clone());
-        let contexts = self.models.propensity_contexts;
+        let contexts = self.models.context_limits;
         let started = Instant::now();
         let outcome =
             tokio::task::spawn_blocking(move || load_last(&store, &catalog, contexts)).await;

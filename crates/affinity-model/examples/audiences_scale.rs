@@ -116,13 +116,14 @@ fn main() -> AnyResult<()> {
     // What the context keeps (the engine caches up to `propensity_contexts` of them): the
     // resident memory it added, its fits' scratch returned (glibc gives large blocks back).
     println!(
-        "PropensityContext::build ({} ALS fits: factors {}, {} iterations; horizon {} days): {:.1} s; the context holds about {} MiB (VmRSS after minus before); VmHWM {} MiB",
+        "PropensityContext::build ({} ALS fits: factors {}, {} iterations; horizon {} days): {:.1} s; the context holds about {} MiB (VmRSS after minus before; {} MiB by its own count); VmHWM {} MiB",
         if context.has_earlier_cut() { 3 } else { 2 },
         params.als.factors,
         params.als.iterations,
         params.horizon_days,
         started.elapsed().as_secs_f64(),
         resident_mib().saturating_sub(before),
+        context.heap_bytes() >> 20,
         peak_mib()
     );
 

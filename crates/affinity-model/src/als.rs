@@ -169,6 +169,12 @@ impl AlsModel {
         })
     }
 
+    /// Heap bytes of its factors (users', items', and the items' scoring panels).
+    pub fn heap_bytes(&self) -> usize {
+        use crate::interactions::vec_bytes;
+        vec_bytes(&self.user_factors) + vec_bytes(&self.item_factors) + vec_bytes(&self.item_panels)
+    }
+
     pub fn factors(&self) -> usize {
         self.factors
     }

@@ -48,6 +48,11 @@ pub(crate) struct Csr {
 }
 
 impl Csr {
+    /// Heap bytes of its arrays.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        vec_bytes(&self.ptr) + vec_bytes(&self.ids) + vec_bytes(&self.weights)
+    }
+
     /// The raw arrays, for saving (see [`crate::snapshot`]).
     pub(crate) fn raw(&self) -> (&[usize], &[u32], &[f32]) {
         (&self.ptr, &self.ids, &self.weights)
@@ -284,6 +289,12 @@ fn check_dim(name: &'static str, n: usize) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Heap bytes a vector holds: its capacity, which a slice does not know.
+#[allow(clippy::ptr_arg)]
+pub(crate) fn vec_bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * std::mem::size_of::<T>()
 }
 
 #[cfg(test)]

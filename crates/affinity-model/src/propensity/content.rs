@@ -22,6 +22,10 @@ pub(super) struct ContentValues {
 }
 
 impl ContentValues {
+    pub(super) fn heap_bytes(&self) -> usize {
+        crate::interactions::vec_bytes(&self.column_of) + self.items.heap_bytes()
+    }
+
     /// A column counts when its values are shared: at least two distinct values, held on
     /// average by at least two items each (list elements counted one by one). A title or an
     /// id (one value per item) would only repeat the target's own statistics, at the cost of
@@ -80,6 +84,10 @@ fn sparse_rows(rows: Vec<Vec<(u32, f32)>>, n_cols: usize) -> Result<Csr> {
 pub(super) struct UserValues(Csr);
 
 impl UserValues {
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.0.heap_bytes()
+    }
+
     pub(super) fn build(
         catalog: &ItemCatalog,
         content: &ContentValues,

@@ -11,7 +11,7 @@ use super::content::{ContentValues, UserValues};
 use super::features::{UserDays, user_day};
 use crate::als::AlsModel;
 use crate::error::{ModelError, Result};
-use crate::interactions::Interactions;
+use crate::interactions::{Interactions, vec_bytes};
 
 pub(super) const DAY_MS: i64 = 86_400_000;
 
@@ -122,7 +122,46 @@ pub(super) struct Cut {
     next_visit_by_event: Vec<OnceLock<Vec<i64>>>,
 }
 
+impl Activity {
+    fn heap_bytes(&self) -> usize {
+        vec_bytes(&self.last)
+            + vec_bytes(&self.first)
+            + vec_bytes(&self.count)
+            + vec_bytes(&self.day)
+            + vec_bytes(&self.week)
+            + vec_bytes(&self.recent)
+            + vec_bytes(&self.distinct)
+            + vec_bytes(&self.active_days)
+            + self.visits.heap_bytes()
+    }
+}
+
+impl Snapshot {
+    fn heap_bytes(&self) -> usize {
+        self.als.heap_bytes()
+            + self.activity.heap_bytes()
+            + self.values.heap_bytes()
+            + self
+                .event_visits
+                .iter()
+                .filter_map(OnceLock::get)
+                .map(UserDays::heap_bytes)
+                .sum::<usize>()
+    }
+}
+
 impl Cut {
+    fn heap_bytes(&self) -> usize {
+        self.snapshot.heap_bytes()
+            + vec_bytes(&self.next_visit)
+            + self
+                .next_visit_by_event
+                .iter()
+                .filter_map(OnceLock::get)
+                .map(vec_bytes)
+                .sum::<usize>()
+    }
+
     fn new(catalog: &ItemCatalog, snapshot: Snapshot, until: i64) -> Cut {
         let times = catalog.interactions.iter().map(|x| (x.user, x.timestamp));
         Cut {
@@ -265,6 +304,18 @@ impl PropensityContext {
     /// The backtest time `as_of − horizon` (Unix ms).
     pub fn backtest_time(&self) -> i64 {
         self.past.time()
+    }
+
+    /// About how many bytes of memory the context holds (its arrays' capacities; the event
+    /// tables computed so far included): what a cache of contexts weighs them by.
+    pub fn heap_bytes(&self) -> usize {
+        self.past.heap_bytes()
+            + self.earlier.as_ref().map_or(0, Cut::heap_bytes)
+            + self.now.heap_bytes()
+            + vec_bytes(&self.item_offsets)
+            + vec_bytes(&self.touches)
+            + vec_bytes(&self.event_weights)
+            + self.content.heap_bytes()
     }
 
     /// Whether the learners also see rows of the earlier cut (see [`EARLIER_CUT_MAX_USERS`]).

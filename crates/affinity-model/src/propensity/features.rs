@@ -12,6 +12,7 @@ use super::content::TargetContent;
 use super::context::{Activity, Cut, DAY_MS, PropensityContext, Snapshot};
 use crate::cpu::Isa;
 use crate::dense::dot;
+use crate::interactions::vec_bytes;
 
 /// Names of the features, in the order of every feature row.
 pub const FEATURE_NAMES: [&str; N_FEATURES] = [
@@ -557,6 +558,10 @@ pub(super) struct UserDays {
 }
 
 impl UserDays {
+    pub(super) fn heap_bytes(&self) -> usize {
+        vec_bytes(&self.offsets) + vec_bytes(&self.days)
+    }
+
     pub(super) fn from_keys(mut keys: Vec<u64>, n_users: usize) -> UserDays {
         keys.sort_unstable();
         keys.dedup();

@@ -906,6 +906,19 @@ fn the_earlier_cut_s_rows_train_the_learner_and_leave_the_figures_the_backtest_s
     };
     let (without, with) = (build(false), build(true));
     assert_eq!(without.backtest_time(), with.backtest_time());
+    // What a context says it holds covers at least its two (three) ALS user-factor tables.
+    let table = catalog.users.len() * params().als.factors * 4;
+    assert!(
+        without.heap_bytes() >= 2 * table,
+        "{}",
+        without.heap_bytes()
+    );
+    assert!(
+        with.heap_bytes() >= without.heap_bytes() + table,
+        "{} against {}",
+        with.heap_bytes(),
+        without.heap_bytes()
+    );
     let staple = |k: usize| catalog.item_index(&format!("staple-{k}")).unwrap();
     let (mut alone, mut earlier) = (0.0, 0.0);
     for k in 0..4 {

@@ -68,23 +68,32 @@ fn assert_refusals(answers: &[(StatusCode, Option<u64>, Value)], accepted: Statu
     refused
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn floods_of_audiences_and_previews_are_queued_within_bounds_or_refused() {
+/// A server with these work limits, the synthetic store's 12 000 events, its catalog and a
+/// trained model.
+async fn trained_app(work: WorkLimits) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = config(dir.path());
-    config.engine.work = WorkLimits {
-        audience_workers: 1,
-        audience_queue: 2,
-        preview_workers: 1,
-        preview_queue: 1,
-        propensity_contexts: 2,
-    };
+    config.engine.work = work;
     let app = TestApp::spawn_configured(dir, config).await;
     send_synthetic(&app, 12_000).await;
     put_catalog(&app, &synthetic_catalog()).await;
     ready_catalog(&app).await;
     let (_, job) = train(&app, json!({})).await;
     finished(&app, &job["model_id"]).await;
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_of_audiences_and_previews_are_queued_within_bounds_or_refused() {
+    let app = trained_app(WorkLimits {
+        audience_workers: 1,
+        audience_queue: 2,
+        preview_workers: 1,
+        preview_queue: 1,
+        propensity_contexts: 2,
+        ..WorkLimits::default()
+    })
+    .await;
 
     // Every creation asks for its own horizon: each accepted one fits a context of its own
     // (slow enough that the flood outruns the worker) and the LRU of 2 must evict.
@@ -231,4 +240,27 @@ async fn floods_of_audiences_and_previews_are_queued_within_bounds_or_refused() 
     );
     let (held, _) = model.propensity_cache();
     assert!(held.len() <= 2, "{held:?}");
+}
+
+/// A memory budget below one context's size keeps the newest context alone, whatever the
+/// count allows (each context counts its own bytes); with the default budget, the flood above
+/// keeps two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propensity_contexts_stay_within_their_memory_budget() {
+    let app = trained_app(WorkLimits {
+        propensity_context_mb: 1,
+        ..WorkLimits::default()
+    })
+    .await;
+    for horizon_days in [20, 40] {
+        let (s, body) = post(
+            &app,
+            "/api/v1/audiences/preview",
+            json!({"target": {"column": "brand", "value": "Brand 001"}, "horizon_days": horizon_days}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    let model = app.engine.serving().expect("a model");
+    assert_eq!(model.propensity_cache(), (vec![40], 1));
 }
