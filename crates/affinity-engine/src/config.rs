@@ -66,8 +66,9 @@ pub struct WorkLimits {
     /// dropped beyond this.
     pub propensity_contexts: usize,
     /// The memory those contexts may hold together, MiB (as each counts itself); the least
-    /// recently used are dropped beyond it, but one is always kept. 2 GiB keeps four of a
-    /// 250 000-user store and two of a million-user one.
+    /// recently used are dropped beyond it, but one is always kept, and room is made before
+    /// a build. 2 GiB keeps four of a 250 000-user store and two of a million-user one. It
+    /// bounds what stays cached, not a build's working memory on top of it.
     pub propensity_context_mb: usize,
 }
 

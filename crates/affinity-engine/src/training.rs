@@ -79,9 +79,13 @@ impl ServingModel {
             horizon_days,
             ..PropensityParams::default()
         };
-        let context = Arc::new(PropensityContext::build(&self.catalog, &params)?);
+        // Room first, for a context like the heaviest held (one model's contexts differ by
+        // their horizon only): the build's own working memory then runs beside what stays.
         let evicted = cache.evictions();
-        cache.insert(horizon_days, context.clone(), context.heap_bytes());
+        let like = cache.heaviest();
+        cache.make_room(like);
+        let context = Arc::new(PropensityContext::build(&self.catalog, &params)?);
+        cache.insert(horizon_days, context.clone());
         if cache.evictions() > evicted {
             tracing::debug!(
                 horizon_days,
@@ -116,7 +120,9 @@ impl ServingModel {
 fn propensity_cache(
     limits: ContextLimits,
 ) -> std::sync::Mutex<LruCache<u32, Arc<PropensityContext>>> {
-    std::sync::Mutex::new(LruCache::new(limits.contexts, limits.bytes))
+    std::sync::Mutex::new(LruCache::new(limits.contexts, limits.bytes, |c| {
+        c.heap_bytes()
+    }))
 }
 
 /// The model that currently serves, if any.

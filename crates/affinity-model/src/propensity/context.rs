@@ -307,7 +307,8 @@ impl PropensityContext {
     }
 
     /// About how many bytes of memory the context holds (its arrays' capacities; the event
-    /// tables computed so far included): what a cache of contexts weighs them by.
+    /// tables computed so far included, so it grows as audiences of new events ask): what
+    /// a cache of contexts weighs them by, each time it makes room.
     pub fn heap_bytes(&self) -> usize {
         self.past.heap_bytes()
             + self.earlier.as_ref().map_or(0, Cut::heap_bytes)

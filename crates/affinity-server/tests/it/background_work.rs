@@ -242,25 +242,29 @@ async fn floods_of_audiences_and_previews_are_queued_within_bounds_or_refused() 
     assert!(held.len() <= 2, "{held:?}");
 }
 
-/// A memory budget below one context's size keeps the newest context alone, whatever the
-/// count allows (each context counts its own bytes); with the default budget, the flood above
-/// keeps two.
+/// A memory budget below two contexts' size keeps the newest context alone, whatever the
+/// count allows (each context counts its own bytes); the default budget keeps both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn propensity_contexts_stay_within_their_memory_budget() {
-    let app = trained_app(WorkLimits {
-        propensity_context_mb: 1,
-        ..WorkLimits::default()
-    })
-    .await;
-    for horizon_days in [20, 40] {
-        let (s, body) = post(
-            &app,
-            "/api/v1/audiences/preview",
-            json!({"target": {"column": "brand", "value": "Brand 001"}, "horizon_days": horizon_days}),
-        )
+    for (mb, kept) in [(1, (vec![40], 1)), (2048, (vec![20, 40], 0))] {
+        let app = trained_app(WorkLimits {
+            propensity_context_mb: mb,
+            ..WorkLimits::default()
+        })
         .await;
-        assert_eq!(s, StatusCode::OK, "{body}");
+        for horizon_days in [20, 40] {
+            let (s, body) = post(
+                &app,
+                "/api/v1/audiences/preview",
+                json!({"target": {"column": "brand", "value": "Brand 001"}, "horizon_days": horizon_days}),
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+        }
+        let model = app.engine.serving().expect("a model");
+        assert_eq!(model.propensity_cache(), kept, "a budget of {mb} MiB");
+        // The 1 MiB budget is below two contexts of this store: what the case above tests.
+        let one = model.propensity(40).expect("the context").heap_bytes();
+        assert!(one > 1 << 19, "{one} bytes");
     }
-    let model = app.engine.serving().expect("a model");
-    assert_eq!(model.propensity_cache(), (vec![40], 1));
 }
