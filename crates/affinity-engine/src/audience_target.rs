@@ -110,9 +110,9 @@ pub struct ResolvedTarget {
 }
 
 /// Related targets at most: their users' rows train an audience's learners beside the
-/// target's own (the model's `propensity/lent_rows.rs` says why). The most engaged first; 15 is every
-/// category and brand of the repeat-purchase benchmark's top ones, and the model bounds
-/// the rows they lend on a large store.
+/// target's own (the model's `propensity/lent_rows.rs` says why). The most engaged first;
+/// 15 is every category and brand of the repeat-purchase benchmark's top ones, and the
+/// model bounds the rows they lend on a large store.
 const MAX_RELATED: usize = 15;
 
 /// The targets of the same kind as `target` (whose items are `own`, sorted), most engaged

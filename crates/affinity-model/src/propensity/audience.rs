@@ -99,9 +99,8 @@ impl PropensityContext {
             options.event,
         );
         let (mut positives, mut negatives) = (Vec::new(), Vec::new());
-        for (u, (&count, &engaged)) in
-            (self.past.snapshot.activity.count.iter().zip(&labels)).enumerate()
-        {
+        let known = &self.past.snapshot.activity.count;
+        for (u, (&count, &engaged)) in known.iter().zip(&labels).enumerate() {
             if count == 0 {
                 continue; // unknown at the backtest time: nothing to learn from
             }

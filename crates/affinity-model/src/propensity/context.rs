@@ -178,9 +178,7 @@ impl Cut {
 
     /// Each user's next visit in the window, counting `event` only when given.
     pub(super) fn next_visits(&self, ctx: &PropensityContext, event: Option<u8>) -> &[i64] {
-        let Some((e, slot)) =
-            event.and_then(|e| Some((e, self.next_visit_by_event.get(usize::from(e))?)))
-        else {
+        let Some((e, slot)) = event_slot(&self.next_visit_by_event, event) else {
             return &self.next_visit;
         };
         slot.get_or_init(|| {
@@ -336,9 +334,7 @@ impl PropensityContext {
     /// The users' visits as of `snapshot`, counting `event` only when given: an event
     /// audience's visits are the days its users did that event.
     pub(super) fn visits_of<'s>(&self, snapshot: &'s Snapshot, event: Option<u8>) -> &'s UserDays {
-        let Some((e, slot)) =
-            event.and_then(|e| Some((e, snapshot.event_visits.get(usize::from(e))?)))
-        else {
+        let Some((e, slot)) = event_slot(&snapshot.event_visits, event) else {
             return &snapshot.activity.visits;
         };
         slot.get_or_init(|| {
@@ -392,6 +388,13 @@ fn first_visits_of(
             }
         })
         .collect()
+}
+
+/// The lazy slot of `event` among `slots` (one per catalog event), with the event; `None`
+/// for any event, and where the catalog has one event (no slots: the all-event answers are
+/// that event's).
+fn event_slot<T>(slots: &[OnceLock<T>], event: Option<u8>) -> Option<(u8, &OnceLock<T>)> {
+    event.and_then(|e| Some((e, slots.get(usize::from(e))?)))
 }
 
 /// One empty lazy slot per catalog event; none when the catalog has one event (whose
