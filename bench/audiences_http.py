@@ -330,6 +330,8 @@ def audience(url, auth, kind, value):
         body["horizon_days"] = int(os.environ["HORIZON_DAYS"])
     if os.environ.get("AUDIENCE_EVENT"):  # the interaction event the audience predicts
         body["event"] = os.environ["AUDIENCE_EVENT"]
+    if os.environ.get("AUDIENCE_QUESTION"):  # the question its ranking answers
+        body["question"] = os.environ["AUDIENCE_QUESTION"]
     while True:
         try:
             created = request(f"{url}/api/v1/audiences", body, auth)
@@ -418,13 +420,18 @@ def score(out, url, token, *kinds):
             "served": ranking.get("served"), "horizon_days": backtest.get("horizon_days"),
             "horizon_source": backtest.get("horizon_source"),
             "backtest_ap": {c["name"]: c["average_precision"] for c in ranking.get("competitors", [])},
-            "measures": {label: {name: measure(only(r, subsets.get(label)), pos)
-                                 for name, r in rankings.items()}
+            "measures": {label: {**{name: measure(only(r, subsets.get(label)), pos)
+                                    for name, r in rankings.items()},
+                                 # The ceiling: every positive first (what no ranking beats).
+                                 "perfect": measure(only(sorted(population, key=lambda u: u not in pos),
+                                                         subsets.get(label)), pos)}
                          for label, pos in labels.items() if pos},
         })
     event = os.environ.get("AUDIENCE_EVENT")
+    question = os.environ.get("AUDIENCE_QUESTION")
     print(json.dumps({"targets": rows_out, "audience_s": time.time() - started,
-                      **({"event": event} if event else {})}))
+                      **({"event": event} if event else {}),
+                      **({"question": question} if question else {})}))
 
 
 def table(paths):
@@ -434,7 +441,7 @@ def table(paths):
     # A column for every heuristic of any row, in a fixed order.
     present = {m for run in runs for r in run["targets"] for x in r["measures"].values() for m in x}
     methods = ("product",) + tuple(m for m in HEURISTICS + ANY_HEURISTICS if m in present) + \
-        ("random",)
+        ("random",) + (("perfect",) if "perfect" in present else ())
     names = [Path(p).stem.removeprefix("seed") for p in paths]
     label_sets = sorted({label for run in runs for r in run["targets"] for label in r["measures"]})
     for label in label_sets:
@@ -451,7 +458,7 @@ def table(paths):
         kinds = sorted({r["kind"] for run in runs for r in run["targets"]})
         print("means per kind and run: lift@20% / AP; ratio = product over the best heuristic")
         print(f"{'kind':<10}{'run':<6}{'n':>4}" + "".join(f"{m:>16}" for m in methods) +
-              "   lift ratio (best)           AP ratio (best)")
+              "   lift ratio (best)           AP ratio (best)           perfect over the best")
         summary = defaultdict(list)
         for name, run in zip(names, runs):
             for kind in kinds:
@@ -499,7 +506,8 @@ def print_mean(kind, name, n, mean, methods):
     best_ap = max(present, key=lambda m: mean[m][1])
     print(f"{kind:<10}{name:<6}{n:>4}" + "".join(cell(mean, m) for m in methods) +
           f"   {mean['product'][0] / mean[best_lift][0]:.3f}x ({best_lift:<14})"
-          f" {mean['product'][1] / mean[best_ap][1]:.3f}x ({best_ap})")
+          f" {mean['product'][1] / mean[best_ap][1]:.3f}x ({best_ap})" +
+          (f"   ceiling {mean['perfect'][0] / mean[best_lift][0]:.3f}x" if "perfect" in mean else ""))
 
 
 if __name__ == "__main__":

@@ -150,6 +150,7 @@ pub fn run(server: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
         refresh: Default::default(),
         // "Buyers": who will order it, learned from their views and cart adds too.
         event: Some("Order Completed".into()),
+        question: Default::default(),
     };
     let t = Instant::now();
     let (id, computed) = audiences::create_now(&store, &serving, &spec, args.seed)?;

@@ -41,6 +41,40 @@ pub struct AudienceSpec {
     /// interaction still informs the ranking. `None`: any of the catalog's interactions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// The question the ranking answers. Specs stored before there was a choice read as
+    /// `balanced`, what they were computed with.
+    #[serde(default)]
+    pub question: AudienceQuestion,
+}
+
+/// The question an audience's ranking answers. Who engages within the horizon and what a
+/// user's next visit holds are different questions: a shopper who orders every week but
+/// seldom buys a brand will likely buy it within 30 days, while one who buys it in every
+/// order but orders rarely is likelier to have it in their next order. On the synthetic
+/// repeat shop the ranking learned for each question wins it and loses the other to a
+/// simple heuristic (`bench/audiences_repeat.sh`), so a marketer with a time-boxed campaign
+/// and one asking "what will their next order hold" need different answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AudienceQuestion {
+    /// Both count alike: who engages within the horizon and, where enough users come back,
+    /// what their next visit holds (the default).
+    #[default]
+    Balanced,
+    /// Only who engages within the horizon: the spec's question, asked strictly.
+    WithinHorizon,
+}
+
+impl AudienceQuestion {
+    pub const ALL: [AudienceQuestion; 2] =
+        [AudienceQuestion::Balanced, AudienceQuestion::WithinHorizon];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AudienceQuestion::Balanced => "balanced",
+            AudienceQuestion::WithinHorizon => "within_horizon",
+        }
+    }
 }
 
 /// When an audience makes its next snapshot by itself.
@@ -71,7 +105,7 @@ impl Refresh {
 /// The horizon when neither the request nor the data says one (too few repeat engagements
 /// with the target to measure its rhythm).
 pub const DEFAULT_HORIZON_DAYS: u32 = 30;
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 9] = [
     "name",
     "target",
     "max_size",
@@ -80,6 +114,7 @@ const FIELDS: [&str; 8] = [
     "destinations",
     "refresh",
     "event",
+    "question",
 ];
 
 /// One problem with a request, located by field.
@@ -105,6 +140,44 @@ pub fn parse_horizon(v: Option<&Value>, out: &mut Vec<FieldProblem>) -> Option<u
                 None
             }
         },
+    }
+}
+
+/// Parses an optional `question`: absent or null → [`AudienceQuestion::Balanced`].
+pub fn parse_question(v: Option<&Value>, out: &mut Vec<FieldProblem>) -> AudienceQuestion {
+    one_of(
+        "question",
+        v,
+        &AudienceQuestion::ALL,
+        AudienceQuestion::as_str,
+        " (\"balanced\", the default: within the horizon and on the next visit alike; \"within_horizon\": only who engages within the horizon)",
+        out,
+    )
+}
+
+/// An optional setting named by one of `all`'s names: absent or null → the default; any
+/// other value is a problem listing the names (and `explained`, when it says more).
+fn one_of<T: Copy + Default>(
+    field: &str,
+    v: Option<&Value>,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    explained: &str,
+    out: &mut Vec<FieldProblem>,
+) -> T {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return T::default();
+    };
+    match all.iter().copied().find(|&x| v.as_str() == Some(name(x))) {
+        Some(x) => x,
+        None => {
+            let names: Vec<String> = all.iter().map(|&x| format!("{:?}", name(x))).collect();
+            out.push(p(
+                field,
+                format!("must be one of {}{explained}; got {v}", names.join(", ")),
+            ));
+            T::default()
+        }
     }
 }
 
@@ -232,6 +305,7 @@ impl AudienceSpec {
         };
         let horizon_days = parse_horizon(obj.get("horizon_days"), &mut out);
         let event = parse_event(obj.get("event"), &mut out);
+        let question = parse_question(obj.get("question"), &mut out);
         let control_percent = match obj.get("control_percent") {
             None => 0.0,
             Some(v) => match v.as_f64() {
@@ -247,25 +321,14 @@ impl AudienceSpec {
         };
         let destinations =
             crate::destination::parse_destination_ids(obj.get("destinations"), &mut out);
-        let refresh = match obj.get("refresh") {
-            None | Some(Value::Null) => Refresh::default(),
-            Some(v) => match Refresh::ALL
-                .into_iter()
-                .find(|r| v.as_str() == Some(r.as_str()))
-            {
-                Some(r) => r,
-                None => {
-                    out.push(p(
-                        "refresh",
-                        format!(
-                            "must be one of {}; got {v}",
-                            Refresh::ALL.map(|r| format!("{:?}", r.as_str())).join(", ")
-                        ),
-                    ));
-                    Refresh::default()
-                }
-            },
-        };
+        let refresh = one_of(
+            "refresh",
+            obj.get("refresh"),
+            &Refresh::ALL,
+            Refresh::as_str,
+            "",
+            &mut out,
+        );
         match (out.is_empty(), target, max_size) {
             (true, Some(target), Some(max_size)) => Ok(AudienceSpec {
                 name,
@@ -276,6 +339,7 @@ impl AudienceSpec {
                 destinations,
                 refresh,
                 event,
+                question,
             }),
             _ => Err(out),
         }
@@ -427,6 +491,35 @@ mod tests {
         let spec: AudienceSpec = serde_json::from_value(stored).expect("stored spec");
         assert_eq!(spec.horizon_days, Some(30));
         assert_eq!(spec.refresh, Refresh::Manual, "older specs refresh by hand");
+        assert_eq!(
+            spec.question,
+            AudienceQuestion::Balanced,
+            "older specs were computed balanced"
+        );
+    }
+
+    #[test]
+    fn the_question_is_balanced_unless_asked_within_the_horizon() {
+        let mut body = json!({"name": "a", "target": {"item_id": "sku-1"}});
+        assert_eq!(
+            AudienceSpec::parse(&body).expect("valid").question,
+            AudienceQuestion::Balanced
+        );
+        body["question"] = json!("within_horizon");
+        let spec = AudienceSpec::parse(&body).expect("valid");
+        assert_eq!(spec.question, AudienceQuestion::WithinHorizon);
+        // Stored and read back as it was asked.
+        let stored: AudienceSpec =
+            serde_json::from_value(serde_json::to_value(&spec).expect("json")).expect("spec");
+        assert_eq!(stored.question, AudienceQuestion::WithinHorizon);
+        body["question"] = json!("next_order");
+        let problems = AudienceSpec::parse(&body).expect_err("unknown question");
+        assert_eq!(problems[0].0, "question");
+        assert!(
+            problems[0].1.contains(r#""balanced", "within_horizon""#)
+                && problems[0].1.contains("next_order"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use affinity_core::IdKind;
-use affinity_core::audience::{AudienceSpec, Refresh, Target, resolve_event};
+use affinity_core::audience::{AudienceQuestion, AudienceSpec, Refresh, Target, resolve_event};
 use affinity_core::item_catalog::ItemCatalog;
 use affinity_core::timestamp::format_millis;
 use affinity_model::propensity::{
@@ -293,6 +293,7 @@ fn score(
     related: &[Vec<u32>],
     horizon_days: Option<u32>,
     event: Option<&str>,
+    question: AudienceQuestion,
     seed: u64,
 ) -> Result<(Arc<PropensityContext>, AudienceScores, Horizon)> {
     let event = event_index(model, event)?;
@@ -304,6 +305,7 @@ fn score(
             seed,
             event,
             related: related.to_vec(),
+            next_visit_question: question == AudienceQuestion::Balanced,
             ..AudienceOptions::default()
         },
     )?;
@@ -361,6 +363,7 @@ pub fn compute(
         &target.related,
         spec.horizon_days,
         spec.event.as_deref(),
+        spec.question,
         seed,
     )?;
     let scored = scores.ranked.len();
@@ -1507,6 +1510,7 @@ impl Engine {
         target: Target,
         horizon_days: Option<u32>,
         event: Option<String>,
+        question: AudienceQuestion,
     ) -> Result<Preview> {
         let model = self.serving()?;
         // Refused before taking a place in the queue.
@@ -1527,6 +1531,7 @@ impl Engine {
                     &resolved.related,
                     horizon_days,
                     event.as_deref(),
+                    question,
                     seed,
                 )?;
                 Ok(Preview {

@@ -153,7 +153,10 @@ impl PropensityContext {
         // Asked of the same users on the same folds: the next-visit question's ranking
         // learns what a shopper's next order holds, whenever it comes; the guard weighs
         // every ranking on both questions.
-        let next = self.next_visit_question(&target, &folds, options);
+        let next = options
+            .next_visit_question
+            .then(|| self.next_visit_question(&target, &folds, options))
+            .flatten();
         // The learners also fit on rows lent by related targets and the earlier cut, of the
         // same users (after the target's own `n` rows of `x_past`); everything else reads
         // the own rows only.
@@ -505,6 +508,11 @@ impl PropensityContext {
             choice.reason = format!(
                 "{:.0}% of the backtest's users came back within the horizon, so every ranking was also measured on what their first visit held (the next-visit question), and both questions count alike; {}",
                 share * 100.0,
+                choice.reason
+            );
+        } else if !options.next_visit_question {
+            choice.reason = format!(
+                "the audience asks only who engages within the horizon (question \"within_horizon\"), so no ranking was measured on what users' next visit holds; {}",
                 choice.reason
             );
         }

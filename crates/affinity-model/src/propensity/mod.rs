@@ -130,6 +130,11 @@ pub struct AudienceOptions {
     /// train the learned rankings too (see `lent_rows.rs`). Empty: the target's own rows only
     /// (and, in stores with an earlier cut, the target's rows there).
     pub related: Vec<Vec<u32>>,
+    /// Whether the next-visit question is asked beside the first (who engages within the
+    /// horizon), where enough users come back: a ranking learned for it competes, and every
+    /// ranking is judged on both questions alike. Off, the first question alone chooses and
+    /// trains (an audience's `question: "within_horizon"`).
+    pub next_visit_question: bool,
 }
 
 impl Default for AudienceOptions {
@@ -144,6 +149,7 @@ impl Default for AudienceOptions {
             boosting: BoostParams::default(),
             event: None,
             related: Vec::new(),
+            next_visit_question: true,
         }
     }
 }

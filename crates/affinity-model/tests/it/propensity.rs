@@ -650,6 +650,48 @@ fn the_next_visit_question_is_asked_where_most_users_come_back_and_not_where_few
     }
 }
 
+#[test]
+fn an_audience_asked_within_the_horizon_only_is_judged_and_served_on_that_question() {
+    // Most users come back: by default the next-visit question is asked (above).
+    let catalog = returning_store(0);
+    let context = context_with_horizon(&catalog, 30);
+    let t = catalog.item_index("t").unwrap();
+    let options = AudienceOptions {
+        next_visit_question: false,
+        ..AudienceOptions::default()
+    };
+    let within = context.audience(&[t], &options).unwrap();
+    let r = &within.ranking;
+    assert!(
+        r.competitors
+            .iter()
+            .all(|c| c.next_visit_average_precision.is_none()
+                && !c.name.contains("next_visit")
+                && c.name != "learned_both"),
+        "{r:#?}"
+    );
+    assert!(
+        r.reason.contains("question \"within_horizon\"") && !r.reason.contains("came back"),
+        "{r:#?}"
+    );
+    assert!(
+        !r.served.contains("next_visit") && r.served != "learned_both",
+        "{r:#?}"
+    );
+    // The first question's figures are the same users' on the same folds either way: the
+    // learned ranking of the first question scores alike in both.
+    let balanced = context.audience(&[t], &AudienceOptions::default()).unwrap();
+    let first = |s: &affinity_model::propensity::AudienceScores| {
+        s.ranking
+            .competitors
+            .iter()
+            .find(|c| c.name == "learned")
+            .map(|c| c.average_precision)
+    };
+    assert_eq!(first(&within), first(&balanced));
+    assert_eq!(within.eligible_in_backtest, balanced.eligible_in_backtest);
+}
+
 /// `content_share`: the share of a user's engagements outside the target that were with its
 /// brand and its category (each column weighted alike), as of now; a column with a value per
 /// item (a name) says nothing of likeness and is left out.

@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use affinity_core::audience::UnseenTarget;
 use affinity_core::audience::{
-    AudienceSpec, MaxSize, Refresh, Target, parse_event, parse_horizon, parse_target,
+    AudienceQuestion, AudienceSpec, MaxSize, Refresh, Target, parse_event, parse_horizon,
+    parse_question, parse_target,
 };
 use affinity_core::timestamp::format_millis;
 use affinity_engine::audience_target::RankingBasis;
@@ -50,6 +51,8 @@ pub struct AudienceBody {
     refresh: Refresh,
     /// The catalog event the audience predicts; null: any of the catalog's interactions.
     event: Option<String>,
+    /// The question its ranking answers: `balanced` or `within_horizon`.
+    question: AudienceQuestion,
     /// The newest snapshot's status.
     status: &'static str,
     /// The newest snapshot's number (1 for the first).
@@ -148,6 +151,7 @@ impl From<Audience> for AudienceBody {
             destinations: a.spec.destinations,
             refresh: a.spec.refresh,
             event: a.spec.event,
+            question: a.spec.question,
             status: a.latest.status.as_str(),
             snapshot: a.latest.number,
             live_snapshot: live.as_ref().map(|l| l.number),
@@ -815,7 +819,7 @@ pub async fn member(
 }
 
 /// The fields a preview takes.
-const PREVIEW_FIELDS: [&str; 3] = ["target", "horizon_days", "event"];
+const PREVIEW_FIELDS: [&str; 4] = ["target", "horizon_days", "event", "question"];
 
 #[derive(Serialize)]
 pub struct PreviewBody {
@@ -823,6 +827,8 @@ pub struct PreviewBody {
     horizon_days: u32,
     /// The catalog event predicted; null: any of the catalog's interactions.
     event: Option<String>,
+    /// The question the ranking answers.
+    question: AudienceQuestion,
     /// How the horizon was chosen from the data, when the request did not give one.
     #[serde(skip_serializing_if = "Option::is_none")]
     horizon_reason: Option<String>,
@@ -862,7 +868,7 @@ impl From<CurvePoint> for CurvePointBody {
     }
 }
 
-/// `POST /api/v1/audiences/preview`: `{"target", "horizon_days", "event"}` → the whole size
+/// `POST /api/v1/audiences/preview`: `{"target", "horizon_days", "event", "question"}` → the whole size
 /// curve.
 pub async fn preview(
     _: Admin,
@@ -875,13 +881,14 @@ pub async fn preview(
         if !PREVIEW_FIELDS.contains(&key.as_str()) {
             problems.push((
                 key.clone(),
-                "unknown field; preview takes target, horizon_days and event".to_string(),
+                "unknown field; preview takes target, horizon_days, event and question".to_string(),
             ));
         }
     }
     let target = parse_target(body.get("target"), &mut problems);
     let horizon_days = parse_horizon(body.get("horizon_days"), &mut problems);
     let event = parse_event(body.get("event"), &mut problems);
+    let question = parse_question(body.get("question"), &mut problems);
     let Some(target) = target.filter(|_| problems.is_empty()) else {
         return Err(invalid(problems));
     };
@@ -894,12 +901,13 @@ pub async fn preview(
     EngineError::together([target_check, event_check])?;
     let preview = state
         .engine
-        .preview_audience(target, horizon_days, event.clone())
+        .preview_audience(target, horizon_days, event.clone(), question)
         .await?;
     Ok(Json(PreviewBody {
         target: preview.target,
         horizon_days: preview.horizon_days,
         event,
+        question,
         horizon_reason: preview.horizon_reason,
         scored_users: preview.scores.ranked.len(),
         target_items: preview.target_items,

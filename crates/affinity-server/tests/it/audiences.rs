@@ -63,7 +63,8 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
         &app,
         "/api/v1/audiences",
         json!({"target": {"column": "brand"}, "max_size": {"percent": 0},
-        "horizon_days": 0, "event": 5, "control_percent": 60, "destinations": ["d1"], "colour": 1}),
+        "horizon_days": 0, "event": 5, "control_percent": 60, "destinations": ["d1"], "colour": 1,
+        "question": "next_order"}),
     )
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
@@ -77,6 +78,7 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
             "max_size",
             "horizon_days",
             "event",
+            "question",
             "control_percent",
             "destinations"
         ]
@@ -95,6 +97,7 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     assert_eq!(b["warnings"][0]["suggestions"][0], "Brand 001", "{b}");
     let typo = live(&app, &b["id"]).await;
     assert_eq!(typo["size"], 0, "{typo}");
+    assert_eq!(typo["question"], "balanced", "{typo}");
     assert_eq!(typo["estimate"]["basis"]["basis"], "none", "{typo}");
     let (s, b) = post(
         &app,
@@ -324,6 +327,46 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     )
     .await;
     assert!(any["event"].is_null(), "{any}");
+    assert_eq!(any["question"], "balanced", "{any}");
+    // Asked only who engages within the horizon: no ranking is measured on the next visit,
+    // and the estimate says so.
+    let (s, within) = post(
+        &app,
+        "/api/v1/audiences/preview",
+        json!({"target": brand, "horizon_days": horizon, "question": "within_horizon"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{within}");
+    assert_eq!(within["question"], "within_horizon", "{within}");
+    let ranking = &within["ranking"];
+    assert!(
+        ranking["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(r#"question "within_horizon""#)),
+        "{ranking}"
+    );
+    assert!(
+        ranking["competitors"]
+            .as_array()
+            .expect("competitors")
+            .iter()
+            .all(|c| c["next_visit_average_precision"].is_null()),
+        "{ranking}"
+    );
+    let (s, b) = post(
+        &app,
+        "/api/v1/audiences",
+        json!({"name": "within", "target": brand, "horizon_days": horizon,
+               "question": "within_horizon"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let asked_within = live(&app, &b["id"]).await;
+    assert_eq!(asked_within["question"], "within_horizon", "{asked_within}");
+    assert_eq!(
+        asked_within["estimate"]["ranking"], within["ranking"],
+        "an audience is ranked as its preview was"
+    );
     let rate = |p: &Value| p["base_rate"].as_f64().expect("base rate");
     assert!(
         0.0 < rate(&orders) && rate(&orders) < rate(&any),
@@ -414,9 +457,10 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     assert!(item["size"].as_u64().expect("size") <= 25);
 
     // The refresh made no new audience: the two empty ones for unseen targets, the brand
-    // audience (at its second snapshot), its twin, the buyers and the item audience.
+    // audience (at its second snapshot), its twin, the one asked within the horizon, the
+    // buyers and the item audience.
     let (_, list) = app.admin_get("/api/v1/audiences").await;
-    assert_eq!(list["audiences"].as_array().expect("list").len(), 6);
+    assert_eq!(list["audiences"].as_array().expect("list").len(), 7);
     let r = app
         .client
         .delete(app.url(&format!("/api/v1/audiences/{}", created["id"])))
