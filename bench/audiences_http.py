@@ -458,7 +458,7 @@ def table(paths):
         kinds = sorted({r["kind"] for run in runs for r in run["targets"]})
         print("means per kind and run: lift@20% / AP; ratio = product over the best heuristic")
         print(f"{'kind':<10}{'run':<6}{'n':>4}" + "".join(f"{m:>16}" for m in methods) +
-              "   lift ratio (best)           AP ratio (best)           perfect over the best")
+              "   lift ratio (best)           AP ratio (best)           ceiling: perfect lift over the best")
         summary = defaultdict(list)
         for name, run in zip(names, runs):
             for kind in kinds:

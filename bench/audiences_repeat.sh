@@ -30,8 +30,8 @@
 # CATALOG=path: the catalog file (default bench/repeat-catalog.json).
 # AUDIENCE_EVENT=name: each audience is created with `"event": name` (the interaction event it
 # predicts; default unset: the product's default), read by the helper from the environment.
-# AUDIENCE_QUESTION=within_horizon: each audience is created with that `question` (default
-# unset: balanced).
+# AUDIENCE_QUESTION=within_horizon|next_visit: each audience is created with that `question`
+# (default unset: balanced).
 # Output in bench/out/audiences-repeat.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -305,7 +305,7 @@ fn score(
             seed,
             event,
             related: related.to_vec(),
-            next_visit_question: question == AudienceQuestion::Balanced,
+            question,
             ..AudienceOptions::default()
         },
     )?;

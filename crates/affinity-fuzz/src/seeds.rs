@@ -53,7 +53,7 @@ const CATALOG_FILES: &[&str] = &[
 
 const AUDIENCES: &[&str] = &[
     r#"{"name":"Brand fans","target":{"column":"brand","value":"Acme"},"max_size":{"percent":20},"horizon_days":30,"control_percent":10,"destinations":["crm"]}"#,
-    r#"{"name":"Item buyers","target":{"item_id":"p1"},"max_size":{"count":500},"event":"Order Completed","refresh":"daily"}"#,
+    r#"{"name":"Item buyers","target":{"item_id":"p1"},"max_size":{"count":500},"event":"Order Completed","refresh":"daily","question":"next_visit"}"#,
     r#"{"name":"trait","column":"brand","k":3,"exclude_interacted":true,"exclude":[{"column":"brand","values":["B"]}]}"#,
     r#"{"target":{"column":"brand"},"max_size":{"percent":0},"horizon_days":0,"control_percent":60,"destinations":["d1"],"colour":1}"#,
 ];

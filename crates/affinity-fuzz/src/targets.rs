@@ -319,7 +319,7 @@ fn audience(input: &[u8]) -> String {
         Err(problems) => {
             assert!(!problems.is_empty(), "a refusal names its problems");
             // Unknown fields are named after the input's keys: one signature for all of them.
-            const KNOWN: [&str; 8] = [
+            const KNOWN: [&str; 9] = [
                 "name",
                 "target",
                 "max_size",
@@ -328,6 +328,7 @@ fn audience(input: &[u8]) -> String {
                 "destinations",
                 "refresh",
                 "event",
+                "question",
             ];
             let mut fields: Vec<&str> = problems
                 .iter()

@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 
+use affinity_core::audience::AudienceQuestion;
+
 use rayon::prelude::*;
 
 use super::backtest::{self, Evaluation, Folds, Scored};
@@ -25,8 +27,8 @@ const USERS_PER_TASK: usize = 4096;
 
 /// The ranking the guard chose.
 enum Served {
-    /// A learned ranking (by its index among the guard's own rankings: the first
-    /// question's, then the next visit's), or the CF affinity of a fallback.
+    /// A learned ranking (by its index among the guard's own rankings, as given), or the
+    /// CF affinity of a fallback.
     Own(usize),
     Heuristic(&'static Heuristic),
     /// The mean of a learned ranking's and the heuristic's ranks.
@@ -50,6 +52,9 @@ struct NextVisit {
     /// The weight of the users who came back over all users' in the folds: the share of
     /// the first question's users this one speaks about (at least [`NEXT_VISIT_MIN_SHARE`]).
     share: f64,
+    /// Of the folds' users who came back: how many, and how many engaged on that visit.
+    eligible: usize,
+    positives: usize,
 }
 
 /// The model as the estimate shows it: for an audience of any event, without the event
@@ -152,11 +157,14 @@ impl PropensityContext {
         );
         // Asked of the same users on the same folds: the next-visit question's ranking
         // learns what a shopper's next order holds, whenever it comes; the guard weighs
-        // every ranking on both questions.
-        let next = options
-            .next_visit_question
-            .then(|| self.next_visit_question(&target, &folds, options))
-            .flatten();
+        // every ranking on both questions (balanced), or on it alone (next_visit).
+        let next = match options.question {
+            AudienceQuestion::WithinHorizon => None,
+            AudienceQuestion::Balanced | AudienceQuestion::NextVisit => {
+                self.next_visit_question(&target, &folds, options)
+            }
+        };
+        let only_next = options.question == AudienceQuestion::NextVisit && next.is_some();
         // The learners also fit on rows lent by related targets and the earlier cut, of the
         // same users (after the target's own `n` rows of `x_past`); everything else reads
         // the own rows only.
@@ -199,7 +207,8 @@ impl PropensityContext {
         // The first question's learner does without the next visit's features; no heuristic
         // reads them.
         zero_next_visit_only(&mut x_past);
-        let learned = {
+        // Not fitted where only the next visit is asked: nothing would measure or serve it.
+        let learned = (!only_next).then(|| {
             let (labels, borrowed) = match &lent {
                 Some(r) => (
                     Cow::Owned(r.labels(&labels, false)),
@@ -218,19 +227,31 @@ impl PropensityContext {
             );
             borrowed_note(&mut learned, &borrowed);
             learned
-        };
+        });
         drop(lent);
+        // The question the figures are of: the next visit's where only it is asked (among
+        // the users who came back: its base rate, positives and users).
+        let (base_rate, positives_in_backtest, eligible) = match &next {
+            Some(q) if only_next => (q.base_rate, q.positives, q.eligible),
+            _ => (base_rate, positives.len(), eligible),
+        };
         x_past.truncate(n * N_FEATURES);
-        let (served, ranking, served_evaluations) = {
-            let both: Option<Vec<Vec<Scored>>> = learned_next.as_ref().map(|l| {
-                learned
-                    .held_out
-                    .iter()
-                    .zip(&l.held_out)
-                    .map(|(a, b)| guard::mean_rank(a, b))
-                    .collect()
-            });
-            let mut owns: Vec<(&str, &[Vec<Scored>])> = vec![(LEARNED, &learned.held_out)];
+        let (served, ranking, served_evaluations, own_names) = {
+            let both: Option<Vec<Vec<Scored>>> = match (&learned, &learned_next) {
+                (Some(first), Some(l)) => Some(
+                    first
+                        .held_out
+                        .iter()
+                        .zip(&l.held_out)
+                        .map(|(a, b)| guard::mean_rank(a, b))
+                        .collect(),
+                ),
+                _ => None,
+            };
+            let mut owns: Vec<(&'static str, &[Vec<Scored>])> = Vec::new();
+            if let Some(l) = &learned {
+                owns.push((LEARNED, &l.held_out));
+            }
             if let Some(l) = &learned_next {
                 owns.push((LEARNED_NEXT_VISIT, &l.held_out));
             }
@@ -253,7 +274,12 @@ impl PropensityContext {
                     n.share,
                 )
             });
-            self.guard(
+            let (first, next) = match next {
+                // The next visit's question is the only one.
+                Some((q, _, _)) if only_next => (q, None),
+                next => (first, next),
+            };
+            let (served, ranking, evaluations) = self.guard(
                 &owns,
                 true,
                 &x_past,
@@ -261,7 +287,9 @@ impl PropensityContext {
                 next.as_ref().map(|(q, rate, share)| (q, *rate, *share)),
                 base_rate,
                 options,
-            )
+            );
+            let names: Vec<&'static str> = owns.iter().map(|(name, _)| *name).collect();
+            (served, ranking, evaluations, names)
         };
         drop(x_past);
 
@@ -278,7 +306,7 @@ impl PropensityContext {
                     curve: backtest::curve(&served_evaluations, base_rate, self.n_users),
                     base_rate,
                     average_precision: backtest::mean_average_precision(&served_evaluations),
-                    positives_in_backtest: positives.len(),
+                    positives_in_backtest,
                     eligible_in_backtest: eligible,
                     model: None,
                     fallback_reason: None,
@@ -287,6 +315,7 @@ impl PropensityContext {
             }
             Served::Blend(h, i) => (i, Some(h)),
         };
+        let own = own_names[own];
         let predicted = |model: &learner::Learner| {
             let mut ranked: Vec<(u32, f32)> = x_now
                 .par_chunks(N_FEATURES * USERS_PER_TASK)
@@ -303,21 +332,17 @@ impl PropensityContext {
             backtest::sort_ranking(&mut ranked, |&(u, s)| (f64::from(s), u));
             ranked
         };
-        let (ranked, description) = match (own, &learned_next) {
-            (1, Some(next)) => (
-                predicted(&next.learner),
-                Some(described(&next.model, options)),
-            ),
-            (2, Some(next)) => {
+        let (ranked, description) = match (own, &learned, &learned_next) {
+            (LEARNED_BOTH, Some(first), Some(next)) => {
                 // Ranks, like a blend's: no one model to show.
-                let a = predicted(&learned.learner);
+                let a = predicted(&first.learner);
                 let b = predicted(&next.learner);
                 (guard::mean_rank_ranked(&a, &b, self.n_users), None)
             }
-            _ => (
-                predicted(&learned.learner),
-                Some(described(&learned.model, options)),
-            ),
+            (LEARNED, Some(l), _) | (LEARNED_NEXT_VISIT, _, Some(l)) => {
+                (predicted(&l.learner), Some(described(&l.model, options)))
+            }
+            _ => unreachable!("the guard serves one of the learned rankings it was given"),
         };
         // A blend's scores are ranks, like a heuristic's: no model is shown for them.
         let (ranked, model) = match blend {
@@ -329,7 +354,7 @@ impl PropensityContext {
             curve: backtest::curve(&served_evaluations, base_rate, self.n_users),
             base_rate,
             average_precision: backtest::mean_average_precision(&served_evaluations),
-            positives_in_backtest: positives.len(),
+            positives_in_backtest,
             eligible_in_backtest: eligible,
             model,
             fallback_reason: None,
@@ -381,6 +406,8 @@ impl PropensityContext {
                 folds: Folds { members },
                 base_rate: positive_w / total_w,
                 share,
+                eligible: positives + negatives,
+                positives,
             })
     }
 
@@ -460,17 +487,17 @@ impl PropensityContext {
         let partner = partner.flatten().map(|k| &listed[k]);
         if let Some(h) = partner {
             // The two learned rankings' own blends; the mean of both learned is one already.
-            for (i, (_, held_out)) in owns.iter().enumerate().take(2) {
+            for (name, held_out) in owns.iter().take(2) {
                 all.push(
                     questions
                         .iter()
                         .map(|q| h.evaluate_blend(x_past, &q.relabel(held_out)))
                         .collect(),
                 );
-                let prefix = if i == 0 {
-                    BLEND_PREFIX
-                } else {
+                let prefix = if *name == LEARNED_NEXT_VISIT {
                     BLEND_NEXT_VISIT_PREFIX
+                } else {
+                    BLEND_PREFIX
                 };
                 names.push(format!("{prefix}{}", h.name));
             }
@@ -510,11 +537,23 @@ impl PropensityContext {
                 share * 100.0,
                 choice.reason
             );
-        } else if !options.next_visit_question {
-            choice.reason = format!(
-                "the audience asks only who engages within the horizon (question \"within_horizon\"), so no ranking was measured on what users' next visit holds; {}",
-                choice.reason
-            );
+        } else {
+            let asked = match options.question {
+                AudienceQuestion::Balanced => None,
+                AudienceQuestion::WithinHorizon => Some(
+                    "the audience asks only who engages within the horizon (question \"within_horizon\"), so no ranking was measured on what users' next visit holds".to_string(),
+                ),
+                AudienceQuestion::NextVisit => Some(match next {
+                    Some((_, _, share)) => format!(
+                        "the audience asks only what users' next visit holds (question \"next_visit\"): {:.0}% of the backtest's users came back within the horizon, and every ranking was measured on what their first visit held, the figures of those users",
+                        share * 100.0
+                    ),
+                    None => "the audience asks what users' next visit holds (question \"next_visit\"), but too few of the backtest's users came back within the horizon, or too few of those did or did not engage on that visit, to measure it: the ranking answers who engages within the horizon".to_string(),
+                }),
+            };
+            if let Some(asked) = asked {
+                choice.reason = format!("{asked}; {}", choice.reason);
+            }
         }
         let n_own = owns.len();
         let served = match partner {

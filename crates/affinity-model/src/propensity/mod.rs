@@ -35,6 +35,7 @@ mod learner;
 mod lent_rows;
 mod logistic;
 
+pub use affinity_core::audience::AudienceQuestion;
 use serde::{Deserialize, Serialize};
 
 use crate::als::AlsParams;
@@ -130,11 +131,12 @@ pub struct AudienceOptions {
     /// train the learned rankings too (see `lent_rows.rs`). Empty: the target's own rows only
     /// (and, in stores with an earlier cut, the target's rows there).
     pub related: Vec<Vec<u32>>,
-    /// Whether the next-visit question is asked beside the first (who engages within the
-    /// horizon), where enough users come back: a ranking learned for it competes, and every
-    /// ranking is judged on both questions alike. Off, the first question alone chooses and
-    /// trains (an audience's `question: "within_horizon"`).
-    pub next_visit_question: bool,
+    /// The question the ranking answers (the audience's `question`). Balanced: where
+    /// enough users come back, the next-visit question is asked beside the first (who
+    /// engages within the horizon), a ranking learned for it competes, and every ranking is
+    /// judged on both alike. Within the horizon: the first question alone. Next visit: that
+    /// one alone, where it can be measured (else the first), and the figures are of it.
+    pub question: AudienceQuestion,
 }
 
 impl Default for AudienceOptions {
@@ -149,7 +151,7 @@ impl Default for AudienceOptions {
             boosting: BoostParams::default(),
             event: None,
             related: Vec::new(),
-            next_visit_question: true,
+            question: AudienceQuestion::Balanced,
         }
     }
 }

@@ -10,8 +10,8 @@ use affinity_core::timestamp::parse_millis;
 use affinity_model::AlsParams;
 use affinity_model::ModelError;
 use affinity_model::propensity::{
-    AudienceOptions, AudienceScores, FEATURE_NAMES, LearnerChoice, PropensityContext,
-    PropensityModel, PropensityParams,
+    AudienceOptions, AudienceQuestion, AudienceScores, FEATURE_NAMES, LearnerChoice,
+    PropensityContext, PropensityModel, PropensityParams,
 };
 use serde_json::{Value, json};
 
@@ -657,7 +657,7 @@ fn an_audience_asked_within_the_horizon_only_is_judged_and_served_on_that_questi
     let context = context_with_horizon(&catalog, 30);
     let t = catalog.item_index("t").unwrap();
     let options = AudienceOptions {
-        next_visit_question: false,
+        question: AudienceQuestion::WithinHorizon,
         ..AudienceOptions::default()
     };
     let within = context.audience(&[t], &options).unwrap();
@@ -688,8 +688,81 @@ fn an_audience_asked_within_the_horizon_only_is_judged_and_served_on_that_questi
             .find(|c| c.name == "learned")
             .map(|c| c.average_precision)
     };
+    assert!(first(&within).is_some(), "{r:#?}");
     assert_eq!(first(&within), first(&balanced));
     assert_eq!(within.eligible_in_backtest, balanced.eligible_in_backtest);
+}
+
+#[test]
+fn an_audience_asked_the_next_visit_only_is_judged_served_and_estimated_on_it() {
+    let next_visit = AudienceOptions {
+        question: AudienceQuestion::NextVisit,
+        ..AudienceOptions::default()
+    };
+    // Most users come back: the next visit is the one question.
+    let catalog = returning_store(0);
+    let context = context_with_horizon(&catalog, 30);
+    let t = catalog.item_index("t").unwrap();
+    let next = context.audience(&[t], &next_visit).unwrap();
+    let balanced = context.audience(&[t], &AudienceOptions::default()).unwrap();
+    let r = &next.ranking;
+    assert!(
+        r.competitors
+            .iter()
+            .all(|c| c.next_visit_average_precision.is_none()
+                && c.name != "learned"
+                && c.name != "learned_both"
+                && !c.name.starts_with("blend:")),
+        "{r:#?}"
+    );
+    assert!(
+        r.served == "learned_next_visit"
+            || r.served.starts_with("heuristic:")
+            || r.served.starts_with("blend_next_visit:"),
+        "{r:#?}"
+    );
+    assert!(r.reason.contains("question \"next_visit\""), "{r:#?}");
+    // Its figures are the next visit's: the same learner on the same users and folds as the
+    // balanced audience measured on that question, and a base rate of one visit (a third of
+    // orders hold "t"), not of a month (most users order "t" within 30 days).
+    let ap = |s: &AudienceScores, on_next: bool| {
+        s.ranking
+            .competitors
+            .iter()
+            .find(|c| c.name == "learned_next_visit")
+            .and_then(|c| {
+                if on_next {
+                    c.next_visit_average_precision
+                } else {
+                    Some(c.average_precision)
+                }
+            })
+    };
+    assert!(ap(&next, false).is_some(), "{r:#?}");
+    assert_eq!(ap(&next, false), ap(&balanced, true));
+    assert!(
+        next.base_rate < 0.5 && balanced.base_rate > 0.7,
+        "next visit {} vs within the horizon {}",
+        next.base_rate,
+        balanced.base_rate
+    );
+    assert!(next.positives_in_backtest < balanced.positives_in_backtest);
+    assert!(next.eligible_in_backtest <= balanced.eligible_in_backtest);
+
+    // Few come back: the next visit cannot be measured, and the audience says it answers
+    // within the horizon instead.
+    let catalog = returning_store(420);
+    let context = context_with_horizon(&catalog, 30);
+    let t = catalog.item_index("t").unwrap();
+    let fallen_back = context.audience(&[t], &next_visit).unwrap();
+    let r = &fallen_back.ranking;
+    assert!(
+        r.reason.contains("too few") && r.reason.contains("answers who engages within the horizon"),
+        "{r:#?}"
+    );
+    assert!(r.competitors.iter().any(|c| c.name == "learned"), "{r:#?}");
+    let within = context.audience(&[t], &AudienceOptions::default()).unwrap();
+    assert_eq!(fallen_back.base_rate, within.base_rate);
 }
 
 /// `content_share`: the share of a user's engagements outside the target that were with its

@@ -353,6 +353,22 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
             .all(|c| c["next_visit_average_precision"].is_null()),
         "{ranking}"
     );
+    // Asked only what the next visit holds: measured on it where enough users came back,
+    // else answered within the horizon; the estimate says which.
+    let (s, next_visit) = post(
+        &app,
+        "/api/v1/audiences/preview",
+        json!({"target": brand, "horizon_days": horizon, "question": "next_visit"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{next_visit}");
+    assert_eq!(next_visit["question"], "next_visit", "{next_visit}");
+    assert!(
+        next_visit["ranking"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(r#"question "next_visit""#)),
+        "{next_visit}"
+    );
     let (s, b) = post(
         &app,
         "/api/v1/audiences",
