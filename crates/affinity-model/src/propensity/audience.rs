@@ -52,7 +52,8 @@ struct NextVisit {
     /// The weight of the users who came back over all users' in the folds: the share of
     /// the first question's users this one speaks about (at least [`NEXT_VISIT_MIN_SHARE`]).
     share: f64,
-    /// Of the folds' users who came back: how many, and how many engaged on that visit.
+    /// Of the backtest's users who came back: how many, and how many engaged on that visit
+    /// (the folds' weights summed, so sampled negatives count as the users they stand for).
     eligible: usize,
     positives: usize,
 }
@@ -291,6 +292,24 @@ impl PropensityContext {
             let names: Vec<&'static str> = owns.iter().map(|(name, _)| *name).collect();
             (served, ranking, evaluations, names)
         };
+        // Where the audience asked one question only, its reason says which was answered.
+        let mut ranking = ranking;
+        let asked = match (options.question, &next) {
+            (AudienceQuestion::Balanced, _) => None,
+            (AudienceQuestion::WithinHorizon, _) => Some(
+                "the audience asks only who engages within the horizon (question \"within_horizon\"), so no ranking was measured on what users' next visit holds".to_string(),
+            ),
+            (AudienceQuestion::NextVisit, Some(q)) => Some(format!(
+                "the audience asks only what users' next visit holds (question \"next_visit\"): {:.0}% of the backtest's users came back within the horizon, every ranking was measured on what their first visit held, and the figures are of those users",
+                q.share * 100.0
+            )),
+            (AudienceQuestion::NextVisit, None) => Some(
+                "the audience asks what users' next visit holds (question \"next_visit\"), but too few of the backtest's users came back within the horizon, or too few of those did or did not engage on that visit, to measure it: the ranking answers who engages within the horizon".to_string(),
+            ),
+        };
+        if let Some(asked) = asked {
+            ranking.reason = format!("{asked}; {}", ranking.reason);
+        }
         drop(x_past);
 
         let now = TargetView::new(self, &self.now, &target, None, options.event);
@@ -406,8 +425,9 @@ impl PropensityContext {
                 folds: Folds { members },
                 base_rate: positive_w / total_w,
                 share,
-                eligible: positives + negatives,
-                positives,
+                // Weighted, like the base rate: the folds sample negatives in large stores.
+                eligible: total_w.round() as usize,
+                positives: positive_w.round() as usize,
             })
     }
 
@@ -537,23 +557,6 @@ impl PropensityContext {
                 share * 100.0,
                 choice.reason
             );
-        } else {
-            let asked = match options.question {
-                AudienceQuestion::Balanced => None,
-                AudienceQuestion::WithinHorizon => Some(
-                    "the audience asks only who engages within the horizon (question \"within_horizon\"), so no ranking was measured on what users' next visit holds".to_string(),
-                ),
-                AudienceQuestion::NextVisit => Some(match next {
-                    Some((_, _, share)) => format!(
-                        "the audience asks only what users' next visit holds (question \"next_visit\"): {:.0}% of the backtest's users came back within the horizon, and every ranking was measured on what their first visit held, the figures of those users",
-                        share * 100.0
-                    ),
-                    None => "the audience asks what users' next visit holds (question \"next_visit\"), but too few of the backtest's users came back within the horizon, or too few of those did or did not engage on that visit, to measure it: the ranking answers who engages within the horizon".to_string(),
-                }),
-            };
-            if let Some(asked) = asked {
-                choice.reason = format!("{asked}; {}", choice.reason);
-            }
         }
         let n_own = owns.len();
         let served = match partner {

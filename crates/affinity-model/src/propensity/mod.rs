@@ -221,9 +221,10 @@ pub struct PropensityModel {
     /// Why this learner: the cross-fitted figures of the learners that competed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chosen_because: Option<String>,
-    /// The weighted share of positives among the users it was fitted on, where that is not
-    /// the audience's `base_rate`: a model of the next-visit question predicts a visit's
-    /// probability, whose scale this is (a floor on meaningful scores is taken from it).
+    /// The weighted share of positives among the users it was fitted on, for a model of the
+    /// next-visit question: it predicts a visit's probability, whose scale this is (a floor
+    /// on meaningful scores is taken from it). Equal to the audience's `base_rate` where the
+    /// audience asks the next visit alone; `None` for the first question's models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_rate: Option<f64>,
 }
@@ -320,11 +321,15 @@ impl PropensityModel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AudienceScores {
     /// Every user of the catalog with their score (the predicted probability of engaging
-    /// within the horizon; the CF affinity in a fallback), best first, ties by user index.
+    /// within the horizon, or of engaging on the next visit for a next-visit model; ranks
+    /// for a heuristic, a blend or the mean rank; the CF affinity in a fallback), best
+    /// first, ties by user index.
     pub ranked: Vec<(u32, f32)>,
     /// Expected precision / recall / engaged users / lift by audience size.
     pub curve: Vec<CurvePoint>,
-    /// Share of backtest-eligible users who engaged with the target in the backtest window.
+    /// Share of backtest-eligible users who engaged with the target in the backtest window
+    /// (for an audience asked the next visit alone: of the users who came back in it, the
+    /// share whose first visit held the target; the curve and counts are of those users too).
     pub base_rate: f64,
     /// Average precision of the held-out backtest ranking over all eligible users.
     pub average_precision: f64,

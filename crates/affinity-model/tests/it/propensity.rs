@@ -721,7 +721,13 @@ fn an_audience_asked_the_next_visit_only_is_judged_served_and_estimated_on_it() 
             || r.served.starts_with("blend_next_visit:"),
         "{r:#?}"
     );
-    assert!(r.reason.contains("question \"next_visit\""), "{r:#?}");
+    assert!(
+        r.reason.contains("question \"next_visit\")")
+            && r.reason
+                .contains("came back within the horizon, every ranking was measured")
+            && !r.reason.contains("too few"),
+        "{r:#?}"
+    );
     // Its figures are the next visit's: the same learner on the same users and folds as the
     // balanced audience measured on that question, and a base rate of one visit (a third of
     // orders hold "t"), not of a month (most users order "t" within 30 days).
@@ -747,7 +753,12 @@ fn an_audience_asked_the_next_visit_only_is_judged_served_and_estimated_on_it() 
         balanced.base_rate
     );
     assert!(next.positives_in_backtest < balanced.positives_in_backtest);
-    assert!(next.eligible_in_backtest <= balanced.eligible_in_backtest);
+    let rate = next.positives_in_backtest as f64 / next.eligible_in_backtest as f64;
+    assert!(
+        (rate - next.base_rate).abs() < 0.01,
+        "{rate} vs {}",
+        next.base_rate
+    );
 
     // Few come back: the next visit cannot be measured, and the audience says it answers
     // within the horizon instead.
