@@ -237,7 +237,7 @@ impl PropensityContext {
             _ => (base_rate, positives.len(), eligible),
         };
         x_past.truncate(n * N_FEATURES);
-        let (served, ranking, served_evaluations, own_names) = {
+        let (served, mut ranking, served_evaluations, own_names) = {
             let both: Option<Vec<Vec<Scored>>> = match (&learned, &learned_next) {
                 (Some(first), Some(l)) => Some(
                     first
@@ -293,7 +293,6 @@ impl PropensityContext {
             (served, ranking, evaluations, names)
         };
         // Where the audience asked one question only, its reason says which was answered.
-        let mut ranking = ranking;
         let asked = match (options.question, &next) {
             (AudienceQuestion::Balanced, _) => None,
             (AudienceQuestion::WithinHorizon, _) => Some(

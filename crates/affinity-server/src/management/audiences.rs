@@ -51,7 +51,7 @@ pub struct AudienceBody {
     refresh: Refresh,
     /// The catalog event the audience predicts; null: any of the catalog's interactions.
     event: Option<String>,
-    /// The question its ranking answers: `balanced` or `within_horizon`.
+    /// The question its ranking answers: `balanced`, `within_horizon` or `next_visit`.
     question: AudienceQuestion,
     /// The newest snapshot's status.
     status: &'static str,
