@@ -144,9 +144,24 @@ impl PropensityContext {
         } else {
             None
         };
-        if let Some(reason) = reason {
+        // An audience asked the next visit alone learns and is judged on what the users who
+        // came back did on that visit, not on who engaged within the horizon: a staple nearly
+        // everyone buys within it still has next visits to rank. It falls back only if that
+        // question cannot be measured either.
+        let staple = options.question == AudienceQuestion::NextVisit
+            && !target.is_empty()
+            && positives.len() >= options.min_positives
+            && negatives.len() < options.min_positives;
+        if let Some(reason) = reason.as_ref().filter(|_| !staple) {
             return Ok(self.fallback(
-                &target, &x_past, &labels, &positives, &negatives, base_rate, reason, options,
+                &target,
+                &x_past,
+                &labels,
+                &positives,
+                &negatives,
+                base_rate,
+                reason.clone(),
+                options,
             ));
         }
 
@@ -166,6 +181,11 @@ impl PropensityContext {
             }
         };
         let only_next = options.question == AudienceQuestion::NextVisit && next.is_some();
+        if let Some(reason) = reason.filter(|_| !only_next) {
+            return Ok(self.fallback(
+                &target, &x_past, &labels, &positives, &negatives, base_rate, reason, options,
+            ));
+        }
         // The learners also fit on rows lent by related targets and the earlier cut, of the
         // same users (after the target's own `n` rows of `x_past`); everything else reads
         // the own rows only.

@@ -760,6 +760,36 @@ fn an_audience_asked_the_next_visit_only_is_judged_served_and_estimated_on_it() 
         next.base_rate
     );
 
+    // A staple: too few users did not engage within the horizon to learn who will (here
+    // by asking for 100 of each), while a third of next visits hold it. The balanced
+    // audience falls back to the CF affinity; the one asked the next visit still learns.
+    let staple = |question| AudienceOptions {
+        min_positives: 100,
+        question,
+        ..AudienceOptions::default()
+    };
+    let balanced = context
+        .audience(&[t], &staple(AudienceQuestion::Balanced))
+        .unwrap();
+    assert!(
+        balanced
+            .fallback_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("too few did not")),
+        "{:?}",
+        balanced.fallback_reason
+    );
+    let next = context
+        .audience(&[t], &staple(AudienceQuestion::NextVisit))
+        .unwrap();
+    assert_eq!(next.fallback_reason, None);
+    assert!(
+        next.model.is_some() || next.ranking.served != "cf_affinity",
+        "{:#?}",
+        next.ranking
+    );
+    assert!(next.base_rate < 0.5, "{}", next.base_rate);
+
     // Few come back: the next visit cannot be measured, and the audience says it answers
     // within the horizon instead.
     let catalog = returning_store(420);
