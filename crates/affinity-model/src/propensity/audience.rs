@@ -136,34 +136,31 @@ impl PropensityContext {
                 self.params.horizon_days,
                 options.min_positives
             ))
-        } else if negatives.len() < options.min_positives {
-            Some(format!(
-                "{} of {eligible} users {engaged} the target in the backtest window: too few did not to learn from",
-                positives.len()
-            ))
         } else {
             None
+        };
+        let few_did_not = (negatives.len() < options.min_positives).then(|| {
+            format!(
+                "{} of {eligible} users {engaged} the target in the backtest window: too few did not to learn from",
+                positives.len()
+            )
+        });
+        let fall_back = |reason: String| {
+            Ok(self.fallback(
+                &target, &x_past, &labels, &positives, &negatives, base_rate, reason, options,
+            ))
         };
         // An audience asked the next visit alone learns and is judged on what the users who
         // came back did on that visit, not on who engaged within the horizon: a staple nearly
         // everyone buys within it still has next visits to rank. It falls back only if that
         // question cannot be measured either.
-        let staple = options.question == AudienceQuestion::NextVisit
-            && !target.is_empty()
-            && positives.len() >= options.min_positives
-            && negatives.len() < options.min_positives;
-        if let Some(reason) = reason.as_ref().filter(|_| !staple) {
-            return Ok(self.fallback(
-                &target,
-                &x_past,
-                &labels,
-                &positives,
-                &negatives,
-                base_rate,
-                reason.clone(),
-                options,
-            ));
-        }
+        let few_did_not = match (reason, few_did_not) {
+            (Some(reason), _) => return fall_back(reason),
+            (None, Some(reason)) if options.question != AudienceQuestion::NextVisit => {
+                return fall_back(reason);
+            }
+            (None, few_did_not) => few_did_not,
+        };
 
         let folds = Folds::new(
             &positives,
@@ -181,10 +178,8 @@ impl PropensityContext {
             }
         };
         let only_next = options.question == AudienceQuestion::NextVisit && next.is_some();
-        if let Some(reason) = reason.filter(|_| !only_next) {
-            return Ok(self.fallback(
-                &target, &x_past, &labels, &positives, &negatives, base_rate, reason, options,
-            ));
+        if let Some(reason) = few_did_not.filter(|_| !only_next) {
+            return fall_back(reason);
         }
         // The learners also fit on rows lent by related targets and the earlier cut, of the
         // same users (after the target's own `n` rows of `x_past`); everything else reads
