@@ -382,6 +382,15 @@ def score(out, url, token, *kinds):
         for u, held in test["held"].items():
             t0 = min(t for _, _, t in held)
             first_after[u] = [(i, a) for i, a, t in held if t == t0]
+    # The generator's Bayes ceilings, where bench/audiences_repeat.sh computed them (next order:
+    # the repeat_oracle example): each shopper's chance of the target from the generator's
+    # truth, knowing the held-out order is the only one after the last seen ("oracle"), or
+    # only that it is the next ("oracle_next"), or asking what a ranking made at the end of
+    # the messages is asked in real use, the first order after the end with none seen since
+    # ("oracle_now"), or no timing at all ("oracle_rates").
+    oracle = None
+    if os.path.exists(f"{out}/oracle.json"):
+        oracle = json.load(open(f"{out}/oracle.json", encoding="utf-8"))["users"]
     rows_out = []
     started = time.time()
     for target in targets_of(kinds, attributes, counts):
@@ -404,6 +413,13 @@ def score(out, url, token, *kinds):
         product = ranked + [u for u in shuffled if u not in placed]
         rankings = {"product": product, "random": shuffled,
                     **heuristics(population, per_user, target, now, shop)}
+        if oracle is not None:
+            chance = {u: oracle[u][target[0]].get(target[1]) for u in population}
+            if any(c is None for c in chance.values()):
+                print(f"oracle: no chance of {target} for every shopper; left out", file=sys.stderr)
+            else:
+                for i, name in enumerate(ORACLES):
+                    rankings[name] = rank(population, lambda u, i=i: -chance[u][i])
         # Each label set may measure a part of the population: the rankings are filtered to
         # it, keeping their order.
         subsets = {}
@@ -441,7 +457,7 @@ def table(paths):
     # A column for every heuristic of any row, in a fixed order.
     present = {m for run in runs for r in run["targets"] for x in r["measures"].values() for m in x}
     methods = ("product",) + tuple(m for m in HEURISTICS + ANY_HEURISTICS if m in present) + \
-        ("random",) + (("perfect",) if "perfect" in present else ())
+        ("random",) + tuple(m for m in ORACLES + ("perfect",) if m in present)
     names = [Path(p).stem.removeprefix("seed") for p in paths]
     label_sets = sorted({label for run in runs for r in run["targets"] for label in r["measures"]})
     for label in label_sets:
@@ -458,7 +474,8 @@ def table(paths):
         kinds = sorted({r["kind"] for run in runs for r in run["targets"]})
         print("means per kind and run: lift@20% / AP; ratio = product over the best heuristic")
         print(f"{'kind':<10}{'run':<6}{'n':>4}" + "".join(f"{m:>16}" for m in methods) +
-              "   lift ratio (best)           AP ratio (best)           ceiling: perfect lift over the best")
+              "   lift ratio (best)           AP ratio (best)           ceilings over the best: perfect lift;"
+              " each oracle's lift / AP")
         summary = defaultdict(list)
         for name, run in zip(names, runs):
             for kind in kinds:
@@ -482,6 +499,8 @@ def table(paths):
     print(f"horizons (kind, days): {dict(sorted(horizons.items(), key=str))}")
     print(f"time computing audiences: " + ", ".join(f"{n} {r['audience_s']:.0f}s" for n, r in zip(names, runs)))
 
+
+ORACLES = ("oracle", "oracle_next", "oracle_now", "oracle_rates", "oracle_orders", "oracle_views", "oracle_blind")
 
 LABELS = {
     "held_out": "who engaged with the target anywhere in the held-out part (next order: the "
@@ -507,7 +526,9 @@ def print_mean(kind, name, n, mean, methods):
     print(f"{kind:<10}{name:<6}{n:>4}" + "".join(cell(mean, m) for m in methods) +
           f"   {mean['product'][0] / mean[best_lift][0]:.3f}x ({best_lift:<14})"
           f" {mean['product'][1] / mean[best_ap][1]:.3f}x ({best_ap})" +
-          (f"   ceiling {mean['perfect'][0] / mean[best_lift][0]:.3f}x" if "perfect" in mean else ""))
+          (f"   ceiling {mean['perfect'][0] / mean[best_lift][0]:.3f}x" if "perfect" in mean else "") +
+          "".join(f"   {o} {mean[o][0] / mean[best_lift][0]:.3f}x / {mean[o][1] / mean[best_ap][1]:.3f}x"
+                  for o in ORACLES if o in mean))
 
 
 if __name__ == "__main__":

@@ -25,8 +25,14 @@
 # who ordered after it, whose first order held the target). The per-shopper next order
 # misleads a time-anchored question (see bench/audiences_http.py): both are printed.
 #
+# On the next order, a Bayes ceiling too ("oracle"): every shopper ranked by their chance of the
+# target given the generator's own truth (their tastes, activity and staples) and what the
+# training messages show (crates/affinity-core/examples/repeat_oracle.rs says how): what no
+# ranking learned from the messages can expect to beat.
+#
 # Usage: [PROTOCOLS="next-order window"] bench/audiences_repeat.sh [SEEDS="0 1"] [generate flags...]
-# AFFINITY_BIN=path measures that binary instead of building the release one.
+# AFFINITY_BIN=path measures that binary instead of building the release one; ORACLE_BIN=path
+# likewise runs that build of the repeat_oracle example.
 # CATALOG=path: the catalog file (default bench/repeat-catalog.json).
 # AUDIENCE_EVENT=name: each audience is created with `"event": name` (the interaction event it
 # predicts; default unset: the product's default), read by the helper from the environment.
@@ -61,6 +67,11 @@ if [[ -z $bin ]]; then
   cargo build --release -q -p affinity-cli
   bin=target/release/affinity
 fi
+oracle=${ORACLE_BIN:-}
+if [[ -z $oracle && $protocols == *next-order* ]]; then
+  cargo build --release -q -p affinity-core --example repeat_oracle
+  oracle=target/release/examples/repeat_oracle
+fi
 source bench/http_bench.sh
 auth=(-H "Authorization: Bearer adm_bench")
 # run PROTOCOL SEED: one fresh store, server and model; its JSON row in $out/PROTOCOL/seedSEED.json.
@@ -70,6 +81,7 @@ run() {
   $bin generate --repeat --seed "$seed" "${size[@]}" ${extra[@]+"${extra[@]}"} -o "$dir/all.jsonl" 2> "$dir/generate.log"
   if [[ $protocol == next-order ]]; then
     $py $helper split-repeat "$dir/all.jsonl" "$dir"
+    $oracle "$dir" --seed "$seed" "${size[@]}" ${extra[@]+"${extra[@]}"} 2>> "$dir/generate.log"
   else
     $py $helper split-repeat-window "$dir/all.jsonl" "$window_days" "$dir"
   fi

@@ -11,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 shopt -s nullglob
-dirs=(bench/out/audiences-repeat/next-order/seed*)
+dirs=(bench/out/audiences-repeat/next-order/seed*/)  # directories only, not the seedN.json rows
 if ((${#dirs[@]} == 0)); then
   echo "no next-order splits: run PROTOCOLS=next-order bench/audiences_repeat.sh first" >&2
   exit 1

@@ -82,6 +82,66 @@ impl Default for SyntheticSpec {
     }
 }
 
+/// A main-stream event is a view below this roll, a cart add below the next, else an order.
+const VIEWS_BELOW: f64 = 0.62;
+const ADDS_BELOW: f64 = 0.88;
+/// The share of the main stream's events that are orders.
+pub const ORDER_SHARE: f64 = 1.0 - ADDS_BELOW;
+/// A main-stream order holds one product and 0 to this many more, each picked alike.
+pub const MAX_EXTRA_PRODUCTS: u32 = 2;
+/// Of the picks drawn from a user's preferences, the share from a preferred category (the
+/// rest from their preferred brand).
+const CATEGORY_PICK: f64 = 0.7;
+/// Each staple's next purchase comes this many cycles after the last (drawn uniformly).
+pub const STAPLE_JITTER: std::ops::Range<f64> = 0.85..1.15;
+
+/// What drew one user's messages. Benchmarks read it to bound what any ranking could learn
+/// from the messages (a Bayes ceiling); no product path does.
+#[derive(Debug, Clone)]
+pub struct UserTruth {
+    /// The share of the main stream's events that are this user's.
+    pub activity_share: f64,
+    /// The probability that one product pick for this user is each item (indexed by item).
+    pub pick: Vec<f64>,
+}
+
+/// How a user's tastes (two categories, which may be the same, and a brand) become picks.
+/// A pick is from popularity with chance `1 - preference`, else from one of the two
+/// categories (each alike) with chance `category_pick`, else from the brand; within a group,
+/// by popularity (from all items where the group is empty). Each category is drawn
+/// uniformly, the brand by `brand_prior`.
+#[derive(Debug, Clone)]
+pub struct TasteModel {
+    pub popular: Vec<f64>,
+    pub category: Vec<Vec<f64>>,
+    pub brand: Vec<Vec<f64>>,
+    pub preference: f64,
+    pub category_pick: f64,
+    pub brand_prior: Vec<f64>,
+}
+
+impl TasteModel {
+    /// One pick's chance of each item, for these tastes.
+    pub fn pick(&self, categories: [u32; 2], brand: u32) -> Vec<f64> {
+        let (p, c) = (self.preference, self.category_pick);
+        let [c1, c2] = categories.map(|k| &self.category[k as usize]);
+        let b = &self.brand[brand as usize];
+        (0..self.popular.len())
+            .map(|i| {
+                (1.0 - p) * self.popular[i] + p * c / 2.0 * (c1[i] + c2[i]) + p * (1.0 - c) * b[i]
+            })
+            .collect()
+    }
+}
+
+/// One staple a user re-buys (see [`RepeatPurchases`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StapleTruth {
+    pub user: u32,
+    pub item: u32,
+    pub cycle_ms: f64,
+}
+
 /// One generated catalog item.
 #[derive(Debug, Clone)]
 pub struct SyntheticItem {
@@ -123,6 +183,20 @@ impl Sampler {
             .partition_point(|c| *c <= x)
             .min(self.cumulative.len().saturating_sub(1))
     }
+
+    /// The probability that `sample` returns each index.
+    fn probabilities(&self) -> Vec<f64> {
+        let total = self.cumulative.last().copied().unwrap_or(0.0);
+        let mut before = 0.0;
+        self.cumulative
+            .iter()
+            .map(|&c| {
+                let p = (c - before) / total;
+                before = c;
+                p
+            })
+            .collect()
+    }
 }
 
 /// An iterator over generated messages as JSON values, in time order per user but
@@ -137,11 +211,14 @@ pub struct Generator {
     by_brand: Vec<(Vec<u32>, Sampler)>,
     popularity: Sampler,
     activity: Sampler,
+    /// The chance that a user's preferred brand is each brand.
+    brand_prior: Vec<f64>,
     users: Vec<UserState>,
     emitted: u64,
     pending: Vec<Value>,
     /// Staple orders (time, user, item), newest first so the next one pops off the end.
     staples: Vec<(i64, u32, u32)>,
+    staple_truth: Vec<StapleTruth>,
     staples_emitted: u64,
 }
 
@@ -218,21 +295,23 @@ impl Generator {
             by_brand,
             popularity,
             activity,
+            brand_prior: brand_pop.probabilities(),
             users,
             emitted: 0,
             pending: Vec::new(),
             staples: Vec::new(),
+            staple_truth: Vec::new(),
             staples_emitted: 0,
         };
-        generator.staples = generator.plan_staples();
+        (generator.staples, generator.staple_truth) = generator.plan_staples();
         generator
     }
 
     /// Every staple order of the run, from a stream seeded apart from the main one so that
-    /// turning repeats on changes no other message.
-    fn plan_staples(&self) -> Vec<(i64, u32, u32)> {
+    /// turning repeats on changes no other message; and the staples themselves.
+    fn plan_staples(&self) -> (Vec<(i64, u32, u32)>, Vec<StapleTruth>) {
         let Some(r) = self.spec.repeat.clone() else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let mut rng = ChaCha8Rng::seed_from_u64(self.spec.seed ^ 0x5747_91e5_0000_0001);
         let day = 86_400_000f64;
@@ -243,6 +322,7 @@ impl Generator {
             r.max_cycle_days.max(r.min_cycle_days.max(1)),
         );
         let mut out = Vec::new();
+        let mut truth = Vec::new();
         for (user, state) in self.users.iter().enumerate() {
             if !rng.random_bool(r.share_of_users.clamp(0.0, 1.0)) {
                 continue;
@@ -258,17 +338,22 @@ impl Generator {
                 }
                 let item = members[sampler.sample(&mut rng)];
                 let cycle = f64::from(rng.random_range(lo..=hi)) * day;
+                truth.push(StapleTruth {
+                    user: user as u32,
+                    item,
+                    cycle_ms: cycle,
+                });
                 let mut t = start as f64 + rng.random::<f64>() * cycle;
                 while t < end as f64 {
                     if !rng.random_bool(r.skip.clamp(0.0, 1.0)) {
                         out.push((t as i64, user as u32, item));
                     }
-                    t += cycle * rng.random_range(0.85..1.15);
+                    t += cycle * rng.random_range(STAPLE_JITTER);
                 }
             }
         }
         out.sort_unstable_by(|a, b| b.cmp(a));
-        out
+        (out, truth)
     }
 
     /// The next staple order if it is due before the main stream's next event.
@@ -293,6 +378,49 @@ impl Generator {
         msg["timestamp"] = json!(format_millis(ts));
         self.attribute(user as usize, ts, &mut msg);
         Some(msg)
+    }
+
+    pub fn spec(&self) -> &SyntheticSpec {
+        &self.spec
+    }
+
+    /// What draws `user`'s main-stream events and their products.
+    pub fn user_truth(&self, user: u32) -> UserTruth {
+        let u = &self.users[user as usize];
+        let model = self.taste_model();
+        UserTruth {
+            activity_share: self.activity.probabilities()[user as usize],
+            pick: model.pick(u.categories, u.brand),
+        }
+    }
+
+    /// How tastes become picks, and how tastes are drawn.
+    pub fn taste_model(&self) -> TasteModel {
+        let popular = self.popularity.probabilities();
+        // A preference pick from an empty group falls back to popularity, as `pick_item` does.
+        let group = |(members, sampler): &(Vec<u32>, Sampler)| -> Vec<f64> {
+            if members.is_empty() {
+                return popular.clone();
+            }
+            let mut out = vec![0.0; popular.len()];
+            for (&item, p) in members.iter().zip(sampler.probabilities()) {
+                out[item as usize] = p;
+            }
+            out
+        };
+        TasteModel {
+            category: self.by_category.iter().map(group).collect(),
+            brand: self.by_brand.iter().map(group).collect(),
+            popular,
+            preference: self.spec.preference_strength,
+            category_pick: CATEGORY_PICK,
+            brand_prior: self.brand_prior.clone(),
+        }
+    }
+
+    /// Every user's staples (none without repeat purchases).
+    pub fn staples(&self) -> &[StapleTruth] {
+        &self.staple_truth
     }
 
     pub fn items(&self) -> &[SyntheticItem] {
@@ -320,7 +448,7 @@ impl Generator {
         let rng = &mut self.rng;
         if rng.random_bool(self.spec.preference_strength) {
             let u = &self.users[user];
-            let (members, sampler) = if rng.random_bool(0.7) {
+            let (members, sampler) = if rng.random_bool(CATEGORY_PICK) {
                 &self.by_category[u.categories[rng.random_range(0..2)] as usize]
             } else {
                 &self.by_brand[u.brand as usize]
@@ -351,12 +479,12 @@ impl Generator {
         let item = self.pick_item(user);
         let roll: f64 = self.rng.random();
         let seed = self.spec.seed;
-        let mut msg = if roll < 0.62 {
+        let mut msg = if roll < VIEWS_BELOW {
             json!({"type": "track", "event": "Product Viewed", "properties": self.product_json(item)})
-        } else if roll < 0.88 {
+        } else if roll < ADDS_BELOW {
             json!({"type": "track", "event": "Product Added", "properties": self.product_json(item)})
         } else {
-            let extra = self.rng.random_range(0..3);
+            let extra = self.rng.random_range(0..MAX_EXTRA_PRODUCTS + 1);
             let mut products = vec![self.product_json(item)];
             for _ in 0..extra {
                 let other = self.pick_item(user);
@@ -484,6 +612,85 @@ mod tests {
         assert!(
             hits * 2 > total,
             "{hits}/{total} events in preferred categories"
+        );
+    }
+
+    /// The truth benchmarks bound rankings with must be what drew the messages: the staples
+    /// are the staple orders' shoppers and products, and the main stream's shoppers and
+    /// products come as often as the activity shares and pick chances say.
+    #[test]
+    fn the_truth_is_what_drew_the_messages() {
+        let spec = SyntheticSpec {
+            events: 40_000,
+            repeat: Some(RepeatPurchases::default()),
+            ..small()
+        };
+        let g = Generator::new(spec.clone());
+        let msgs: Vec<Value> = Generator::new(spec.clone()).collect();
+        let user = |m: &Value| -> u32 {
+            let id = m["userId"]
+                .as_str()
+                .or(m["anonymousId"].as_str())
+                .unwrap_or("");
+            let n = id
+                .strip_prefix("anon-")
+                .or(id.strip_prefix('u'))
+                .unwrap_or("");
+            n.parse().expect("generated user id")
+        };
+        let item = |p: &Value| -> u32 {
+            let id = p["product_id"].as_str().unwrap_or("");
+            id.trim_start_matches("sku-")
+                .parse()
+                .expect("generated item id")
+        };
+        let truth: Vec<UserTruth> = (0..spec.users).map(|u| g.user_truth(u)).collect();
+        let staples: std::collections::HashSet<(u32, u32)> =
+            g.staples().iter().map(|s| (s.user, s.item)).collect();
+        let mut staple_orders = std::collections::HashSet::new();
+        // Main-stream events of the 20 most active users, expected and seen; main-stream order
+        // products in a shopper's preferred categories, expected and seen.
+        let (mut active_expected, mut active_seen) = (0.0, 0.0);
+        let (mut preferred_expected, mut preferred_seen, mut products) = (0.0, 0.0, 0);
+        for m in msgs.iter().filter(|m| m["type"] == "track") {
+            let u = user(m);
+            if m["messageId"].as_str().is_some_and(|id| id.contains("-r-")) {
+                staple_orders.insert((u, item(&m["properties"]["products"][0])));
+                continue;
+            }
+            active_seen += f64::from(u8::from(u < 20));
+            let Some(ps) = m["properties"]["products"].as_array() else {
+                continue;
+            };
+            let preferred = g.users[u as usize].categories;
+            let in_preferred = |i: u32| preferred.contains(&g.item_category(i));
+            for p in ps {
+                products += 1;
+                preferred_seen += f64::from(u8::from(in_preferred(item(p))));
+                preferred_expected += (0..spec.items)
+                    .filter(|&i| in_preferred(i))
+                    .map(|i| truth[u as usize].pick[i as usize])
+                    .sum::<f64>();
+            }
+        }
+        for t in &truth {
+            assert!((t.pick.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+        active_expected +=
+            truth[..20].iter().map(|t| t.activity_share).sum::<f64>() * spec.events as f64;
+        assert!(staple_orders.is_subset(&staples));
+        assert!(
+            staple_orders.len() * 10 >= staples.len() * 9,
+            "most staples are bought"
+        );
+        assert!(
+            (active_seen / active_expected - 1.0).abs() < 0.05,
+            "{active_seen} events of the most active users, {active_expected:.0} expected"
+        );
+        assert!(products > 5_000, "{products} main-stream order products");
+        assert!(
+            (preferred_seen / preferred_expected - 1.0).abs() < 0.05,
+            "{preferred_seen} products in preferred categories, {preferred_expected:.0} expected"
         );
     }
 
