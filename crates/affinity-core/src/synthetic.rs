@@ -134,12 +134,14 @@ impl TasteModel {
     }
 }
 
-/// One staple a user re-buys (see [`RepeatPurchases`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One staple a user re-buys (see [`RepeatPurchases`]), and when they bought it (the
+/// purchases not skipped, in time order): a user may have two staples of one item.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StapleTruth {
     pub user: u32,
     pub item: u32,
     pub cycle_ms: f64,
+    pub purchases: Vec<i64>,
 }
 
 /// One generated catalog item.
@@ -338,18 +340,21 @@ impl Generator {
                 }
                 let item = members[sampler.sample(&mut rng)];
                 let cycle = f64::from(rng.random_range(lo..=hi)) * day;
-                truth.push(StapleTruth {
-                    user: user as u32,
-                    item,
-                    cycle_ms: cycle,
-                });
+                let mut purchases = Vec::new();
                 let mut t = start as f64 + rng.random::<f64>() * cycle;
                 while t < end as f64 {
                     if !rng.random_bool(r.skip.clamp(0.0, 1.0)) {
                         out.push((t as i64, user as u32, item));
+                        purchases.push(t as i64);
                     }
                     t += cycle * rng.random_range(STAPLE_JITTER);
                 }
+                truth.push(StapleTruth {
+                    user: user as u32,
+                    item,
+                    cycle_ms: cycle,
+                    purchases,
+                });
             }
         }
         out.sort_unstable_by(|a, b| b.cmp(a));
@@ -645,9 +650,11 @@ mod tests {
                 .expect("generated item id")
         };
         let truth: Vec<UserTruth> = (0..spec.users).map(|u| g.user_truth(u)).collect();
-        let staples: std::collections::HashSet<(u32, u32)> =
-            g.staples().iter().map(|s| (s.user, s.item)).collect();
-        let mut staple_orders = std::collections::HashSet::new();
+        // Every staple purchase is a staple order of that shopper and product at that time.
+        let mut purchases: Vec<(u32, u32, i64)> = (g.staples().iter())
+            .flat_map(|s| s.purchases.iter().map(|&t| (s.user, s.item, t)))
+            .collect();
+        let mut staple_orders = Vec::new();
         // Main-stream events of the 20 most active users, expected and seen; main-stream order
         // products in a shopper's preferred categories, expected and seen.
         let (mut active_expected, mut active_seen) = (0.0, 0.0);
@@ -655,7 +662,10 @@ mod tests {
         for m in msgs.iter().filter(|m| m["type"] == "track") {
             let u = user(m);
             if m["messageId"].as_str().is_some_and(|id| id.contains("-r-")) {
-                staple_orders.insert((u, item(&m["properties"]["products"][0])));
+                let t = m["timestamp"]
+                    .as_str()
+                    .and_then(crate::timestamp::parse_millis);
+                staple_orders.push((u, item(&m["properties"]["products"][0]), t.expect("a time")));
                 continue;
             }
             active_seen += f64::from(u8::from(u < 20));
@@ -678,9 +688,17 @@ mod tests {
         }
         active_expected +=
             truth[..20].iter().map(|t| t.activity_share).sum::<f64>() * spec.events as f64;
-        assert!(staple_orders.is_subset(&staples));
+        purchases.sort_unstable();
+        staple_orders.sort_unstable();
         assert!(
-            staple_orders.len() * 10 >= staples.len() * 9,
+            staple_orders.len() > 100,
+            "{} staple orders",
+            staple_orders.len()
+        );
+        assert_eq!(staple_orders, purchases);
+        let bought = g.staples().iter().filter(|s| !s.purchases.is_empty());
+        assert!(
+            bought.count() * 10 >= g.staples().len() * 9,
             "most staples are bought"
         );
         assert!(
