@@ -881,7 +881,10 @@ pub async fn preview(
         if !PREVIEW_FIELDS.contains(&key.as_str()) {
             problems.push((
                 key.clone(),
-                "unknown field; preview takes target, horizon_days, event and question".to_string(),
+                format!(
+                    "unknown field; preview fields are: {}",
+                    PREVIEW_FIELDS.join(", ")
+                ),
             ));
         }
     }

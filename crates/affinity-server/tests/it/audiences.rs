@@ -300,13 +300,19 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
             .iter()
             .all(|p| p["expected_precision"].is_number() && p["expected_engaged"].is_number())
     );
-    let (s, _) = post(
+    let (s, b) = post(
         &app,
         "/api/v1/audiences/preview",
         json!({"target": {"column": "brand", "value": "Brand 001"}, "max_size": {"count": 1}}),
     )
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // The refusal names the field and every field a preview takes.
+    assert_eq!(problem_fields(&b), vec!["max_size"], "{b}");
+    let message = b["error"]["problems"][0]["message"].as_str().unwrap_or("");
+    for field in ["target", "horizon_days", "event", "question"] {
+        assert!(message.contains(field), "{message}");
+    }
 
     // An audience may predict one of the catalog's events ("who will order it") while every
     // interaction still informs the ranking: on the same users and window, fewer ordered
