@@ -388,9 +388,12 @@ def score(out, url, token, *kinds):
     # only that it is the next ("oracle_next"), or asking what a ranking made at the end of
     # the messages is asked in real use, the first order after the end with none seen since
     # ("oracle_now"), or no timing at all ("oracle_rates").
-    oracle = None
+    # On a window split, the chance of ordering the target within a span after the cut
+    # (the audiences' horizons, and the whole window: "any").
+    oracle, window_oracle = None, None
     if os.path.exists(f"{out}/oracle.json"):
-        oracle = json.load(open(f"{out}/oracle.json", encoding="utf-8"))["users"]
+        doc = json.load(open(f"{out}/oracle.json", encoding="utf-8"))
+        oracle, window_oracle = doc["users"], doc.get("window")
     rows_out = []
     started = time.time()
     for target in targets_of(kinds, attributes, counts):
@@ -413,13 +416,21 @@ def score(out, url, token, *kinds):
         product = ranked + [u for u in shuffled if u not in placed]
         rankings = {"product": product, "random": shuffled,
                     **heuristics(population, per_user, target, now, shop)}
-        if oracle is not None:
-            chance = {u: oracle[u][target[0]].get(target[1]) for u in population}
-            if any(c is None for c in chance.values()):
-                print(f"oracle: no chance of {target} for every shopper; left out", file=sys.stderr)
-            else:
-                for i, name in enumerate(ORACLES):
-                    rankings[name] = rank(population, lambda u, i=i: -chance[u][i])
+        # Rankings that answer one label's question only.
+        per_label = defaultdict(dict)
+        chance = {} if oracle is None else {u: oracle[u][target[0]].get(target[1]) for u in population}
+        if any(c is None for c in chance.values()):
+            print(f"oracle: no chance of {target} for every shopper; left out", file=sys.stderr)
+        elif chance and window_oracle is None:
+            for i, name in enumerate(ORACLES):
+                rankings[name] = rank(population, lambda u, i=i: -chance[u][i])
+        elif chance:
+            spans = window_oracle["horizons"]
+            for label, span in (("held_out", "any"), ("within_horizon", str(horizon))):
+                if span in spans:
+                    j = spans.index(span)
+                    for i, name in enumerate(window_oracle["columns"]):
+                        per_label[label][name] = rank(population, lambda u, i=i, j=j: -chance[u][j][i])
         # Each label set may measure a part of the population: the rankings are filtered to
         # it, keeping their order.
         subsets = {}
@@ -437,7 +448,7 @@ def score(out, url, token, *kinds):
             "horizon_source": backtest.get("horizon_source"),
             "backtest_ap": {c["name"]: c["average_precision"] for c in ranking.get("competitors", [])},
             "measures": {label: {**{name: measure(only(r, subsets.get(label)), pos)
-                                    for name, r in rankings.items()},
+                                    for name, r in {**rankings, **per_label[label]}.items()},
                                  # The ceiling: every positive first (what no ranking beats).
                                  "perfect": measure(only(sorted(population, key=lambda u: u not in pos),
                                                          subsets.get(label)), pos)}

@@ -25,10 +25,11 @@
 # who ordered after it, whose first order held the target). The per-shopper next order
 # misleads a time-anchored question (see bench/audiences_http.py): both are printed.
 #
-# On the next order, a Bayes ceiling too ("oracle"): every shopper ranked by their chance of the
-# target given the generator's own truth (their tastes, activity and staples) and what the
-# training messages show (crates/affinity-core/examples/repeat_oracle.rs says how): what no
-# ranking learned from the messages can expect to beat.
+# Bayes ceilings too ("oracle" and the columns beside it): every shopper ranked by their chance
+# of the target given the generator's own truth (their tastes, activity and staples) and what
+# the training messages show (crates/affinity-core/examples/repeat_oracle.rs says how): what no
+# ranking learned from the messages can expect to beat. On the window protocol, for the whole
+# window and for audiences whose horizon is 30 or 60 days.
 #
 # Usage: [PROTOCOLS="next-order window"] bench/audiences_repeat.sh [SEEDS="0 1"] [generate flags...]
 # AFFINITY_BIN=path measures that binary instead of building the release one; ORACLE_BIN=path
@@ -68,7 +69,7 @@ if [[ -z $bin ]]; then
   bin=target/release/affinity
 fi
 oracle=${ORACLE_BIN:-}
-if [[ -z $oracle && $protocols == *next-order* ]]; then
+if [[ -z $oracle ]]; then
   cargo build --release -q -p affinity-core --example repeat_oracle
   oracle=target/release/examples/repeat_oracle
 fi
@@ -81,10 +82,10 @@ run() {
   $bin generate --repeat --seed "$seed" "${size[@]}" ${extra[@]+"${extra[@]}"} -o "$dir/all.jsonl" 2> "$dir/generate.log"
   if [[ $protocol == next-order ]]; then
     $py $helper split-repeat "$dir/all.jsonl" "$dir"
-    $oracle "$dir" --seed "$seed" "${size[@]}" ${extra[@]+"${extra[@]}"} 2>> "$dir/generate.log"
   else
     $py $helper split-repeat-window "$dir/all.jsonl" "$window_days" "$dir"
   fi
+  $oracle "$dir" --seed "$seed" "${size[@]}" ${extra[@]+"${extra[@]}"} 2>> "$dir/generate.log"
   $bin --data-dir "$dir/data" catalog "$catalog" > /dev/null
   start_server "$dir/data" "$dir/serve.log"
   $py $helper send "$dir" "$url" wk_bench

@@ -43,8 +43,16 @@
 //! with orders and the `--products` most ordered products (default 50); the bench's scorer
 //! ranks by them and prints them beside the heuristics.
 //!
-//! Usage: `repeat_oracle DIR [--draws N] [--products N] [affinity generate flags]` (the flags
-//! the split's messages were generated with; `--repeat` is implied).
+//! A window split (`split-repeat-window`: a common cut, test.json's `cut`) asks instead who
+//! orders the target within a span after the cut: each of `--horizons` (days, default 30,60:
+//! the audiences' horizons there) and the whole rest of the run. Everything up to the cut is
+//! seen; a shopper's chance is one minus the chance that neither a main-stream order holding
+//! the target (Poisson, thinned) nor a purchase of a staple of it comes within the span, with
+//! the true tastes (`oracle`), or tastes inferred from the orders (`oracle_orders`) or from
+//! every event (`oracle_views`), staples and timing told as above.
+//!
+//! Usage: `repeat_oracle DIR [--draws N] [--products N] [--horizons D,D] [affinity generate
+//! flags]` (the flags the split's messages were generated with; `--repeat` is implied).
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -53,7 +61,7 @@ use std::io::{BufRead, BufReader, BufWriter};
 
 use affinity_core::synthetic::{
     Generator, MAX_EXTRA_PRODUCTS, ORDER_SHARE, RepeatPurchases, STAPLE_JITTER, StapleTruth,
-    SyntheticSpec, TasteModel, brand_name, category_name,
+    SyntheticSpec, TasteModel, UserTruth, brand_name, category_name,
 };
 use affinity_core::timestamp::parse_millis;
 use rand::{Rng, SeedableRng};
@@ -64,6 +72,8 @@ struct Args {
     dir: String,
     draws: u32,
     products: usize,
+    /// A window split's horizons, in days (the end of the run is always one more).
+    horizons: Vec<u32>,
     spec: SyntheticSpec,
 }
 
@@ -76,7 +86,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
         repeat: Some(RepeatPurchases::default()),
         ..SyntheticSpec::default()
     };
-    let (mut draws, mut products) = (2_000, 50);
+    let (mut draws, mut products, mut horizons) = (2_000, 50, vec![30, 60]);
     while let Some(flag) = args.next() {
         if flag == "--repeat" {
             continue;
@@ -86,6 +96,11 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
         match flag.as_str() {
             "--draws" => draws = value.parse()?,
             "--products" => products = value.parse()?,
+            "--horizons" => {
+                horizons = (value.split(','))
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
             "--users" => spec.users = value.parse()?,
             "--items" => spec.items = value.parse()?,
             "--brands" => spec.brands = value.parse()?,
@@ -106,6 +121,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
         dir,
         draws,
         products,
+        horizons,
         spec,
     })
 }
@@ -243,6 +259,27 @@ impl<'a> TastePosterior<'a> {
 
     /// Each target's posterior mean chance of being in a main-stream order.
     fn order_chances(&self, lines: &[u32], staples: &[u32]) -> Vec<f64> {
+        self.mean(&self.tastes(lines, staples), |q| q)
+    }
+
+    /// Each target's posterior mean of `f` of its chance of being in a main-stream order.
+    fn mean(&self, tastes: &[(f64, [u32; 2], u32)], f: impl Fn(f64) -> f64) -> Vec<f64> {
+        let mut out = vec![0.0; self.base.len()];
+        for &(w, [c1, c2], b) in tastes {
+            let (c1, c2, b) = (
+                &self.category[c1 as usize],
+                &self.category[c2 as usize],
+                &self.brand[b as usize],
+            );
+            for (t, o) in out.iter_mut().enumerate() {
+                *o += w * f(order_holds(self.base[t] + c1[t] + c2[t] + b[t]));
+            }
+        }
+        out
+    }
+
+    /// The likeliest tastes and their posterior weights (summing to 1).
+    fn tastes(&self, lines: &[u32], staples: &[u32]) -> Vec<(f64, [u32; 2], u32)> {
         let m = self.model;
         let (p, c) = (m.preference, m.category_pick);
         let (n_categories, n_brands) = (m.category.len(), m.brand.len());
@@ -305,18 +342,9 @@ impl<'a> TastePosterior<'a> {
             mass += tastes[kept].0;
             kept += 1;
         }
-        let mut out = vec![0.0; self.base.len()];
-        for &(w, [c1, c2], b) in &tastes[..kept] {
-            let (c1, c2, b) = (
-                &self.category[c1 as usize],
-                &self.category[c2 as usize],
-                &self.brand[b as usize],
-            );
-            for (t, o) in out.iter_mut().enumerate() {
-                *o += w / mass * order_holds(self.base[t] + c1[t] + c2[t] + b[t]);
-            }
-        }
-        out
+        tastes.truncate(kept);
+        tastes.iter_mut().for_each(|t| t.0 /= mass);
+        tastes
     }
 }
 
@@ -467,6 +495,111 @@ fn now_draw(
     }
 }
 
+/// What a window's ceilings know of one shopper.
+struct WindowShopper<'a> {
+    staples: &'a [(u32, f64, Option<i64>)],
+    /// The cut: every purchase by it is seen.
+    after: i64,
+    rate_per_ms: f64,
+    truth: &'a UserTruth,
+    ordered: &'a [u32],
+    browsed: &'a [u32],
+}
+
+/// A shopper's chance of ordering each target within each of `window`'s spans after the cut,
+/// as `{kind: {value: [[oracle, oracle_orders, oracle_views] per span]}}`: one minus the chance
+/// that neither a main-stream order (Poisson at the shopper's rate, thinned to the orders
+/// holding the target) nor a staple of it comes within the span. The tastes are the true
+/// ones, or the posterior given the orders (and the staples' items), or given every event.
+fn window_chances(
+    shopper: &WindowShopper,
+    window: &[(String, i64)],
+    (targets, posterior): (&[Target], &TastePosterior),
+    run: &Run,
+    rng: &mut ChaCha8Rng,
+) -> Value {
+    let spans: Vec<i64> = window.iter().map(|w| w.1).collect();
+    let absent: Vec<Vec<f64>> = (shopper.staples.iter())
+        .map(|&staple| staple_absent(staple, shopper.after, &spans, run, rng))
+        .collect();
+    let staple_items: Vec<u32> = shopper.staples.iter().map(|s| s.0).collect();
+    let everything: Vec<u32> = (shopper.ordered.iter().chain(shopper.browsed))
+        .copied()
+        .collect();
+    let from_orders = posterior.tastes(shopper.ordered, &staple_items);
+    let from_everything = posterior.tastes(&everything, &staple_items);
+    let truly: Vec<f64> = (masses(targets, &shopper.truth.pick).into_iter())
+        .map(order_holds)
+        .collect();
+    // Per span: per target, [true tastes, tastes from orders, from everything].
+    let per_span: Vec<Vec<[f64; 3]>> = (spans.iter().enumerate())
+        .map(|(j, &span)| {
+            let orders_in_span = shopper.rate_per_ms * span as f64;
+            let none = |q: f64| (-orders_in_span * q).exp();
+            let (orders, everything) = (
+                posterior.mean(&from_orders, none),
+                posterior.mean(&from_everything, none),
+            );
+            (targets.iter().enumerate())
+                .map(|(t, target)| {
+                    let no_staple: f64 = (shopper.staples.iter().zip(&absent))
+                        .filter(|((item, _, _), _)| target.items.contains(item))
+                        .map(|(_, a)| a[j])
+                        .product();
+                    [none(truly[t]), orders[t], everything[t]].map(|m| 1.0 - m * no_staple)
+                })
+                .collect()
+        })
+        .collect();
+    let mut chances = Map::new();
+    for (t, target) in targets.iter().enumerate() {
+        let by_kind = chances
+            .entry(target.kind)
+            .or_insert_with(|| Value::Object(Map::new()));
+        by_kind[&target.value] = json!(per_span.iter().map(|s| s[t]).collect::<Vec<_>>());
+    }
+    Value::Object(chances)
+}
+
+/// The chance that a staple is not bought within each of `spans` after `after`, given its
+/// last purchase by then (purchases due by then weigh as skipped, as in [`next_order_kind`]).
+fn staple_absent(
+    (_, cycle, last): (u32, f64, Option<i64>),
+    after: i64,
+    spans: &[i64],
+    run: &Run,
+    rng: &mut ChaCha8Rng,
+) -> Vec<f64> {
+    let (mut absent, mut total) = (vec![0.0; spans.len()], 0.0);
+    for _ in 0..run.draws {
+        let mut t = match last {
+            Some(t) => t as f64 + cycle * rng.random_range(STAPLE_JITTER),
+            None => run.start as f64 + rng.random::<f64>() * cycle,
+        };
+        let (mut weight, mut bought) = (1.0, f64::INFINITY);
+        while t < run.end as f64 {
+            if t <= after as f64 {
+                weight *= run.skip;
+            } else if !rng.random_bool(run.skip) {
+                bought = t;
+                break;
+            }
+            t += cycle * rng.random_range(STAPLE_JITTER);
+        }
+        total += weight;
+        for (a, &span) in absent.iter_mut().zip(spans) {
+            if bought > (after + span) as f64 {
+                *a += weight;
+            }
+        }
+    }
+    if total > 0.0 {
+        absent.iter().map(|a| a / total).collect()
+    } else {
+        vec![1.0; spans.len()]
+    }
+}
+
 /// The chance that a main-stream order holds a target that one pick hits with chance `p`.
 fn order_holds(p: f64) -> f64 {
     let picks = 1..=MAX_EXTRA_PRODUCTS + 1;
@@ -542,12 +675,27 @@ fn main() -> Result<(), Box<dyn Error>> {
     for s in generator.staples() {
         staples_of.entry(s.user).or_default().push(s);
     }
+    // A window split (a common cut: `bench/audiences_http.py split-repeat-window`) asks who
+    // orders the target within a horizon after the cut, not what the next order holds.
+    let cut = test["cut"]
+        .as_f64()
+        .map(|seconds| (seconds * 1000.0).round() as i64);
+    let window: Vec<(String, i64)> = cut.map_or_else(Vec::new, |cut| {
+        let mut w: Vec<(String, i64)> = (args.horizons.iter())
+            .map(|&d| (d.to_string(), i64::from(d) * 86_400_000))
+            .collect();
+        w.push(("any".into(), spec.end_ms - cut));
+        w
+    });
     let (mut out, mut unexplained) = (Map::new(), 0);
     for id in population {
         let user = id.strip_prefix('u').and_then(|n| n.parse::<u32>().ok());
-        let Some((user, after)) = user.and_then(|u| Some((u, *seen.last_order.get(&u)?))) else {
+        let Some((user, last_order)) = user.and_then(|u| Some((u, *seen.last_order.get(&u)?)))
+        else {
             return Err(format!("tested shopper {id} has no order in train.jsonl").into());
         };
+        // Everything up to `after` is seen: the last order before the held-out one, or the cut.
+        let after = cut.unwrap_or(last_order);
         let truth = generator.user_truth(user);
         let rate = spec.events as f64 * truth.activity_share * ORDER_SHARE / span as f64;
         // Each staple with its own last purchase by the last order seen (the truth tells
@@ -560,6 +708,24 @@ fn main() -> Result<(), Box<dyn Error>> {
             .collect();
         let staples = staples.as_slice();
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ u64::from(user));
+        if !window.is_empty() {
+            let row = window_chances(
+                &WindowShopper {
+                    staples,
+                    after,
+                    rate_per_ms: rate,
+                    truth: &truth,
+                    ordered: seen.ordered_by.get(&user).map_or(&[][..], Vec::as_slice),
+                    browsed: seen.browsed_by.get(&user).map_or(&[][..], Vec::as_slice),
+                },
+                &window,
+                (&targets, &posterior),
+                &run,
+                &mut rng,
+            );
+            out.insert(id.to_string(), row);
+            continue;
+        }
         let kinds = next_order_kind(staples, after, rate, &run, &mut rng);
         if kinds.iter().any(Option::is_none) {
             unexplained += 1;
@@ -612,6 +778,21 @@ fn main() -> Result<(), Box<dyn Error>> {
         out.insert(id.to_string(), Value::Object(chances));
     }
     let path = format!("{}/oracle.json", args.dir);
+    if !window.is_empty() {
+        serde_json::to_writer(
+            BufWriter::new(File::create(&path)?),
+            &json!({"draws": args.draws,
+                    "window": {"horizons": window.iter().map(|w| &w.0).collect::<Vec<_>>(),
+                               "columns": ["oracle", "oracle_orders", "oracle_views"]},
+                    "users": out}),
+        )?;
+        eprintln!(
+            "{path}: {} shoppers, ordering within {:?} days of the cut",
+            out.len(),
+            window.iter().map(|w| &w.0).collect::<Vec<_>>()
+        );
+        return Ok(());
+    }
     serde_json::to_writer(
         BufWriter::new(File::create(&path)?),
         &json!({"draws": args.draws, "unexplained": unexplained,
