@@ -426,6 +426,9 @@ def score(out, url, token, *kinds):
                 rankings[name] = rank(population, lambda u, i=i: -chance[u][i])
         elif chance:
             spans = window_oracle["horizons"]
+            if "within_horizon" in labels and str(horizon) not in spans:
+                print(f"oracle: no span of {horizon} days (repeat_oracle --horizons) for {target}; "
+                      "its within-horizon ceilings are left out", file=sys.stderr)
             for label, span in (("held_out", "any"), ("within_horizon", str(horizon))):
                 if span in spans:
                     j = spans.index(span)

@@ -694,8 +694,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         else {
             return Err(format!("tested shopper {id} has no order in train.jsonl").into());
         };
-        // Everything up to `after` is seen: the last order before the held-out one, or the cut.
-        let after = cut.unwrap_or(last_order);
+        // Everything up to `after` is seen: the last order before the held-out one, or the
+        // last millisecond before the cut (the split trains on what came before it).
+        let after = cut.map_or(last_order, |cut| cut - 1);
         let truth = generator.user_truth(user);
         let rate = spec.events as f64 * truth.activity_share * ORDER_SHARE / span as f64;
         // Each staple with its own last purchase by the last order seen (the truth tells
