@@ -390,10 +390,11 @@ def score(out, url, token, *kinds):
     # ("oracle_now"), or no timing at all ("oracle_rates").
     # On a window split, the chance of ordering the target within a span after the cut
     # (the audiences' horizons, and the whole window: "any").
-    oracle, window_oracle = None, None
+    # Each chance is a list in the order of the file's "columns", which names them.
+    oracle, window_oracle, columns = None, None, ()
     if os.path.exists(f"{out}/oracle.json"):
         doc = json.load(open(f"{out}/oracle.json", encoding="utf-8"))
-        oracle, window_oracle = doc["users"], doc.get("window")
+        oracle, window_oracle, columns = doc["users"], doc.get("window"), doc["columns"]
     rows_out = []
     started = time.time()
     for target in targets_of(kinds, attributes, counts):
@@ -422,7 +423,7 @@ def score(out, url, token, *kinds):
         if any(c is None for c in chance.values()):
             print(f"oracle: no chance of {target} for every shopper; left out", file=sys.stderr)
         elif chance and window_oracle is None:
-            for i, name in enumerate(ORACLES):
+            for i, name in enumerate(columns):
                 rankings[name] = rank(population, lambda u, i=i: -chance[u][i])
         elif chance:
             spans = window_oracle["horizons"]
@@ -432,7 +433,7 @@ def score(out, url, token, *kinds):
             for label, span in (("held_out", "any"), ("within_horizon", str(horizon))):
                 if span in spans:
                     j = spans.index(span)
-                    for i, name in enumerate(window_oracle["columns"]):
+                    for i, name in enumerate(columns):
                         per_label[label][name] = rank(population, lambda u, i=i, j=j: -chance[u][j][i])
         # Each label set may measure a part of the population: the rankings are filtered to
         # it, keeping their order.
@@ -514,6 +515,7 @@ def table(paths):
     print(f"time computing audiences: " + ", ".join(f"{n} {r['audience_s']:.0f}s" for n, r in zip(names, runs)))
 
 
+# The order the table shows the ceilings in (repeat_oracle names them).
 ORACLES = ("oracle", "oracle_next", "oracle_now", "oracle_rates", "oracle_orders", "oracle_views", "oracle_blind")
 
 LABELS = {

@@ -61,7 +61,7 @@ use std::io::{BufRead, BufReader, BufWriter};
 
 use affinity_core::synthetic::{
     Generator, MAX_EXTRA_PRODUCTS, ORDER_SHARE, RepeatPurchases, STAPLE_JITTER, StapleTruth,
-    SyntheticSpec, TasteModel, UserTruth, brand_name, category_name,
+    SyntheticSpec, TasteModel, brand_name, category_name,
 };
 use affinity_core::timestamp::parse_millis;
 use rand::{Rng, SeedableRng};
@@ -373,6 +373,15 @@ impl Kind {
     }
 }
 
+/// When a staple first comes due after its last purchase `last`, or, with none by then, when
+/// its first purchase was drawn: the generator's schedule (`plan_staples`).
+fn first_due(cycle: f64, last: Option<i64>, run: &Run, rng: &mut ChaCha8Rng) -> f64 {
+    match last {
+        Some(t) => t as f64 + cycle * rng.random_range(STAPLE_JITTER),
+        None => run.start as f64 + rng.random::<f64>() * cycle,
+    }
+}
+
 /// What the held-out order is, given four things known: that it is the only order after
 /// `after` (the protocol's whole truth); that it is the first order after `after` and comes
 /// before the end; that it is the first order after the end, no order having come since
@@ -387,10 +396,7 @@ fn next_order_kind(
     rng: &mut ChaCha8Rng,
 ) -> [Option<Kind>; 4] {
     let &Run {
-        start,
-        end,
-        skip,
-        draws,
+        end, skip, draws, ..
     } = run;
     let rest = (end - after).max(0) as f64;
     // The main stream's orders in the rest of the run are Poisson: none, or exactly one.
@@ -411,11 +417,7 @@ fn next_order_kind(
         bought.clear();
         let mut weight = 1.0;
         for (k, &(_, cycle, last)) in staples.iter().enumerate() {
-            // From its last purchase up to `after`, or, with none, from the first's draw.
-            let mut t = match last {
-                Some(t) => t as f64 + cycle * rng.random_range(STAPLE_JITTER),
-                None => start as f64 + rng.random::<f64>() * cycle,
-            };
+            let mut t = first_due(cycle, last, run, rng);
             while t < end as f64 {
                 if t <= after as f64 {
                     // Due by the last order seen, and not bought then: skipped. Weighed
@@ -466,10 +468,7 @@ fn now_draw(
     let (end, skip, mut weight) = (run.end as f64, run.skip, 1.0);
     let mut soonest: Option<(f64, usize)> = None;
     for (k, &(_, cycle, last)) in staples.iter().enumerate() {
-        let mut t = match last {
-            Some(t) => t as f64 + cycle * rng.random_range(STAPLE_JITTER),
-            None => run.start as f64 + rng.random::<f64>() * cycle,
-        };
+        let mut t = first_due(cycle, last, run, rng);
         while t <= end {
             weight *= skip;
             t += cycle * rng.random_range(STAPLE_JITTER);
@@ -501,7 +500,8 @@ struct WindowShopper<'a> {
     /// The cut: every purchase by it is seen.
     after: i64,
     rate_per_ms: f64,
-    truth: &'a UserTruth,
+    /// One pick's chance of each item, by the shopper's true tastes.
+    pick: &'a [f64],
     ordered: &'a [u32],
     browsed: &'a [u32],
 }
@@ -528,7 +528,7 @@ fn window_chances(
         .collect();
     let from_orders = posterior.tastes(shopper.ordered, &staple_items);
     let from_everything = posterior.tastes(&everything, &staple_items);
-    let truly: Vec<f64> = (masses(targets, &shopper.truth.pick).into_iter())
+    let truly: Vec<f64> = (masses(targets, shopper.pick).into_iter())
         .map(order_holds)
         .collect();
     // Per span: per target, [true tastes, tastes from orders, from everything].
@@ -572,10 +572,7 @@ fn staple_absent(
 ) -> Vec<f64> {
     let (mut absent, mut total) = (vec![0.0; spans.len()], 0.0);
     for _ in 0..run.draws {
-        let mut t = match last {
-            Some(t) => t as f64 + cycle * rng.random_range(STAPLE_JITTER),
-            None => run.start as f64 + rng.random::<f64>() * cycle,
-        };
+        let mut t = first_due(cycle, last, run, rng);
         let (mut weight, mut bought) = (1.0, f64::INFINITY);
         while t < run.end as f64 {
             if t <= after as f64 {
@@ -698,6 +695,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         // last millisecond before the cut (the split trains on what came before it).
         let after = cut.map_or(last_order, |cut| cut - 1);
         let truth = generator.user_truth(user);
+        let pick = model.pick(truth.categories, truth.brand);
         let rate = spec.events as f64 * truth.activity_share * ORDER_SHARE / span as f64;
         // Each staple with its own last purchase by the last order seen (the truth tells
         // apart two staples of one item, which the orders show only together).
@@ -715,7 +713,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     staples,
                     after,
                     rate_per_ms: rate,
-                    truth: &truth,
+                    pick: &pick,
                     ordered: seen.ordered_by.get(&user).map_or(&[][..], Vec::as_slice),
                     browsed: seen.browsed_by.get(&user).map_or(&[][..], Vec::as_slice),
                 },
@@ -740,7 +738,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         });
         // A main-stream order's chance of each target: by the true tastes, and by the
         // posterior over them given the main-stream orders seen, or every event seen.
-        let truly: Vec<f64> = (masses(&targets, &truth.pick).into_iter())
+        let truly: Vec<f64> = (masses(&targets, &pick).into_iter())
             .map(order_holds)
             .collect();
         let ordered = seen.ordered_by.get(&user).map_or(&[][..], Vec::as_slice);
@@ -783,8 +781,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         serde_json::to_writer(
             BufWriter::new(File::create(&path)?),
             &json!({"draws": args.draws,
-                    "window": {"horizons": window.iter().map(|w| &w.0).collect::<Vec<_>>(),
-                               "columns": ["oracle", "oracle_orders", "oracle_views"]},
+                    "window": {"horizons": window.iter().map(|w| &w.0).collect::<Vec<_>>()},
+                    "columns": ["oracle", "oracle_orders", "oracle_views"],
                     "users": out}),
         )?;
         eprintln!(
@@ -797,6 +795,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     serde_json::to_writer(
         BufWriter::new(File::create(&path)?),
         &json!({"draws": args.draws, "unexplained": unexplained,
+                "columns": ["oracle", "oracle_next", "oracle_now", "oracle_rates", "oracle_orders",
+                            "oracle_views", "oracle_blind"],
                 "chances": ["the only order after the last seen", "the first order after it",
                             "the first order after the end, none seen since", "long-run rates",
                             "the only order after the last seen, tastes from main-stream orders and staples",

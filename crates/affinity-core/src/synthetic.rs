@@ -101,8 +101,9 @@ pub const STAPLE_JITTER: std::ops::Range<f64> = 0.85..1.15;
 pub struct UserTruth {
     /// The share of the main stream's events that are this user's.
     pub activity_share: f64,
-    /// The probability that one product pick for this user is each item (indexed by item).
-    pub pick: Vec<f64>,
+    /// Their tastes: one pick's chance of each item is [`TasteModel::pick`] of them.
+    pub categories: [u32; 2],
+    pub brand: u32,
 }
 
 /// How a user's tastes (two categories, which may be the same, and a brand) become picks.
@@ -184,6 +185,12 @@ impl Sampler {
         self.cumulative
             .partition_point(|c| *c <= x)
             .min(self.cumulative.len().saturating_sub(1))
+    }
+
+    /// The probability that `sample` returns index `i`.
+    fn probability(&self, i: usize) -> f64 {
+        let before = if i == 0 { 0.0 } else { self.cumulative[i - 1] };
+        (self.cumulative[i] - before) / self.cumulative.last().copied().unwrap_or(0.0)
     }
 
     /// The probability that `sample` returns each index.
@@ -392,10 +399,10 @@ impl Generator {
     /// What draws `user`'s main-stream events and their products.
     pub fn user_truth(&self, user: u32) -> UserTruth {
         let u = &self.users[user as usize];
-        let model = self.taste_model();
         UserTruth {
-            activity_share: self.activity.probabilities()[user as usize],
-            pick: model.pick(u.categories, u.brand),
+            activity_share: self.activity.probability(user as usize),
+            categories: u.categories,
+            brand: u.brand,
         }
     }
 
@@ -649,7 +656,11 @@ mod tests {
                 .parse()
                 .expect("generated item id")
         };
+        let model = g.taste_model();
         let truth: Vec<UserTruth> = (0..spec.users).map(|u| g.user_truth(u)).collect();
+        let picks: Vec<Vec<f64>> = (truth.iter())
+            .map(|t| model.pick(t.categories, t.brand))
+            .collect();
         // Every staple purchase is a staple order of that shopper and product at that time.
         let mut purchases: Vec<(u32, u32, i64)> = (g.staples().iter())
             .flat_map(|s| s.purchases.iter().map(|&t| (s.user, s.item, t)))
@@ -679,12 +690,12 @@ mod tests {
                 preferred_seen += f64::from(u8::from(in_preferred(item(p))));
                 preferred_expected += (0..spec.items)
                     .filter(|&i| in_preferred(i))
-                    .map(|i| truth[u as usize].pick[i as usize])
+                    .map(|i| picks[u as usize][i as usize])
                     .sum::<f64>();
             }
         }
-        for t in &truth {
-            assert!((t.pick.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        for pick in &picks {
+            assert!((pick.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         }
         active_expected +=
             truth[..20].iter().map(|t| t.activity_share).sum::<f64>() * spec.events as f64;
