@@ -35,6 +35,14 @@ enum Served {
     Blend(&'static Heuristic, usize),
 }
 
+/// What serving one of the guard's own rankings scores users with (its index in `Served`
+/// is into these): one learned model, or the mean rank of the two questions' models.
+#[derive(Clone, Copy)]
+enum OwnRanking<'a> {
+    One(&'a learner::Learned),
+    MeanRank(&'a learner::Learned, &'a learner::Learned),
+}
+
 /// The share of the backtest's users who must have come back within the horizon for the
 /// next-visit question to be asked. Where fewer come back, who comes back is most of the
 /// answer to "who engages within the horizon" and the next visit speaks for a small
@@ -252,7 +260,7 @@ impl PropensityContext {
             _ => (base_rate, positives.len(), eligible),
         };
         x_past.truncate(n * N_FEATURES);
-        let (served, mut ranking, served_evaluations, own_names) = {
+        let (served, mut ranking, served_evaluations, own_sources) = {
             let both: Option<Vec<Vec<Scored>>> = match (&learned, &learned_next) {
                 (Some(first), Some(l)) => Some(
                     first
@@ -264,17 +272,26 @@ impl PropensityContext {
                 ),
                 _ => None,
             };
+            // Each ranking of our own the guard may serve, and what serving it means.
             let mut owns: Vec<(&'static str, &[Vec<Scored>])> = Vec::new();
+            let mut sources: Vec<OwnRanking<'_>> = Vec::new();
             if let Some(l) = &learned {
                 owns.push((LEARNED, &l.held_out));
+                sources.push(OwnRanking::One(l));
             }
             if let Some(l) = &learned_next {
                 owns.push((LEARNED_NEXT_VISIT, &l.held_out));
+                sources.push(OwnRanking::One(l));
             }
             // A mean of ranks, like the blends: only where the guard may serve one (off, a
             // fitted model serves).
-            if let Some(both) = both.as_ref().filter(|_| options.best_of_heuristics) {
+            if let (Some(both), Some(first), Some(next)) = (
+                both.as_ref().filter(|_| options.best_of_heuristics),
+                &learned,
+                &learned_next,
+            ) {
                 owns.push((LEARNED_BOTH, both));
+                sources.push(OwnRanking::MeanRank(first, next));
             }
             let first = Question {
                 labels: &labels,
@@ -304,8 +321,7 @@ impl PropensityContext {
                 base_rate,
                 options,
             );
-            let names: Vec<&'static str> = owns.iter().map(|(name, _)| *name).collect();
-            (served, ranking, evaluations, names)
+            (served, ranking, evaluations, sources)
         };
         // Where the audience asked one question only, its reason says which was answered.
         let asked = match (options.question, &next) {
@@ -348,7 +364,6 @@ impl PropensityContext {
             }
             Served::Blend(h, i) => (i, Some(h)),
         };
-        let own = own_names[own];
         let predicted = |model: &learner::Learner| {
             let mut ranked: Vec<(u32, f32)> = x_now
                 .par_chunks(N_FEATURES * USERS_PER_TASK)
@@ -365,17 +380,14 @@ impl PropensityContext {
             backtest::sort_ranking(&mut ranked, |&(u, s)| (f64::from(s), u));
             ranked
         };
-        let (ranked, description) = match (own, &learned, &learned_next) {
-            (LEARNED_BOTH, Some(first), Some(next)) => {
+        let (ranked, description) = match own_sources[own] {
+            OwnRanking::MeanRank(first, next) => {
                 // Ranks, like a blend's: no one model to show.
                 let a = predicted(&first.learner);
                 let b = predicted(&next.learner);
                 (guard::mean_rank_ranked(&a, &b, self.n_users), None)
             }
-            (LEARNED, Some(l), _) | (LEARNED_NEXT_VISIT, _, Some(l)) => {
-                (predicted(&l.learner), Some(described(&l.model, options)))
-            }
-            _ => unreachable!("the guard serves one of the learned rankings it was given"),
+            OwnRanking::One(l) => (predicted(&l.learner), Some(described(&l.model, options))),
         };
         // A blend's scores are ranks, like a heuristic's: no model is shown for them.
         let (ranked, model) = match blend {
