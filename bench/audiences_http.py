@@ -62,6 +62,14 @@ product is given views, so the marketer is too; the positives are still held-out
   any_recency     time of the user's last engagement with the target (ties: any_count)
   any_decayed     engagements with the target decayed with a 30-day half-life (ties: most
                   recent engagement)
+
+A reference ranking, shown beside the ceilings rather than among the heuristics (an analyst's
+ranking, not a marketer's; the product's figures are over the best of the six above):
+  smoothed_share  past_share shrunk toward the population's share of occasions holding the
+                  target, (hits + a * p) / (occasions + a), with the prior strength a fitted
+                  to the population by the method of moments (the spread of users' shares
+                  beyond their binomial noise), kept within 1 and 50 occasions; ties: past_count.
+                  It is past_share without its one-occasion flukes.
 """
 import json
 import os
@@ -274,6 +282,8 @@ def target_stats(events, target, now):
     return {
         "count": len(hit),
         "share": len({e[1] for e in hit}) / max(len(occasions), 1),
+        "hits": len({e[1] for e in hit}),
+        "occasions": len(occasions),
         "last": max((e[0] for e in hit), default=float("-inf")),
         "decayed": sum(0.5 ** ((now - e[0]) / DAY_S / HALF_LIFE_DAYS) for e in hit),
         "all": len(events),
@@ -291,6 +301,22 @@ def target_rankings(population, s, names):
     return {name: rank(population, key) for name, key in zip(names, keys, strict=True)}
 
 
+def smoothed_share(population, s):
+    """The population ranked by smoothed_share (see the module's docstring), from each user's
+    target_stats `s`."""
+    seen = [(s[u]["hits"], s[u]["occasions"]) for u in population if s[u]["occasions"] > 0]
+    visits = sum(n for _, n in seen)
+    p = sum(k for k, _ in seen) / visits if visits else 0.0
+    a = 1.0
+    if seen:
+        spread = sum((k / n - p) ** 2 for k, n in seen) / len(seen)
+        noise = sum(p * (1 - p) / n for _, n in seen) / len(seen)
+        a = p * (1 - p) / (spread - noise) - 1 if spread > noise else 50.0
+        a = min(max(a, 1.0), 50.0)
+    return rank(population, lambda u: (-(s[u]["hits"] + a * p) / (s[u]["occasions"] + a),
+                                       -s[u]["count"]))
+
+
 def heuristics(population, per_user, target, now, shop=None):
     """Every heuristic's ranking of the population; with shop = (shop_history(), its newest
     time), the all-engagement ones too."""
@@ -298,6 +324,7 @@ def heuristics(population, per_user, target, now, shop=None):
     out = target_rankings(population, s, HEURISTICS[:4])
     out["most_active"] = rank(population, lambda u: (-s[u]["all"], -s[u]["recent"]))
     out["most_recent"] = rank(population, lambda u: (-s[u]["recent"], -s[u]["all"]))
+    out["smoothed_share"] = smoothed_share(population, s)
     if shop is not None:
         shop_events, shop_now = shop
         a = {u: target_stats(shop_events.get(u, []), target, shop_now) for u in population}
@@ -472,7 +499,7 @@ def table(paths):
     # A column for every heuristic of any row, in a fixed order.
     present = {m for run in runs for r in run["targets"] for x in r["measures"].values() for m in x}
     methods = ("product",) + tuple(m for m in HEURISTICS + ANY_HEURISTICS if m in present) + \
-        ("random",) + tuple(m for m in ORACLES + ("perfect",) if m in present)
+        ("random",) + tuple(m for m in REFERENCES + ORACLES + ("perfect",) if m in present)
     names = [Path(p).stem.removeprefix("seed") for p in paths]
     label_sets = sorted({label for run in runs for r in run["targets"] for label in r["measures"]})
     for label in label_sets:
@@ -490,7 +517,7 @@ def table(paths):
         print("means per kind and run: lift@20% / AP; ratio = product over the best heuristic")
         print(f"{'kind':<10}{'run':<6}{'n':>4}" + "".join(f"{m:>16}" for m in methods) +
               "   lift ratio (best)           AP ratio (best)           ceilings over the best: perfect lift;"
-              " each oracle's lift / AP")
+              " each reference's and oracle's lift / AP")
         summary = defaultdict(list)
         for name, run in zip(names, runs):
             for kind in kinds:
@@ -515,6 +542,8 @@ def table(paths):
     print(f"time computing audiences: " + ", ".join(f"{n} {r['audience_s']:.0f}s" for n, r in zip(names, runs)))
 
 
+# Rankings shown beside the ceilings, over the best heuristic, but not among the heuristics.
+REFERENCES = ("smoothed_share",)
 # The order the table shows the ceilings in (repeat_oracle names them).
 ORACLES = ("oracle", "oracle_next", "oracle_now", "oracle_rates", "oracle_orders", "oracle_views", "oracle_blind")
 
@@ -544,7 +573,7 @@ def print_mean(kind, name, n, mean, methods):
           f" {mean['product'][1] / mean[best_ap][1]:.3f}x ({best_ap})" +
           (f"   ceiling {mean['perfect'][0] / mean[best_lift][0]:.3f}x" if "perfect" in mean else "") +
           "".join(f"   {o} {mean[o][0] / mean[best_lift][0]:.3f}x / {mean[o][1] / mean[best_ap][1]:.3f}x"
-                  for o in ORACLES if o in mean))
+                  for o in REFERENCES + ORACLES if o in mean))
 
 
 if __name__ == "__main__":
