@@ -25,7 +25,7 @@ use affinity_model::propensity::{
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
     AudienceRecord, AudienceStore, CatalogStore, DestinationStore, FinishedSnapshot,
-    KEPT_MEMBER_LISTS, Member, Profiles, SnapshotRecord, StoreError,
+    KEPT_MEMBER_LISTS, Member, Profiles, SnapshotFinished, SnapshotRecord, StoreError,
 };
 
 /// The guard's decision as stored in an estimate (plain data from the model crate).
@@ -779,16 +779,79 @@ fn finish_snapshot(
             )
         })
         .transpose()?;
-    // The messages for the audience's destinations (who entered and exited the treatment
-    // group), queued a chunk per transaction under a hold that the snapshot's own transaction
-    // releases: SQLite's write lock is never held for more than a chunk, and the worker sees
-    // the messages exactly when the snapshot is live.
+    let finished = FinishedSnapshot {
+        model_id: model.record.id,
+        size: computed.members.len() as i64,
+        ranking: &computed.ranking,
+        estimate: &to_stored("the estimate", &computed.estimate)?,
+        changes: changes.as_ref(),
+        computed_at: clock.now_ms(),
+        spec: None,
+    };
+    publish_to_current_destinations(store, id, number, previous, &finished, clock)?;
+    Ok(computed)
+}
+
+/// Publishes snapshot `number` of audience `id` ([`publish`]) to the audience's destinations
+/// as they are now, not as when its computation started: a change made meanwhile backfilled
+/// the new ones from the snapshot live then, so this one's entries and exits must reach them
+/// too. Where they change again while the messages are queued, it queues them again.
+fn publish_to_current_destinations(
+    store: &SqliteStore,
+    id: i64,
+    number: i64,
+    previous: Option<i64>,
+    finished: &FinishedSnapshot<'_>,
+    clock: &Clock,
+) -> Result<SnapshotFinished> {
+    for attempt in 1..=crate::destinations::SPEC_ATTEMPTS {
+        let Some(current) = store.audience(id)? else {
+            return Ok(SnapshotFinished::Gone); // deleted while it computed
+        };
+        let spec = current.spec.clone();
+        let current: Audience = current.try_into()?;
+        match publish(store, &current, number, previous, finished, &spec, clock)? {
+            SnapshotFinished::Stale => tracing::info!(
+                audience = id,
+                snapshot = number,
+                attempt,
+                "the audience's destinations changed while the snapshot's messages were \
+                 queued: queueing them again for the new ones"
+            ),
+            done => return Ok(done),
+        }
+    }
+    // Each attempt queues the members' changes once: changing the destinations this often
+    // while they are queued is a loop, not bad luck. The snapshot fails, saying why; the
+    // next refresh computes it again.
+    Err(EngineError::Internal(format!(
+        "the audience's destinations changed {} times while snapshot {number}'s messages were queued; refresh it once they settle",
+        crate::destinations::SPEC_ATTEMPTS
+    )))
+}
+
+/// Queues the messages for the audience's destinations (who entered and exited the treatment
+/// group since `previous`), a chunk per transaction under a hold that the snapshot's own
+/// transaction releases (SQLite's write lock is never held for more than a chunk, and the
+/// worker sees the messages exactly when the snapshot is live), then makes the snapshot live
+/// if the audience's definition is still `spec`, the one they were queued for. A hold whose
+/// snapshot did not go live is dropped with its messages.
+fn publish(
+    store: &SqliteStore,
+    audience: &Audience,
+    number: i64,
+    previous: Option<i64>,
+    finished: &FinishedSnapshot<'_>,
+    spec: &Value,
+    clock: &Clock,
+) -> Result<SnapshotFinished> {
+    let id = audience.id;
     let started = std::time::Instant::now();
     let hold =
         store.create_outbox_hold(&format!("audience {id} snapshot {number}"), clock.now_ms())?;
-    let live = crate::destinations::queue_snapshot_messages(
+    let outcome = crate::destinations::queue_snapshot_messages(
         store,
-        &audience,
+        audience,
         number,
         previous,
         hold,
@@ -796,41 +859,41 @@ fn finish_snapshot(
     )
     .and_then(|queued| {
         let Some(queued) = queued else {
-            return Ok(None);
+            return Ok((SnapshotFinished::Gone, None));
         };
         let release = std::time::Instant::now();
-        let live = store.finish_audience(
-            id,
-            number,
-            &FinishedSnapshot {
-                model_id: model.record.id,
-                size: computed.members.len() as i64,
-                ranking: &computed.ranking,
-                estimate: &to_stored("the estimate", &computed.estimate)?,
-                changes: changes.as_ref(),
-                computed_at: clock.now_ms(),
-            },
-            Some(hold),
-        )?;
-        Ok(live.then_some((queued, release.elapsed())))
+        let finished = FinishedSnapshot {
+            spec: Some(spec),
+            ..*finished
+        };
+        let outcome = store.finish_audience(id, number, &finished, Some(hold))?;
+        Ok((outcome, Some((queued, release.elapsed()))))
     });
-    match live {
+    match outcome {
         // `live_ms`: the transaction that made it live (and released the messages).
-        Ok(Some((queued, release))) => tracing::info!(
-            audience = id,
-            snapshot = number,
-            entered = queued.entered,
-            exited = queued.exited,
-            ms = started.elapsed().as_millis() as u64,
-            live_ms = release.as_millis() as u64,
-            "snapshot live with its messages queued"
-        ),
-        // Deleted while it computed (or failed): its held messages go, a chunk at a time.
-        Ok(None) | Err(_) => {
+        Ok((SnapshotFinished::Live, Some((queued, release)))) => {
+            tracing::info!(
+                audience = id,
+                snapshot = number,
+                entered = queued.entered,
+                exited = queued.exited,
+                ms = started.elapsed().as_millis() as u64,
+                live_ms = release.as_millis() as u64,
+                "snapshot live with its messages queued"
+            );
+            Ok(SnapshotFinished::Live)
+        }
+        // Deleted while it computed, or queued for destinations since replaced (or failed):
+        // its held messages go, a chunk at a time.
+        Ok((outcome, _)) => {
             store.drop_outbox_hold(hold)?;
+            Ok(outcome)
+        }
+        Err(e) => {
+            store.drop_outbox_hold(hold)?;
+            Err(e)
         }
     }
-    live.map(|_| computed)
 }
 
 /// Creates and computes a new audience synchronously, for callers without a runtime to keep
@@ -1551,6 +1614,136 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn member(rank: i64, user: &str) -> Member {
+        Member {
+            rank,
+            profile_id: rank,
+            user_id: user.to_string(),
+            score: 1.0 / rank as f64,
+            control: false,
+        }
+    }
+
+    /// The users named by the destination's messages not sent yet.
+    fn users_told(store: &SqliteStore, destination: i64) -> HashSet<String> {
+        store
+            .due_messages(destination, i64::MAX, 1000)
+            .expect("due")
+            .iter()
+            .filter_map(|r| {
+                let body: Value = serde_json::from_str(&r.body).expect("a JSON body");
+                body["userId"].as_str().map(str::to_string)
+            })
+            .collect()
+    }
+
+    /// A destination added while a snapshot computes is backfilled from the snapshot live
+    /// then; the snapshot, once computed, must tell it who entered and exited too, or it keeps
+    /// the old members for good (the next snapshot only sends changes from this one). And a
+    /// snapshot whose messages were queued for destinations replaced since does not go live
+    /// with them.
+    #[test]
+    fn a_snapshot_reaches_the_destinations_its_audience_has_when_it_goes_live() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path()).expect("open");
+        let hook = |name: &str| {
+            store
+                .create_destination(name, "webhook", &serde_json::json!({}), 1)
+                .expect("destination")
+        };
+        let (a, b) = (hook("a"), hook("b"));
+        let spec = |destinations: &[i64]| AudienceSpec {
+            name: "buyers".into(),
+            target: Target::Item {
+                item_id: "sku-1".into(),
+            },
+            max_size: affinity_core::audience::MaxSize::Count { count: 10 },
+            horizon_days: Some(30),
+            control_percent: 0.0,
+            destinations: destinations.iter().map(i64::to_string).collect(),
+            refresh: Default::default(),
+            event: None,
+            question: Default::default(),
+        };
+        let stored_spec = |d: &[i64]| to_stored("the definition", &spec(d)).expect("spec");
+        let id = store
+            .create_audience("buyers", &stored_spec(&[a]), "computing", 1)
+            .expect("create");
+        let clock = Clock::default();
+        let estimate = serde_json::json!({
+            "base_rate": 0.05, "average_precision": 0.2, "positives_in_backtest": 5,
+            "eligible_in_backtest": 100, "scored_users": 100, "target_items": 1,
+            "backtest": {"from": "2026-01-01T00:00:00.000Z", "to": "2026-01-31T00:00:00.000Z", "horizon_days": 30},
+            "control_size": 0, "model": null, "fallback_reason": null, "size_reason": null
+        });
+        let finished = FinishedSnapshot {
+            model_id: 1,
+            size: 2,
+            ranking: &[],
+            estimate: &estimate,
+            changes: None,
+            computed_at: 2,
+            spec: None,
+        };
+        let members = [member(1, "u1"), member(2, "u2")];
+        assert!(
+            store
+                .add_snapshot_members(id, 1, &members, &[])
+                .expect("add")
+        );
+        let live = publish_to_current_destinations(&store, id, 1, None, &finished, &clock);
+        assert_eq!(live.expect("publish"), SnapshotFinished::Live);
+        assert_eq!(
+            users_told(&store, a),
+            HashSet::from(["u1".into(), "u2".into()])
+        );
+
+        // Snapshot 2 computes (u1 leaves, u3 enters) while `b` is added, backfilled with
+        // snapshot 1's members as the change does.
+        assert_eq!(
+            store.next_snapshot(id, "computing", 3).expect("next"),
+            Some(2)
+        );
+        let read_at_start = store.audience(id).expect("read").expect("exists");
+        let members = [member(1, "u2"), member(2, "u3")];
+        assert!(
+            store
+                .add_snapshot_members(id, 2, &members, &[])
+                .expect("add")
+        );
+        let saved = store
+            .set_audience_spec(id, &stored_spec(&[a, b]), Some(1), None)
+            .expect("change");
+        assert_eq!(saved, affinity_store::SpecSaved::Saved);
+
+        // Queued for the destinations read when the computation started: not made live.
+        let stale: Audience = read_at_start.clone().try_into().expect("audience");
+        let previous = Some(1);
+        let outcome = publish(
+            &store,
+            &stale,
+            2,
+            previous,
+            &finished,
+            &read_at_start.spec,
+            &clock,
+        );
+        assert_eq!(outcome.expect("publish"), SnapshotFinished::Stale);
+        let audience = store.audience(id).expect("read").expect("exists");
+        assert_eq!(audience.live.map(|l| l.snapshot), Some(1));
+        assert!(users_told(&store, b).is_empty(), "its hold was dropped");
+
+        // Published to the destinations as they are: `b` hears who entered and who exited.
+        let live = publish_to_current_destinations(&store, id, 2, previous, &finished, &clock);
+        assert_eq!(live.expect("publish"), SnapshotFinished::Live);
+        assert_eq!(
+            users_told(&store, b),
+            HashSet::from(["u1".into(), "u3".into()])
+        );
+        let audience = store.audience(id).expect("read").expect("exists");
+        assert_eq!(audience.live.map(|l| l.snapshot), Some(2));
+    }
 
     #[test]
     fn a_ranking_finds_each_user_s_rank_and_score() {

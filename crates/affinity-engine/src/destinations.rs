@@ -401,8 +401,9 @@ impl Engine {
 }
 
 /// Times the change of an audience's destinations is tried again when a snapshot goes live
-/// while the members it sends are queued.
-const SPEC_ATTEMPTS: usize = 3;
+/// while the members it sends are queued (and a snapshot is published again when its
+/// audience's destinations change while its messages are queued).
+pub(crate) const SPEC_ATTEMPTS: usize = 3;
 
 /// Saves `audience` with the destinations `resolved`; one newly added receives every current
 /// treatment member of the live snapshot.

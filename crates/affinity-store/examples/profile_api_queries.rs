@@ -90,6 +90,7 @@ fn main() -> Result<(), StoreError> {
             estimate: &json!({}),
             changes: None,
             computed_at: 1,
+            spec: None,
         };
         store.finish_audience(id, 1, &finished, None)?;
     }

@@ -247,15 +247,16 @@ pub trait AudienceStore {
     /// releases `hold`, under which the messages destinations are to receive about it were
     /// queued beforehand ([`DestinationStore::enqueue_held`]): both or neither, as the delivery
     /// worker sees them, in a transaction whose length does not grow with the messages. Member
-    /// lists beyond [`KEPT_MEMBER_LISTS`] are dropped in it. False, and nothing stored, when the
-    /// audience was deleted meanwhile or the hold is gone (the caller drops the hold).
+    /// lists beyond [`KEPT_MEMBER_LISTS`] are dropped in it. Nothing is stored when the
+    /// audience was deleted meanwhile or the hold is gone ([`SnapshotFinished::Gone`]), or
+    /// when its definition is no longer `finished.spec` ([`SnapshotFinished::Stale`]).
     fn finish_audience(
         &self,
         id: i64,
         snapshot: i64,
         finished: &FinishedSnapshot<'_>,
         hold: Option<i64>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<SnapshotFinished, StoreError>;
     /// Members of snapshot `snapshot` of `id` who are not members of snapshot `other` (by
     /// userId), ranked after `after_rank`, best first, at most `limit`: who entered since
     /// `other`, or with the two swapped, who exited. With `treatment`, control members count

@@ -316,6 +316,25 @@ pub struct FinishedSnapshot<'a> {
     pub estimate: &'a Value,
     pub changes: Option<&'a Value>,
     pub computed_at: i64,
+    /// The audience's definition as the caller read it ([`crate::AudienceStore::audience`])
+    /// to queue the destinations' messages: the snapshot goes live only while the stored one
+    /// is still this, so messages queued for destinations that changed meanwhile never go
+    /// live (None: no such condition).
+    pub spec: Option<&'a Value>,
+}
+
+/// What [`crate::AudienceStore::finish_audience`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotFinished {
+    /// The snapshot is live and the hold's messages are due with it.
+    Live,
+    /// The audience (or the snapshot) was deleted meanwhile, or the hold is gone: nothing
+    /// stored; the caller drops the hold.
+    Gone,
+    /// The audience's definition changed since the caller read it (its destinations were
+    /// replaced): nothing stored; the caller drops the hold and queues the messages again
+    /// for the definition as it is now.
+    Stale,
 }
 
 #[derive(Debug, Clone, PartialEq)]

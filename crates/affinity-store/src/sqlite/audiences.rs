@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::SqliteStore;
 use super::stored_json::Document;
 use crate::{
-    AudienceRecord, AudienceStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member, SnapshotRecord,
-    StoreError,
+    AudienceRecord, AudienceStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member, SnapshotFinished,
+    SnapshotRecord, StoreError,
 };
 
 /// The audience's definition, as the API received it.
@@ -271,9 +271,22 @@ impl AudienceStore for SqliteStore {
         snapshot: i64,
         finished: &FinishedSnapshot<'_>,
         hold: Option<i64>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<SnapshotFinished, StoreError> {
         let mut conn = self.write_conn()?;
         let tx = conn.transaction()?;
+        if let Some(expected) = finished.spec {
+            let stored: Option<String> = tx
+                .prepare_cached("SELECT spec FROM audiences WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            match stored {
+                None => return Ok(SnapshotFinished::Gone),
+                Some(text) if SPEC.decode::<Value>(id, &text)? != *expected => {
+                    return Ok(SnapshotFinished::Stale);
+                }
+                Some(_) => {}
+            }
+        }
         let updated = tx.execute(
             "UPDATE audience_snapshots SET status = 'live', size = ?3, model_id = ?4, estimate = ?5,
                 changes = ?6, computed_at = ?7, ranking = ?8, error = NULL
@@ -291,13 +304,13 @@ impl AudienceStore for SqliteStore {
         )?;
         if updated == 0 {
             // Deleted while it computed: store nothing (dropping the transaction rolls back).
-            return Ok(false);
+            return Ok(SnapshotFinished::Gone);
         }
         // Its messages, queued beforehand, become due with it: one row deleted.
         if let Some(hold) = hold
             && !super::outbox::release(&tx, hold)?
         {
-            return Ok(false);
+            return Ok(SnapshotFinished::Gone);
         }
         tx.execute(
             "UPDATE audiences SET live_snapshot = ?2
@@ -306,7 +319,7 @@ impl AudienceStore for SqliteStore {
         )?;
         prune(&tx, id)?;
         tx.commit()?;
-        Ok(true)
+        Ok(SnapshotFinished::Live)
     }
 
     fn members_not_in(

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use affinity_store::sqlite::SqliteStore;
 use affinity_store::{
     AudienceStore, DestinationStore, FinishedSnapshot, KEPT_MEMBER_LISTS, Member, OutboxMessage,
-    SpecSaved, audience_cause,
+    SnapshotFinished, SpecSaved, audience_cause,
 };
 
 /// The audience tables as v4 created them and v5–v8 kept them, replacing v9's (and v11's
@@ -82,6 +82,7 @@ fn finish(store: &SqliteStore, id: i64, snapshot: i64, members: &[Member]) {
                 estimate: &json!({"snapshot": snapshot}),
                 changes: (snapshot > 1).then_some(&json!({"previous_snapshot": snapshot - 1})),
                 computed_at: snapshot * 10,
+                spec: None,
             },
             None,
         )
@@ -230,6 +231,7 @@ fn members_and_messages_added_in_chunks_are_unseen_until_live_and_gone_with_a_fa
         estimate: &json!({}),
         changes: None,
         computed_at: 2,
+        spec: None,
     };
     // Snapshot 1's messages, a chunk per transaction under a hold: the worker and the log do
     // not see them; the counts say they are held.
@@ -278,10 +280,11 @@ fn members_and_messages_added_in_chunks_are_unseen_until_live_and_gone_with_a_fa
         );
     }
     assert_eq!(due(), ["m0"]);
-    assert!(
+    assert_eq!(
         store
             .finish_audience(id, 2, &finished, Some(hold))
-            .expect("finish")
+            .expect("finish"),
+        SnapshotFinished::Live
     );
     assert_eq!(due(), ["m3", "m4", "m5", "m0"], "oldest due first");
     assert_eq!(store.next_due(dest).expect("next"), Some(3));
@@ -329,10 +332,11 @@ fn members_and_messages_added_in_chunks_are_unseen_until_live_and_gone_with_a_fa
         4
     );
     // Its finish, had the process lived on, finds the hold gone and stores nothing.
-    assert!(
-        !store
+    assert_eq!(
+        store
             .finish_audience(id, 3, &finished, Some(stopped))
-            .expect("finish")
+            .expect("finish"),
+        SnapshotFinished::Gone
     );
     assert_eq!(
         store.audience_members(id, 2, 0, 10).expect("members").len(),

@@ -55,6 +55,7 @@ fn finished<'a>(
         estimate,
         changes,
         computed_at,
+        spec: None,
     }
 }
 
