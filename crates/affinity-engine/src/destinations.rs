@@ -400,9 +400,9 @@ impl Engine {
     }
 }
 
-/// Times the change of an audience's destinations is tried again when a snapshot goes live
-/// while the members it sends are queued (and a snapshot is published again when its
-/// audience's destinations change while its messages are queued).
+/// Attempts at each of the two writers that race over an audience's destinations: a change
+/// of them, redone when a snapshot goes live while the members it sends are queued, and a
+/// snapshot's publishing, redone when they change while its messages are queued.
 pub(crate) const SPEC_ATTEMPTS: usize = 3;
 
 /// Saves `audience` with the destinations `resolved`; one newly added receives every current

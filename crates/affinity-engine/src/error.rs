@@ -91,6 +91,12 @@ pub enum EngineError {
     TraitExists(String),
     #[error("the audience is still queued or computing; refresh it once it is live")]
     AudienceComputing,
+    /// A snapshot's messages were queued again and again for destinations that kept being
+    /// replaced: the snapshot fails rather than go live with messages for the wrong ones.
+    #[error(
+        "the audience's destinations were replaced {attempts} times while snapshot {snapshot}'s messages were queued; refresh it once they settle"
+    )]
+    DestinationsChanging { snapshot: i64, attempts: usize },
     /// A bounded queue of background work is full: retrying after `retry_after` helps.
     #[error(
         "too much work: {capacity} {what} are already queued or running ({workers} at once); retry in {} s",

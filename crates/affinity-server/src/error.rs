@@ -71,6 +71,8 @@ pub enum ErrorCode {
     CatalogNotReady,
     ModelNotReady,
     AudienceComputing,
+    /// An audience's destinations kept changing while its snapshot was published.
+    DestinationsChanging,
     /// A definition by that name exists: update it with PUT.
     TraitExists,
     // Ours.
@@ -112,6 +114,7 @@ impl ErrorCode {
             Self::CatalogNotReady => "catalog_not_ready",
             Self::ModelNotReady => "model_not_ready",
             Self::AudienceComputing => "audience_computing",
+            Self::DestinationsChanging => "destinations_changing",
             Self::TraitExists => "trait_exists",
             Self::StoreUnavailable => "store_unavailable",
             Self::RequestTimeout => "request_timeout",
@@ -154,6 +157,7 @@ impl ErrorCode {
             Self::CatalogNotReady
             | Self::ModelNotReady
             | Self::AudienceComputing
+            | Self::DestinationsChanging
             | Self::TraitExists => StatusCode::CONFLICT,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -445,6 +449,9 @@ impl From<EngineError> for ApiError {
                 Self::problems(code, problems)
             }
             EngineError::AudienceComputing => Self::new(ErrorCode::AudienceComputing, message),
+            EngineError::DestinationsChanging { .. } => {
+                Self::new(ErrorCode::DestinationsChanging, message)
+            }
             // 429 rather than 503: the server is healthy, this client asked for more work than
             // it takes at once; the same request succeeds once the queue has drained.
             EngineError::Busy { retry_after, .. } => {
