@@ -279,10 +279,11 @@ def target_stats(events, target, now):
     """One user's [(time, occasion, item, attrs)] summed up for a target."""
     occasions = {e[1] for e in events}
     hit = [e for e in events if matches(target, e[2], e[3])]
+    hits = len({e[1] for e in hit})
     return {
         "count": len(hit),
-        "share": len({e[1] for e in hit}) / max(len(occasions), 1),
-        "hits": len({e[1] for e in hit}),
+        "share": hits / max(len(occasions), 1),
+        "hits": hits,
         "occasions": len(occasions),
         "last": max((e[0] for e in hit), default=float("-inf")),
         "decayed": sum(0.5 ** ((now - e[0]) / DAY_S / HALF_LIFE_DAYS) for e in hit),
