@@ -354,7 +354,7 @@ def measure(ranking, positive):
 def audience(url, auth, kind, value):
     target = {"item_id": value} if kind == "product" else {"column": kind, "value": value}
     body = {"name": f"bench {kind} {value}", "target": target, "max_size": {"percent": 100}}
-    if os.environ.get("HORIZON_DAYS"):  # exploration only: the benchmarks measure the default
+    if os.environ.get("HORIZON_DAYS"):  # a time-boxed audience (the product's default question changes)
         body["horizon_days"] = int(os.environ["HORIZON_DAYS"])
     if os.environ.get("AUDIENCE_EVENT"):  # the interaction event the audience predicts
         body["event"] = os.environ["AUDIENCE_EVENT"]

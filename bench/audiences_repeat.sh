@@ -37,8 +37,12 @@
 # CATALOG=path: the catalog file (default bench/repeat-catalog.json).
 # AUDIENCE_EVENT=name: each audience is created with `"event": name` (the interaction event it
 # predicts; default unset: the product's default), read by the helper from the environment.
-# AUDIENCE_QUESTION=within_horizon|next_visit: each audience is created with that `question`
-# (default unset: balanced).
+# AUDIENCE_QUESTION=within_horizon|next_visit|balanced: each audience is created with that
+# `question` (default unset: the product's default, which is next_visit without a horizon and
+# within_horizon with one).
+# HORIZON_DAYS=n: each audience is created with `"horizon_days": n` (default unset: the product
+# chooses it from the data). A horizon given asks the time-boxed question by default; the
+# window protocol's ceilings cover 30 and 60 days.
 # Output in bench/out/audiences-repeat.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -63,6 +67,7 @@ catalog=${CATALOG:-bench/repeat-catalog.json}
 export CATALOG_FILE=$catalog
 export AUDIENCE_EVENT=${AUDIENCE_EVENT:-}
 export AUDIENCE_QUESTION=${AUDIENCE_QUESTION:-}
+export HORIZON_DAYS=${HORIZON_DAYS:-}
 bin=${AFFINITY_BIN:-}
 if [[ -z $bin ]]; then
   cargo build --release -q -p affinity-cli
@@ -115,10 +120,10 @@ for protocol in $protocols; do
     echo "### window: a common cut $window_days days before the last message; the population is every shopper who ordered before it"
   fi
   echo "synthetic repeat-purchase shop: affinity generate --repeat ${size[*]}${extra[*]:+ ${extra[*]}};" \
-    "catalog $catalog; audience event ${AUDIENCE_EVENT:-unset (the product default)}; question ${AUDIENCE_QUESTION:-unset (balanced)}"
+    "catalog $catalog; audience event ${AUDIENCE_EVENT:-unset (the product default)}; question ${AUDIENCE_QUESTION:-unset (the product default)}; horizon_days ${HORIZON_DAYS:-unset (from the data)}"
   $py $helper table "${rows[@]}"
 done
 echo
-echo "product: POST /api/v1/audiences with the defaults${AUDIENCE_EVENT:+ and event \"$AUDIENCE_EVENT\"}${AUDIENCE_QUESTION:+ and question \"$AUDIENCE_QUESTION\"} and max_size 100%, members by rank (then the shoppers it left out, in a seeded random order); heuristics on the same messages"
+echo "product: POST /api/v1/audiences with the defaults${AUDIENCE_EVENT:+ and event \"$AUDIENCE_EVENT\"}${AUDIENCE_QUESTION:+ and question \"$AUDIENCE_QUESTION\"}${HORIZON_DAYS:+ and horizon_days $HORIZON_DAYS} and max_size 100%, members by rank (then the shoppers it left out, in a seeded random order); heuristics on the same messages"
 echo "machine: $(nproc) cores; load avg after: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "rerun: ${CATALOG:+CATALOG=\"$CATALOG\" }${AUDIENCE_EVENT:+AUDIENCE_EVENT=\"$AUDIENCE_EVENT\" }${AUDIENCE_QUESTION:+AUDIENCE_QUESTION=\"$AUDIENCE_QUESTION\" }PROTOCOLS=\"$protocols\" bench/audiences_repeat.sh \"$seeds\" ${extra[*]:-}"
+echo "rerun: ${CATALOG:+CATALOG=\"$CATALOG\" }${AUDIENCE_EVENT:+AUDIENCE_EVENT=\"$AUDIENCE_EVENT\" }${AUDIENCE_QUESTION:+AUDIENCE_QUESTION=\"$AUDIENCE_QUESTION\" }${HORIZON_DAYS:+HORIZON_DAYS=$HORIZON_DAYS }PROTOCOLS=\"$protocols\" bench/audiences_repeat.sh \"$seeds\" ${extra[*]:-}"

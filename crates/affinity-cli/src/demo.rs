@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use affinity_core::Message;
-use affinity_core::audience::{AudienceSpec, MaxSize, Target};
+use affinity_core::audience::{AudienceQuestion, AudienceSpec, MaxSize, Target};
 use affinity_core::catalog::CatalogConfig;
 use affinity_core::item_rules::TraitDefinition;
 use affinity_core::synthetic::{Generator, SyntheticSpec};
@@ -150,7 +150,8 @@ pub fn run(server: &ServerConfig, args: &DemoArgs) -> anyhow::Result<()> {
         refresh: Default::default(),
         // "Buyers": who will order it, learned from their views and cart adds too.
         event: Some("Order Completed".into()),
-        question: Default::default(),
+        // What the API gives a request with this horizon and no question.
+        question: AudienceQuestion::unasked(Some(30)),
     };
     let t = Instant::now();
     let (id, computed) = audiences::create_now(&store, &serving, &spec, args.seed)?;

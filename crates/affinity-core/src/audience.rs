@@ -41,8 +41,9 @@ pub struct AudienceSpec {
     /// interaction still informs the ranking. `None`: any of the catalog's interactions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
-    /// The question the ranking answers. Specs stored before there was a choice read as
-    /// `balanced`, what they were computed with.
+    /// The question the ranking answers, as resolved when the request was read (a request
+    /// naming none gets [`AudienceQuestion::unasked`]'s). Specs stored before there was a
+    /// choice read as `balanced`, what they were computed with.
     #[serde(default)]
     pub question: AudienceQuestion,
 }
@@ -51,16 +52,16 @@ pub struct AudienceSpec {
 /// user's next visit holds are different questions: a shopper who orders every week but
 /// seldom buys a brand will likely buy it within 30 days, while one who buys it in every
 /// order but orders rarely is likelier to have it in their next order. On the synthetic
-/// repeat shop no one ranking wins both against the simple heuristics: the balanced default
-/// wins the next order's average precision and loses within the horizon to past count for
-/// brands and categories, the first question's ranking the reverse
-/// (`bench/audiences_repeat.sh`), so a marketer with a time-boxed campaign and one asking
-/// "what will their next order hold" need different answers.
+/// repeat shops no one ranking wins both against the simple heuristics
+/// (`bench/audiences_repeat.sh`): each question's own ranking wins its question, and a
+/// compromise between them (`balanced`) can lose a little on both. So a request that does
+/// not name one gets the question its other fields ask ([`AudienceQuestion::unasked`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AudienceQuestion {
     /// Both count alike: who engages within the horizon and, where enough users come back,
-    /// what their next visit holds (the default).
+    /// what their next visit holds. Asked by name only; specs stored before there was a
+    /// choice read as this, what they were computed with (hence serde's default).
     #[default]
     Balanced,
     /// Only who engages within the horizon: the spec's question, asked strictly.
@@ -74,10 +75,23 @@ pub enum AudienceQuestion {
 
 impl AudienceQuestion {
     pub const ALL: [AudienceQuestion; 3] = [
-        AudienceQuestion::Balanced,
         AudienceQuestion::WithinHorizon,
         AudienceQuestion::NextVisit,
+        AudienceQuestion::Balanced,
     ];
+
+    /// The question of a request that names none. A `horizon_days` given is a time-boxed
+    /// question ("who buys it within 30 days"): [`AudienceQuestion::WithinHorizon`]. Without
+    /// one, the request asks who is likeliest to engage with the target next:
+    /// [`AudienceQuestion::NextVisit`], whose horizon (chosen from the data) still sizes the
+    /// estimate and answers where too few users came back to measure a next visit. Each
+    /// question's own ranking is the one that wins it on the benchmarks.
+    pub fn unasked(horizon_days: Option<u32>) -> AudienceQuestion {
+        match horizon_days {
+            Some(_) => AudienceQuestion::WithinHorizon,
+            None => AudienceQuestion::NextVisit,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -154,40 +168,44 @@ pub fn parse_horizon(v: Option<&Value>, out: &mut Vec<FieldProblem>) -> Option<u
     }
 }
 
-/// Parses an optional `question`: absent or null → [`AudienceQuestion::Balanced`].
-pub fn parse_question(v: Option<&Value>, out: &mut Vec<FieldProblem>) -> AudienceQuestion {
+/// Parses an optional `question`: absent or null → the question `horizon_days` asks
+/// ([`AudienceQuestion::unasked`]).
+pub fn parse_question(
+    v: Option<&Value>,
+    horizon_days: Option<u32>,
+    out: &mut Vec<FieldProblem>,
+) -> AudienceQuestion {
     one_of(
         "question",
         v,
         &AudienceQuestion::ALL,
         AudienceQuestion::as_str,
-        " (\"balanced\", the default: within the horizon and on the next visit alike; \"within_horizon\": only who engages within the horizon; \"next_visit\": only what their next visit holds)",
+        " (omitted: \"within_horizon\" when horizon_days is given, else \"next_visit\"; \"within_horizon\": who engages within the horizon; \"next_visit\": what their next visit holds, whenever it comes; \"balanced\": both alike)",
         out,
     )
+    .unwrap_or_else(|| AudienceQuestion::unasked(horizon_days))
 }
 
-/// An optional setting named by one of `all`'s names: absent or null → the default; any
-/// other value is a problem listing the names (and `explained`, when it says more).
-fn one_of<T: Copy + Default>(
+/// An optional setting named by one of `all`'s names: absent or null → `None`; any other
+/// value is a problem listing the names (and `explained`, when it says more).
+fn one_of<T: Copy>(
     field: &str,
     v: Option<&Value>,
     all: &[T],
     name: fn(T) -> &'static str,
     explained: &str,
     out: &mut Vec<FieldProblem>,
-) -> T {
-    let Some(v) = v.filter(|v| !v.is_null()) else {
-        return T::default();
-    };
+) -> Option<T> {
+    let v = v.filter(|v| !v.is_null())?;
     match all.iter().copied().find(|&x| v.as_str() == Some(name(x))) {
-        Some(x) => x,
+        Some(x) => Some(x),
         None => {
             let names: Vec<String> = all.iter().map(|&x| format!("{:?}", name(x))).collect();
             out.push(p(
                 field,
                 format!("must be one of {}{explained}; got {v}", names.join(", ")),
             ));
-            T::default()
+            None
         }
     }
 }
@@ -316,7 +334,7 @@ impl AudienceSpec {
         };
         let horizon_days = parse_horizon(obj.get("horizon_days"), &mut out);
         let event = parse_event(obj.get("event"), &mut out);
-        let question = parse_question(obj.get("question"), &mut out);
+        let question = parse_question(obj.get("question"), horizon_days, &mut out);
         let control_percent = match obj.get("control_percent") {
             None => 0.0,
             Some(v) => match v.as_f64() {
@@ -339,7 +357,8 @@ impl AudienceSpec {
             Refresh::as_str,
             "",
             &mut out,
-        );
+        )
+        .unwrap_or_default();
         match (out.is_empty(), target, max_size) {
             (true, Some(target), Some(max_size)) => Ok(AudienceSpec {
                 name,
@@ -510,12 +529,40 @@ mod tests {
     }
 
     #[test]
-    fn the_question_is_balanced_unless_asked_otherwise() {
+    fn an_unnamed_question_is_the_one_the_horizon_asks() {
+        // No horizon: who engages with the target next. A horizon given: who engages
+        // within it. Either is stored as resolved, so a later default cannot change it.
         let mut body = json!({"name": "a", "target": {"item_id": "sku-1"}});
+        let spec = AudienceSpec::parse(&body).expect("valid");
+        assert_eq!(spec.question, AudienceQuestion::NextVisit);
+        assert_eq!(
+            serde_json::to_value(&spec).expect("json")["question"],
+            "next_visit"
+        );
+        body["horizon_days"] = json!(14);
+        assert_eq!(
+            AudienceSpec::parse(&body).expect("valid").question,
+            AudienceQuestion::WithinHorizon
+        );
+        body["horizon_days"] = Value::Null;
+        assert_eq!(
+            AudienceSpec::parse(&body).expect("valid").question,
+            AudienceQuestion::NextVisit,
+            "a null horizon is chosen from the data"
+        );
+        // A question named is the one asked, with or without a horizon.
+        body["horizon_days"] = json!(14);
+        body["question"] = json!("balanced");
         assert_eq!(
             AudienceSpec::parse(&body).expect("valid").question,
             AudienceQuestion::Balanced
         );
+        body["question"] = json!("next_visit");
+        assert_eq!(
+            AudienceSpec::parse(&body).expect("valid").question,
+            AudienceQuestion::NextVisit
+        );
+        body["horizon_days"] = Value::Null;
         body["question"] = json!("within_horizon");
         let spec = AudienceSpec::parse(&body).expect("valid");
         assert_eq!(spec.question, AudienceQuestion::WithinHorizon);
@@ -523,18 +570,13 @@ mod tests {
         let stored: AudienceSpec =
             serde_json::from_value(serde_json::to_value(&spec).expect("json")).expect("spec");
         assert_eq!(stored.question, AudienceQuestion::WithinHorizon);
-        body["question"] = json!("next_visit");
-        assert_eq!(
-            AudienceSpec::parse(&body).expect("valid").question,
-            AudienceQuestion::NextVisit
-        );
         body["question"] = json!("next_order");
         let problems = AudienceSpec::parse(&body).expect_err("unknown question");
         assert_eq!(problems[0].0, "question");
         assert!(
             problems[0]
                 .1
-                .contains(r#""balanced", "within_horizon", "next_visit""#)
+                .contains(r#""within_horizon", "next_visit", "balanced""#)
                 && problems[0].1.contains("next_order"),
             "{problems:?}"
         );

@@ -136,6 +136,8 @@ pub struct AudienceOptions {
     /// engages within the horizon), a ranking learned for it competes, and every ranking is
     /// judged on both alike. Within the horizon: the first question alone. Next visit: that
     /// one alone, where it can be measured (else the first), and the figures are of it.
+    /// Balanced by default here, for the model's tests and harness; the product resolves an
+    /// audience's question from its request (core's `AudienceQuestion::unasked`).
     pub question: AudienceQuestion,
 }
 

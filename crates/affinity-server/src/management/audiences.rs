@@ -51,7 +51,9 @@ pub struct AudienceBody {
     refresh: Refresh,
     /// The catalog event the audience predicts; null: any of the catalog's interactions.
     event: Option<String>,
-    /// The question its ranking answers: `balanced`, `within_horizon` or `next_visit`.
+    /// The question its ranking answers: `within_horizon`, `next_visit` or `balanced`, as
+    /// resolved when the audience was created (none named: `next_visit`, or
+    /// `within_horizon` when a horizon was given).
     question: AudienceQuestion,
     /// The newest snapshot's status.
     status: &'static str,
@@ -891,7 +893,7 @@ pub async fn preview(
     let target = parse_target(body.get("target"), &mut problems);
     let horizon_days = parse_horizon(body.get("horizon_days"), &mut problems);
     let event = parse_event(body.get("event"), &mut problems);
-    let question = parse_question(body.get("question"), &mut problems);
+    let question = parse_question(body.get("question"), horizon_days, &mut problems);
     let Some(target) = target.filter(|_| problems.is_empty()) else {
         return Err(invalid(problems));
     };

@@ -97,7 +97,8 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     assert_eq!(b["warnings"][0]["suggestions"][0], "Brand 001", "{b}");
     let typo = live(&app, &b["id"]).await;
     assert_eq!(typo["size"], 0, "{typo}");
-    assert_eq!(typo["question"], "balanced", "{typo}");
+    // Named no question and no horizon: who engages with the target next.
+    assert_eq!(typo["question"], "next_visit", "{typo}");
     assert_eq!(typo["estimate"]["basis"]["basis"], "none", "{typo}");
     let (s, b) = post(
         &app,
@@ -174,7 +175,16 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     let ranking = &estimate["ranking"];
     let served = ranking["served"].as_str().expect("served");
     let competitors = ranking["competitors"].as_array().expect("competitors");
-    assert_eq!(competitors[0]["name"], "learned", "{ranking}");
+    // No question and no horizon in the request: it asks what the users' next visit holds,
+    // and nearly every user of this store comes back, so that question's ranking leads.
+    assert_eq!(audience["question"], "next_visit", "{audience}");
+    assert_eq!(competitors[0]["name"], "learned_next_visit", "{ranking}");
+    assert!(
+        ranking["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(r#"question "next_visit""#)),
+        "{ranking}"
+    );
     assert!(
         competitors.len() >= 7,
         "learned and six heuristics: {ranking}"
@@ -288,6 +298,7 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{preview}");
+    assert_eq!(preview["question"], "next_visit", "{preview}");
     let curve = preview["curve"].as_array().expect("curve");
     assert!(curve.len() >= 5);
     assert!(
@@ -333,7 +344,8 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     )
     .await;
     assert!(any["event"].is_null(), "{any}");
-    assert_eq!(any["question"], "balanced", "{any}");
+    // A horizon given and no question named: the time-boxed question.
+    assert_eq!(any["question"], "within_horizon", "{any}");
     // Asked only who engages within the horizon: no ranking is measured on the next visit,
     // and the estimate says so.
     let (s, within) = post(
