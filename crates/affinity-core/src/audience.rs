@@ -43,7 +43,8 @@ pub struct AudienceSpec {
     pub event: Option<String>,
     /// The question the ranking answers, as resolved when the request was read (a request
     /// naming none gets [`AudienceQuestion::unasked`]'s). Specs stored before there was a
-    /// choice read as `balanced`, what they were computed with.
+    /// choice read as `balanced`, what they were computed with; so do those created without
+    /// one before 1 December 2026, when `balanced` was the default (stored as such).
     #[serde(default)]
     pub question: AudienceQuestion,
 }
@@ -60,8 +61,10 @@ pub struct AudienceSpec {
 #[serde(rename_all = "snake_case")]
 pub enum AudienceQuestion {
     /// Both count alike: who engages within the horizon and, where enough users come back,
-    /// what their next visit holds. Asked by name only; specs stored before there was a
-    /// choice read as this, what they were computed with (hence serde's default).
+    /// what their next visit holds. Asked by name, and by audiences created before
+    /// 1 December 2026 without naming one (it was the default then); specs stored before
+    /// there was a choice read as this, what they were computed with (hence serde's
+    /// default).
     #[default]
     Balanced,
     /// Only who engages within the horizon: the spec's question, asked strictly.

@@ -1143,6 +1143,8 @@ fn empty_preview(
                 served: BasisKind::Nothing.as_str().to_string(),
                 reason,
                 competitors: Vec::new(),
+                // Nothing was ranked, so no question was measured.
+                answered: None,
             },
         },
         at_20_percent: None,
@@ -1796,9 +1798,19 @@ mod tests {
                 next_visit_average_precision: Some(0.4),
                 next_visit_lift_at_20: None,
             }],
+            answered: Some(AudienceQuestion::Balanced),
         });
         let stored = serde_json::to_value(&e).expect("encode");
         assert_eq!(stored["ranking"]["served"], "heuristic:past_count");
+        assert_eq!(stored["ranking"]["answered"], "balanced");
+        // A ranking stored before the answered question was recorded reads as unknown.
+        let mut before = stored.clone();
+        before["ranking"]
+            .as_object_mut()
+            .expect("ranking")
+            .remove("answered");
+        let before: AudienceEstimate = serde_json::from_value(before).expect("decode");
+        assert_eq!(before.ranking.expect("ranking").answered, None);
         assert_eq!(
             serde_json::from_value::<AudienceEstimate>(stored).expect("decode"),
             e

@@ -323,6 +323,12 @@ impl PropensityContext {
             );
             (served, ranking, evaluations, sources)
         };
+        // The guard says where it weighed both questions; one question alone is the next
+        // visit where that was swapped in as the guard's only one, else the first.
+        ranking.answered = match (options.question, &next) {
+            (AudienceQuestion::NextVisit, Some(_)) => Some(AudienceQuestion::NextVisit),
+            _ => ranking.answered.or(Some(AudienceQuestion::WithinHorizon)),
+        };
         // Where the audience asked one question only, its reason says which was answered.
         let asked = match (options.question, &next) {
             (AudienceQuestion::Balanced, _) => None,
@@ -578,6 +584,7 @@ impl PropensityContext {
             options.best_of_heuristics,
         );
         if let Some((_, _, share)) = next.filter(|_| asked_next) {
+            choice.answered = Some(AudienceQuestion::Balanced);
             choice.reason = format!(
                 "{:.0}% of the backtest's users came back within the horizon, so every ranking was also measured on what their first visit held (the next-visit question), and both questions count alike; {}",
                 share * 100.0,
@@ -714,7 +721,7 @@ impl PropensityContext {
             })
             .collect();
         let folds = std::slice::from_ref(&members);
-        let (served, ranking, served_evaluations) = self.guard(
+        let (served, mut ranking, served_evaluations) = self.guard(
             &[(CF_AFFINITY, std::slice::from_ref(&scored))],
             false,
             x_past,
@@ -723,6 +730,8 @@ impl PropensityContext {
             base_rate,
             options,
         );
+        // Measured on the first question only, whichever was asked.
+        ranking.answered = Some(AudienceQuestion::WithinHorizon);
         let now = TargetView::new(self, &self.now, target, None, options.event);
         let x_now = now.matrix();
         let ranked = match served {

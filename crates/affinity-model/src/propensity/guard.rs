@@ -567,6 +567,9 @@ pub(super) fn choose(
             served,
             reason,
             competitors,
+            // The guard is handed its questions, not told which the audience asked: the
+            // caller, which knows, says.
+            answered: None,
         },
     )
 }

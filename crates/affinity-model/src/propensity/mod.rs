@@ -375,6 +375,14 @@ pub struct RankingChoice {
     /// The learned rankings (or the CF affinity) first, then each heuristic, then the
     /// blends.
     pub competitors: Vec<Competitor>,
+    /// The question the rankings were judged on, which the estimate's figures (base rate,
+    /// average precision, curve, counts) are of: `next_visit` only where the next visit was
+    /// measured; `balanced` where both were (the figures are then the first question's, the
+    /// next visit's beside each competitor); else `within_horizon`, also where an audience
+    /// asked the next visit and too few came back to measure it. `None` in estimates
+    /// stored before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered: Option<AudienceQuestion>,
 }
 
 impl AudienceScores {

@@ -647,6 +647,13 @@ fn the_next_visit_question_is_asked_where_most_users_come_back_and_not_where_few
             "{r:#?}"
         );
         assert_eq!(r.reason.contains("next-visit question"), asked, "{r:#?}");
+        // The figures say which question they are of: both where both were measured.
+        let answered = if asked {
+            AudienceQuestion::Balanced
+        } else {
+            AudienceQuestion::WithinHorizon
+        };
+        assert_eq!(r.answered, Some(answered), "{r:#?}");
     }
 }
 
@@ -678,6 +685,7 @@ fn an_audience_asked_within_the_horizon_only_is_judged_and_served_on_that_questi
         !r.served.contains("next_visit") && r.served != "learned_both",
         "{r:#?}"
     );
+    assert_eq!(r.answered, Some(AudienceQuestion::WithinHorizon), "{r:#?}");
     // The first question's figures are the same users' on the same folds either way: the
     // learned ranking of the first question scores alike in both.
     let balanced = context.audience(&[t], &AudienceOptions::default()).unwrap();
@@ -728,6 +736,7 @@ fn an_audience_asked_the_next_visit_only_is_judged_served_and_estimated_on_it() 
             && !r.reason.contains("too few"),
         "{r:#?}"
     );
+    assert_eq!(r.answered, Some(AudienceQuestion::NextVisit), "{r:#?}");
     // Its figures are the next visit's: the same learner on the same users and folds as the
     // balanced audience measured on that question, and a base rate of one visit (a third of
     // orders hold "t"), not of a month (most users order "t" within 30 days).
@@ -783,6 +792,12 @@ fn an_audience_asked_the_next_visit_only_is_judged_served_and_estimated_on_it() 
         .audience(&[t], &staple(AudienceQuestion::NextVisit))
         .unwrap();
     assert_eq!(next.fallback_reason, None);
+    assert_eq!(next.ranking.answered, Some(AudienceQuestion::NextVisit));
+    // The fallback measured the first question only, whichever was asked.
+    assert_eq!(
+        balanced.ranking.answered,
+        Some(AudienceQuestion::WithinHorizon)
+    );
     assert!(
         next.model.is_some() || next.ranking.served != "cf_affinity",
         "{:#?}",
@@ -802,6 +817,7 @@ fn an_audience_asked_the_next_visit_only_is_judged_served_and_estimated_on_it() 
         "{r:#?}"
     );
     assert!(r.competitors.iter().any(|c| c.name == "learned"), "{r:#?}");
+    assert_eq!(r.answered, Some(AudienceQuestion::WithinHorizon), "{r:#?}");
     let within = context.audience(&[t], &AudienceOptions::default()).unwrap();
     assert_eq!(fallen_back.base_rate, within.base_rate);
 }

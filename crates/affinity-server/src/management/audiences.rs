@@ -53,7 +53,7 @@ pub struct AudienceBody {
     event: Option<String>,
     /// The question its ranking answers: `within_horizon`, `next_visit` or `balanced`, as
     /// resolved when the audience was created (none named: `next_visit`, or
-    /// `within_horizon` when a horizon was given).
+    /// `within_horizon` when a horizon was given; `balanced` before 1 December 2026).
     question: AudienceQuestion,
     /// The newest snapshot's status.
     status: &'static str,
@@ -288,6 +288,13 @@ struct RankingBody {
     served: String,
     reason: String,
     competitors: Vec<CompetitorBody>,
+    /// The question the estimate's figures are of: `next_visit` (base rate, average
+    /// precision, curve and counts of the users who came back, on their next visit),
+    /// `within_horizon`, or `balanced` (the horizon's figures, each competitor's next-visit
+    /// figures beside them). An audience asked the next visit answers within the horizon
+    /// where too few came back to measure it. Null where nothing was ranked, and in
+    /// estimates stored before it was recorded.
+    answered: Option<AudienceQuestion>,
 }
 
 #[derive(Serialize)]
@@ -318,6 +325,7 @@ impl From<RankingChoice> for RankingBody {
                     next_visit_lift_at_20: c.next_visit_lift_at_20,
                 })
                 .collect(),
+            answered: r.answered,
         }
     }
 }

@@ -179,6 +179,7 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     // and nearly every user of this store comes back, so that question's ranking leads.
     assert_eq!(audience["question"], "next_visit", "{audience}");
     assert_eq!(competitors[0]["name"], "learned_next_visit", "{ranking}");
+    assert_eq!(ranking["answered"], "next_visit", "{ranking}");
     assert!(
         ranking["reason"]
             .as_str()
@@ -346,6 +347,20 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
     assert!(any["event"].is_null(), "{any}");
     // A horizon given and no question named: the time-boxed question.
     assert_eq!(any["question"], "within_horizon", "{any}");
+    assert_eq!(any["ranking"]["answered"], "within_horizon", "{any}");
+    // Asked both alike by name: where users come back, both are measured.
+    let (s, balanced) = post(
+        &app,
+        "/api/v1/audiences/preview",
+        json!({"target": brand, "horizon_days": horizon, "question": "balanced"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{balanced}");
+    assert_eq!(
+        (&balanced["question"], &balanced["ranking"]["answered"]),
+        (&json!("balanced"), &json!("balanced")),
+        "{balanced}"
+    );
     // Asked only who engages within the horizon: no ranking is measured on the next visit,
     // and the estimate says so.
     let (s, within) = post(
