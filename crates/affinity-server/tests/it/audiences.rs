@@ -494,6 +494,16 @@ async fn audiences_are_learned_sized_estimated_and_explained() {
         (Some(0), Some(0)),
         "same model, same people"
     );
+    // It asks the question resolved when it was created: a refresh reuses the stored
+    // definition, whatever the default is then.
+    assert_eq!(
+        (
+            &refreshed["question"],
+            &refreshed["estimate"]["ranking"]["answered"]
+        ),
+        (&json!("next_visit"), &json!("next_visit")),
+        "{refreshed}"
+    );
 
     let (s, item) = post(
         &app,
