@@ -323,26 +323,32 @@ impl PropensityContext {
             );
             (served, ranking, evaluations, sources)
         };
-        // The guard says where it weighed both questions; one question alone is the next
-        // visit where that was swapped in as the guard's only one, else the first.
-        ranking.answered = match (options.question, &next) {
-            (AudienceQuestion::NextVisit, Some(_)) => Some(AudienceQuestion::NextVisit),
-            _ => ranking.answered.or(Some(AudienceQuestion::WithinHorizon)),
-        };
-        // Where the audience asked one question only, its reason says which was answered.
-        let asked = match (options.question, &next) {
-            (AudienceQuestion::Balanced, _) => None,
-            (AudienceQuestion::WithinHorizon, _) => Some(
-                "the audience asks only who engages within the horizon (question \"within_horizon\"), so no ranking was measured on what users' next visit holds".to_string(),
+        // Which question the figures are of, and where the audience asked one question only,
+        // its reason says which was answered. The guard says where it weighed both; one
+        // question alone is the next visit where that was swapped in as the guard's only
+        // one, else the first.
+        let (answered, asked) = match (options.question, &next) {
+            (AudienceQuestion::Balanced, _) => (
+                ranking.answered.unwrap_or(AudienceQuestion::WithinHorizon),
+                None,
             ),
-            (AudienceQuestion::NextVisit, Some(q)) => Some(format!(
-                "the audience asks only what users' next visit holds (question \"next_visit\"): {:.0}% of the backtest's users came back within the horizon, every ranking was measured on what their first visit held, and the figures are of those users",
-                q.share * 100.0
-            )),
-            (AudienceQuestion::NextVisit, None) => Some(
-                "the audience asks what users' next visit holds (question \"next_visit\"), but too few of the backtest's users came back within the horizon, or too few of those did or did not engage on that visit, to measure it: the ranking answers who engages within the horizon".to_string(),
+            (AudienceQuestion::WithinHorizon, _) => (
+                AudienceQuestion::WithinHorizon,
+                Some("the audience asks only who engages within the horizon (question \"within_horizon\"), so no ranking was measured on what users' next visit holds".to_string()),
+            ),
+            (AudienceQuestion::NextVisit, Some(q)) => (
+                AudienceQuestion::NextVisit,
+                Some(format!(
+                    "the audience asks only what users' next visit holds (question \"next_visit\"): {:.0}% of the backtest's users came back within the horizon, every ranking was measured on what their first visit held, and the figures are of those users",
+                    q.share * 100.0
+                )),
+            ),
+            (AudienceQuestion::NextVisit, None) => (
+                AudienceQuestion::WithinHorizon,
+                Some("the audience asks what users' next visit holds (question \"next_visit\"), but too few of the backtest's users came back within the horizon, or too few of those did or did not engage on that visit, to measure it: the ranking answers who engages within the horizon".to_string()),
             ),
         };
+        ranking.answered = Some(answered);
         if let Some(asked) = asked {
             ranking.reason = format!("{asked}; {}", ranking.reason);
         }
